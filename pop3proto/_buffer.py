@@ -1,0 +1,125 @@
+"""The receive buffer: where bytes from the peer wait to be parsed.
+
+Two properties matter, both learned from h11:
+
+* **No quadratic rescans.**  When a line is incomplete we remember how far we
+  already looked for its end, so a line arriving one byte at a time costs
+  O(n), not O(n^2) (h11's ``_receivebuffer.py`` does the same).
+* **Limits hold however the bytes are split** (h11 #182).  A line is too long
+  as soon as the buffer holds more octets than the limit allows *without* a
+  line end, and equally when a line end arrives beyond the limit, so the
+  verdict never depends on chunk boundaries.
+
+Everything handed out is exact ``bytes``, never a ``bytearray``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ReceiveBuffer", "LineTooLong"]
+
+
+class LineTooLong(Exception):
+    """A line exceeded its limit (internal; the connection converts it)."""
+
+
+class ReceiveBuffer:
+    """A growable byte buffer with line extraction."""
+
+    __slots__ = ("_data", "_scanned")
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        # How many leading octets are known to contain no line end.
+        self._scanned = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def append(self, data: bytes) -> None:
+        """Add bytes received from the peer."""
+        self._data += data
+
+    def clear(self) -> None:
+        """Drop everything (used when discarding an overlong line)."""
+        self._data.clear()
+        self._scanned = 0
+
+    @property
+    def data(self) -> bytearray:
+        """The buffered octets themselves (read them; do not modify)."""
+        return self._data
+
+    def take_all(self) -> bytes:
+        """Remove and return everything buffered."""
+        data = bytes(self._data)
+        self._data.clear()
+        self._scanned = 0
+        return data
+
+    def peek(self) -> bytes:
+        """Everything buffered, without removing it."""
+        return bytes(self._data)
+
+    def startswith(self, prefix: bytes) -> bool:
+        """Whether the buffer starts with *prefix* (compared as far as held)."""
+        return self._data[: len(prefix)] == prefix[: len(self._data)]
+
+    def consume(self, n: int) -> bytes:
+        """Remove and return the first *n* octets."""
+        data = bytes(self._data[:n])
+        # Deleting a prefix of a bytearray is O(1) in CPython (it moves the
+        # start pointer), so this does not make parsing quadratic.
+        del self._data[:n]
+        self._scanned = 0
+        return data
+
+    def prepend(self, data: bytes) -> None:
+        """Put back octets in front (a body parser's held-back tail)."""
+        self._data[:0] = data
+        self._scanned = 0
+
+    def find(self, needle: bytes, start: int = 0) -> int:
+        """``bytearray.find`` on the buffered octets."""
+        return self._data.find(needle, start)
+
+    def extract_line(self, max_size: int, *, bare_lf: bool) -> bytes | None:
+        """Remove and return one line without its end-of-line octets.
+
+        A line ends with CRLF, or also with a bare LF when *bare_lf* is true
+        (a lenient option for real servers, checklist §3).  Returns ``None``
+        when no complete line is buffered.  *max_size* counts the line end,
+        as RFC 1939/2449 do ("255 octets, including the terminating CRLF").
+
+        Raises :class:`LineTooLong` as soon as the limit is certainly
+        exceeded.
+        """
+        data = self._data
+        if bare_lf:
+            idx = data.find(b"\n", self._scanned)
+            end = idx + 1
+        else:
+            # Resume one octet back: the CR of a CRLF may have been the last
+            # octet we scanned.
+            idx = data.find(b"\r\n", max(self._scanned - 1, 0))
+            end = idx + 2
+        if idx < 0:
+            self._scanned = len(data)
+            # The earliest this line could end: the next octet, if it is the
+            # LF of a CRLF whose CR we hold (or any LF when bare LF counts);
+            # otherwise two octets from now.
+            n = len(data)
+            earliest = n + 1 if bare_lf or data.endswith(b"\r") else n + 2
+            if earliest > max_size:
+                raise LineTooLong
+            return None
+        if end > max_size:
+            raise LineTooLong
+        line = bytes(data[:idx])
+        del data[:end]
+        self._scanned = 0
+        if bare_lf and line.endswith(b"\r"):
+            line = line[:-1]
+        return line

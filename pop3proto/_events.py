@@ -1,0 +1,760 @@
+"""The events: what a POP3 peer says, as typed, immutable values.
+
+Every event is a frozen, slotted dataclass validated on construction, so a
+value that exists is one that can go on the wire: constructing an event with
+a bad field raises :class:`~pop3proto.LocalProtocolError` at once, not later
+when it is sent.
+
+There are three families:
+
+* **Commands** (client -> server): one class per RFC 1939/2449/2595/5034/6856
+  command, named after it (:class:`User`, :class:`Retr`, ...), plus
+  :class:`Extension` for commands the engine does not know (``LAST``,
+  ``RPOP``, ``XTND ...``) and :class:`BadCommand`, which the *server* role
+  emits for a line it cannot accept so the application can answer ``-ERR``
+  and carry on (RFC 1939 §3).
+* **SASL continuation lines** (RFC 5034 §4): :class:`SaslChallenge`
+  (server -> client), :class:`SaslResponse` and :class:`SaslCancel`
+  (client -> server).
+* **Responses** (server -> client): :class:`Greeting`, the generic
+  :class:`Ok` and :class:`Err`, the typed payloads :class:`StatOk`,
+  :class:`ListOk`, :class:`ListEntryOk`, :class:`UidlOk`,
+  :class:`UidlEntryOk`, :class:`CapaOk`, :class:`LangOk`, and the streamed
+  message body of RETR/TOP: :class:`MessageStart`, any number of
+  :class:`MessageData`, :class:`MessageEnd`.
+
+:class:`ConnectionClosed` reports that the peer closed the connection.
+
+``-ERR`` is an ordinary event (:class:`Err`), never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ._auth import parse_greeting_timestamp
+from ._capabilities import Capabilities
+from ._errors import LocalProtocolError
+from ._responses import ResponseCode
+from ._util import check_number, check_text, check_token
+
+__all__ = [
+    "Event",
+    "Command",
+    "Response",
+    "User",
+    "Pass",
+    "Apop",
+    "Auth",
+    "Stat",
+    "List",
+    "Retr",
+    "Dele",
+    "Noop",
+    "Rset",
+    "Quit",
+    "Top",
+    "Uidl",
+    "Capa",
+    "Stls",
+    "Utf8",
+    "Lang",
+    "Extension",
+    "BadCommand",
+    "SaslChallenge",
+    "SaslResponse",
+    "SaslCancel",
+    "Greeting",
+    "Ok",
+    "Err",
+    "StatOk",
+    "ListOk",
+    "ListEntryOk",
+    "UidlOk",
+    "UidlEntryOk",
+    "CapaOk",
+    "LangOk",
+    "MessageStart",
+    "MessageData",
+    "MessageEnd",
+    "ConnectionClosed",
+]
+
+
+class Event:
+    """Base class of every event."""
+
+    __slots__ = ()
+
+
+class Command(Event):
+    """Base class of the commands a client sends.
+
+    ``keyword`` is the command word on the wire (upper case).
+    """
+
+    __slots__ = ()
+    keyword: ClassVar[str] = ""
+
+
+class Response(Event):
+    """Base class of the lines a server sends (status lines and payloads)."""
+
+    __slots__ = ()
+
+
+def _check_bytes(value: object, what: str) -> bytes:
+    # Exact bytes only: a bytearray would let the caller mutate an event
+    # after it was validated (and h11 learned to return exact bytes too).
+    if type(value) is not bytes:
+        raise LocalProtocolError(f"{what} must be bytes, not {type(value).__name__}")
+    return value
+
+
+def _check_code(value: object) -> ResponseCode | None:
+    if value is not None and not isinstance(value, ResponseCode):
+        raise LocalProtocolError(
+            f"code must be a ResponseCode or None, not {type(value).__name__}"
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Commands (RFC 1939 §§4-7, RFC 2449 §5, RFC 2595 §4, RFC 5034 §4, RFC 6856)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class User(Command):
+    """``USER name`` (RFC 1939 §7).
+
+    Fields:
+        name: the mailbox name; one parameter, printable, no whitespace.
+            Non-ASCII names may be sent only in UTF-8 mode or when the server
+            advertised ``UTF8 USER`` (RFC 6856 §2.2); the connection checks.
+    """
+
+    keyword: ClassVar[str] = "USER"
+    name: str
+
+    def __post_init__(self) -> None:
+        check_token(self.name, "USER name")
+
+
+@dataclass(frozen=True, slots=True)
+class Pass(Command):
+    """``PASS string`` (RFC 1939 §7).
+
+    Fields:
+        password: everything after ``PASS SP`` up to CRLF.  RFC 1939 lets the
+            server treat spaces as part of the password, so spaces (even
+            leading ones) are kept, never trimmed.  Must not be empty.
+
+    The password never appears in ``repr()``.
+    """
+
+    keyword: ClassVar[str] = "PASS"
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_text(self.password, "PASS argument")
+        if not self.password:
+            raise LocalProtocolError("PASS needs a non-empty argument")
+        if not self.password.isprintable():
+            raise LocalProtocolError("PASS argument must be printable")
+
+
+_HEX32 = re.compile(r"[0-9a-f]{32}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Apop(Command):
+    """``APOP name digest`` (RFC 1939 §7).
+
+    Fields:
+        name: the mailbox name (as for :class:`User`).
+        digest: 32 lower-case hex digits: MD5 of the greeting's timestamp
+            followed by the shared secret (see :func:`pop3proto.apop_digest`).
+    """
+
+    keyword: ClassVar[str] = "APOP"
+    name: str
+    digest: str
+
+    def __post_init__(self) -> None:
+        check_token(self.name, "APOP name")
+        if not isinstance(self.digest, str) or not _HEX32.match(self.digest):
+            raise LocalProtocolError("APOP digest must be 32 lower-case hex digits")
+
+
+_MECH = re.compile(r"[A-Z0-9_-]{1,20}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Auth(Command):
+    """``AUTH mechanism [initial-response]`` (RFC 5034 §4).
+
+    Fields:
+        mechanism: the SASL mechanism name, 1-20 characters of
+            ``A-Z 0-9 - _`` (RFC 4422 §3.1); given in any case, stored upper.
+        initial_response: the decoded client-first data, or ``None`` for no
+            initial response.  ``b""`` is sent as ``=`` (an empty initial
+            response).  The whole command must fit in 255 octets; if it would
+            not, send it without one and answer the server's empty challenge
+            with it (:func:`pop3proto.fits_initial_response` tells).
+    """
+
+    keyword: ClassVar[str] = "AUTH"
+    mechanism: str
+    initial_response: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mechanism, str):
+            raise LocalProtocolError("AUTH mechanism must be str")
+        upper = self.mechanism.upper()
+        if not upper.isascii() or not _MECH.match(upper):
+            raise LocalProtocolError(
+                "AUTH mechanism must be 1-20 characters of A-Z, 0-9, '-' and '_'"
+            )
+        object.__setattr__(self, "mechanism", upper)
+        if self.initial_response is not None:
+            _check_bytes(self.initial_response, "AUTH initial_response")
+
+
+@dataclass(frozen=True, slots=True)
+class Stat(Command):
+    """``STAT`` (RFC 1939 §5): ask for the message count and total size."""
+
+    keyword: ClassVar[str] = "STAT"
+
+
+@dataclass(frozen=True, slots=True)
+class List(Command):
+    """``LIST [msg]`` (RFC 1939 §5).
+
+    Fields:
+        number: a message number (>= 1) for a one-line :class:`ListEntryOk`
+            reply, or ``None`` for the multi-line :class:`ListOk` scan listing.
+    """
+
+    keyword: ClassVar[str] = "LIST"
+    number: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.number is not None:
+            check_number(self.number, "LIST message number")
+
+
+@dataclass(frozen=True, slots=True)
+class Retr(Command):
+    """``RETR msg`` (RFC 1939 §5).
+
+    Fields:
+        number: the message number (>= 1).  A positive reply is streamed as
+            :class:`MessageStart`, :class:`MessageData`..., :class:`MessageEnd`.
+    """
+
+    keyword: ClassVar[str] = "RETR"
+    number: int
+
+    def __post_init__(self) -> None:
+        check_number(self.number, "RETR message number")
+
+
+@dataclass(frozen=True, slots=True)
+class Dele(Command):
+    """``DELE msg`` (RFC 1939 §5): mark a message deleted.
+
+    Fields:
+        number: the message number (>= 1).  Nothing is removed until QUIT
+            ends a TRANSACTION (the UPDATE state).
+    """
+
+    keyword: ClassVar[str] = "DELE"
+    number: int
+
+    def __post_init__(self) -> None:
+        check_number(self.number, "DELE message number")
+
+
+@dataclass(frozen=True, slots=True)
+class Noop(Command):
+    """``NOOP`` (RFC 1939 §5)."""
+
+    keyword: ClassVar[str] = "NOOP"
+
+
+@dataclass(frozen=True, slots=True)
+class Rset(Command):
+    """``RSET`` (RFC 1939 §5): unmark every message marked deleted."""
+
+    keyword: ClassVar[str] = "RSET"
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(Command):
+    """``QUIT`` (RFC 1939 §§4, 6).
+
+    From AUTHORIZATION it just ends the session; from TRANSACTION it enters
+    UPDATE, where the server removes the marked messages.
+    """
+
+    keyword: ClassVar[str] = "QUIT"
+
+
+@dataclass(frozen=True, slots=True)
+class Top(Command):
+    """``TOP msg n`` (RFC 1939 §7).
+
+    Fields:
+        number: the message number (>= 1).
+        lines: how many body lines to send after the headers (>= 0).
+    """
+
+    keyword: ClassVar[str] = "TOP"
+    number: int
+    lines: int
+
+    def __post_init__(self) -> None:
+        check_number(self.number, "TOP message number")
+        check_number(self.lines, "TOP line count", minimum=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Uidl(Command):
+    """``UIDL [msg]`` (RFC 1939 §7).
+
+    Fields:
+        number: a message number for a one-line :class:`UidlEntryOk`, or
+            ``None`` for the multi-line :class:`UidlOk` listing.
+    """
+
+    keyword: ClassVar[str] = "UIDL"
+    number: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.number is not None:
+            check_number(self.number, "UIDL message number")
+
+
+@dataclass(frozen=True, slots=True)
+class Capa(Command):
+    """``CAPA`` (RFC 2449 §5): answered by :class:`CapaOk`."""
+
+    keyword: ClassVar[str] = "CAPA"
+
+
+@dataclass(frozen=True, slots=True)
+class Stls(Command):
+    """``STLS`` (RFC 2595 §4): after ``+OK`` the connection pauses for TLS."""
+
+    keyword: ClassVar[str] = "STLS"
+
+
+@dataclass(frozen=True, slots=True)
+class Utf8(Command):
+    """``UTF8`` (RFC 6856 §2): switch the session to UTF-8 mode."""
+
+    keyword: ClassVar[str] = "UTF8"
+
+
+@dataclass(frozen=True, slots=True)
+class Lang(Command):
+    """``LANG [range]`` (RFC 6856 §3).
+
+    Fields:
+        language: a language range such as ``de`` or ``*`` to switch the
+            language of response text (a one-line :class:`Ok` reply), or
+            ``None`` to list the available languages (:class:`LangOk`).
+    """
+
+    keyword: ClassVar[str] = "LANG"
+    language: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.language is not None:
+            check_token(self.language, "LANG range")
+            if not self.language.isascii():
+                raise LocalProtocolError("LANG range must be ASCII")
+
+
+_KEYWORD = re.compile(r"[A-Za-z0-9][!-~]{2,3}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Extension(Command):
+    """A command the engine has no class for (``LAST``, ``RPOP``, ``XTND``...).
+
+    Client role only: a server receiving an unknown keyword reports it as
+    :class:`BadCommand`.  The engine does not know what the command does, so
+    it changes no state.
+
+    Fields:
+        name: the keyword, 3-4 printable ASCII characters (RFC 2449 §3),
+            stored upper-case.
+        arguments: the parameters, each printable with no whitespace.
+        multiline: whether a positive reply carries a multi-line body; if so
+            the body is delivered as :class:`MessageStart`,
+            :class:`MessageData`..., :class:`MessageEnd`.
+    """
+
+    name: str
+    arguments: tuple[str, ...] = ()
+    multiline: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _KEYWORD.match(self.name):
+            raise LocalProtocolError("command keyword must be 3-4 printable ASCII characters")
+        object.__setattr__(self, "name", self.name.upper())
+        args = tuple(self.arguments)
+        for arg in args:
+            check_token(arg, "command argument")
+        object.__setattr__(self, "arguments", args)
+        if not isinstance(self.multiline, bool):
+            raise LocalProtocolError("multiline must be bool")
+
+
+@dataclass(frozen=True, slots=True)
+class BadCommand(Command):
+    """A line the *server* role could not accept as a command.
+
+    The server application must answer it with :class:`Err` (RFC 1939 §3:
+    "an unknown, unimplemented or malformed command" gets ``-ERR``); the
+    session then carries on in the same state.  Never sent by a client.
+
+    Fields:
+        line: the raw line as received, without its CRLF (truncated to the
+            command-line limit when it was too long).
+        reason: a short explanation, suitable for the ``-ERR`` text.
+        command: the parsed command when the line was well formed but not
+            allowed now (e.g. ``STAT`` in AUTHORIZATION), else ``None``.
+    """
+
+    line: bytes
+    reason: str
+    command: Command | None = None
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.line, "BadCommand line")
+        check_text(self.reason, "BadCommand reason")
+
+
+# ---------------------------------------------------------------------------
+# SASL continuation lines (RFC 5034 §4)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SaslChallenge(Response):
+    """A server challenge ``+ base64`` during AUTH.
+
+    Fields:
+        data: the decoded challenge; ``b""`` is the empty challenge ``+ ``.
+    """
+
+    data: bytes
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.data, "SaslChallenge data")
+
+
+@dataclass(frozen=True, slots=True)
+class SaslResponse(Event):
+    """A client response line (base64 on the wire) during AUTH.
+
+    Fields:
+        data: the decoded response; ``b""`` is sent as an empty line.
+    """
+
+    data: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.data, "SaslResponse data")
+
+
+@dataclass(frozen=True, slots=True)
+class SaslCancel(Event):
+    """The client's ``*`` line: abandon the AUTH exchange (RFC 5034 §4).
+
+    The server must answer with :class:`Err`.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting(Response):
+    """The server's positive greeting ``+OK text`` (RFC 1939 §4).
+
+    A negative greeting arrives as :class:`Err`, after which the
+    connection is CLOSED.
+
+    Fields:
+        text: the whole greeting text, including any APOP timestamp.
+    """
+
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        check_text(self.text, "greeting text")
+
+    @property
+    def timestamp(self) -> str | None:
+        """The APOP timestamp ``<...@...>`` in the text, or ``None``.
+
+        Exactly one ``<...>`` containing ``@`` and no whitespace counts;
+        anything else means APOP is unavailable (checklist §3).
+        """
+        return parse_greeting_timestamp(self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Ok(Response):
+    """A one-line positive reply ``+OK [code] text``.
+
+    Fields:
+        text: the text after the status (and after the code, if any).
+        code: the RFC 2449 §8 extended response code, or ``None``.
+    """
+
+    text: str = ""
+    code: ResponseCode | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.text, "status text")
+        _check_code(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Err(Response):
+    """A negative reply ``-ERR [code] text``; always one line.
+
+    Fields:
+        text: the text after the status (and after the code, if any).
+        code: the extended response code (``IN-USE``, ``LOGIN-DELAY``,
+            ``SYS/TEMP``, ``SYS/PERM``, ``AUTH``, ``UTF8``, or any other), or
+            ``None``.  Unknown lower levels are kept but
+            :attr:`ResponseCode.known` ignores them (RFC 2449 §8).
+    """
+
+    text: str = ""
+    code: ResponseCode | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.text, "status text")
+        _check_code(self.code)
+
+
+def _check_count(value: object, what: str) -> int:
+    return check_number(value, what, minimum=0)
+
+
+@dataclass(frozen=True, slots=True)
+class StatOk(Response):
+    """The reply to STAT: ``+OK count size`` (RFC 1939 §5).
+
+    Fields:
+        count: the number of messages not marked deleted.
+        size: their total size in octets.
+    """
+
+    count: int
+    size: int
+
+    def __post_init__(self) -> None:
+        _check_count(self.count, "STAT count")
+        _check_count(self.size, "STAT size")
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntryOk(Response):
+    """The reply to ``LIST msg``: ``+OK msg size``.
+
+    Fields:
+        number: the message number.
+        size: its exact size in octets (CRLF line endings, before stuffing).
+    """
+
+    number: int
+    size: int
+
+    def __post_init__(self) -> None:
+        check_number(self.number, "message number")
+        _check_count(self.size, "message size")
+
+
+def _check_mapping(value: object, what: str) -> dict[int, object]:
+    if not isinstance(value, Mapping):
+        raise LocalProtocolError(f"{what} must be a mapping of message number to value")
+    for number in value:
+        check_number(number, "message number")
+    return dict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ListOk(Response):
+    """The multi-line reply to bare ``LIST`` (a scan listing).
+
+    Fields:
+        sizes: message number -> size in octets, in listing order (deleted
+            messages are absent, so numbers need not be contiguous).
+        text: the text of the ``+OK`` line.
+    """
+
+    sizes: Mapping[int, int]
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        sizes = _check_mapping(self.sizes, "ListOk sizes")
+        for size in sizes.values():
+            _check_count(size, "message size")
+        object.__setattr__(self, "sizes", sizes)
+        check_text(self.text, "status text")
+
+
+def _check_uid(uid: object) -> str:
+    # RFC 1939 §7: 1 to 70 characters in 0x21-0x7E.
+    if not isinstance(uid, str):
+        raise LocalProtocolError("unique-id must be str")
+    if not 1 <= len(uid) <= 70 or not uid.isascii() or not uid.isprintable() or " " in uid:
+        raise LocalProtocolError("unique-id must be 1-70 characters in 0x21-0x7E")
+    return uid
+
+
+@dataclass(frozen=True, slots=True)
+class UidlEntryOk(Response):
+    """The reply to ``UIDL msg``: ``+OK msg uid``.
+
+    Fields:
+        number: the message number.
+        uid: its unique-id (1-70 characters in 0x21-0x7E when sent; received
+            ones are accepted as any printable ASCII token).
+    """
+
+    number: int
+    uid: str
+
+    def __post_init__(self) -> None:
+        check_number(self.number, "message number")
+        _check_uid(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class UidlOk(Response):
+    """The multi-line reply to bare ``UIDL`` (a unique-id listing).
+
+    Fields:
+        uids: message number -> unique-id, in listing order.  Unique-ids may
+            repeat (RFC 1939 §7 allows identical messages to share one).
+        text: the text of the ``+OK`` line.
+    """
+
+    uids: Mapping[int, str]
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        uids = _check_mapping(self.uids, "UidlOk uids")
+        for uid in uids.values():
+            _check_uid(uid)
+        object.__setattr__(self, "uids", uids)
+        check_text(self.text, "status text")
+
+
+@dataclass(frozen=True, slots=True)
+class CapaOk(Response):
+    """The multi-line reply to CAPA (RFC 2449 §5).
+
+    Fields:
+        capabilities: the parsed capability list.
+        text: the text of the ``+OK`` line.
+    """
+
+    capabilities: Capabilities
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.capabilities, Capabilities):
+            raise LocalProtocolError("CapaOk needs a Capabilities object")
+        check_text(self.text, "status text")
+
+
+@dataclass(frozen=True, slots=True)
+class LangOk(Response):
+    """The multi-line reply to bare LANG (RFC 6856 §3).
+
+    Fields:
+        languages: ``(tag, description)`` pairs; description may be ``""``.
+        text: the text of the ``+OK`` line.
+    """
+
+    languages: tuple[tuple[str, str], ...]
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        langs = tuple((tag, desc) for tag, desc in self.languages)
+        for tag, desc in langs:
+            check_token(tag, "language tag")
+            check_text(desc, "language description")
+            if tag.startswith("."):
+                raise LocalProtocolError("language tag must not start with '.'")
+        object.__setattr__(self, "languages", langs)
+        check_text(self.text, "status text")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStart(Response):
+    """The ``+OK`` line opening a RETR or TOP body (or a multi-line
+    :class:`Extension` reply).
+
+    Fields:
+        text: the text after ``+OK`` (informational only, RFC 1939 §9).
+        code: an extended response code, or ``None``.
+    """
+
+    text: str = ""
+    code: ResponseCode | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.text, "status text")
+        _check_code(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageData(Response):
+    """A piece of a message body, dot-unstuffed (RFC 1939 §3).
+
+    Fields:
+        data: message octets exactly as stored, with CRLF line endings.  The
+            pieces' boundaries carry no meaning: they depend on how the bytes
+            arrived.  Concatenated, they are the message, ending with the
+            CRLF that precedes the terminating ``.``.
+    """
+
+    data: bytes
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.data, "MessageData data")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEnd(Response):
+    """The terminating ``.`` line of a RETR/TOP body."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed(Event):
+    """The peer closed the connection.
+
+    Fields:
+        outcome_unknown: ``True`` when the client sent QUIT from TRANSACTION
+            and the connection closed before any reply: whether the server
+            removed the marked messages is unknown (checklist §2).
+    """
+
+    outcome_unknown: bool = False

@@ -1,0 +1,164 @@
+"""Serializers: events -> bytes on the wire.
+
+Field values were validated when the events were built; what is checked here
+is what depends on the session (line limits).  The connection checks state.
+"""
+
+from __future__ import annotations
+
+from ._auth import sasl_b64encode
+from ._errors import LocalProtocolError
+from ._events import (
+    Apop,
+    Auth,
+    CapaOk,
+    Command,
+    Extension,
+    LangOk,
+    List,
+    ListEntryOk,
+    ListOk,
+    Pass,
+    Retr,
+    Top,
+    Uidl,
+    UidlEntryOk,
+    UidlOk,
+    User,
+    Dele,
+    Lang,
+)
+from ._responses import ResponseCode, format_status_text
+
+__all__ = [
+    "BodyWriter",
+    "write_command",
+    "write_multiline",
+    "write_status",
+]
+
+
+def _line(data: bytes, limit: int, what: str) -> bytes:
+    line = data + b"\r\n"
+    if len(line) > limit:
+        raise LocalProtocolError(
+            f"{what} would be {len(line)} octets; the limit is {limit} including CRLF"
+        )
+    return line
+
+
+def command_arguments(cmd: Command) -> list[str]:
+    """The parameters of *cmd*, as strings, in wire order."""
+    if isinstance(cmd, User):
+        return [cmd.name]
+    if isinstance(cmd, Pass):
+        return [cmd.password]
+    if isinstance(cmd, Apop):
+        return [cmd.name, cmd.digest]
+    if isinstance(cmd, (Retr, Dele)):
+        return [str(cmd.number)]
+    if isinstance(cmd, (List, Uidl)):
+        return [] if cmd.number is None else [str(cmd.number)]
+    if isinstance(cmd, Top):
+        return [str(cmd.number), str(cmd.lines)]
+    if isinstance(cmd, Lang):
+        return [] if cmd.language is None else [cmd.language]
+    if isinstance(cmd, Extension):
+        return list(cmd.arguments)
+    return []
+
+
+def command_keyword(cmd: Command) -> str:
+    """The keyword of *cmd* (an Extension's own name)."""
+    return cmd.name if isinstance(cmd, Extension) else cmd.keyword
+
+
+def write_command(cmd: Command, limit: int) -> bytes:
+    """``keyword *(SP param) CRLF`` (RFC 2449 §3), at most *limit* octets."""
+    if isinstance(cmd, Auth):
+        parts = [b"AUTH", cmd.mechanism.encode("ascii")]
+        if cmd.initial_response is not None:
+            # RFC 5034 §4: an empty initial response is sent as "=".
+            parts.append(sasl_b64encode(cmd.initial_response) or b"=")
+        data = b" ".join(parts)
+        if len(data) + 2 > limit:
+            raise LocalProtocolError(
+                "AUTH with this initial response exceeds the command limit; send AUTH "
+                "without it and answer the server's empty challenge with it (RFC 5034 §4)"
+            )
+        return data + b"\r\n"
+    words = [command_keyword(cmd), *command_arguments(cmd)]
+    what = "PASS command" if isinstance(cmd, Pass) else f"{words[0]} command"
+    return _line(" ".join(words).encode("utf-8"), limit, what)
+
+
+def write_status(ok: bool, code: ResponseCode | None, text: str, limit: int) -> bytes:
+    """A status line ``+OK``/``-ERR`` with an optional code and text."""
+    status = b"+OK" if ok else b"-ERR"
+    body = format_status_text(code, text)
+    data = status + b" " + body.encode("utf-8") if body else status
+    return _line(data, limit, "status line")
+
+
+def write_multiline(event: ListOk | UidlOk | CapaOk | LangOk, limit: int) -> bytes:
+    """A multi-line reply: status line, lines, ``.`` (RFC 1939 §3).
+
+    None of these lines can start with ``.``: listing lines start with a
+    digit, and capability and language tags refuse a leading dot.
+    """
+    head = write_status(True, None, event.text, limit)
+    if isinstance(event, ListOk):
+        body = b"".join([b"%d %d\r\n" % item for item in event.sizes.items()])
+    elif isinstance(event, UidlOk):
+        body = "".join([f"{n} {uid}\r\n" for n, uid in event.uids.items()]).encode("ascii")
+    elif isinstance(event, CapaOk):
+        body = "".join([line + "\r\n" for line in event.capabilities.to_lines()]).encode("utf-8")
+    else:
+        body = "".join(
+            [f"{tag} {desc}\r\n" if desc else f"{tag}\r\n" for tag, desc in event.languages]
+        ).encode("utf-8")
+    return head + body + b".\r\n"
+
+
+def write_entry(event: ListEntryOk | UidlEntryOk, limit: int) -> bytes:
+    """``+OK msg size`` / ``+OK msg uid``."""
+    value = str(event.size) if isinstance(event, ListEntryOk) else event.uid
+    return write_status(True, None, f"{event.number} {value}", limit)
+
+
+class BodyWriter:
+    """Dot-stuffs a message body as it streams out (RFC 1939 §3).
+
+    Every line that starts with ``.`` gets another ``.`` in front.  "Line
+    start" means the start of the body or the octet after any LF, including
+    a bare LF (greenmail#1049: stuffing only after CRLF lets a body with bare
+    LFs smuggle a terminator).  A chunk may end anywhere, so we remember
+    whether the last octet sent ended a line.  At the end, a body that does
+    not end with a line end gets one before the terminator, or the
+    terminator would not be on a line of its own (the Exchange 2000 bug in
+    the fetchmail FAQ, S2).
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        # The last octet written; "\n" stands for "at the start of a line".
+        self.last = b"\n"
+
+    def data(self, chunk: bytes) -> bytes:
+        """Stuff one chunk of the body."""
+        if not chunk:
+            return b""
+        out = chunk.replace(b"\n.", b"\n..")
+        if self.last == b"\n" and chunk[:1] == b".":
+            out = b"." + out
+        self.last = chunk[-1:]
+        return out
+
+    def end(self) -> bytes:
+        """The octets that close the body: a missing line end, then ``.``."""
+        if self.last == b"\n":
+            return b".\r\n"
+        if self.last == b"\r":
+            return b"\n.\r\n"
+        return b"\r\n.\r\n"
