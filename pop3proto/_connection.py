@@ -332,7 +332,7 @@ class Connection:
         if data:
             if self._eof:
                 raise RuntimeError("received data after the end of the stream")
-            self._buf.append(data)
+            self._buf.append(bytes(data))
         else:
             self._eof = True
 
@@ -444,7 +444,8 @@ class Connection:
             if isinstance(last, (Stls, Auth, Quit)):
                 # RFC 2449 §6.6 / RFC 2595 §4 / RFC 5034 §4.
                 raise LocalProtocolError(
-                    f"{last.keyword} must end a pipelined batch: wait for its reply before {keyword}"
+                    f"{last.keyword} must end a pipelined batch: "
+                    f"wait for its reply before {keyword}"
                 )
             caps = self._capabilities
             if not self._allow_pipelining and not (caps is not None and caps.pipelining):
@@ -461,9 +462,10 @@ class Connection:
                 raise LocalProtocolError("STLS: TLS is already active")
             if self._utf8:
                 raise LocalProtocolError("STLS is not allowed after UTF8 (RFC 6856 §2.1)")
-        elif isinstance(event, Apop):
-            if self._greeting is None or self._greeting.timestamp is None:
-                raise LocalProtocolError("APOP: the greeting carried no timestamp")
+        elif isinstance(event, Apop) and (
+            self._greeting is None or self._greeting.timestamp is None
+        ):
+            raise LocalProtocolError("APOP: the greeting carried no timestamp")
         if (
             _is_credential(event)
             and not _credential_text(event).isascii()  # type: ignore[arg-type]
@@ -519,7 +521,7 @@ class Connection:
                 "data followed +OK to STLS before TLS started: possible response injection"
             )
 
-    def _client_line(self, line: bytes) -> Event:
+    def _client_line(self, line: bytes) -> Event | _NeedData:
         session = self._session
         if session.state is State.AWAIT_GREETING:
             ok, code, text = parse_status(line, self._decode)
@@ -540,7 +542,9 @@ class Connection:
                 _, code, text = parse_status(line, self._decode)
                 session.close()
                 return Err(text, code)
-            raise RemoteProtocolError(f"unexpected reply with no command outstanding: {line[:40]!r}")
+            raise RemoteProtocolError(
+                f"unexpected reply with no command outstanding: {line[:40]!r}"
+            )
         head = self._queue[0]
         if session.state is State.SASL and line[:1] == b"+" and line[:3] != b"+OK":
             # RFC 5034 §4: continue-req = "+" SP [base64] CRLF.  A bare "+"
@@ -600,11 +604,17 @@ class Connection:
         try:
             event: Event
             if isinstance(head, List):
-                event = _trusted(ListOk, sizes=parse_list_block(block, bare_lf=self._bare_lf), text=text)
+                event = _trusted(
+                    ListOk, sizes=parse_list_block(block, bare_lf=self._bare_lf), text=text
+                )
             elif isinstance(head, Uidl):
-                event = _trusted(UidlOk, uids=parse_uidl_block(block, bare_lf=self._bare_lf), text=text)
+                event = _trusted(
+                    UidlOk, uids=parse_uidl_block(block, bare_lf=self._bare_lf), text=text
+                )
             elif isinstance(head, Capa):
-                caps = Capabilities.from_lines(parse_capa_block(block, self._decode, bare_lf=self._bare_lf))
+                caps = Capabilities.from_lines(
+                    parse_capa_block(block, self._decode, bare_lf=self._bare_lf)
+                )
                 self._capabilities = caps
                 event = _trusted(CapaOk, capabilities=caps, text=text)
             else:
@@ -691,7 +701,8 @@ class Connection:
         if state is State.TLS_PENDING:
             if self._buf:
                 raise RemoteProtocolError(
-                    "plaintext data arrived after STLS before TLS started: possible command injection"
+                    "plaintext data arrived after STLS before TLS started: "
+                    "possible command injection"
                 )
             return PAUSED
         if self._owed or self._writer is not None:
@@ -756,9 +767,7 @@ class Connection:
             if buf:
                 # Checklist §7, the CVE-2011-0411 class: bytes pipelined
                 # after STLS were sent in plaintext and must never run.
-                raise RemoteProtocolError(
-                    "data pipelined after STLS: possible command injection"
-                )
+                raise RemoteProtocolError("data pipelined after STLS: possible command injection")
         elif isinstance(cmd, Apop) and (self._greeting is None or self._greeting.timestamp is None):
             return self._server_bad(BadCommand(line, "APOP is not available", cmd))
         session.start(kind)
@@ -830,14 +839,17 @@ class Connection:
                 session.close()
                 return data
             raise LocalProtocolError(
-                "no command is waiting for a reply" if current is None
+                "no command is waiting for a reply"
+                if current is None
                 else "wait for the client's SASL response"
             )
         expected = (Err,) if self._sasl_cancelled else _expected(current)
         if not isinstance(event, expected):
             names = " or ".join(t.__name__ for t in expected)
             what = "a cancelled AUTH" if self._sasl_cancelled else _kind(current)
-            raise LocalProtocolError(f"the reply to {what} must be {names}, not {type(event).__name__}")
+            raise LocalProtocolError(
+                f"the reply to {what} must be {names}, not {type(event).__name__}"
+            )
         if isinstance(event, SaslChallenge):
             self._owed = False
             self._sasl_expect = True

@@ -116,9 +116,7 @@ def _check_bytes(value: object, what: str) -> bytes:
 
 def _check_code(value: object) -> ResponseCode | None:
     if value is not None and not isinstance(value, ResponseCode):
-        raise LocalProtocolError(
-            f"code must be a ResponseCode or None, not {type(value).__name__}"
-        )
+        raise LocalProtocolError(f"code must be a ResponseCode or None, not {type(value).__name__}")
     return value
 
 

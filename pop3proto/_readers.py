@@ -162,7 +162,7 @@ def parse_list_block(block: bytes, *, bare_lf: bool = False) -> dict[int, int]:
         and not flat.endswith(b" ")
     ):
         fields = flat.split(b" ")
-        result = dict(zip(map(int, fields[0::2]), map(int, fields[1::2])))
+        result = dict(zip(map(int, fields[0::2]), map(int, fields[1::2]), strict=True))
     else:
         result = {}
         for line in lines:
@@ -202,7 +202,7 @@ def parse_uidl_block(block: bytes, *, bare_lf: bool = False) -> dict[int, str]:
         uids = fields[1::2]
         if not "".join(numbers).isdigit() or not all(uids):
             raise ValueError("malformed unique-id listing")
-        result = dict(zip(map(int, numbers), uids))
+        result = dict(zip(map(int, numbers), uids, strict=True))
     else:
         result = {}
         for line in lines:
@@ -437,7 +437,9 @@ def parse_command(line: bytes, *, allow_utf8: bool) -> Command:
         if keyword == b"TOP":
             if nargs != 2:
                 raise BadLine("TOP takes a message number and a line count")
-            return Top(_number(args[0], "message number"), _number(args[1], "line count", minimum=0))
+            return Top(
+                _number(args[0], "message number"), _number(args[1], "line count", minimum=0)
+            )
         if keyword == b"APOP":
             if nargs != 2:
                 raise BadLine("APOP takes a name and a digest")

@@ -100,8 +100,18 @@ ALLOWED: dict[State, frozenset[str]] = {
     USER_OK: frozenset({"PASS", "QUIT", EXTENSION}),
     TRANSACTION: frozenset(
         {
-            "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL",
-            "CAPA", "LANG", "QUIT", EXTENSION,
+            "STAT",
+            "LIST",
+            "RETR",
+            "DELE",
+            "NOOP",
+            "RSET",
+            "TOP",
+            "UIDL",
+            "CAPA",
+            "LANG",
+            "QUIT",
+            EXTENSION,
         }
     ),
 }

@@ -13,7 +13,9 @@ from ._events import (
     Auth,
     CapaOk,
     Command,
+    Dele,
     Extension,
+    Lang,
     LangOk,
     List,
     ListEntryOk,
@@ -25,8 +27,6 @@ from ._events import (
     UidlEntryOk,
     UidlOk,
     User,
-    Dele,
-    Lang,
 )
 from ._responses import ResponseCode, format_status_text
 
