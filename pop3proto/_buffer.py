@@ -25,35 +25,55 @@ class LineTooLong(Exception):
 class ReceiveBuffer:
     """A growable byte buffer with line extraction."""
 
-    __slots__ = ("_data", "_scanned")
+    __slots__ = ("_data", "_fast", "_scanned")
 
     def __init__(self) -> None:
         self._data = bytearray()
+        # A chunk that arrived while the buffer was empty, kept as is: a
+        # streamed body then reaches the parser without any copy.  Every
+        # other operation merges it into _data first.
+        self._fast: bytes | None = None
         # How many leading octets are known to contain no line end.
         self._scanned = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) + (len(self._fast) if self._fast is not None else 0)
 
     def __bool__(self) -> bool:
-        return bool(self._data)
+        return bool(self._data) or self._fast is not None
 
     def append(self, data: bytes) -> None:
-        """Add bytes received from the peer."""
-        self._data += data
+        """Add bytes received from the peer (non-empty, exact bytes)."""
+        if self._fast is None and not self._data:
+            self._fast = data
+        else:
+            self._merge()
+            self._data += data
+
+    def _merge(self) -> None:
+        if self._fast is not None:
+            self._data += self._fast
+            self._fast = None
 
     def clear(self) -> None:
         """Drop everything (used when discarding an overlong line)."""
+        self._fast = None
         self._data.clear()
         self._scanned = 0
 
     @property
     def data(self) -> bytearray:
         """The buffered octets themselves (read them; do not modify)."""
+        self._merge()
         return self._data
 
     def take_all(self) -> bytes:
         """Remove and return everything buffered."""
+        fast = self._fast
+        if fast is not None and not self._data:
+            self._fast = None
+            return fast
+        self._merge()
         data = bytes(self._data)
         self._data.clear()
         self._scanned = 0
@@ -61,15 +81,20 @@ class ReceiveBuffer:
 
     def peek(self) -> bytes:
         """Everything buffered, without removing it."""
+        self._merge()
         return bytes(self._data)
 
     def startswith(self, prefix: bytes) -> bool:
         """Whether the buffer starts with *prefix* (compared as far as held)."""
+        self._merge()
         return self._data[: len(prefix)] == prefix[: len(self._data)]
 
-    def consume(self, n: int) -> bytes:
-        """Remove and return the first *n* octets."""
-        data = bytes(self._data[:n])
+    def consume(self, n: int, keep: int | None = None) -> bytes:
+        """Remove the first *n* octets; return them (or their first *keep*)."""
+        self._merge()
+        # One copy through a memoryview; ``bytes(bytearray[:n])`` makes two.
+        with memoryview(self._data) as view:
+            data = bytes(view[: n if keep is None else keep])
         # Deleting a prefix of a bytearray is O(1) in CPython (it moves the
         # start pointer), so this does not make parsing quadratic.
         del self._data[:n]
@@ -78,11 +103,13 @@ class ReceiveBuffer:
 
     def prepend(self, data: bytes) -> None:
         """Put back octets in front (a body parser's held-back tail)."""
+        self._merge()
         self._data[:0] = data
         self._scanned = 0
 
     def find(self, needle: bytes, start: int = 0) -> int:
         """``bytearray.find`` on the buffered octets."""
+        self._merge()
         return self._data.find(needle, start)
 
     def extract_line(self, max_size: int, *, bare_lf: bool) -> bytes | None:
@@ -96,6 +123,7 @@ class ReceiveBuffer:
         Raises :class:`LineTooLong` as soon as the limit is certainly
         exceeded.
         """
+        self._merge()
         data = self._data
         if bare_lf:
             idx = data.find(b"\n", self._scanned)
@@ -117,7 +145,8 @@ class ReceiveBuffer:
             return None
         if end > max_size:
             raise LineTooLong
-        line = bytes(data[:idx])
+        with memoryview(data) as view:
+            line = bytes(view[:idx])
         del data[:end]
         self._scanned = 0
         if bare_lf and line.endswith(b"\r"):

@@ -332,7 +332,7 @@ class Connection:
         if data:
             if self._eof:
                 raise RuntimeError("received data after the end of the stream")
-            self._buf.append(bytes(data))
+            self._buf.append(data if type(data) is bytes else bytes(data))
         else:
             self._eof = True
 
@@ -597,7 +597,7 @@ class Connection:
                 raise RemoteProtocolError("connection closed in the middle of a multi-line reply")
             self._block_scan = len(buf)
             return NEED_DATA
-        block = buf.consume(consumed)[:end]
+        block = buf.consume(consumed, end)
         head = self._block
         text = self._block_text
         self._block = None
