@@ -144,7 +144,8 @@ def main() -> None:
 
     t_pop = best_of(args.repeat, poplib_list)
     print(
-        f"LIST       poplib    : {n / t_pop / 1e6:8.2f} M entries/s   (pop3proto is {t_pop / t:.1f}x)"
+        f"LIST       poplib    : {n / t_pop / 1e6:8.2f} M entries/s"
+        f"   (pop3proto is {t_pop / t:.1f}x)"
     )
 
     def bulk_floor() -> float:
@@ -172,7 +173,8 @@ def main() -> None:
 
     t_pop = best_of(args.repeat, poplib_uidl)
     print(
-        f"UIDL       poplib    : {n / t_pop / 1e6:8.2f} M entries/s   (pop3proto is {t_pop / t:.1f}x)"
+        f"UIDL       poplib    : {n / t_pop / 1e6:8.2f} M entries/s"
+        f"   (pop3proto is {t_pop / t:.1f}x)"
     )
 
 
