@@ -23,7 +23,7 @@ def mermaid() -> str:
     """The state diagram as Mermaid source."""
     edges: dict[tuple[State, State], list[str]] = {}
     for (src, kind), dst in START_TRANSITIONS.items():
-        edges.setdefault((src, dst), []).append(f"{kind} sent")
+        edges.setdefault((src, dst), []).append(f"{kind} begins")
     for (src, kind, ok), dst in REPLY_TRANSITIONS.items():
         if src is dst:
             continue

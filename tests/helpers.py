@@ -1,0 +1,750 @@
+"""Test helpers for pop3proto, in the style of h11's ``tests/helpers.py``.
+
+* :func:`get_all_events`, :func:`receive_and_get`, :func:`feed_in_chunks` and
+  :func:`normalize_data_events` pull events out of one connection.
+* :class:`ConnectionPair` joins a client and a server: whatever one side
+  sends is fed to the other, and the events received must be the events sent
+  (message bodies compared as the concatenation of their ``MessageData``,
+  because chunking carries no meaning).
+* :func:`login` drives a pair from the greeting to TRANSACTION.
+* :func:`run_client_transcript` / :func:`run_server_transcript` replay a
+  recorded byte stream into one role, chunked at given offsets, answering as
+  a real peer would; the split-invariance properties compare their results.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from hypothesis import strategies as st
+
+from pop3proto import (
+    CLIENT,
+    NEED_DATA,
+    PAUSED,
+    SERVER,
+    Apop,
+    Auth,
+    BadCommand,
+    Capa,
+    CapaOk,
+    Capabilities,
+    Command,
+    Connection,
+    ConnectionClosed,
+    Err,
+    Event,
+    Greeting,
+    Lang,
+    LangOk,
+    List,
+    ListEntryOk,
+    ListOk,
+    MessageData,
+    MessageEnd,
+    MessageStart,
+    Ok,
+    Pass,
+    ProtocolError,
+    ResponseCode,
+    Quit,
+    Retr,
+    Role,
+    SaslCancel,
+    SaslChallenge,
+    SaslResponse,
+    Stat,
+    StatOk,
+    State,
+    Stls,
+    Top,
+    Uidl,
+    UidlEntryOk,
+    UidlOk,
+    User,
+)
+
+__all__ = [
+    "ASCII_TEXT",
+    "BODY_PIECES",
+    "KNOWN_KEYWORDS",
+    "bodies",
+    "capabilities",
+    "chunkings",
+    "extension_names",
+    "message_numbers",
+    "passwords",
+    "replies_for",
+    "response_codes",
+    "status_texts",
+    "tokens",
+    "uids",
+    "DOVECOT_CAPABILITIES",
+    "DOVECOT_GREETING",
+    "ConnectionPair",
+    "TranscriptResult",
+    "chunks_at",
+    "expected_body",
+    "expected_received",
+    "every_split",
+    "feed_in_chunks",
+    "get_all_events",
+    "interesting_splits",
+    "login",
+    "normalize_data_events",
+    "receive_and_get",
+    "run_client_transcript",
+    "run_server_transcript",
+    "standard_reply",
+]
+
+#: A realistic Dovecot greeting; Dovecot's APOP timestamp is
+#: ``<pid.count.time.random@host>``.
+DOVECOT_GREETING = Greeting("Dovecot ready. <4a27.2.5e8f3b21.Q2h1Y2sNCg==@mail.example.org>")
+
+#: What ``CAPA`` returns on a stock Dovecot 2.3 before STLS.
+DOVECOT_CAPABILITIES = Capabilities.build(
+    "CAPA",
+    "TOP",
+    "UIDL",
+    "RESP-CODES",
+    "PIPELINING",
+    "AUTH-RESP-CODE",
+    "STLS",
+    "USER",
+    ("SASL", "PLAIN", "LOGIN"),
+)
+
+
+# ---------------------------------------------------------------------------
+# Pulling events out of one connection
+# ---------------------------------------------------------------------------
+
+
+def get_all_events(conn: Connection) -> list[Event]:
+    """Every event available now, up to NEED_DATA or PAUSED.
+
+    A :class:`ConnectionClosed` is included and ends the list (in CLOSED the
+    engine would return it forever).
+    """
+    got: list[Event] = []
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA or event is PAUSED:
+            return got
+        assert isinstance(event, Event), f"next_event returned {event!r}"
+        got.append(event)
+        if isinstance(event, ConnectionClosed):
+            return got
+
+
+def receive_and_get(conn: Connection, data: bytes) -> list[Event]:
+    """Feed *data* (``b""`` is EOF) and return :func:`get_all_events`."""
+    conn.receive_data(data)
+    return get_all_events(conn)
+
+
+def chunks_at(data: bytes, splits: Iterable[int]) -> list[bytes]:
+    """Cut *data* at the given offsets (any order, duplicates and out-of-range
+    offsets ignored) into non-empty chunks."""
+    cuts = sorted({s for s in splits if 0 < s < len(data)})
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def feed_in_chunks(conn: Connection, data: bytes, splits: Iterable[int]) -> list[Event]:
+    """Feed *data* cut at *splits*, collecting the events after each chunk."""
+    got: list[Event] = []
+    for chunk in chunks_at(data, splits):
+        got.extend(receive_and_get(conn, chunk))
+        if got and isinstance(got[-1], ConnectionClosed):
+            break
+    return got
+
+
+def normalize_data_events(events: Iterable[Event]) -> list[Event]:
+    """Merge adjacent :class:`MessageData` events and drop empty ones.
+
+    Body chunk boundaries depend only on how the bytes arrived, so two event
+    streams are "the same" when they agree after this.
+    """
+    out: list[Event] = []
+    for event in events:
+        if isinstance(event, MessageData):
+            if not event.data:
+                continue
+            if out and isinstance(out[-1], MessageData):
+                out[-1] = MessageData(out[-1].data + event.data)
+                continue
+        out.append(event)
+    return out
+
+
+def interesting_splits(data: bytes) -> list[int]:
+    """Offsets that cut through the patterns that matter (checklist §10):
+    ``\\r|\\n``, ``\\r\\n|.``, ``\\r\\n.|\\r\\n``, ``.|\\r``, plus every offset
+    inside a ``CRLF . CRLF`` terminator."""
+    found: set[int] = set()
+    for pattern, offsets in (
+        (b"\r\n", (1, 2)),
+        (b"\r\n.\r\n", (1, 2, 3, 4)),
+        (b".\r", (1,)),
+        (b"\n.", (1,)),
+    ):
+        start = data.find(pattern)
+        while start >= 0:
+            found.update(start + o for o in offsets)
+            start = data.find(pattern, start + 1)
+    return sorted(s for s in found if 0 < s < len(data))
+
+
+# ---------------------------------------------------------------------------
+# What the peer receives for what was sent
+# ---------------------------------------------------------------------------
+
+
+def expected_body(sent: bytes) -> bytes:
+    """The body a client receives for the body a server sent.
+
+    The rule (checklist §3, "the server must end the content with CRLF"):
+    the octets are delivered unchanged when they are empty or end with CRLF;
+    a body ending in a lone CR gets the LF that completes that CRLF; any
+    other body (including one ending in a bare LF) gets CRLF appended.
+    """
+    if not sent or sent.endswith(b"\r\n"):
+        return sent
+    if sent.endswith(b"\r"):
+        return sent + b"\n"
+    return sent + b"\r\n"
+
+
+def expected_received(sent: Sequence[Event]) -> list[Event]:
+    """What the peer should get for *sent* (server -> client): bodies obey
+    :func:`expected_body`, everything else is received as sent."""
+    out: list[Event] = []
+    body: bytearray | None = None
+    for event in sent:
+        if isinstance(event, MessageStart):
+            out.append(event)
+            body = bytearray()
+        elif isinstance(event, MessageData) and body is not None:
+            body += event.data
+        elif isinstance(event, MessageEnd) and body is not None:
+            data = expected_body(bytes(body))
+            if data:
+                out.append(MessageData(data))
+            out.append(event)
+            body = None
+        elif isinstance(event, ConnectionClosed):
+            out.append(ConnectionClosed())
+        else:
+            out.append(event)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# A client and a server, joined
+# ---------------------------------------------------------------------------
+
+
+class ConnectionPair:
+    """A client :class:`Connection` and a server :class:`Connection` whose
+    output is fed to each other (h11's ``ConnectionPair``)."""
+
+    def __init__(
+        self,
+        *,
+        client_kwargs: dict[str, object] | None = None,
+        server_kwargs: dict[str, object] | None = None,
+    ) -> None:
+        self.client = Connection(CLIENT, **(client_kwargs or {}))  # type: ignore[arg-type]
+        self.server = Connection(SERVER, **(server_kwargs or {}))  # type: ignore[arg-type]
+        self.conn: dict[Role, Connection] = {CLIENT: self.client, SERVER: self.server}
+
+    @staticmethod
+    def other(role: Role) -> Role:
+        return SERVER if role is CLIENT else CLIENT
+
+    @property
+    def states(self) -> tuple[State, State]:
+        """``(client.state, server.state)``."""
+        return self.client.state, self.server.state
+
+    def assert_in_step(self) -> State:
+        """Both sides agree on the session state; return it."""
+        client_state, server_state = self.states
+        assert client_state is server_state, f"client {client_state!r} != server {server_state!r}"
+        return client_state
+
+    def deliver(self, role: Role, data: bytes) -> list[Event]:
+        """Feed bytes *role* produced to the other side; return its events.
+
+        ``b""`` is delivered as EOF.
+        """
+        return receive_and_get(self.conn[self.other(role)], data)
+
+    def send(
+        self,
+        role: Role,
+        events: Event | Sequence[Event],
+        expect: Literal["match"] | Event | Sequence[Event] = "match",
+    ) -> bytes:
+        """Send *events* from *role*, feed the bytes to the other side and
+        check what it gets.
+
+        ``expect="match"`` means "what was sent", with the body rule of
+        :func:`expected_received`.  A :class:`ConnectionClosed` sent becomes
+        EOF for the receiver.  Returns the bytes that went on the wire.
+        """
+        sent = [events] if isinstance(events, Event) else list(events)
+        sender = self.conn[role]
+        data = b""
+        closed = False
+        for event in sent:
+            data += sender.send(event)
+            if isinstance(event, ConnectionClosed):
+                closed = True
+        receiver = self.conn[self.other(role)]
+        if data:
+            receiver.receive_data(data)
+        if closed:
+            receiver.receive_data(b"")
+        got = get_all_events(receiver)
+        if expect == "match":
+            wanted = expected_received(sent) if role is SERVER else sent
+        elif isinstance(expect, Event):
+            wanted = [expect]
+        else:
+            wanted = list(expect)
+        assert normalize_data_events(got) == normalize_data_events(wanted), (
+            f"sent {sent!r} as {data!r}, received {got!r}"
+        )
+        return data
+
+    def send_batch(self, commands: Sequence[Event]) -> bytes:
+        """The client sends several commands at once (pipelining); the bytes
+        are fed to the server but no event is pulled yet."""
+        data = b"".join(self.client.send(cmd) for cmd in commands)
+        self.server.receive_data(data)
+        return data
+
+    def tls_established(self) -> None:
+        """Both sides finished the TLS handshake after ``+OK`` to STLS."""
+        assert self.states == (State.TLS_PENDING, State.TLS_PENDING)
+        self.client.tls_established()
+        self.server.tls_established()
+        assert self.states == (State.AUTHORIZATION, State.AUTHORIZATION)
+
+
+def login(
+    pair: ConnectionPair,
+    *,
+    greeting: Greeting = DOVECOT_GREETING,
+    capa: bool = False,
+    pipelining: bool = False,
+    user: str = "alice",
+    password: str = "correct horse",
+) -> None:
+    """Drive *pair* from the greeting to TRANSACTION with USER/PASS.
+
+    With ``capa`` (implied by ``pipelining``) the client first asks CAPA and
+    the server answers Dovecot's list, with or without PIPELINING; with
+    ``pipelining`` USER and PASS then go out as one batch (RFC 2449 §6.6).
+    """
+    assert pair.server.next_event() is PAUSED  # the server owes the greeting
+    pair.send(SERVER, greeting)
+    assert pair.assert_in_step() is State.AUTHORIZATION
+    if capa or pipelining:
+        pair.send(CLIENT, Capa())
+        caps = DOVECOT_CAPABILITIES
+        if not pipelining:
+            caps = Capabilities(tuple(e for e in caps.entries if e[0] != "PIPELINING"))
+        pair.send(SERVER, CapaOk(caps))
+        assert pair.client.capabilities == caps
+    if pipelining:
+        pair.send_batch([User(user), Pass(password)])
+        assert get_all_events(pair.server) == [User(user)]
+        pair.send(SERVER, Ok())
+        assert get_all_events(pair.server) == [Pass(password)]
+        assert pair.assert_in_step() is State.USER_OK
+        pair.send(SERVER, Ok("Logged in."))
+    else:
+        pair.send(CLIENT, User(user))
+        pair.send(SERVER, Ok())
+        assert pair.assert_in_step() is State.USER_OK
+        pair.send(CLIENT, Pass(password))
+        pair.send(SERVER, Ok("Logged in."))
+    assert pair.assert_in_step() is State.TRANSACTION
+    assert pair.client.outstanding == () and pair.server.outstanding == ()
+
+
+# ---------------------------------------------------------------------------
+# Replaying transcripts into one role
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TranscriptResult:
+    """What one replay produced: the events (normalised), every byte the
+    connection sent, the final state and the protocol error raised, if any."""
+
+    events: list[Event]
+    sent: bytes
+    state: State
+    error: type[ProtocolError] | None
+
+
+_CLIENT_COMMAND_STATES = (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
+
+
+def run_client_transcript(
+    steps: Sequence[Sequence[Event]],
+    server_bytes: bytes,
+    splits: Iterable[int] = (),
+    *,
+    eof: bool = True,
+    **conn_kwargs: object,
+) -> TranscriptResult:
+    """Replay *server_bytes* into a fresh client, cut at *splits*.
+
+    *steps* are what the client sends, in order: each is a batch of commands
+    (sent together, so a batch of several is pipelining) sent as soon as the
+    client is idle, or a single :class:`SaslResponse` / :class:`SaslCancel`
+    sent when the client owes one.  With *eof* the stream ends with EOF.
+    """
+    conn = Connection(CLIENT, **conn_kwargs)  # type: ignore[arg-type]
+    pending: deque[Sequence[Event]] = deque(steps)
+    events: list[Event] = []
+    sent = bytearray()
+    closed = False
+
+    def is_sasl(step: Sequence[Event]) -> bool:
+        return isinstance(step[0], (SaslResponse, SaslCancel))
+
+    def pump() -> None:
+        nonlocal closed
+        while not closed:
+            if (
+                pending
+                and not is_sasl(pending[0])
+                and not conn.outstanding
+                and conn.state in _CLIENT_COMMAND_STATES
+            ):
+                for command in pending.popleft():
+                    sent.extend(conn.send(command))
+            event = conn.next_event()
+            if event is NEED_DATA:
+                return
+            if event is PAUSED:
+                if conn.state is State.SASL and pending and is_sasl(pending[0]):
+                    for response in pending.popleft():
+                        sent.extend(conn.send(response))
+                    continue
+                return
+            assert isinstance(event, Event)
+            events.append(event)
+            closed = isinstance(event, ConnectionClosed)
+
+    error: type[ProtocolError] | None = None
+    try:
+        pump()
+        for chunk in chunks_at(server_bytes, splits):
+            if closed:
+                break
+            conn.receive_data(chunk)
+            pump()
+        if eof and not closed:
+            conn.receive_data(b"")
+            pump()
+    except ProtocolError as exc:
+        error = type(exc)
+    return TranscriptResult(normalize_data_events(events), bytes(sent), conn.state, error)
+
+
+#: The message :func:`standard_reply` serves: dot lines first, in the middle
+#: and last, an empty line, bare CR and LF, 8-bit octets.
+STANDARD_BODY = (
+    b".first line is a dot line\r\n"
+    b"Subject: test\r\n"
+    b"\r\n"
+    b".\r\n"
+    b"..\r\n"
+    b"...\r\n"
+    b".x\r\n"
+    b"bare\rcr and bare\nlf \xff\xfe\r\n"
+    b"."
+)
+
+
+def standard_reply(event: Event) -> list[Event]:
+    """A deterministic, valid server reply to each received event."""
+    if isinstance(event, (BadCommand, SaslCancel)):
+        return [Err("[SYS/PERM] no" if isinstance(event, SaslCancel) else "unknown command")]
+    if isinstance(event, Auth):
+        return [SaslChallenge(b"")] if event.initial_response is None else [Ok("Logged in.")]
+    if isinstance(event, SaslResponse):
+        return [Ok("Logged in.")] if event.data else [SaslChallenge(b"more?")]
+    if isinstance(event, Stat):
+        return [StatOk(2, 1234)]
+    if isinstance(event, List):
+        if event.number is None:
+            return [ListOk({1: 700, 2: 534}, "2 messages")]
+        return [ListEntryOk(event.number, 700)]
+    if isinstance(event, Uidl):
+        if event.number is None:
+            return [UidlOk({1: "000000015a3b1c2d", 2: "!~uid.with.dots~"})]
+        return [UidlEntryOk(event.number, "000000015a3b1c2d")]
+    if isinstance(event, (Retr, Top)):
+        return [MessageStart("message follows"), MessageData(STANDARD_BODY), MessageEnd()]
+    if isinstance(event, Capa):
+        return [CapaOk(DOVECOT_CAPABILITIES)]
+    if isinstance(event, Lang) and event.language is None:
+        return [LangOk((("en", "English"), ("de", "Deutsch")), "Language listing follows:")]
+    if isinstance(event, Pass):
+        return [Err("[AUTH] Authentication failed.")] if event.password == "wrong" else [Ok()]
+    if isinstance(event, (Quit, Stls)):
+        return [Ok("Logging out." if isinstance(event, Quit) else "Begin TLS negotiation now.")]
+    assert isinstance(event, Command), event
+    return [Ok()]
+
+
+def run_server_transcript(
+    client_bytes: bytes,
+    splits: Iterable[int] = (),
+    *,
+    greeting: Greeting = DOVECOT_GREETING,
+    responder: Callable[[Event], Sequence[Event]] = standard_reply,
+    eof: bool = True,
+    **conn_kwargs: object,
+) -> TranscriptResult:
+    """Replay *client_bytes* into a fresh server, cut at *splits*; the server
+    greets first and answers every event with *responder*."""
+    conn = Connection(SERVER, **conn_kwargs)  # type: ignore[arg-type]
+    assert conn.next_event() is PAUSED
+    sent = bytearray(conn.send(greeting))
+    events: list[Event] = []
+    closed = False
+
+    def pump() -> None:
+        nonlocal closed
+        while not closed:
+            event = conn.next_event()
+            if event is NEED_DATA or event is PAUSED:
+                return
+            assert isinstance(event, Event)
+            events.append(event)
+            if isinstance(event, ConnectionClosed):
+                closed = True
+                return
+            for reply in responder(event):
+                sent.extend(conn.send(reply))
+
+    error: type[ProtocolError] | None = None
+    try:
+        pump()
+        for chunk in chunks_at(client_bytes, splits):
+            if closed:
+                break
+            conn.receive_data(chunk)
+            pump()
+        if eof and not closed:
+            conn.receive_data(b"")
+            pump()
+    except ProtocolError as exc:
+        error = type(exc)
+    return TranscriptResult(events, bytes(sent), conn.state, error)
+
+
+def every_split(data: bytes) -> Iterator[list[int]]:
+    """One split at every offset of *data*."""
+    for i in range(1, len(data)):
+        yield [i]
+
+
+# ---------------------------------------------------------------------------
+# Hypothesis strategies for valid field values and events
+# ---------------------------------------------------------------------------
+
+#: Characters allowed in status text outside UTF-8 mode: ASCII except NUL,
+#: CR and LF (they would end or corrupt the line, RFC 1939 §3).
+ASCII_TEXT = st.characters(min_codepoint=1, max_codepoint=0x7F, exclude_characters="\r\n")
+#: Characters allowed after UTF8/LANG.  Lone surrogates are excluded: they
+#: cannot be encoded (see the xfail test about them in test_properties.py).
+UNICODE_TEXT = st.characters(exclude_categories=("Cs",), exclude_characters="\r\n\x00")
+_VCHAR = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+
+#: Every keyword the engine has a command class for.
+KNOWN_KEYWORDS = frozenset(
+    {"USER", "PASS", "APOP", "AUTH", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "QUIT"}
+    | {"TOP", "UIDL", "CAPA", "STLS", "UTF8", "LANG"}
+)
+
+
+def status_texts(*, utf8: bool = False, max_size: int = 40) -> st.SearchStrategy[str]:
+    """Status-line text that round-trips: it must not itself start with
+    ``[`` (the peer would read a response code, RFC 2449 §6.4)."""
+    return st.text(UNICODE_TEXT if utf8 else ASCII_TEXT, max_size=max_size).filter(
+        lambda t: not t.startswith("[")
+    )
+
+
+#: One command parameter: ``1*VCHAR`` (RFC 2449 §3).
+tokens = st.text(_VCHAR, min_size=1, max_size=40)
+#: A unique-id: 1-70 characters in 0x21-0x7E (RFC 1939 §7).
+uids = st.text(_VCHAR, min_size=1, max_size=70)
+#: A PASS argument: printable ASCII, spaces anywhere (RFC 1939 §7).
+passwords = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=60)
+#: Message numbers: small ones, and anything up to the 20 digits the server
+#: parses.
+message_numbers = st.one_of(st.integers(1, 30), st.integers(1, 10**20 - 1))
+#: Counts and sizes (>= 0).
+sizes = st.one_of(st.integers(0, 10**6), st.integers(0, 10**30))
+#: Extension keywords the engine does not know (3-4 characters).
+extension_names = st.text(
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_!~"),
+    min_size=3,
+    max_size=4,
+).filter(lambda n: n[0].isalnum() and n.upper() not in KNOWN_KEYWORDS)
+
+_RCHAR = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/]")
+response_codes: st.SearchStrategy[ResponseCode] = st.one_of(
+    st.sampled_from(
+        [ResponseCode(("IN-USE",)), ResponseCode(("SYS", "TEMP")), ResponseCode(("AUTH",))]
+    ),
+    st.lists(st.text(_RCHAR, min_size=1, max_size=10), min_size=1, max_size=3).map(
+        lambda levels: ResponseCode(tuple(levels))
+    ),
+)
+optional_codes = st.none() | response_codes
+
+_CAP_TAG = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="."),
+    min_size=1,
+    max_size=20,
+)
+_CAP_ENTRY = st.one_of(
+    st.tuples(_CAP_TAG, st.lists(st.text(_VCHAR, min_size=1, max_size=20), max_size=4).map(tuple)),
+    st.sampled_from(
+        [
+            ("PIPELINING", ()),
+            ("STLS", ()),
+            ("USER", ()),
+            ("TOP", ()),
+            ("UIDL", ()),
+            ("SASL", ("PLAIN", "LOGIN")),
+            ("UTF8", ("USER",)),
+            ("LANG", ()),
+            ("LOGIN-DELAY", ("900",)),
+            ("EXPIRE", ("NEVER",)),
+        ]
+    ),
+)
+#: Valid capability lists (to send).
+capabilities = st.lists(_CAP_ENTRY, max_size=8).map(lambda e: Capabilities(tuple(e)))
+
+#: Pieces that make message bodies interesting (checklist §10, Framing).
+BODY_PIECES = (
+    b".",
+    b"..",
+    b"...",
+    b".x",
+    b"\r\n",
+    b"\r",
+    b"\n",
+    b"x",
+    b" ",
+    b"\r\n.\r\n",
+    b"\r\n.",
+    b".\r",
+    b"\n.\n",
+    b"\x00",
+    b"\xff",
+)
+#: Arbitrary message bodies, and bodies built from :data:`BODY_PIECES`.
+bodies = st.one_of(
+    st.binary(max_size=120),
+    st.lists(st.sampled_from(BODY_PIECES), max_size=40).map(b"".join),
+)
+
+
+def chunkings(data: bytes) -> st.SearchStrategy[list[bytes]]:
+    """Ways to cut *data* into chunks (empty chunks included)."""
+    return st.lists(st.integers(0, len(data)), max_size=8).map(
+        lambda cuts: [data[a:b] for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(data)], strict=True)]
+    )
+
+
+def _body_reply(body: bytes, chunks: list[bytes], start: MessageStart) -> list[Event]:
+    return [start, *(MessageData(c) for c in chunks), MessageEnd()]
+
+
+def message_replies(
+    *, utf8: bool = False, body_filter: Callable[[bytes], bool] | None = None
+) -> st.SearchStrategy[list[Event]]:
+    """``MessageStart``, the body in random chunks, ``MessageEnd``."""
+    body_strategy = bodies if body_filter is None else bodies.filter(body_filter)
+    return body_strategy.flatmap(
+        lambda body: st.builds(
+            _body_reply,
+            st.just(body),
+            chunkings(body),
+            st.builds(MessageStart, status_texts(utf8=utf8), optional_codes),
+        )
+    )
+
+
+def replies_for(
+    event: Event,
+    *,
+    utf8: bool = False,
+    body_filter: Callable[[bytes], bool] | None = None,
+) -> st.SearchStrategy[list[Event]]:
+    """A random valid server reply to *event* (checklist §1 "Reply" column).
+
+    ``-ERR`` is always possible; :class:`BadCommand` and :class:`SaslCancel`
+    get nothing else.  For :class:`Auth` / :class:`SaslResponse` the reply is
+    one step of the exchange: a challenge, ``+OK`` or ``-ERR``.  *utf8* says
+    whether non-ASCII text may be sent.
+    """
+    text = status_texts(utf8=utf8)
+    err = st.builds(Err, text, optional_codes).map(lambda e: [e])
+    if isinstance(event, (BadCommand, SaslCancel)):
+        return err
+    ok: st.SearchStrategy[list[Event]]
+    if isinstance(event, Stat):
+        ok = st.builds(StatOk, sizes, sizes).map(lambda e: [e])
+    elif isinstance(event, (List, Uidl)) and event.number is not None:
+        value = sizes if isinstance(event, List) else uids
+        cls = ListEntryOk if isinstance(event, List) else UidlEntryOk
+        ok = st.builds(cls, message_numbers, value).map(lambda e: [e])
+    elif isinstance(event, List):
+        ok = st.builds(ListOk, st.dictionaries(message_numbers, sizes, max_size=8), text).map(
+            lambda e: [e]
+        )
+    elif isinstance(event, Uidl):
+        ok = st.builds(UidlOk, st.dictionaries(message_numbers, uids, max_size=8), text).map(
+            lambda e: [e]
+        )
+    elif isinstance(event, (Retr, Top)):
+        ok = message_replies(utf8=utf8, body_filter=body_filter)
+    elif isinstance(event, Capa):
+        ok = st.builds(CapaOk, capabilities, text).map(lambda e: [e])
+    elif isinstance(event, Lang) and event.language is None:
+        tags = tokens.filter(lambda t: not t.startswith("."))
+        ok = st.builds(
+            LangOk,
+            st.lists(st.tuples(tags, st.text(UNICODE_TEXT if utf8 else ASCII_TEXT, max_size=20)), max_size=5).map(tuple),
+            text,
+        ).map(lambda e: [e])
+    elif isinstance(event, (Auth, SaslResponse)):
+        ok = st.one_of(
+            st.builds(SaslChallenge, st.binary(max_size=60)).map(lambda e: [e]),
+            st.builds(Ok, text, optional_codes).map(lambda e: [e]),
+        )
+    else:
+        assert isinstance(event, Command), event
+        ok = st.builds(Ok, text, optional_codes).map(lambda e: [e])
+    return st.one_of(ok, err)
