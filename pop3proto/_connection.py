@@ -168,10 +168,6 @@ def _expected(cmd: Command) -> tuple[type[Response], ...]:
     return _SINGLE
 
 
-def _is_credential(cmd: Command) -> bool:
-    return isinstance(cmd, (User, Pass, Apop))
-
-
 def _credential_text(cmd: User | Pass | Apop) -> str:
     return cmd.password if isinstance(cmd, Pass) else cmd.name
 
@@ -196,6 +192,13 @@ class Connection:
         bare_lf: accept a bare LF as a line end from the peer (a lenient
             option for broken peers; CRLF only by default, which is also the
             boundary the STLS injection check uses).
+        lenient_end: client only: cope with servers that end a body
+            without a CRLF before the terminating dot (``last line.CRLF``,
+            node-pop3#27) or with a dot line missing its LF (``CRLF . CR``,
+            cyrus-imapd#4717).  Neither can be told from ordinary text
+            until the server falls silent, so the client holds such a tail
+            back and the adapter calls :meth:`peer_idle` when nothing has
+            arrived for a while; the body then ends there.
         allow_unadvertised_pipelining: client only: allow several
             outstanding commands although the server's last CAPA did not
             list PIPELINING (RFC 2449 §6.6 says a client pipelines only if
@@ -221,6 +224,7 @@ class Connection:
         tls: bool = False,
         strict_user: bool = True,
         bare_lf: bool = False,
+        lenient_end: bool = False,
         allow_unadvertised_pipelining: bool = False,
         max_command_size: int = 255,
         max_status_size: int | None = None,
@@ -245,6 +249,8 @@ class Connection:
         self._utf8 = False
         self._lang = False
         self._bare_lf = bare_lf
+        self._lenient_end = lenient_end
+        self._idle = False
         self._allow_pipelining = allow_unadvertised_pipelining
         self._max_command = max_command_size
         if max_status_size is None:
@@ -333,6 +339,7 @@ class Connection:
             if self._eof:
                 raise RuntimeError("received data after the end of the stream")
             self._buf.append(data if type(data) is bytes else bytes(data))
+            self._idle = False
         else:
             self._eof = True
 
@@ -375,6 +382,16 @@ class Connection:
         self._tls = True
         self._capabilities = None
         self._projected = self._session.state
+
+    def peer_idle(self) -> None:
+        """Tell the engine the peer has sent nothing for a while.
+
+        Only matters to a client built with ``lenient_end=True`` that is in
+        the middle of a body whose received data ends like a broken
+        terminator (see the constructor); the next :meth:`next_event` then
+        ends the body.  Otherwise it does nothing.
+        """
+        self._idle = True
 
     def send_failed(self) -> None:
         """Tell the engine that writing bytes from :meth:`send` failed.
@@ -426,6 +443,10 @@ class Connection:
     # ------------------------------------------------------------------
 
     def _client_send(self, event: Event) -> bytes:
+        if isinstance(event, ConnectionClosed):
+            # We are closing our end (h11 lets you "send" this too).
+            self._session.close()
+            return b""
         if isinstance(event, (SaslResponse, SaslCancel)):
             if not self._sasl_owed:
                 raise LocalProtocolError("there is no SASL challenge to answer")
@@ -467,8 +488,8 @@ class Connection:
         ):
             raise LocalProtocolError("APOP: the greeting carried no timestamp")
         if (
-            _is_credential(event)
-            and not _credential_text(event).isascii()  # type: ignore[arg-type]
+            isinstance(event, (User, Pass, Apop))
+            and not _credential_text(event).isascii()
             and not self._utf8_credentials_allowed()
         ):
             raise LocalProtocolError(
@@ -574,7 +595,7 @@ class Connection:
             return self._finish(_trusted_uidl_entry(int(number), uid), True)
         expected = _expected(head)
         if MessageStart in expected:
-            self._body = BodyReader(bare_lf=self._bare_lf)
+            self._body = BodyReader(bare_lf=self._bare_lf, sloppy_end=self._lenient_end)
             return MessageStart(text, code)
         if expected[0] in (ListOk, UidlOk, CapaOk, LangOk):
             self._block = head
@@ -634,6 +655,21 @@ class Connection:
             if self._eof:
                 raise RemoteProtocolError("connection closed in the middle of a message body")
             return NEED_DATA
+        if self._idle and self._lenient_end:
+            # The server fell silent on a held-back tail that a correct
+            # server would have completed: take it as the terminator.
+            held = buf.peek()
+            if held in (b".\r\n", b".\r", b".\n"):
+                # "last line.CRLF": the last line lacked its CRLF.
+                buf.clear()
+                self._body = None
+                return self._finish(MessageEnd(), True)
+            if held in (b"\r\n.\r", b"\n.\r"):
+                # "CRLF . CR": the terminator lacked its LF.
+                buf.clear()
+                self._body = None
+                self._end_pending = True
+                return MessageData(held[:-2])
         out, leftover, done = self._body.feed(buf.take_all())
         if leftover:
             buf.prepend(leftover)

@@ -293,11 +293,19 @@ class BodyReader:
     becomes ``LF .`` and the terminators ``LF . CRLF`` / ``LF . LF``.
     """
 
-    __slots__ = ("at_line_start", "bare_lf")
+    __slots__ = ("at_line_start", "bare_lf", "tails")
 
-    def __init__(self, *, bare_lf: bool) -> None:
+    def __init__(self, *, bare_lf: bool, sloppy_end: bool = False) -> None:
         self.at_line_start = True
         self.bare_lf = bare_lf
+        # With sloppy_end, a trailing "X.CRLF" or "X.CR" is held back too: it
+        # may be a terminator glued to a last line that lacks its CRLF, which
+        # only the peer's silence can tell (see Connection.peer_idle).
+        self.tails: tuple[bytes, ...]
+        if sloppy_end:
+            self.tails = _LENIENT_SLOPPY_TAILS if bare_lf else _STRICT_SLOPPY_TAILS
+        else:
+            self.tails = _LENIENT_TAILS if bare_lf else _STRICT_TAILS
 
     def feed(self, data: bytes) -> tuple[bytes, bytes, bool]:
         """Process buffered *data*.
@@ -332,7 +340,7 @@ class BodyReader:
             body = nl.join(pieces[:i]) + nl
             self.at_line_start = True
             return body[prefix:], leftover, True
-        keep = _partial_tail(data, bare_lf)
+        keep = _partial_tail(data, self.tails)
         tail = b""
         if keep:
             if len(data) - keep <= prefix:
@@ -353,12 +361,15 @@ _SPLIT_CRLF = re.compile(rb"\r\n\.").split
 _SPLIT_LF = re.compile(rb"\n\.").split
 _STRICT_TAILS = (b"\r\n.\r", b"\r\n.", b"\r\n", b"\r")
 _LENIENT_TAILS = (b"\n.\r", b"\n.", b"\n")
+# Longest first: each tuple is tried in order and the first match wins.
+_STRICT_SLOPPY_TAILS = (b"\r\n.\r", b".\r\n", b"\r\n.", b".\r", b"\r\n", b"\r")
+_LENIENT_SLOPPY_TAILS = (b"\n.\r", b".\r\n", b"\n.", b".\r", b".\n", b"\n")
 
 
-def _partial_tail(data: bytes, bare_lf: bool) -> int:
+def _partial_tail(data: bytes, tails: tuple[bytes, ...]) -> int:
     """How many trailing octets could be the start of ``CRLF .`` (or of
-    the terminator ``CRLF . CRLF``)."""
-    for tail in _LENIENT_TAILS if bare_lf else _STRICT_TAILS:
+    the terminator ``CRLF . CRLF``), given the tails to look for."""
+    for tail in tails:
         if data.endswith(tail):
             return len(tail)
     return 0
