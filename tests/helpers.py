@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 from hypothesis import strategies as st
@@ -26,12 +27,11 @@ from pop3proto import (
     NEED_DATA,
     PAUSED,
     SERVER,
-    Apop,
     Auth,
     BadCommand,
     Capa,
-    CapaOk,
     Capabilities,
+    CapaOk,
     Command,
     Connection,
     ConnectionClosed,
@@ -49,16 +49,16 @@ from pop3proto import (
     Ok,
     Pass,
     ProtocolError,
-    ResponseCode,
     Quit,
+    ResponseCode,
     Retr,
     Role,
     SaslCancel,
     SaslChallenge,
     SaslResponse,
     Stat,
-    StatOk,
     State,
+    StatOk,
     Stls,
     Top,
     Uidl,
@@ -152,7 +152,7 @@ def chunks_at(data: bytes, splits: Iterable[int]) -> list[bytes]:
     offsets ignored) into non-empty chunks."""
     cuts = sorted({s for s in splits if 0 < s < len(data)})
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in pairwise(bounds) if b > a]
 
 
 def feed_in_chunks(conn: Connection, data: bytes, splits: Iterable[int]) -> list[Event]:
@@ -673,7 +673,7 @@ bodies = st.one_of(
 def chunkings(data: bytes) -> st.SearchStrategy[list[bytes]]:
     """Ways to cut *data* into chunks (empty chunks included)."""
     return st.lists(st.integers(0, len(data)), max_size=8).map(
-        lambda cuts: [data[a:b] for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(data)], strict=True)]
+        lambda cuts: [data[a:b] for a, b in pairwise([0, *sorted(cuts), len(data)])]
     )
 
 
@@ -736,7 +736,10 @@ def replies_for(
         tags = tokens.filter(lambda t: not t.startswith("."))
         ok = st.builds(
             LangOk,
-            st.lists(st.tuples(tags, st.text(UNICODE_TEXT if utf8 else ASCII_TEXT, max_size=20)), max_size=5).map(tuple),
+            st.lists(
+                st.tuples(tags, st.text(UNICODE_TEXT if utf8 else ASCII_TEXT, max_size=20)),
+                max_size=5,
+            ).map(tuple),
             text,
         ).map(lambda e: [e])
     elif isinstance(event, (Auth, SaslResponse)):
