@@ -131,6 +131,7 @@ NEED_DATA: Final = _NeedData("NEED_DATA")
 PAUSED: Final = _Paused("PAUSED")
 
 _BAD = "BAD"  # state-table kind of a BadCommand: it changes nothing
+_AUTH_KEYWORDS = frozenset({b"USER", b"PASS", b"APOP", b"AUTH"})
 
 # What a server may answer to each command (the client reads the same map
 # the other way round, to know how to frame a positive reply).
@@ -170,6 +171,10 @@ def _expected(cmd: Command) -> tuple[type[Response], ...]:
 
 def _credential_text(cmd: User | Pass | Apop) -> str:
     return cmd.password if isinstance(cmd, Pass) else cmd.name
+
+
+def _decode_utf8(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _two_numbers(text: str, what: str) -> tuple[int, int]:
@@ -264,6 +269,7 @@ class Connection:
         self._queue: deque[Command] = deque()
         self._projected = State.AWAIT_GREETING
         self._sasl_owed = False  # client owes a SASL response
+        self._sasl_malformed = False  # ... and it must be a cancel
         self._block: Command | None = None  # client reading a listing for it
         self._block_text = ""
         self._block_scan = 0
@@ -358,6 +364,11 @@ class Connection:
         except RemoteProtocolError:
             self._session.error()
             raise
+        except LocalProtocolError as exc:
+            # An event built from the peer's bytes failed validation (say,
+            # message number 0): the peer's fault, not ours.
+            self._session.error()
+            raise RemoteProtocolError(str(exc)) from None
         except LineTooLong:  # pragma: no cover - converted where raised
             self._session.error()
             raise RemoteProtocolError("line too long") from None
@@ -450,7 +461,12 @@ class Connection:
         if isinstance(event, (SaslResponse, SaslCancel)):
             if not self._sasl_owed:
                 raise LocalProtocolError("there is no SASL challenge to answer")
+            if self._sasl_malformed and not isinstance(event, SaslCancel):
+                raise LocalProtocolError(
+                    "the challenge was not valid base64: cancel with SaslCancel (RFC 5034 §4)"
+                )
             self._sasl_owed = False
+            self._sasl_malformed = False
             if isinstance(event, SaslCancel):
                 return b"*\r\n"
             return sasl_b64encode(event.data) + b"\r\n"
@@ -459,6 +475,8 @@ class Connection:
         state = self._session.state
         if state is State.AWAIT_GREETING:
             raise LocalProtocolError("wait for the server's greeting before sending commands")
+        if state is State.CLOSED:
+            raise LocalProtocolError("the connection is closed")
         keyword = event.name if isinstance(event, Extension) else event.keyword
         if self._queue:
             last = self._queue[-1]
@@ -546,15 +564,14 @@ class Connection:
         session = self._session
         if session.state is State.AWAIT_GREETING:
             ok, code, text = parse_status(line, self._decode)
-            text = format_status_text(code, text)
             if ok:
-                greeting = Greeting(text)
+                greeting = Greeting(format_status_text(code, text))
                 self._greeting = greeting
                 session.reply(GREETING, True)
                 self._projected = session.state
                 return greeting
             session.reply(GREETING, False)
-            return Err(text)
+            return Err(text, code)
         if not self._queue:
             if line.startswith(b"-ERR"):
                 # Dovecot and WildDuck send "-ERR Disconnected for
@@ -572,13 +589,21 @@ class Connection:
             # is tolerated as an empty challenge (checklist §8).
             if len(line) > 1 and line[1:2] != b" ":
                 raise ValueError(f"malformed SASL challenge {line[:40]!r}")
+            self._sasl_owed = True
             try:
                 data = sasl_b64decode(line[2:])
             except ValueError:
-                raise ValueError("invalid base64 in SASL challenge") from None
-            self._sasl_owed = True
+                # RFC 5034 §4: a client that cannot decode a challenge MUST
+                # cancel with "*"; the event says so and send() enforces it.
+                self._sasl_malformed = True
+                return _trusted(SaslChallenge, data=bytes(line[2:]), malformed=True)
             return SaslChallenge(data)
-        ok, code, text = parse_status(line, self._decode)
+        decode = self._decode
+        if isinstance(head, (Utf8, Lang)) and line.startswith(b"+OK"):
+            # RFC 6856 §3: the new language applies "starting with the
+            # response to the LANG command" (likewise UTF8 mode).
+            decode = _decode_utf8
+        ok, code, text = parse_status(line, decode)
         if not ok:
             return self._finish(Err(text, code), False)
         if isinstance(head, Stat):
@@ -641,7 +666,7 @@ class Connection:
             else:
                 event = _trusted(
                     LangOk,
-                    languages=parse_lang_block(block, self._decode, bare_lf=self._bare_lf),
+                    languages=parse_lang_block(block, bare_lf=self._bare_lf),
                     text=text,
                 )
         except ValueError as exc:
@@ -750,7 +775,7 @@ class Connection:
         if self._discarding:
             idx = buf.find(end)
             if idx < 0:
-                buf.clear()
+                self._discard_all_but_cr()
                 return self._server_eof_or_need()
             buf.consume(idx + len(end))
             self._discarding = False
@@ -768,7 +793,7 @@ class Connection:
             if idx >= 0:
                 buf.consume(idx + len(end))
             else:
-                buf.clear()
+                self._discard_all_but_cr()
                 self._discarding = True
             return self._server_bad(BadCommand(head, "command line too long"))
         if line is None:
@@ -810,6 +835,16 @@ class Connection:
         self._current = cmd
         self._owed = True
         return cmd
+
+    def _discard_all_but_cr(self) -> None:
+        """Drop the rest of an overlong line, except a final CR: it may be
+        the first half of the CRLF that ends it, and the command after it
+        must not be lost (RFC 2197 §4.2)."""
+        buf = self._buf
+        if not self._bare_lf and buf.data.endswith(b"\r"):
+            buf.consume(len(buf) - 1)
+        else:
+            buf.clear()
 
     def _server_bad(self, event: BadCommand) -> BadCommand:
         self._current = event
@@ -887,6 +922,8 @@ class Connection:
                 f"the reply to {what} must be {names}, not {type(event).__name__}"
             )
         if isinstance(event, SaslChallenge):
+            if event.malformed:
+                raise LocalProtocolError("a server cannot send a malformed SaslChallenge")
             self._owed = False
             self._sasl_expect = True
             return b"+ " + sasl_b64encode(event.data) + b"\r\n"
@@ -913,7 +950,22 @@ class Connection:
         current = self._current
         assert current is not None
         kind = _kind(current)
-        self._session.reply(kind, ok)
+        session = self._session
+        if isinstance(current, BadCommand):
+            # A *malformed* USER/PASS/APOP/AUTH (one legal here but not
+            # parseable, e.g. a non-ASCII PASS) still fails as that command:
+            # the client cannot tell "malformed" from "refused" and moves as
+            # for any -ERR to it (a failed PASS clears USER, RFC 1939 §7), so
+            # we must too or the two sides drift apart.  A command that is
+            # not allowed in this state changes nothing (RFC 1939 §3).
+            keyword = current.line.split(b" ", 1)[0].upper()
+            if current.command is None and keyword in _AUTH_KEYWORDS:
+                kw = keyword.decode("ascii")
+                session.state = session.after_reply(
+                    session.after_start(session.state, kw), kw, False
+                )
+        else:
+            session.reply(kind, ok)
         if ok:
             if isinstance(current, Utf8):
                 self._utf8 = True

@@ -380,6 +380,27 @@ class Lang(Command):
 
 
 _KEYWORD = re.compile(r"[A-Za-z0-9][!-~]{2,3}\Z")
+_KNOWN_KEYWORDS = frozenset(
+    {
+        "USER",
+        "PASS",
+        "APOP",
+        "AUTH",
+        "STAT",
+        "LIST",
+        "RETR",
+        "DELE",
+        "NOOP",
+        "RSET",
+        "QUIT",
+        "TOP",
+        "UIDL",
+        "CAPA",
+        "STLS",
+        "UTF8",
+        "LANG",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +427,16 @@ class Extension(Command):
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _KEYWORD.match(self.name):
             raise LocalProtocolError("command keyword must be 3-4 printable ASCII characters")
-        object.__setattr__(self, "name", self.name.upper())
+        name = self.name.upper()
+        if name in _KNOWN_KEYWORDS:
+            # The server would parse it as the real command and the two
+            # sides' states would drift apart; use the command's class.
+            raise LocalProtocolError(f"{name} has its own event class; use it, not Extension")
+        object.__setattr__(self, "name", name)
+        if isinstance(self.arguments, (str, bytes)) or not isinstance(
+            self.arguments, (tuple, list)
+        ):
+            raise LocalProtocolError("Extension arguments must be a sequence of str")
         args = tuple(self.arguments)
         for arg in args:
             check_token(arg, "command argument")
@@ -438,6 +468,10 @@ class BadCommand(Command):
     def __post_init__(self) -> None:
         _check_bytes(self.line, "BadCommand line")
         check_text(self.reason, "BadCommand reason")
+        if self.command is not None and (
+            not isinstance(self.command, Command) or isinstance(self.command, BadCommand)
+        ):
+            raise LocalProtocolError("BadCommand command must be a parsed Command or None")
 
 
 # ---------------------------------------------------------------------------
@@ -451,12 +485,19 @@ class SaslChallenge(Response):
 
     Fields:
         data: the decoded challenge; ``b""`` is the empty challenge ``+ ``.
+        malformed: set by a client that received a challenge that is not
+            valid base64; ``data`` then holds the raw octets, and the only
+            legal answer is :class:`SaslCancel` (RFC 5034 §4).  A server
+            cannot send a malformed challenge.
     """
 
     data: bytes
+    malformed: bool = False
 
     def __post_init__(self) -> None:
         _check_bytes(self.data, "SaslChallenge data")
+        if not isinstance(self.malformed, bool):
+            raise LocalProtocolError("malformed must be bool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -695,7 +736,15 @@ class LangOk(Response):
     text: str = ""
 
     def __post_init__(self) -> None:
-        langs = tuple((tag, desc) for tag, desc in self.languages)
+        if isinstance(self.languages, (str, bytes)) or not isinstance(
+            self.languages, (tuple, list)
+        ):
+            raise LocalProtocolError("LangOk languages must be a sequence of (tag, description)")
+        langs = tuple(self.languages)
+        for pair in langs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise LocalProtocolError("each language must be a (tag, description) pair")
+        langs = tuple((tag, desc) for tag, desc in langs)
         for tag, desc in langs:
             check_token(tag, "language tag")
             check_text(desc, "language description")
@@ -756,3 +805,7 @@ class ConnectionClosed(Event):
     """
 
     outcome_unknown: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.outcome_unknown, bool):
+            raise LocalProtocolError("outcome_unknown must be bool")

@@ -102,10 +102,11 @@ def find_block_end(data: bytes | bytearray, start: int, *, bare_lf: bool) -> tup
     *data* starts right after the ``+OK`` line, so the block is empty when it
     starts with ``.CRLF``; otherwise the terminator is ``CRLF . CRLF``
     (RFC 1939 §3), of which the first CRLF ends the last line.  Returns
-    ``(block_end, consumed)``: the block is ``data[:block_end]`` (its lines
-    without the final line end) and ``consumed`` octets belong to the reply.
-    ``(-1, -1)`` if the terminator has not arrived; *start* is where to resume
-    searching.
+    ``(block_end, consumed)``: the block is ``data[:block_end]``, its lines
+    *with* their line ends (so ``b""`` is no line at all and ``b"\r\n"`` is
+    one empty line), and ``consumed`` octets belong to the reply.
+    ``(-1, -1)`` if the terminator has not arrived; *start* is where to
+    resume searching.
     """
     if data[:3] == b".\r\n":
         return 0, 3
@@ -116,29 +117,28 @@ def find_block_end(data: bytes | bytearray, start: int, *, bare_lf: bool) -> tup
         for term in (b"\n.\r\n", b"\n.\n"):
             idx = data.find(term, start)
             if idx >= 0 and (best[0] < 0 or idx < best[0]):
-                best = (idx, idx + len(term))
-        if best[0] > 0 and data[best[0] - 1 : best[0]] == b"\r":
-            return best[0] - 1, best[1]
+                best = (idx + 1, idx + len(term))
         return best
     idx = data.find(b"\r\n.\r\n", start)
     if idx < 0:
         return -1, -1
-    return idx, idx + 5
+    return idx + 2, idx + 5
+
+
+def _lines_of(block: bytes, bare_lf: bool) -> bytes:
+    """A block without its last line end, CRLF turned into LF if lenient."""
+    if bare_lf:
+        return block.replace(b"\r\n", b"\n")[:-1]
+    return block[:-2]
 
 
 def split_block(block: bytes, *, bare_lf: bool) -> list[bytes]:
-    """Split a block into dot-unstuffed lines."""
+    """Split a block (lines with their line ends) into dot-unstuffed lines."""
     if not block:
         return []
-    lines = block.split(b"\n") if bare_lf else block.split(b"\r\n")
-    if bare_lf:
-        lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+    lines = _lines_of(block, bare_lf).split(b"\n" if bare_lf else b"\r\n")
     # RFC 1939 §3: a line starting with "." had one prepended.
     return [ln[1:] if ln[:1] == b"." else ln for ln in lines]
-
-
-def _normalise(block: bytes, bare_lf: bool) -> bytes:
-    return block.replace(b"\r\n", b"\n") if bare_lf else block
 
 
 def _fast_pairs(
@@ -174,7 +174,7 @@ def parse_list_block(block: bytes, *, bare_lf: bool = False) -> dict[int, int]:
     if not block:
         return {}
     sep = b"\n" if bare_lf else b"\r\n"
-    block = _normalise(block, bare_lf)
+    block = _lines_of(block, bare_lf)
     pairs = _fast_pairs(block, sep, b" ", b"\n")
     result: dict[int, int] | None = None
     nlines = 0
@@ -189,7 +189,8 @@ def parse_list_block(block: bytes, *, bare_lf: bool = False) -> dict[int, int]:
         lines = block.split(sep)
         nlines = len(lines)
         for line in lines:
-            parts = line.split()
+            # RFC 1939 §5: "msg SP size", anything after the size ignored.
+            parts = line.split(b" ", 2)
             if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
                 raise ValueError(f"malformed scan listing line {_show(line)}")
             result[int(parts[0])] = int(parts[1])
@@ -213,7 +214,7 @@ def parse_uidl_block(block: bytes, *, bare_lf: bool = False) -> dict[int, str]:
     """
     if not block:
         return {}
-    block = _normalise(block, bare_lf)
+    block = _lines_of(block, bare_lf)
     if block.translate(None, _LISTING_OCTETS):
         raise ValueError("unique-id listing contains control or non-ASCII octets")
     sep = b"\n" if bare_lf else b"\r\n"
@@ -236,7 +237,7 @@ def parse_uidl_block(block: bytes, *, bare_lf: bool = False) -> dict[int, str]:
             parts = line.split(" ")
             if len(parts) < 2 or not parts[0].isdecimal() or not parts[1]:
                 raise ValueError(f"malformed unique-id listing line {line[:40]!r}")
-            if "\r" in parts[1]:
+            if "\r" in parts[1] or "\n" in parts[1]:
                 raise ValueError("unique-id contains control characters")
             result[int(parts[0])] = parts[1]
     if len(result) != nlines:
@@ -251,13 +252,13 @@ def parse_capa_block(block: bytes, decode: Decoder, *, bare_lf: bool = False) ->
     return [decode(line) for line in split_block(block, bare_lf=bare_lf)]
 
 
-def parse_lang_block(
-    block: bytes, decode: Decoder, *, bare_lf: bool = False
-) -> tuple[tuple[str, str], ...]:
+def parse_lang_block(block: bytes, *, bare_lf: bool = False) -> tuple[tuple[str, str], ...]:
     """The ``tag [SP description]`` lines of a bare LANG reply (RFC 6856 §3)."""
     result = []
     for line in split_block(block, bare_lf=bare_lf):
-        tag, _, desc = decode(line).partition(" ")
+        # RFC 6856 §3: descriptions are "in the language itself, using the
+        # UTF-8 charset", whatever the mode.
+        tag, _, desc = line.decode("utf-8", "replace").partition(" ")
         if not tag:
             raise ValueError("empty language tag in LANG listing")
         result.append((tag, desc))

@@ -33,7 +33,17 @@ def check_text(value: object, what: str) -> str:
     for ch in _FORBIDDEN:
         if ch in value:
             raise LocalProtocolError(f"{what} must not contain CR, LF or NUL")
+    _check_encodable(value, what)
     return value
+
+
+def _check_encodable(value: str, what: str) -> None:
+    # Lone surrogates pass every str check but cannot be sent as UTF-8.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"{what} is not encodable as UTF-8") from None
 
 
 def check_token(value: object, what: str, *, allow_empty: bool = False) -> str:
@@ -53,6 +63,7 @@ def check_token(value: object, what: str, *, allow_empty: bool = False) -> str:
         raise LocalProtocolError(
             f"{what} must be printable with no whitespace or control characters"
         )
+    _check_encodable(value, what)
     return value
 
 

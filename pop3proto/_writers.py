@@ -129,14 +129,16 @@ def write_entry(event: ListEntryOk | UidlEntryOk, limit: int) -> bytes:
 class BodyWriter:
     """Dot-stuffs a message body as it streams out (RFC 1939 §3).
 
-    Every line that starts with ``.`` gets another ``.`` in front.  "Line
-    start" means the start of the body or the octet after any LF, including
-    a bare LF (greenmail#1049: stuffing only after CRLF lets a body with bare
-    LFs smuggle a terminator).  A chunk may end anywhere, so we remember
-    whether the last octet sent ended a line.  At the end, a body that does
-    not end with a line end gets one before the terminator, or the
-    terminator would not be on a line of its own (the Exchange 2000 bug in
-    the fetchmail FAQ, S2).
+    Every line that starts with ``.`` gets another ``.`` in front.  The body
+    goes out with CRLF line ends: a bare LF in the data becomes CRLF (RFC
+    1939 §11 already counts a stored LF as two octets in sizes), so a bare
+    LF can neither smuggle a terminator past a lenient client (greenmail
+    #1049) nor get a dot stuffed that a strict client would not remove.  A
+    chunk may end anywhere, so we remember whether the last octet written
+    was a CR (a CRLF split across chunks) or ended a line.  At the end, a
+    body that does not end with a line end gets one before the terminator,
+    or the terminator would not be on a line of its own (the Exchange 2000
+    bug in the fetchmail FAQ, S2).
     """
 
     __slots__ = ("last",)
@@ -149,10 +151,18 @@ class BodyWriter:
         """Stuff one chunk of the body."""
         if not chunk:
             return b""
-        out = chunk.replace(b"\n.", b"\n..")
-        if self.last == b"\n" and chunk[:1] == b".":
+        out = chunk
+        # Counting one octet is cheap; only a chunk with a bare LF pays for
+        # the conversion.
+        if chunk.count(b"\n") != chunk.count(b"\r\n"):
+            out = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            if self.last == b"\r" and chunk[:1] == b"\n":
+                # The CR that pairs with this LF went out with the last chunk.
+                out = out[1:]
+        out = out.replace(b"\n.", b"\n..")
+        if self.last == b"\n" and out[:1] == b".":
             out = b"." + out
-        self.last = chunk[-1:]
+        self.last = out[-1:]
         return out
 
     def end(self) -> bytes:

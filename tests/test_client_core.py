@@ -1,0 +1,1040 @@
+"""ClientCore, driven without sockets.
+
+:class:`FakeSession` is a POP3 server built on ``pop3proto.Connection(SERVER)``
+with an in-memory mailbox and configurable capabilities; it is transport-free
+and also serves the socket tests (``test_sync_client``, ``test_poplib_compat``).
+:class:`MemoryRunner` performs a core operation's requests against it in
+memory, delivering the server's bytes in small chunks so that every reply is
+split at odd places, and records what the client wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pop3proto.adapters._client import (
+    LOGIN_PREFERENCE,
+    ClientCore,
+    MailboxStatus,
+    command_allowed,
+    is_loopback,
+    raise_for_err,
+)
+from pop3proto.adapters._errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    ConnectionLost,
+    InsecureAuthenticationRefused,
+    LoginDelay,
+    MailboxInUse,
+    PermanentFailure,
+    POP3Error,
+    ProtocolViolation,
+    TemporaryFailure,
+    TLSUnavailable,
+)
+from pop3proto.adapters._io import Deliver, Receive, Send, StartTLS
+
+import pop3proto
+from pop3proto import State
+
+TIMESTAMP_GREETING = "POP3 ready <1896.697170952@dbc.mtview.ca.us>"
+PASSWORD = "correct horse"
+
+#: Messages with every dot-stuffing hazard: dot lines first, last and alone,
+#: an empty message, no final CRLF (the server appends one), 8-bit octets.
+MESSAGES = [
+    b"Subject: one\r\n\r\nhello\r\n",
+    b".starts with a dot\r\n..two dots\r\n.\r\n...\r\nend\r\n",
+    b"Subject: three\r\n\r\nno final line end",
+    b"",
+    b"Subject: five\r\n\r\n\xff\xfe 8-bit \r\nbare\rcr and bare\nlf\r\n.",
+]
+
+
+def expected_body(sent: bytes) -> bytes:
+    """What a client receives for a stored message: the engine's server role
+    sends bare LFs as CRLF and ends the body with CRLF."""
+    sent = sent.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if not sent or sent.endswith(b"\r\n"):
+        return sent
+    if sent.endswith(b"\r"):
+        return sent + b"\n"
+    return sent + b"\r\n"
+
+
+# ---------------------------------------------------------------------------
+# A fake POP3 server session (engine-driven, transport-free)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FakeConfig:
+    """What the fake server offers and how it misbehaves."""
+
+    messages: list[bytes] = field(default_factory=lambda: list(MESSAGES))
+    users: dict[str, str] = field(default_factory=lambda: {"alice": PASSWORD})
+    greeting: str = TIMESTAMP_GREETING
+    capa: bool = True
+    pipelining: bool = True
+    stls: bool = False
+    user_command: bool = True
+    utf8: bool = False
+    sasl: tuple[str, ...] = LOGIN_PREFERENCE
+    auth_error: str = "[AUTH] Authentication failed"
+    #: Sent instead of +OK for correct credentials (e.g. "[IN-USE] locked").
+    login_error: str | None = None
+    close_after_auth_failure: bool = False
+    #: Replace the SCRAM server signature / skip it and answer +OK at once.
+    scram_tamper: bool = False
+    scram_skip_final: bool = False
+    #: Close without answering QUIT from TRANSACTION.
+    quit_no_reply: bool = False
+    quit_error: bool = False
+    #: Raw bytes sent right after the +OK to STLS (a response injection).
+    after_stls: bytes = b""
+    implicit_tls: bool = False
+    chunk: int = 65536
+
+
+class FakeSession:
+    """One server-side POP3 session over an in-memory maildrop."""
+
+    def __init__(self, config: FakeConfig | None = None) -> None:
+        self.config = config = config or FakeConfig()
+        self.conn = pop3proto.Connection(pop3proto.SERVER, tls=config.implicit_tls)
+        self.commands: list[pop3proto.Event] = []
+        self.deleted: set[int] = set()
+        self.committed: list[int] | None = None
+        self.closing = False
+        self.tls_requested = False
+        self.authenticated: str | None = None
+        self.auth_attempts = 0
+        self._user: str | None = None
+        self._mech: pop3proto.SaslServerMechanism | None = None
+
+    # -- transport interface -------------------------------------------------
+
+    def greeting(self) -> bytes:
+        assert self.conn.next_event() is pop3proto.PAUSED
+        return self.conn.send(pop3proto.Greeting(self.config.greeting))
+
+    def receive(self, data: bytes) -> Iterator[bytes]:
+        """Feed client bytes (b"" = EOF); yield the bytes to send back."""
+        conn = self.conn
+        conn.receive_data(data)
+        while not self.closing:
+            event = conn.next_event()
+            if event is pop3proto.NEED_DATA:
+                return
+            if event is pop3proto.PAUSED:
+                if conn.state is State.TLS_PENDING:
+                    self.tls_requested = True
+                return
+            if isinstance(event, pop3proto.ConnectionClosed):
+                self.closing = True
+                return
+            assert isinstance(event, pop3proto.Event)
+            self.commands.append(event)
+            for reply in self.handle(event):
+                if isinstance(reply, bytes):
+                    yield reply
+                else:
+                    yield conn.send(reply)
+
+    def tls_established(self) -> None:
+        assert self.tls_requested
+        self.tls_requested = False
+        self.conn.tls_established()
+
+    # -- the mailbox -------------------------------------------------------------
+
+    def live(self, number: int) -> bool:
+        return 1 <= number <= len(self.config.messages) and number not in self.deleted
+
+    def capabilities(self) -> pop3proto.Capabilities:
+        cfg = self.config
+        items: list[str | tuple[str, ...]] = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE"]
+        if cfg.user_command:
+            items.append("USER")
+        if cfg.pipelining:
+            items.append("PIPELINING")
+        if cfg.stls and not self.conn.tls:
+            items.append("STLS")
+        if cfg.sasl:
+            items.append(("SASL", *cfg.sasl))
+        if cfg.utf8:
+            items.append("UTF8")
+        return pop3proto.Capabilities.build(*items)
+
+    def _mechanism(self, name: str) -> pop3proto.SaslServerMechanism:
+        users = self.config.users
+
+        def check(user: str, password: str) -> bool:
+            return users.get(user) == password
+
+        if name == "PLAIN":
+            return pop3proto.PlainServer(check)
+        if name == "LOGIN":
+            return pop3proto.LoginServer(check)
+        if name == "CRAM-MD5":
+            return pop3proto.CramMD5Server(users.get)
+        hash_name = "sha1" if name == "SCRAM-SHA-1" else "sha256"
+        creds = {u: pop3proto.scram_credentials(p, hash_name=hash_name) for u, p in users.items()}
+        return pop3proto.ScramServer(creds.get, hash_name=hash_name)
+
+    def _logged_in(self, user: str) -> list[Any]:
+        if self.config.login_error is not None:
+            return [pop3proto.Err(self.config.login_error)]
+        self.authenticated = user
+        return [pop3proto.Ok("Logged in.")]
+
+    def _auth_failed(self) -> list[Any]:
+        if self.config.close_after_auth_failure:
+            self.closing = True
+        return [pop3proto.Err(self.config.auth_error)]
+
+    def _sasl_step(self, data: bytes | None) -> list[Any]:
+        mech = self._mech
+        assert mech is not None
+        try:
+            challenge = mech.step(data)
+        except pop3proto.SaslError:
+            self._mech = None
+            return self._auth_failed()
+        if challenge is None:
+            self._mech = None
+            assert mech.authenticated_user is not None
+            return self._logged_in(mech.authenticated_user)
+        if challenge.startswith(b"v="):
+            if self.config.scram_skip_final:
+                self._mech = None
+                return self._logged_in("alice")
+            if self.config.scram_tamper:
+                challenge = b"v=" + pop3proto.sasl_b64encode(b"\0" * 32)
+        return [pop3proto.SaslChallenge(challenge)]
+
+    def handle(self, event: pop3proto.Event) -> Iterable[Any]:
+        """The replies to one received event (events or raw bytes)."""
+        cfg = self.config
+        if isinstance(event, pop3proto.BadCommand):
+            return [pop3proto.Err(event.reason)]
+        if isinstance(event, pop3proto.SaslCancel):
+            self._mech = None
+            return [pop3proto.Err("cancelled")]
+        if isinstance(event, pop3proto.SaslResponse):
+            return self._sasl_step(event.data)
+        if isinstance(event, pop3proto.Capa):
+            return [pop3proto.CapaOk(self.capabilities())] if cfg.capa else [pop3proto.Err("?")]
+        if isinstance(event, pop3proto.Stls):
+            if not cfg.stls:
+                return [pop3proto.Err("no TLS here")]
+            return (
+                [pop3proto.Ok("Begin TLS"), cfg.after_stls]
+                if cfg.after_stls
+                else [pop3proto.Ok("Begin TLS")]
+            )
+        if isinstance(event, pop3proto.Utf8):
+            return [pop3proto.Ok("UTF8 on")] if cfg.utf8 else [pop3proto.Err("no")]
+        if isinstance(event, pop3proto.User):
+            if not cfg.user_command:
+                return [pop3proto.Err("USER disabled")]
+            self._user = event.name
+            return [pop3proto.Ok("send PASS")]
+        if isinstance(event, pop3proto.Pass):
+            self.auth_attempts += 1
+            if self._user is not None and cfg.users.get(self._user) == event.password:
+                return self._logged_in(self._user)
+            return self._auth_failed()
+        if isinstance(event, pop3proto.Apop):
+            self.auth_attempts += 1
+            secret = cfg.users.get(event.name)
+            ts = pop3proto.Greeting(cfg.greeting).timestamp
+            if secret is not None and ts and pop3proto.apop_digest(ts, secret) == event.digest:
+                return self._logged_in(event.name)
+            return self._auth_failed()
+        if isinstance(event, pop3proto.Auth):
+            self.auth_attempts += 1
+            if event.mechanism not in cfg.sasl:
+                return [pop3proto.Err("unsupported mechanism")]
+            self._mech = self._mechanism(event.mechanism)
+            return self._sasl_step(event.initial_response)
+        if isinstance(event, pop3proto.Quit):
+            if self.conn.state is State.UPDATE:
+                if cfg.quit_no_reply:
+                    self.closing = True
+                    return []
+                if cfg.quit_error:
+                    self.closing = True
+                    return [pop3proto.Err("some deleted messages not removed")]
+                self.committed = sorted(self.deleted)
+            self.closing = True
+            return [pop3proto.Ok("bye")]
+        return self._transaction(event)
+
+    def _transaction(self, event: pop3proto.Event) -> Iterable[Any]:
+        msgs = self.config.messages
+        live = [n for n in range(1, len(msgs) + 1) if n not in self.deleted]
+        if isinstance(event, pop3proto.Stat):
+            return [pop3proto.StatOk(len(live), sum(len(msgs[n - 1]) for n in live))]
+        if isinstance(event, pop3proto.Noop):
+            return [pop3proto.Ok()]
+        if isinstance(event, pop3proto.Rset):
+            self.deleted.clear()
+            return [pop3proto.Ok("reset")]
+        if isinstance(event, pop3proto.List) and event.number is None:
+            return [pop3proto.ListOk({n: len(msgs[n - 1]) for n in live})]
+        if isinstance(event, pop3proto.Uidl) and event.number is None:
+            return [pop3proto.UidlOk({n: f"uid-{n:04d}" for n in live})]
+        number = getattr(event, "number", None)
+        assert isinstance(number, int), event
+        if not self.live(number):
+            return [pop3proto.Err("no such message")]
+        body = msgs[number - 1]
+        if isinstance(event, pop3proto.List):
+            return [pop3proto.ListEntryOk(number, len(body))]
+        if isinstance(event, pop3proto.Uidl):
+            return [pop3proto.UidlEntryOk(number, f"uid-{number:04d}")]
+        if isinstance(event, pop3proto.Dele):
+            self.deleted.add(number)
+            return [pop3proto.Ok("deleted")]
+        if isinstance(event, pop3proto.Top):
+            head, sep, rest = body.partition(b"\r\n\r\n")
+            lines = rest.split(b"\r\n")[: event.lines] if sep else []
+            body = head + sep + b"\r\n".join(lines) + (b"\r\n" if lines else b"")
+        assert isinstance(event, (pop3proto.Retr, pop3proto.Top)), event
+        return self._stream(body)
+
+    def _stream(self, body: bytes) -> Iterator[Any]:
+        # Lazily, so that a 20 MB message is never copied whole.
+        yield pop3proto.MessageStart(f"{len(body)} octets")
+        step = self.config.chunk
+        for i in range(0, len(body), step):
+            yield pop3proto.MessageData(body[i : i + step])
+        yield pop3proto.MessageEnd()
+
+
+# ---------------------------------------------------------------------------
+# An in-memory runner
+# ---------------------------------------------------------------------------
+
+
+class MemoryRunner:
+    """Performs a core's requests against a :class:`FakeSession` in memory.
+
+    The server's bytes reach the client *chunk* octets at a time.  Records
+    every Send (``sends``), the most commands ever outstanding at once, and
+    the requests seen.
+    """
+
+    def __init__(self, session: FakeSession, core: ClientCore, *, chunk: int = 5) -> None:
+        self.session = session
+        self.core = core
+        self.chunk = chunk
+        self.to_client = bytearray(session.greeting())
+        self.sends: list[bytes] = []
+        self.max_outstanding = 0
+        self.kinds: list[str] = []
+
+    def perform(self, request: Any, sink: Callable[[bytes], object] | None) -> bytes | None:
+        self.kinds.append(type(request).__name__)
+        if isinstance(request, Send):
+            self.sends.append(request.data)
+            self.max_outstanding = max(self.max_outstanding, len(self.core.conn.outstanding))
+            for piece in self.session.receive(request.data):
+                self.to_client += piece
+            return None
+        if isinstance(request, Receive):
+            if self.to_client:
+                data = bytes(self.to_client[: self.chunk])
+                del self.to_client[: self.chunk]
+                return data
+            if self.session.closing:
+                return b""
+            raise AssertionError("the client waits for a reply the server will never send")
+        if isinstance(request, StartTLS):
+            self.session.tls_established()
+            return None
+        assert isinstance(request, Deliver)
+        assert sink is not None
+        sink(request.data)
+        return None
+
+    def run(self, op: Any, sink: Callable[[bytes], object] | None = None) -> Any:
+        try:
+            request = op.send(None)
+            while True:
+                try:
+                    answer = self.perform(request, sink)
+                except Exception as exc:
+                    request = op.throw(exc)
+                    continue
+                request = op.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    def collect(self, op: Any) -> tuple[Any, bytes]:
+        """Run a streaming operation; return (result, delivered octets)."""
+        buffer = bytearray()
+        result = self.run(op, buffer.extend)
+        return result, bytes(buffer)
+
+    def sent_commands(self) -> list[bytes]:
+        return [line for data in self.sends for line in data.split(b"\r\n") if line]
+
+
+def connect(
+    config: FakeConfig | None = None,
+    *,
+    host: str = "pop.example.org",
+    tls: bool = True,
+    chunk: int = 5,
+    **core_kwargs: Any,
+) -> tuple[ClientCore, MemoryRunner, FakeSession]:
+    """A core that has read the greeting of a fresh fake session."""
+    config = config or FakeConfig()
+    config.implicit_tls = tls
+    session = FakeSession(config)
+    core = ClientCore(host, tls=tls, **core_kwargs)
+    runner = MemoryRunner(session, core, chunk=chunk)
+    greeting = runner.run(core.greet())
+    assert greeting == pop3proto.Greeting(config.greeting)
+    return core, runner, session
+
+
+def logged_in(
+    config: FakeConfig | None = None, **kwargs: Any
+) -> tuple[ClientCore, MemoryRunner, FakeSession]:
+    core, runner, session = connect(config, **kwargs)
+    runner.run(core.login("alice", PASSWORD))
+    assert core.state is State.TRANSACTION
+    return core, runner, session
+
+
+# ---------------------------------------------------------------------------
+# Login method selection
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sasl", "greeting", "expected"),
+    [
+        (LOGIN_PREFERENCE, TIMESTAMP_GREETING, "SCRAM-SHA-256"),
+        (("PLAIN", "SCRAM-SHA-1", "LOGIN"), TIMESTAMP_GREETING, "SCRAM-SHA-1"),
+        (("LOGIN", "CRAM-MD5", "PLAIN"), TIMESTAMP_GREETING, "CRAM-MD5"),
+        (("LOGIN", "PLAIN"), TIMESTAMP_GREETING, "PLAIN"),
+        (("LOGIN",), TIMESTAMP_GREETING, "LOGIN"),
+        ((), TIMESTAMP_GREETING, "APOP"),
+        ((), "POP3 ready", "USER"),
+        ((), "two stamps <a@b> <c@d>", "USER"),
+    ],
+)
+def test_login_picks_the_strongest_method(
+    sasl: tuple[str, ...], greeting: str, expected: str
+) -> None:
+    core, runner, session = connect(FakeConfig(sasl=sasl, greeting=greeting))
+    assert runner.run(core.login("alice", PASSWORD)) == expected
+    assert core.state is State.TRANSACTION
+    assert session.authenticated == "alice"
+    assert session.auth_attempts == 1
+    # CAPA first, then exactly one login method.
+    assert isinstance(session.commands[0], pop3proto.Capa)
+
+
+def test_scram_sends_the_initial_response_on_the_auth_line() -> None:
+    core, runner, session = connect(FakeConfig(sasl=("SCRAM-SHA-256",)))
+    runner.run(core.login("alice", PASSWORD))
+    auth = session.commands[1]
+    assert isinstance(auth, pop3proto.Auth)
+    assert auth.initial_response is not None and auth.initial_response.startswith(b"n,,n=alice")
+
+
+def test_without_capa_the_initial_response_waits_for_the_empty_challenge() -> None:
+    core, runner, session = connect(FakeConfig(capa=False, sasl=("PLAIN",)))
+    assert runner.run(core.login("alice", PASSWORD, mechanism="PLAIN")) == "PLAIN"
+    auth = session.commands[1]
+    assert auth == pop3proto.Auth("PLAIN", None)  # RFC 5034 §4: no SASL capability seen
+
+
+def test_capa_error_falls_back_to_apop_then_user() -> None:
+    core, runner, _ = connect(FakeConfig(capa=False))
+    assert runner.run(core.login("alice", PASSWORD)) == "APOP"
+    core, runner, _ = connect(FakeConfig(capa=False, greeting="hi"))
+    assert runner.run(core.login("alice", PASSWORD)) == "USER"
+    assert core.known_capabilities is None
+
+
+def test_explicit_mechanism_is_used_even_if_weaker() -> None:
+    core, runner, session = connect()
+    assert runner.run(core.login("alice", PASSWORD, mechanism="login")) == "LOGIN"
+    assert [type(c).__name__ for c in session.commands[:2]] == ["Capa", "Auth"]
+    with pytest.raises(ValueError, match="unknown login method"):
+        runner.run(connect()[0].login("alice", PASSWORD, mechanism="XOAUTH2"))
+
+
+def test_login_methods_is_pure() -> None:
+    core, runner, session = connect(tls=False, host="pop.example.org")
+    caps = runner.run(core.capabilities())
+    assert core.login_methods(caps) == ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5"]
+    assert core.login_methods(caps, allow_insecure=True) == [*LOGIN_PREFERENCE, "APOP", "USER"]
+    assert len(session.commands) == 1
+
+
+# ---------------------------------------------------------------------------
+# Refusing to expose passwords
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sasl", [("PLAIN", "LOGIN"), ()])
+def test_insecure_password_methods_are_refused_before_sending(sasl: tuple[str, ...]) -> None:
+    core, runner, _session = connect(FakeConfig(sasl=sasl), tls=False)
+    sent_before = list(runner.sends)
+    with pytest.raises(InsecureAuthenticationRefused, match="unencrypted"):
+        runner.run(core.login("alice", PASSWORD))
+    # Only CAPA went out: no USER, PASS, APOP or AUTH.
+    assert runner.sends[len(sent_before) :] == [b"CAPA\r\n"]
+    assert all(PASSWORD.encode() not in data for data in runner.sends)
+    assert core.state is State.AUTHORIZATION  # still usable
+    assert runner.run(core.login("alice", PASSWORD, allow_insecure=True)) in ("PLAIN", "APOP")
+
+
+def test_challenge_response_methods_are_allowed_without_tls() -> None:
+    core, runner, _ = connect(FakeConfig(sasl=("PLAIN", "CRAM-MD5")), tls=False)
+    assert runner.run(core.login("alice", PASSWORD)) == "CRAM-MD5"
+    assert all(PASSWORD.encode() not in data for data in runner.sends)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "USER", "APOP"])
+def test_explicit_weak_mechanism_is_refused_without_tls(mechanism: str) -> None:
+    core, runner, session = connect(tls=False)
+    with pytest.raises(InsecureAuthenticationRefused):
+        runner.run(core.login("alice", PASSWORD, mechanism=mechanism))
+    assert session.auth_attempts == 0
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]", "127.9.9.9"])
+def test_loopback_counts_as_secure(host: str) -> None:
+    core, runner, _ = connect(FakeConfig(sasl=("PLAIN",)), tls=False, host=host)
+    assert core.secure
+    assert runner.run(core.login("alice", PASSWORD)) == "PLAIN"
+
+
+def test_peer_address_overrides_the_host_name() -> None:
+    core, runner, _ = connect(
+        FakeConfig(sasl=("PLAIN",)), tls=False, host="localhost", loopback=False
+    )
+    with pytest.raises(InsecureAuthenticationRefused):
+        runner.run(core.login("alice", PASSWORD))
+
+
+def test_bearer_tokens_are_passwords_too() -> None:
+    core, runner, _ = connect(tls=False)
+    with pytest.raises(InsecureAuthenticationRefused):
+        runner.run(core.authenticate(pop3proto.XOAuth2Client("alice", "token")))
+
+
+# ---------------------------------------------------------------------------
+# Authentication failures
+# ---------------------------------------------------------------------------
+
+
+def test_auth_code_stops_at_the_first_failure() -> None:
+    core, runner, session = connect()
+    with pytest.raises(AuthenticationFailed) as info:
+        runner.run(core.login("alice", "wrong"))
+    assert info.value.code == pop3proto.AUTH
+    assert session.auth_attempts == 1
+    assert "wrong" not in str(info.value)
+
+
+def test_plain_err_falls_back_to_the_next_method() -> None:
+    # No code: perhaps the mechanism is not set up for the account.
+    core, runner, session = connect(FakeConfig(auth_error="Authentication failed"))
+    with pytest.raises(AuthenticationFailed) as info:
+        runner.run(core.login("alice", "wrong"))
+    assert session.auth_attempts == len(LOGIN_PREFERENCE) + 2  # + APOP + USER/PASS
+    assert info.value.response == pop3proto.Err("Authentication failed")
+
+
+def test_fallback_reaches_a_working_method() -> None:
+    config = FakeConfig(auth_error="nope", sasl=("SCRAM-SHA-256", "PLAIN"))
+    core, runner, session = connect(config)
+    # SCRAM "fails" for this account, PLAIN works.
+    session._mechanism = _failing_scram(session._mechanism)  # type: ignore[method-assign]
+    assert runner.run(core.login("alice", PASSWORD)) == "PLAIN"
+    assert session.auth_attempts == 2
+
+
+def _failing_scram(
+    original: Callable[[str], pop3proto.SaslServerMechanism],
+) -> Callable[[str], pop3proto.SaslServerMechanism]:
+    def make(name: str) -> pop3proto.SaslServerMechanism:
+        if name.startswith("SCRAM"):
+            return pop3proto.PlainServer(lambda u, p: False)
+        return original(name)
+
+    return make
+
+
+def test_server_closing_after_failed_pass_is_authentication_failed() -> None:
+    config = FakeConfig(sasl=(), greeting="hi", auth_error="bad", close_after_auth_failure=True)
+    core, runner, _ = connect(config)
+    with pytest.raises(AuthenticationFailed):
+        runner.run(core.login("alice", "wrong"))
+    with pytest.raises(ConnectionLost):
+        runner.run(core.capabilities(refresh=True))
+
+
+def test_server_closing_before_the_fallback_is_authentication_failed() -> None:
+    config = FakeConfig(auth_error="bad", close_after_auth_failure=True)
+    core, runner, session = connect(config)
+    with pytest.raises(AuthenticationFailed) as info:
+        runner.run(core.login("alice", "wrong"))
+    assert info.value.response == pop3proto.Err("bad")
+    assert session.auth_attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "cls"),
+    [
+        ("[IN-USE] Mailbox locked", MailboxInUse),
+        ("[LOGIN-DELAY] wait", LoginDelay),
+        ("[SYS/TEMP] try later", TemporaryFailure),
+        ("[SYS/PERM/DISK] broken", PermanentFailure),
+        ("[AUTH] expired", AuthenticationFailed),
+    ],
+)
+def test_login_errors_by_response_code(error: str, cls: type[POP3Error]) -> None:
+    core, runner, session = connect(FakeConfig(login_error=error))
+    with pytest.raises(cls) as info:
+        runner.run(core.login("alice", PASSWORD))
+    assert type(info.value) is cls
+    assert info.value.response is not None and info.value.code is not None
+    assert session.auth_attempts == 1  # a code never triggers the fallback
+
+
+def test_scram_server_with_a_bad_signature_is_not_trusted() -> None:
+    core, runner, session = connect(FakeConfig(sasl=("SCRAM-SHA-256", "PLAIN"), scram_tamper=True))
+    with pytest.raises(AuthenticationFailed, match="verification"):
+        runner.run(core.login("alice", PASSWORD))
+    # The client cancelled with "*" and did not downgrade to PLAIN.
+    assert isinstance(session.commands[-1], pop3proto.SaslCancel)
+    assert session.auth_attempts == 1
+
+
+def test_scram_server_skipping_its_signature_ends_the_session() -> None:
+    core, runner, _ = connect(FakeConfig(sasl=("SCRAM-SHA-1",), scram_skip_final=True))
+    with pytest.raises(AuthenticationFailed, match="without completing"):
+        runner.run(core.login("alice", PASSWORD))
+    assert core.state is State.ERROR
+    with pytest.raises(ProtocolViolation):
+        runner.run(core.stat())
+
+
+def test_non_ascii_password_switches_utf8_on() -> None:
+    config = FakeConfig(sasl=(), greeting="hi", utf8=True, users={"alice": "pässword"})
+    core, runner, session = connect(config)
+    assert runner.run(core.login("alice", "pässword")) == "USER"
+    assert [type(c).__name__ for c in session.commands] == ["Capa", "Utf8", "User", "Pass"]
+    core, runner, _ = connect(FakeConfig(sasl=(), greeting="hi", users={"alice": "pässword"}))
+    with pytest.raises(ValueError, match="UTF8"):
+        runner.run(core.login("alice", "pässword"))
+    assert core.state is State.AUTHORIZATION
+
+
+def test_credentials_with_line_breaks_never_reach_the_wire() -> None:
+    core, runner, _session = connect(FakeConfig(sasl=(), greeting="hi"))
+    with pytest.raises(ValueError):
+        runner.run(core.login("alice\r\nDELE 1", PASSWORD))
+    with pytest.raises(ValueError):
+        runner.run(core.login("alice", "x\r\nDELE 1"))
+    assert runner.sent_commands() == [b"CAPA"]
+
+
+# ---------------------------------------------------------------------------
+# STLS
+# ---------------------------------------------------------------------------
+
+
+def test_starttls_flow_forgets_and_refetches_capabilities() -> None:
+    core, runner, session = connect(FakeConfig(stls=True), tls=False)
+    caps = runner.run(core.capabilities())
+    assert caps.stls
+    runner.run(core.starttls())
+    assert core.tls and session.conn.tls
+    assert "StartTLS" in runner.kinds
+    assert core.known_capabilities is None  # RFC 2595 §4
+    caps = runner.run(core.capabilities())
+    assert not caps.stls
+    assert runner.run(core.login("alice", PASSWORD)) == "SCRAM-SHA-256"
+    assert runner.sent_commands()[:3] == [b"CAPA", b"STLS", b"CAPA"]
+
+
+def test_starttls_refused_is_tls_unavailable() -> None:
+    core, runner, _ = connect(FakeConfig(stls=False), tls=False)
+    with pytest.raises(TLSUnavailable) as info:
+        runner.run(core.starttls())
+    assert info.value.response == pop3proto.Err("no TLS here")
+    assert core.state is State.AUTHORIZATION
+
+
+def test_starttls_response_injection_is_refused() -> None:
+    config = FakeConfig(stls=True, after_stls=b"+OK forged\r\n")
+    core, runner, _ = connect(config, tls=False, chunk=4096)
+    with pytest.raises(ProtocolViolation, match="injection"):
+        runner.run(core.starttls())
+    assert "StartTLS" not in runner.kinds
+    assert core.state is State.ERROR
+
+
+def test_starttls_twice_or_on_tls_is_refused_locally() -> None:
+    core, runner, _ = connect(tls=True)
+    with pytest.raises(TLSUnavailable, match="already"):
+        runner.run(core.starttls())
+
+
+def test_failed_handshake_ends_the_session() -> None:
+    core, runner, session = connect(FakeConfig(stls=True), tls=False)
+
+    def boom() -> None:
+        raise OSError("handshake failed")
+
+    session.tls_established = boom  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="handshake"):
+        runner.run(core.starttls())
+    assert core.state is State.ERROR
+
+
+# ---------------------------------------------------------------------------
+# Transaction commands and error mapping
+# ---------------------------------------------------------------------------
+
+
+def test_typed_results() -> None:
+    core, runner, _ = logged_in(chunk=3)
+    sizes = {n: len(m) for n, m in enumerate(MESSAGES, 1)}
+    assert runner.run(core.stat()) == MailboxStatus(len(MESSAGES), sum(sizes.values()))
+    assert runner.run(core.list()) == sizes
+    assert runner.run(core.uidl()) == {n: f"uid-{n:04d}" for n in sizes}
+    assert runner.run(core.size(2)) == sizes[2]
+    assert runner.run(core.uid(3)) == "uid-0003"
+    for number, message in enumerate(MESSAGES, 1):
+        octets, body = runner.collect(core.retrieve(number))
+        assert body == expected_body(message)
+        assert octets == len(body)
+    _, head = runner.collect(core.top(1, 0))
+    assert head == b"Subject: one\r\n\r\n"
+    runner.run(core.noop())
+    runner.run(core.delete(1))
+    assert runner.run(core.stat()).count == len(MESSAGES) - 1
+    runner.run(core.reset())
+    assert runner.run(core.stat()).count == len(MESSAGES)
+
+
+def test_command_failed_carries_the_response() -> None:
+    core, runner, _ = logged_in()
+    with pytest.raises(CommandFailed) as info:
+        runner.collect(core.retrieve(99))
+    assert info.value.response == pop3proto.Err("no such message")
+    assert info.value.code is None and info.value.command == "RETR 99"
+    runner.run(core.noop())  # still usable
+
+
+@pytest.mark.parametrize(
+    ("text", "login", "cls"),
+    [
+        ("[IN-USE] x", False, MailboxInUse),
+        ("[in-use] x", False, MailboxInUse),
+        ("[LOGIN-DELAY/600] x", True, LoginDelay),
+        ("[SYS/TEMP] x", False, TemporaryFailure),
+        ("[SYS/TEMP/FOO/BAR] x", True, TemporaryFailure),
+        ("[SYS/PERM] x", False, PermanentFailure),
+        ("[AUTH] x", False, AuthenticationFailed),
+        ("[SYS] x", True, AuthenticationFailed),
+        ("[XFOO] x", False, CommandFailed),
+        ("[UTF8] x", False, CommandFailed),
+        ("plain", False, CommandFailed),
+        ("plain", True, AuthenticationFailed),
+    ],
+)
+def test_raise_for_err(text: str, login: bool, cls: type[POP3Error]) -> None:
+    code, rest = pop3proto._responses.split_response_code(text)
+    err = pop3proto.Err(rest, code)
+    with pytest.raises(cls) as info:
+        raise_for_err(err, "CMD", login=login)
+    assert type(info.value) is cls
+    assert info.value.response is err and info.value.command == "CMD"
+    assert info.value.text == rest
+
+
+def test_wrong_state_raises_without_breaking_the_session() -> None:
+    core, runner, _ = connect()
+    with pytest.raises(ProtocolViolation) as info:
+        runner.run(core.stat())
+    assert isinstance(info.value.error, pop3proto.LocalProtocolError)
+    assert core.state is State.AUTHORIZATION
+    runner.run(core.login("alice", PASSWORD))
+    with pytest.raises(ProtocolViolation):
+        runner.run(core.utf8())
+    assert runner.run(core.stat()).count == len(MESSAGES)
+
+
+def test_command_allowed_table() -> None:
+    assert command_allowed("STAT", State.TRANSACTION)
+    assert not command_allowed("STAT", State.AUTHORIZATION)
+    assert not command_allowed("CAPA", State.USER_OK)
+    assert command_allowed("CAPA", State.USER_OK, strict_user=False)
+    assert command_allowed("XTND", State.USER_OK)
+    assert not command_allowed("NOOP", State.CLOSED)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("10.0.0.1", False),
+        ("pop.example.org", False),
+        ("localhost.example.org", False),
+        ("", False),
+    ],
+)
+def test_is_loopback(host: str, expected: bool) -> None:
+    assert is_loopback(host) is expected
+
+
+# ---------------------------------------------------------------------------
+# Pipelined retrieval
+# ---------------------------------------------------------------------------
+
+
+def many_messages(count: int) -> list[bytes]:
+    return [
+        b"Subject: %d\r\n\r\n" % n + b".dot line\r\n" * (n % 3) + b"x" * n for n in range(count)
+    ]
+
+
+def test_retrieve_many_pipelines_within_the_window() -> None:
+    messages = many_messages(40)
+    core, runner, _session = logged_in(FakeConfig(messages=messages), chunk=7)
+    first = len(runner.sends)
+    batch = core.retrieve_many(range(1, 41), window=8)
+    got = []
+    while True:
+        data = bytearray()
+        number = runner.run(batch.next(), data.extend)
+        if number is None:
+            break
+        got.append((number, bytes(data)))
+    assert [n for n, _ in got] == list(range(1, 41))
+    assert [body for _, body in got] == [expected_body(m) for m in messages]
+    assert batch.window == 8 and batch.done
+    # One write fills the window, refills top it up in single writes, and
+    # never more than 8 commands are outstanding.
+    retr_sends = [s for s in runner.sends[first:] if s.startswith(b"RETR")]
+    assert retr_sends[0].count(b"RETR") == 8
+    assert all(s.count(b"\r\n") == s.count(b"RETR") for s in retr_sends)
+    assert runner.max_outstanding == 8
+    assert len(retr_sends) < 40
+    assert sum(s.count(b"RETR") for s in retr_sends) == 40
+    assert core.conn.outstanding == ()
+
+
+def test_retrieve_many_without_pipelining_is_one_at_a_time() -> None:
+    messages = many_messages(10)
+    core, runner, _ = logged_in(FakeConfig(messages=messages, pipelining=False))
+    first = len(runner.sends)
+    batch = core.retrieve_many([3, 1, 2], window=16)
+    assert runner.collect(batch.next()) == (3, expected_body(messages[2]))
+    assert batch.window == 1 and not batch.in_flight  # nothing sent ahead
+    assert runner.collect(batch.next()) == (1, expected_body(messages[0]))
+    assert runner.collect(batch.next()) == (2, expected_body(messages[1]))
+    assert runner.run(batch.next()) is None
+    assert runner.sends[first:] == [b"RETR 3\r\n", b"RETR 1\r\n", b"RETR 2\r\n"]
+    assert runner.max_outstanding == 1
+
+
+def test_retrieve_many_error_for_one_message_then_goes_on() -> None:
+    core, runner, _ = logged_in()
+    batch = core.retrieve_many([1, 99, 2])
+    assert runner.collect(batch.next())[0] == 1
+    with pytest.raises(CommandFailed):
+        runner.collect(batch.next())
+    assert runner.collect(batch.next()) == (2, expected_body(MESSAGES[1]))
+    assert runner.run(batch.next()) is None
+
+
+def test_commands_inside_a_pipelined_batch_settle_it_first() -> None:
+    messages = many_messages(12)
+    core, runner, session = logged_in(FakeConfig(messages=messages))
+    batch = core.retrieve_many(range(1, 13), window=4)
+    seen = []
+    while True:
+        number, body = runner.collect(batch.next())
+        if number is None:
+            break
+        assert body == expected_body(messages[number - 1])
+        seen.append(number)
+        runner.run(core.delete(number))  # interleaved with RETRs in flight
+    assert seen == list(range(1, 13))
+    assert session.deleted == set(range(1, 13))
+    assert runner.run(core.quit()) is True
+    assert session.committed == list(range(1, 13))
+
+
+def test_abandoned_batch_is_drained_by_the_next_command() -> None:
+    core, runner, _ = logged_in(FakeConfig(messages=many_messages(20)))
+    batch = core.retrieve_many(range(1, 21), window=8)
+    assert runner.collect(batch.next())[0] == 1
+    assert batch.in_flight
+    batch.abandon()
+    assert runner.run(core.stat()).count == 20
+    assert core.conn.outstanding == ()
+    with pytest.raises(RuntimeError, match="abandoned"):
+        runner.run(batch.next())
+
+
+def test_quit_abandons_an_unfinished_batch() -> None:
+    core, runner, session = logged_in(FakeConfig(messages=many_messages(20)))
+    batch = core.retrieve_many(range(1, 21), window=8)
+    runner.collect(batch.next())
+    runner.run(core.delete(1))
+    assert runner.run(core.quit()) is True
+    assert session.committed == [1]
+
+
+def test_delete_many_pipelines_and_reports_the_first_error() -> None:
+    core, runner, session = logged_in(FakeConfig(messages=many_messages(10)))
+    with pytest.raises(CommandFailed, match="DELE 42"):
+        runner.run(core.delete_many([1, 2, 42, 3, 43], window=4))
+    assert session.deleted == {1, 2, 3}
+    assert any(s.count(b"DELE") > 1 for s in runner.sends)
+
+
+def test_failing_sink_leaves_the_session_usable() -> None:
+    core, runner, _ = logged_in(chunk=3)
+
+    def sink(data: bytes) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        runner.run(core.retrieve(2), sink)
+    assert core.conn.outstanding  # the rest of the body is still owed
+    assert runner.run(core.uid(1)) == "uid-0001"
+
+
+def test_interrupted_receive_is_recovered_but_failed_send_is_not() -> None:
+    core, runner, _session = logged_in(chunk=2)
+    op = core.noop()
+    assert isinstance(op.send(None), Send)
+    runner.perform(Send(b"NOOP\r\n"), None)  # the server got it
+    assert isinstance(op.send(None), Receive)
+    with pytest.raises(TimeoutError):
+        op.throw(TimeoutError("timed out"))
+    assert runner.run(core.stat()).count == len(MESSAGES)  # drained the NOOP reply
+    op = core.noop()
+    assert isinstance(op.send(None), Send)
+    with pytest.raises(BrokenPipeError):
+        op.throw(BrokenPipeError())
+    assert core.state is State.ERROR
+    with pytest.raises(ProtocolViolation):
+        runner.run(core.noop())
+
+
+# ---------------------------------------------------------------------------
+# QUIT and the end of the connection
+# ---------------------------------------------------------------------------
+
+
+def test_quit_reports_whether_deletions_were_committed() -> None:
+    core, runner, session = logged_in()
+    runner.run(core.delete(2))
+    assert runner.run(core.quit()) is True
+    assert session.committed == [2]
+    with pytest.raises(ConnectionLost):
+        runner.run(core.noop())
+
+    core, runner, _ = connect()
+    assert runner.run(core.quit()) is False  # from AUTHORIZATION
+
+    core, runner, _ = logged_in(FakeConfig(quit_error=True))
+    assert runner.run(core.quit()) is False
+
+
+def test_quit_without_reply_is_outcome_unknown() -> None:
+    core, runner, _ = logged_in(FakeConfig(quit_no_reply=True))
+    runner.run(core.delete(1))
+    with pytest.raises(ConnectionLost) as info:
+        runner.run(core.quit())
+    assert info.value.outcome_unknown
+
+
+def test_eof_in_the_middle_of_a_body_is_connection_lost() -> None:
+    core, runner, session = logged_in(chunk=4096)
+    runner.run(core.noop())
+    # The server dies half-way through the reply.
+    original = session.receive
+
+    def truncated(data: bytes) -> Iterator[bytes]:
+        out = b"".join(original(data))
+        session.closing = True
+        yield out[:-9]
+
+    session.receive = truncated  # type: ignore[method-assign]
+    with pytest.raises(ConnectionLost, match="middle"):
+        runner.collect(core.retrieve(1))
+
+
+def test_negative_greeting_and_eof_before_greeting() -> None:
+    session = FakeSession()
+    core = ClientCore("h")
+    runner = MemoryRunner(session, core)
+    runner.to_client = bytearray(b"-ERR [SYS/TEMP] maintenance\r\n")
+    session.closing = True
+    with pytest.raises(TemporaryFailure):
+        runner.run(core.greet())
+    core = ClientCore("h")
+    runner = MemoryRunner(FakeSession(), core)
+    runner.to_client = bytearray()
+    runner.session.closing = True
+    with pytest.raises(ConnectionLost):
+        runner.run(core.greet())
+
+
+def test_garbage_reply_is_a_protocol_violation() -> None:
+    core, runner, session = logged_in()
+
+    def garbage(data: bytes) -> Iterator[bytes]:
+        yield b"+ continuation outside AUTH\r\n"
+
+    session.receive = garbage  # type: ignore[method-assign]
+    with pytest.raises(ProtocolViolation) as info:
+        runner.run(core.noop())
+    assert isinstance(info.value.error, pop3proto.RemoteProtocolError)
+    assert isinstance(info.value.__cause__, pop3proto.RemoteProtocolError)
+
+
+def test_operations_before_the_greeting_are_refused() -> None:
+    core = ClientCore("h")
+    runner = MemoryRunner(FakeSession(), core)
+    with pytest.raises(ProtocolViolation, match="greet"):
+        runner.run(core.noop())
+
+
+def test_argument_validation() -> None:
+    core, runner, _ = logged_in()
+    with pytest.raises(ValueError):
+        runner.run(core.retrieve(0))
+    with pytest.raises(TypeError):
+        runner.run(core.retrieve("1"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        core.retrieve_many([1, -1])
+    with pytest.raises(ValueError):
+        ClientCore("h", window=0)
+    runner.run(core.noop())
