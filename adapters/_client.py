@@ -101,7 +101,6 @@ __all__ = [
     "MailboxStatus",
     "raise_for_err",
     "is_loopback",
-    "command_allowed",
     "DEFAULT_WINDOW",
     "LOGIN_PREFERENCE",
     "SAFE_WITHOUT_TLS",
@@ -126,60 +125,21 @@ LOGIN_PREFERENCE: Final = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", 
 #: offline dictionary attack.
 SAFE_WITHOUT_TLS: Final = frozenset({"SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5"})
 
-# RFC 1939 §§4-7, RFC 2449 §5, RFC 2595 §4, RFC 5034 §4, RFC 6856 §§2-3:
-# the states in which each command may be sent (with the engine's default
-# strict_user=True, only PASS or QUIT may follow a successful USER).  The
-# core checks this itself before calling Connection.send, because a refused
-# send puts the engine in the ERROR state for good, and calling stat()
-# before login() should not cost the caller the connection.
-_AUTHZ = frozenset({State.AUTHORIZATION})
-_TRANS = frozenset({State.TRANSACTION})
-_BOTH = frozenset({State.AUTHORIZATION, State.TRANSACTION})
-_ALLOWED: Final[dict[str, frozenset[State]]] = {
-    "USER": _AUTHZ,
-    "APOP": _AUTHZ,
-    "AUTH": _AUTHZ,
-    "STLS": _AUTHZ,
-    "UTF8": _AUTHZ,
-    "PASS": frozenset({State.USER_OK}),
-    "CAPA": _BOTH,
-    "LANG": _BOTH,
-    "QUIT": frozenset({State.AUTHORIZATION, State.USER_OK, State.TRANSACTION}),
-    "STAT": _TRANS,
-    "LIST": _TRANS,
-    "RETR": _TRANS,
-    "DELE": _TRANS,
-    "NOOP": _TRANS,
-    "RSET": _TRANS,
-    "TOP": _TRANS,
-    "UIDL": _TRANS,
+# A refused Connection.send puts the engine in the ERROR state for good, and
+# calling stat() before login() should not cost the caller the connection, so
+# the core asks Connection.can_send first, with a stand-in event of the
+# command it is about to send when it does not hold the real one yet.
+_PROBES: Final[dict[str, pop3proto.Command]] = {
+    "USER": pop3proto.User("probe"),
+    "AUTH": pop3proto.Auth("PLAIN"),
+    "CAPA": pop3proto.Capa(),
+    "STLS": pop3proto.Stls(),
+    "DELE": pop3proto.Dele(1),
+    "QUIT": pop3proto.Quit(),
+    "RETR": pop3proto.Retr(1),
 }
 
-# Extension commands (LAST, RPOP, XTND...) are left to the server to judge.
-_ANY_SESSION_STATE = frozenset({State.AUTHORIZATION, State.USER_OK, State.TRANSACTION})
-# With strict_user=False the engine lets these follow a successful USER
-# (the ambiguity of RFC 1939 §7's "immediately", checklist §1).
-_LENIENT_USER_OK = frozenset({"USER", "PASS", "APOP", "AUTH", "CAPA", "UTF8", "LANG", "QUIT"})
-
 _EMPTY_CAPABILITIES: Final = pop3proto.Capabilities(())
-
-
-def command_allowed(keyword: str, state: State, *, strict_user: bool = True) -> bool:
-    """Whether a command with *keyword* may be sent in *state*.
-
-    The RFC 1939 / 2449 / 2595 / 5034 / 6856 table the engine enforces;
-    adapters ask it *before* :meth:`pop3proto.Connection.send`, which would
-    put the connection in the ERROR state for a refused command.  Unknown
-    keywords (extensions) may go in any session state.  *strict_user*
-    mirrors the engine option of the same name.
-    """
-    keyword = keyword.upper()
-    if state is State.USER_OK and not strict_user:
-        return keyword in _LENIENT_USER_OK or keyword not in _ALLOWED
-    allowed = _ALLOWED.get(keyword)
-    if allowed is None:
-        return state in _ANY_SESSION_STATE
-    return state in allowed
 
 
 Event = pop3proto.Event
@@ -414,7 +374,13 @@ class ClientCore:
             self._conn.send_failed()
             raise
 
-    def _begin(self, keyword: str, *, batch: RetrieveBatch | None = None) -> Operation[None]:
+    def _begin(
+        self,
+        keyword: str,
+        *,
+        batch: RetrieveBatch | None = None,
+        command: pop3proto.Command | None = None,
+    ) -> Operation[None]:
         """Get ready to send a command: settle any earlier, abandoned work and
         check that *keyword* may be sent now."""
         current = self._batch
@@ -431,7 +397,8 @@ class ClientCore:
         yield from self._drain()
         self._check_usable(keyword)
         state = self._conn.state
-        if not command_allowed(keyword, state):
+        probe = command if command is not None else _PROBES[keyword]
+        if not self._conn.can_send(probe):
             error = pop3proto.LocalProtocolError(
                 f"{keyword} is not allowed in the {state.name} state"
             )
@@ -475,7 +442,7 @@ class ClientCore:
         self, command: pop3proto.Command, label: str, *, login: bool = False
     ) -> Operation[Event]:
         """Send one command and return its final, positive reply."""
-        yield from self._begin(command.keyword)
+        yield from self._begin(command.keyword, command=command)
         yield from self._send(command)
         event = yield from self._reply(label)
         if isinstance(event, pop3proto.Err):

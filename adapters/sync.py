@@ -86,7 +86,6 @@ from pop3proto import State
 from ._client import (
     DEFAULT_WINDOW,
     ClientCore,
-    command_allowed,
     is_loopback,
 )
 from ._client import MailboxStatus as MailboxStatus
@@ -301,12 +300,12 @@ class POP3:
                 conn.outstanding[-1], (pop3proto.Stls, pop3proto.Auth, pop3proto.Quit)
             ):
                 raise error_proto(f"-ERR read the reply to the last command first: {shown!r}")
-            if not command_allowed(keyword, conn.state, strict_user=False):
+            self._check_command(event)
+            if not conn.can_send(event):
                 raise error_proto(
                     f"-ERR {keyword} is not allowed in the {conn.state.name} state "
                     "(command not sent)"
                 )
-            self._check_command(event)
         try:
             wire = conn.send(event)
         except pop3proto.LocalProtocolError as exc:

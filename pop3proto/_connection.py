@@ -416,6 +416,25 @@ class Connection:
     # Output
     # ------------------------------------------------------------------
 
+    def can_send(self, event: Event) -> bool:
+        """Whether :meth:`send` would accept *event* now (client role).
+
+        Unlike ``send``, a "no" costs nothing: the connection does not enter
+        the ERROR state, so an adapter can ask before it commits (say,
+        whether a command is legal in the current state).  For the server
+        role, use ``send`` directly: a server's replies follow from the
+        command it received.
+        """
+        if not self._client:
+            raise RuntimeError("can_send() is for the client role")
+        if self._session.state is State.ERROR:
+            return False
+        try:
+            self._client_prepare(event)
+        except LocalProtocolError:
+            return False
+        return True
+
     def send(self, event: Event) -> bytes:
         """Serialize *event* and return the bytes to write to the peer.
 
@@ -454,9 +473,29 @@ class Connection:
     # ------------------------------------------------------------------
 
     def _client_send(self, event: Event) -> bytes:
+        data = self._client_prepare(event)
         if isinstance(event, ConnectionClosed):
             # We are closing our end (h11 lets you "send" this too).
             self._session.close()
+        elif isinstance(event, (SaslResponse, SaslCancel)):
+            self._sasl_owed = False
+            self._sasl_malformed = False
+        else:
+            assert isinstance(event, Command)
+            kind = _kind(event)
+            projected = self._projected
+            self._queue.append(event)
+            if len(self._queue) == 1:
+                self._session.start(kind)
+            self._projected = SessionState.after_reply(
+                SessionState.after_start(projected, kind), kind, True
+            )
+        return data
+
+    def _client_prepare(self, event: Event) -> bytes:
+        """Check that *event* may be sent now and serialize it; changes
+        nothing, so :meth:`can_send` can ask too."""
+        if isinstance(event, ConnectionClosed):
             return b""
         if isinstance(event, (SaslResponse, SaslCancel)):
             if not self._sasl_owed:
@@ -465,8 +504,6 @@ class Connection:
                 raise LocalProtocolError(
                     "the challenge was not valid base64: cancel with SaslCancel (RFC 5034 §4)"
                 )
-            self._sasl_owed = False
-            self._sasl_malformed = False
             if isinstance(event, SaslCancel):
                 return b"*\r\n"
             return sasl_b64encode(event.data) + b"\r\n"
@@ -492,9 +529,8 @@ class Connection:
                     "the server did not advertise PIPELINING: wait for each reply "
                     "(or pass allow_unadvertised_pipelining=True)"
                 )
-        kind = _kind(event)
         projected = self._projected
-        if not self._session.allowed(kind, projected):
+        if not self._session.allowed(_kind(event), projected):
             raise LocalProtocolError(f"{keyword} is not allowed in the {projected.name} state")
         if isinstance(event, Stls):
             if self._tls:
@@ -513,14 +549,7 @@ class Connection:
             raise LocalProtocolError(
                 "non-ASCII credentials need UTF8 mode or a 'UTF8 USER' capability (RFC 6856 §2.2)"
             )
-        data = write_command(event, self._max_command)
-        self._queue.append(event)
-        if len(self._queue) == 1:
-            self._session.start(kind)
-        self._projected = SessionState.after_reply(
-            SessionState.after_start(projected, kind), kind, True
-        )
-        return data
+        return write_command(event, self._max_command)
 
     def _client_next(self) -> Event | _NeedData | _Paused:
         state = self._session.state

@@ -19,7 +19,6 @@ from pop3proto.adapters._client import (
     LOGIN_PREFERENCE,
     ClientCore,
     MailboxStatus,
-    command_allowed,
     is_loopback,
     raise_for_err,
 )
@@ -780,15 +779,6 @@ def test_wrong_state_raises_without_breaking_the_session() -> None:
     with pytest.raises(ProtocolViolation):
         runner.run(core.utf8())
     assert runner.run(core.stat()).count == len(MESSAGES)
-
-
-def test_command_allowed_table() -> None:
-    assert command_allowed("STAT", State.TRANSACTION)
-    assert not command_allowed("STAT", State.AUTHORIZATION)
-    assert not command_allowed("CAPA", State.USER_OK)
-    assert command_allowed("CAPA", State.USER_OK, strict_user=False)
-    assert command_allowed("XTND", State.USER_OK)
-    assert not command_allowed("NOOP", State.CLOSED)
 
 
 @pytest.mark.parametrize(
