@@ -957,7 +957,10 @@ class Connection:
             self._sasl_expect = True
             return b"+ " + sasl_b64encode(event.data) + b"\r\n"
         if isinstance(event, (Ok, Err, MessageStart)):
-            self._check_text(event.text)
+            if not (isinstance(event, Ok) and isinstance(current, (Utf8, Lang))):
+                # RFC 6856 §3: the new language (or UTF-8 mode) applies
+                # from the +OK to LANG/UTF8 itself, so that one may be UTF-8.
+                self._check_text(event.text)
             data = write_status(not isinstance(event, Err), event.code, event.text, limit)
             if isinstance(event, MessageStart):
                 self._writer = BodyWriter()
@@ -970,6 +973,8 @@ class Connection:
             assert isinstance(event, (ListOk, UidlOk, CapaOk, LangOk))
             self._check_text(event.text)
             if isinstance(event, CapaOk):
+                for line in event.capabilities.to_lines():
+                    self._check_text(line)
                 self._capabilities = event.capabilities
             data = write_multiline(event, limit)
         self._server_done(not isinstance(event, Err))
@@ -981,14 +986,14 @@ class Connection:
         kind = _kind(current)
         session = self._session
         if isinstance(current, BadCommand):
-            # A *malformed* USER/PASS/APOP/AUTH (one legal here but not
-            # parseable, e.g. a non-ASCII PASS) still fails as that command:
-            # the client cannot tell "malformed" from "refused" and moves as
-            # for any -ERR to it (a failed PASS clears USER, RFC 1939 §7), so
-            # we must too or the two sides drift apart.  A command that is
-            # not allowed in this state changes nothing (RFC 1939 §3).
+            # A USER/PASS/APOP/AUTH we refuse, malformed (a non-ASCII PASS)
+            # or unwelcome (a second USER on a strict server), still fails
+            # as that command: the client cannot tell why and moves as for
+            # any -ERR to it (a failed USER or PASS clears the USER, RFC
+            # 1939 §7), so we must too or the two sides drift apart.  Any
+            # other refused command changes nothing (RFC 1939 §3).
             keyword = current.line.split(b" ", 1)[0].upper()
-            if current.command is None and keyword in _AUTH_KEYWORDS:
+            if keyword in _AUTH_KEYWORDS:
                 kw = keyword.decode("ascii")
                 session.state = session.after_reply(
                     session.after_start(session.state, kw), kw, False

@@ -224,9 +224,13 @@ def parse_uidl_block(block: bytes, *, bare_lf: bool = False) -> dict[int, str]:
     if pairs is not None and b"".join(pairs[0]).isdigit() and all(pairs[1]):
         nlines = len(pairs[0])
         # Decode all unique-ids in one go rather than one call per entry.
-        uids = b"\n".join(pairs[1]).decode("ascii").split("\n")
+        joined = b"\n".join(pairs[1])
+        uids = joined.decode("ascii").split("\n")
+        if b"\r" in joined:  # a stray CR inside a uid: let the slow path refuse it
+            pairs = None
         try:
-            result = dict(zip(map(int, pairs[0]), uids, strict=True))
+            if pairs is not None:
+                result = dict(zip(map(int, pairs[0]), uids, strict=True))
         except ValueError:  # an empty message number
             result = None
     if result is None:
