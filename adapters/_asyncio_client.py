@@ -1,0 +1,742 @@
+"""The asyncio POP3 client, and the async client API it shares with trio.
+
+:class:`Client` is :class:`pop3proto.adapters.sync.Client` with ``await``:
+the same methods, arguments, results and typed exceptions, over
+:func:`asyncio.open_connection` streams::
+
+    from pop3proto.adapters.asyncio import Client
+
+    async with Client("pop.example.org") as client:       # STLS on port 110
+        await client.login("alice", "secret")
+        async for number, message in client.retrieve_many(await client.list()):
+            ...
+
+Like the blocking client, all protocol logic is
+:class:`~pop3proto.adapters._client.ClientCore`; this module only performs
+the core's requests (see :mod:`pop3proto.adapters._io`).  The request loop
+and every client method live in :class:`AsyncClientBase`, which the trio
+client (:mod:`pop3proto.adapters._trio_client`) shares: an async flavour only
+supplies how to send, receive, start TLS and close.
+
+Behaviour common to the async clients:
+
+* **Timeouts** apply to each network step (a write, a read, a TLS
+  handshake), as socket timeouts do in the blocking client: a slow but
+  steady 1 GB download does not time out.  Writing to the caller's sink is
+  not timed.
+* **Cancellation** (and a timeout) is thrown into the running core
+  operation, which keeps the session in step: if a command was being sent
+  the session is over (the engine is marked with ``send_failed()``; every
+  later call raises :class:`ProtocolViolation` "the connection can no
+  longer be used"), while a cancelled read or sink write leaves it usable:
+  the replies still owed are read and dropped by the next call.
+* **One operation at a time**: calls from several tasks are serialised by a
+  lock.  Calling the client from inside its own sink raises
+  :class:`RuntimeError` (it would deadlock).
+* **Sinks** (:meth:`~AsyncClientBase.retrieve_into`) may be a file object
+  with a synchronous ``write`` or an asynchronous one (``await
+  f.write(...)``, as in aiofiles or :func:`trio.open_file`), or a callable,
+  plain or ``async``.
+
+asyncio specifics: STLS needs :meth:`asyncio.StreamWriter.start_tls`, which
+is Python 3.11+.  On 3.10 (:data:`STLS_SUPPORTED` false) ``tls="starttls"``
+raises :class:`NotImplementedError` from the constructor, before anything is
+sent; implicit TLS (``tls="implicit"``, port 995) works everywhere.  Network
+errors propagate as they are (:class:`OSError`, :class:`TimeoutError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Final, Literal, Protocol, TypeVar
+
+import pop3proto
+from pop3proto import State
+
+from ._client import DEFAULT_WINDOW, ClientCore, MailboxStatus, RetrieveBatch, is_loopback
+from ._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
+from ._io import Deliver, Operation, Receive, Send, StartTLS
+
+__all__ = [
+    "Client",
+    "AsyncClientBase",
+    "RetrievedMessages",
+    "Writable",
+    "STLS_SUPPORTED",
+    "TLSMode",
+]
+
+T = TypeVar("T")
+_C = TypeVar("_C", bound="AsyncClientBase")
+
+#: Whether STLS works on this Python (:meth:`asyncio.StreamWriter.start_tls`
+#: is 3.11+).  Implicit TLS works everywhere.
+STLS_SUPPORTED: Final = sys.version_info >= (3, 11)
+
+#: RFC 1939 §4 / RFC 8314 §3 well-known ports.
+POP3_PORT: Final = 110
+POP3_SSL_PORT: Final = 995
+
+TLSMode = Literal["implicit", "starttls", "none"]
+
+_RECV_SIZE: Final = 65536
+# The StreamReader buffers up to twice this before pausing the socket.
+_STREAM_LIMIT: Final = 1 << 16
+# How long closing waits for the peer (a TLS close, a FIN) before aborting.
+_CLOSE_GRACE: Final = 2.0
+
+_SESSION_STATES = (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
+
+
+class Writable(Protocol):
+    """Anything with a ``write(bytes)`` method; the result may be awaitable
+    (an async file) or not (a regular binary file)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+#: What :meth:`AsyncClientBase.retrieve_into` accepts: a file object with a
+#: plain or async ``write``, or a callable (plain or async) taking the chunk.
+Sink = Writable | Callable[[bytes], object]
+
+
+def _sink_function(fileobj: Sink) -> Callable[[bytes], object]:
+    write = getattr(fileobj, "write", None)
+    if callable(write):
+        return write  # type: ignore[no-any-return]
+    if callable(fileobj):
+        return fileobj
+    raise TypeError(
+        "the sink must have a write() method (a file, sync or async) or be callable, "
+        f"not {type(fileobj).__name__}"
+    )
+
+
+async def _deliver(sink: Callable[[bytes], object] | None, data: bytes) -> None:
+    if sink is None:  # pragma: no cover - only streaming operations deliver
+        raise RuntimeError("message data arrived with no sink")
+    result = sink(data)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _resolve_tls(tls: TLSMode | None, port: int | None) -> tuple[TLSMode, int]:
+    """The sync client's defaults: implicit TLS on 995, STLS elsewhere."""
+    if tls is None:
+        tls = "implicit" if port == POP3_SSL_PORT else "starttls"
+    if tls not in ("implicit", "starttls", "none"):
+        raise ValueError(f"tls must be 'implicit', 'starttls' or 'none', not {tls!r}")
+    if port is None:
+        port = POP3_SSL_PORT if tls == "implicit" else POP3_PORT
+    return tls, port
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise ValueError("timeout must be positive or None")
+
+
+class AsyncClientBase:
+    """The async client API, shared by the asyncio and trio clients.
+
+    Every method mirrors the blocking :class:`pop3proto.adapters.sync.Client`
+    (same names, arguments, results and exceptions) as a coroutine; see the
+    module docstring for timeouts, cancellation and sinks.  A flavour
+    supplies :meth:`connect`, :meth:`_perform` (Send, Receive, StartTLS),
+    :meth:`_close`, :meth:`_current_task` and a lock.
+
+    As an async context manager the client connects on entry (unless
+    already connected); a normal exit sends QUIT (committing deletions) and
+    an exit by exception only closes the connection, so nothing marked
+    deleted is removed (RFC 1939 §6).
+    """
+
+    host: str
+    port: int | None
+    tls_mode: TLSMode
+
+    def __init__(self, core: ClientCore, lock: AbstractAsyncContextManager[Any]) -> None:
+        self._core = core
+        self._lock = lock
+        self._owner: object = None
+        self._opened = False  # connect() was called
+        self._closed = False
+
+    # -- what a flavour supplies ------------------------------------------
+
+    async def connect(self: _C) -> _C:  # pragma: no cover - abstract
+        """Open the connection: read the greeting, start TLS as configured."""
+        raise NotImplementedError
+
+    async def _perform(self, request: Send | Receive | StartTLS) -> bytes | None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    async def _close(self, *, graceful: bool) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _current_task(self) -> object:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _is_open(self) -> bool:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # -- the runner ---------------------------------------------------------
+
+    async def _run(self, op: Operation[T], sink: Callable[[bytes], object] | None = None) -> T:
+        """Drive one core operation, performing its requests with ``await``."""
+        try:
+            if not self._is_open():
+                # Before connect() the core would only say "call greet()";
+                # after a close, nothing must reach the engine.
+                raise self._not_open()
+            task = self._current_task()
+            if self._owner is task and task is not None:
+                raise RuntimeError(
+                    "the client was used from inside one of its own operations (a sink or "
+                    "callback must not call the client it is fed by)"
+                )
+            async with self._lock:
+                self._owner = task
+                try:
+                    request = op.send(None)
+                    while True:
+                        try:
+                            if isinstance(request, Deliver):
+                                await _deliver(sink, request.data)
+                                answer = None
+                            else:
+                                answer = await self._perform(request)
+                        except BaseException as exc:
+                            # Cancellation, timeouts, resets, a failing sink:
+                            # the core decides whether the session survives
+                            # (a failed Send ends it) and re-raises.
+                            request = op.throw(exc)
+                            continue
+                        request = op.send(answer)
+                except StopIteration as done:
+                    result: T = done.value
+                    return result
+                finally:
+                    self._owner = None
+        finally:
+            op.close()
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def core(self) -> ClientCore:
+        """The I/O-free client this one drives."""
+        return self._core
+
+    @property
+    def greeting(self) -> pop3proto.Greeting | None:
+        """The server's greeting."""
+        return self._core.greeting
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is encrypted."""
+        return self._core.tls
+
+    @property
+    def state(self) -> State:
+        """The session state (``State.TRANSACTION`` once logged in)."""
+        return self._core.state
+
+    # -- setup helpers for the flavours ---------------------------------------
+
+    def _begin_connect(self) -> None:
+        if self._opened or self._closed:
+            raise RuntimeError("connect() may be called once, on a client not yet closed")
+        self._opened = True
+
+    async def _negotiate(self, starttls: bool) -> None:
+        """Read the greeting and, for ``tls="starttls"``, upgrade."""
+        await self._run(self._core.greet())
+        if starttls:
+            caps = await self._run(self._core.capabilities())
+            if caps.entries and not caps.stls:
+                raise TLSUnavailable(
+                    f"{self.host or 'the server'} does not offer STLS; use tls='implicit' or "
+                    "tls='none'",
+                    command="STLS",
+                )
+            await self._run(self._core.starttls())
+
+    def _not_open(self) -> ConnectionLost:
+        if not self._opened:
+            return ConnectionLost(
+                "the client is not connected yet: use 'async with' or 'await client.connect()'"
+            )
+        return ConnectionLost("the client is closed")
+
+    # -- commands -------------------------------------------------------------
+
+    async def capabilities(self, *, refresh: bool = False) -> pop3proto.Capabilities:
+        """The server's capabilities (CAPA, cached; RFC 2449 §5)."""
+        return await self._run(self._core.capabilities(refresh=refresh))
+
+    async def login(
+        self,
+        user: str,
+        password: str,
+        *,
+        mechanism: str | None = None,
+        allow_insecure: bool = False,
+    ) -> str:
+        """Log in with the strongest method offered; return its name.
+
+        SCRAM-SHA-256 > SCRAM-SHA-1 > CRAM-MD5 > PLAIN > LOGIN > APOP >
+        USER/PASS.  Refuses (:class:`InsecureAuthenticationRefused`) to
+        expose the password on an unencrypted link to a non-loopback host
+        unless *allow_insecure*.  See :meth:`ClientCore.login`.
+        """
+        return await self._run(
+            self._core.login(user, password, mechanism=mechanism, allow_insecure=allow_insecure)
+        )
+
+    async def authenticate(
+        self, mechanism: pop3proto.SaslClientMechanism, *, allow_insecure: bool = False
+    ) -> None:
+        """Log in with a SASL mechanism object (e.g. ``XOAuth2Client``)."""
+        await self._run(self._core.authenticate(mechanism, allow_insecure=allow_insecure))
+
+    async def stat(self) -> MailboxStatus:
+        """STAT: message count and total size."""
+        return await self._run(self._core.stat())
+
+    async def list(self) -> dict[int, int]:
+        """LIST: message number -> size in octets."""
+        return await self._run(self._core.list())
+
+    async def size(self, number: int) -> int:
+        """``LIST n``: one message's size in octets."""
+        return await self._run(self._core.size(number))
+
+    async def uidl(self) -> dict[int, str]:
+        """UIDL: message number -> unique-id."""
+        return await self._run(self._core.uidl())
+
+    async def uid(self, number: int) -> str:
+        """``UIDL n``: one message's unique-id."""
+        return await self._run(self._core.uid(number))
+
+    async def retrieve(self, number: int) -> bytes:
+        """RETR: the message, byte for byte as stored (dot-unstuffed)."""
+        buffer = bytearray()
+        await self._run(self._core.retrieve(number), buffer.extend)
+        return bytes(buffer)
+
+    async def retrieve_into(self, number: int, fileobj: Sink) -> int:
+        """RETR streamed into *fileobj*; return the octets written.
+
+        *fileobj* is anything with ``write(bytes)``, synchronous (a binary
+        file, :class:`io.BytesIO`) or asynchronous (``await
+        fileobj.write(chunk)``: aiofiles, :func:`trio.open_file`), or a
+        callable taking each chunk, plain or ``async``.  Memory stays
+        bounded by the receive size, however large the message.
+        """
+        write = _sink_function(fileobj)
+        return await self._run(self._core.retrieve(number), write)
+
+    def retrieve_many(
+        self, numbers: Iterable[int], *, window: int | None = None
+    ) -> RetrievedMessages:
+        """Yield ``(number, message)`` for each of *numbers*, in order
+        (``async for``).
+
+        Pipelined when the server advertises PIPELINING (at most *window*
+        RETRs in flight, default the client's), one at a time otherwise.  A
+        ``-ERR`` for a message raises (ending the iteration); leaving the
+        loop early is fine: the replies still owed are read and dropped by
+        the next command.  Other commands may be used inside the loop (see
+        :class:`~pop3proto.adapters._client.RetrieveBatch` for the cost).
+        """
+        return RetrievedMessages(self, self._core.retrieve_many(numbers, window=window))
+
+    async def retrieve_many_into(
+        self,
+        numbers: Iterable[int],
+        sink: Callable[[int, bytes], object],
+        *,
+        window: int | None = None,
+    ) -> int:
+        """Stream each message of *numbers* into ``sink(number, chunk)``.
+
+        Pipelined like :meth:`retrieve_many`, but memory stays bounded: the
+        chunks of one message come in order and contiguously, and after its
+        last chunk ``sink(number, b"")`` marks its end (other chunks are
+        never empty).  *sink* may be a plain or an ``async`` function.
+        Returns how many messages were delivered.
+        """
+        batch = self._core.retrieve_many(numbers, window=window)
+        count = 0
+        try:
+            while True:
+                number = await self._run(batch.next(), lambda data: sink(batch.current or 0, data))
+                if number is None:
+                    return count
+                result = sink(number, b"")
+                if inspect.isawaitable(result):
+                    await result
+                count += 1
+        finally:
+            batch.abandon()
+
+    async def top(self, number: int, lines: int) -> bytes:
+        """TOP: the headers and the first *lines* body lines."""
+        buffer = bytearray()
+        await self._run(self._core.top(number, lines), buffer.extend)
+        return bytes(buffer)
+
+    async def delete(self, number: int) -> None:
+        """DELE: mark a message deleted (removed at :meth:`quit`)."""
+        await self._run(self._core.delete(number))
+
+    async def delete_many(self, numbers: Iterable[int], *, window: int | None = None) -> None:
+        """DELE several messages, pipelined when possible."""
+        await self._run(self._core.delete_many(numbers, window=window))
+
+    async def reset(self) -> None:
+        """RSET: unmark every message marked deleted."""
+        await self._run(self._core.reset())
+
+    async def noop(self) -> None:
+        """NOOP: keep the session alive."""
+        await self._run(self._core.noop())
+
+    async def utf8(self) -> None:
+        """UTF8 (RFC 6856): switch to UTF-8 mode before logging in."""
+        await self._run(self._core.utf8())
+
+    async def quit(self) -> bool:
+        """QUIT and close; return whether deletions were committed.
+
+        Raises :class:`ConnectionLost` with ``outcome_unknown=True`` if the
+        server closed before replying.
+        """
+        try:
+            return await self._run(self._core.quit())
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection without QUIT: nothing is deleted.
+
+        Waits briefly for an orderly close (at most 2 seconds), then aborts
+        the connection.  Safe to call more than once.
+        """
+        await self._close(graceful=True)
+
+    async def close(self) -> None:
+        """The same as :meth:`aclose` (the blocking client's name)."""
+        await self._close(graceful=True)
+
+    async def __aenter__(self: _C) -> _C:
+        if not self._opened:
+            await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and self._is_open() and self._core.state in _SESSION_STATES:
+            await self.quit()
+            return
+        await self._close(graceful=exc_type is None)
+
+    def __repr__(self) -> str:
+        if not self._opened:
+            status = "not connected"
+        elif not self._is_open():
+            status = "closed"
+        else:
+            status = self._core.state.name
+        tls = " tls" if self._is_open() and self.tls else ""
+        where = self.host if self.port is None else f"{self.host}:{self.port}"
+        return f"<{type(self).__name__} {where} {status}{tls}>"
+
+
+class RetrievedMessages:
+    """The async iterator of :meth:`AsyncClientBase.retrieve_many`.
+
+    Yields ``(number, message)``.  Breaking out of the loop (or calling
+    :meth:`aclose`, or leaving ``async with``) abandons the batch: the
+    replies still owed are read and dropped by the client's next command.
+    The underlying :class:`~pop3proto.adapters._client.RetrieveBatch` is
+    :attr:`batch` (its ``window`` tells whether the RETRs are pipelined).
+    """
+
+    def __init__(self, client: AsyncClientBase, batch: RetrieveBatch) -> None:
+        self._client = client
+        self._batch = batch
+        self._finished = False
+
+    @property
+    def batch(self) -> RetrieveBatch:
+        """The I/O-free batch being run."""
+        return self._batch
+
+    def __aiter__(self) -> RetrievedMessages:
+        return self
+
+    async def __anext__(self) -> tuple[int, bytes]:
+        if self._finished:
+            raise StopAsyncIteration
+        buffer = bytearray()
+        try:
+            number = await self._client._run(self._batch.next(), buffer.extend)
+        except BaseException:
+            self._finish()
+            raise
+        if number is None:
+            self._finish()
+            raise StopAsyncIteration
+        return number, bytes(buffer)
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._batch.abandon()
+
+    async def aclose(self) -> None:
+        """Stop here; the rest of the batch is abandoned."""
+        self._finish()
+
+    async def __aenter__(self) -> RetrievedMessages:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._finish()
+
+    def __del__(self) -> None:
+        # A loop left with "break": abandon at once, so the next command
+        # drops the replies still owed instead of keeping them.
+        batch = getattr(self, "_batch", None)
+        if batch is not None:
+            batch.abandon()
+
+
+# ---------------------------------------------------------------------------
+# asyncio
+# ---------------------------------------------------------------------------
+
+if sys.version_info >= (3, 11):
+
+    async def _within(aw: Awaitable[T], delay: float | None) -> T:
+        if delay is None:
+            return await aw
+        scope = asyncio.timeout(delay)
+        try:
+            async with scope:
+                result = await aw
+        except TimeoutError:
+            if scope.expired():
+                raise TimeoutError(f"no progress for {delay:g} s") from None
+            raise
+        return result
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(aw: Awaitable[T], delay: float | None) -> T:
+        if delay is None:
+            return await aw
+        try:
+            return await asyncio.wait_for(aw, delay)
+        except asyncio.TimeoutError as exc:
+            # 3.10's asyncio.TimeoutError is not the builtin TimeoutError.
+            raise TimeoutError(f"no progress for {delay:g} s") from exc
+
+
+def _unread(reader: asyncio.StreamReader) -> int:
+    """Octets the reader holds that were not read yet.
+
+    After ``+OK`` to STLS they came in plaintext before the handshake; the
+    reader would hand them out after it as if they were encrypted (the
+    RFC 2595 §4 response injection).  The engine checks what we read; this
+    looks at what CPython's StreamReader keeps in its private buffer.
+    """
+    buffer = getattr(reader, "_buffer", None)
+    return len(buffer) if buffer else 0
+
+
+class Client(AsyncClientBase):
+    """A modern asyncio POP3 client: typed, TLS by default, pipelined.
+
+    Args:
+        host: the server.
+        port: default 995 with ``tls="implicit"``, else 110.
+        tls: ``"starttls"`` (upgrade with STLS and refuse to go on without
+            it, raising :class:`TLSUnavailable`; Python 3.11+), ``"implicit"``
+            (TLS from the first byte, RFC 8314 §3) or ``"none"``.  The
+            default is ``"implicit"`` for port 995 and ``"starttls"``
+            otherwise.
+        ssl_context: for TLS; default ``ssl.create_default_context()``
+            (certificate and host name verified).
+        server_hostname: the name to verify the certificate against
+            (default *host*).
+        timeout: seconds allowed for each network step: connecting, each
+            write, each read, each TLS handshake (default 60; ``None``
+            waits forever).
+        window: RETRs kept in flight by :meth:`retrieve_many` when the
+            server advertises PIPELINING.
+        source_address: ``(host, port)`` to bind locally
+            (``local_addr`` of :func:`asyncio.open_connection`).
+
+    Nothing happens until :meth:`connect` (or ``async with``), which
+    connects, reads the greeting and, with ``"starttls"``, upgrades the
+    connection.  Errors are :class:`POP3Error` subclasses; network errors
+    and timeouts (:class:`OSError`, :class:`TimeoutError`) propagate as
+    they are.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        tls: TLSMode | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        timeout: float | None = 60.0,
+        window: int = DEFAULT_WINDOW,
+        source_address: tuple[str, int] | None = None,
+    ) -> None:
+        tls, port = _resolve_tls(tls, port)
+        _check_timeout(timeout)
+        if tls == "starttls" and not STLS_SUPPORTED:  # pragma: no cover - Python 3.10
+            raise NotImplementedError(
+                "STLS over asyncio needs Python 3.11 or later (StreamWriter.start_tls); "
+                "use tls='implicit' (port 995), the trio adapter, or upgrade Python"
+            )
+        self.host = host
+        self.port = port
+        self.tls_mode = tls
+        self.timeout = timeout
+        self._context = ssl_context
+        self._server_hostname = server_hostname or host
+        self._source_address = source_address
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        super().__init__(ClientCore(host, tls=tls == "implicit", window=window), asyncio.Lock())
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def reader(self) -> asyncio.StreamReader | None:
+        """The stream reader, or ``None`` before connecting and once closed."""
+        return self._reader
+
+    @property
+    def writer(self) -> asyncio.StreamWriter | None:
+        """The stream writer (its transport is TLS once TLS is on), or
+        ``None`` before connecting and once closed."""
+        return self._writer
+
+    def _is_open(self) -> bool:
+        return self._writer is not None
+
+    def _current_task(self) -> object:
+        return asyncio.current_task()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context
+
+    # -- connecting -----------------------------------------------------------
+
+    async def connect(self) -> Client:
+        """Connect, read the greeting and, with ``tls="starttls"``, upgrade
+        to TLS; return the client.  Called by ``async with``; call it once.
+        On failure the connection is closed and the error raised."""
+        self._begin_connect()
+        implicit = self.tls_mode == "implicit"
+        try:
+            if implicit:
+                opening = asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=self._ssl_context(),
+                    server_hostname=self._server_hostname,
+                    ssl_handshake_timeout=self.timeout,
+                    local_addr=self._source_address,
+                    limit=_STREAM_LIMIT,
+                )
+            else:
+                opening = asyncio.open_connection(
+                    self.host, self.port, local_addr=self._source_address, limit=_STREAM_LIMIT
+                )
+            reader, writer = await _within(opening, self.timeout)
+        except BaseException:
+            self._closed = True
+            raise
+        self._reader, self._writer = reader, writer
+        peer = writer.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self._core.loopback = is_loopback(str(peer[0]))
+        try:
+            await self._negotiate(self.tls_mode == "starttls")
+        except BaseException:
+            await self._close(graceful=False)
+            raise
+        return self
+
+    # -- performing requests --------------------------------------------------
+
+    async def _perform(self, request: Send | Receive | StartTLS) -> bytes | None:
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            raise self._not_open()
+        if isinstance(request, Receive):
+            return await _within(reader.read(_RECV_SIZE), self.timeout)
+        if isinstance(request, Send):
+            writer.write(request.data)
+            await _within(writer.drain(), self.timeout)
+            return None
+        await self._start_tls(reader, writer)
+        return None
+
+    async def _start_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if _unread(reader):
+            error = pop3proto.RemoteProtocolError(
+                "the server sent data after +OK to STLS, before the TLS handshake "
+                "(response injection, RFC 2595 §4)"
+            )
+            raise ProtocolViolation(f"STLS: {error}", error=error, command="STLS")
+        if sys.version_info >= (3, 11):
+            # No await between the check above and here: the transport is
+            # paused and switched to TLS before any later byte is read.
+            await _within(
+                writer.start_tls(self._ssl_context(), server_hostname=self._server_hostname),
+                self.timeout,
+            )
+        else:  # pragma: no cover - refused by the constructor
+            raise NotImplementedError("STLS over asyncio needs Python 3.11 or later")
+
+    async def _close(self, *, graceful: bool) -> None:
+        writer = self._writer
+        self._reader = self._writer = None
+        self._closed = True
+        if writer is None:
+            return
+        if not graceful:
+            writer.transport.abort()
+            return
+        writer.close()
+        grace = _CLOSE_GRACE if self.timeout is None else min(self.timeout, _CLOSE_GRACE)
+        try:
+            await _within(writer.wait_closed(), grace)
+        except OSError:  # a reset, an unfinished TLS close, TimeoutError
+            writer.transport.abort()
+        except BaseException:
+            writer.transport.abort()
+            raise

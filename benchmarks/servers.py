@@ -1,0 +1,895 @@
+"""Server throughput: complete POP3 sessions per second under concurrent load.
+
+Each server runs in a process of its own (so the load generator does not
+share its GIL) and is driven by an asyncio load generator that keeps
+``--concurrency`` connections busy for ``--duration`` seconds (after a
+``--warmup``).  One *session* is::
+
+    greeting, USER, PASS, then one pipelined batch: STAT, RETR 1 .. RETR n, QUIT
+
+against a maildrop of ``--messages`` messages of ``--size`` octets (50 x
+4 KB by default, stored with LF line ends as Maildir files usually are).
+Every reply is parsed by the engine's client role and checked (message
+count, octets of every body); a session counts only if it is complete and
+correct.  Connection ``i`` always logs in as user ``user<i>``, whose
+maildrop nobody else locks.
+
+Servers measured:
+
+* ``asyncio-*``, ``trio-*``, ``blocking-*``: this project's servers
+  (``pop3proto.adapters``) on a ``MemoryBackend`` or a per-user
+  ``MaildirBackend``;
+* ``dovecot-maildir``: Dovecot 2.3 from Debian (``.ci/install-peers``) on
+  per-user Maildirs, configured as in ``tests/_dovecot.py`` (needs root);
+* ``twisted-memory``: ``twisted.mail.pop3.POP3`` with an in-memory
+  ``IMailbox`` (``pip install twisted``; skipped with a note when missing).
+
+Run: ``python benchmarks/servers.py`` (``--quick`` for a short run,
+``--only asyncio-maildir,dovecot-maildir`` for a subset, ``--profile
+asyncio-maildir`` to print a cProfile of that server process under load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import grp
+import importlib
+import io
+import os
+import pstats
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pop3proto
+from pop3proto import (
+    CLIENT,
+    NEED_DATA,
+    Connection,
+    Greeting,
+    Ok,
+    Pass,
+    User,
+)
+
+HOST = "127.0.0.1"
+PASSWORD = "bench-password"
+OURS = ("asyncio", "trio", "blocking")
+ALL_SERVERS = (
+    "asyncio-memory",
+    "asyncio-maildir",
+    "trio-memory",
+    "trio-maildir",
+    "blocking-memory",
+    "blocking-maildir",
+    "twisted-memory",
+    "dovecot-maildir",
+)
+
+
+# ---------------------------------------------------------------------------
+# The mail
+# ---------------------------------------------------------------------------
+
+
+def make_messages(count: int, size: int) -> list[bytes]:
+    """*count* distinct messages of about *size* octets, LF line ends, with
+    the odd line starting with a dot (so dot-stuffing is exercised)."""
+    messages = []
+    for n in range(count):
+        header = (
+            f"From: sender{n}@example.org\nTo: user@example.org\n"
+            f"Subject: benchmark message {n}\nMessage-ID: <bench{n}@example.org>\n\n"
+        ).encode()
+        lines = [header]
+        total = len(header)
+        i = 0
+        while total < size:
+            dot = b"." if i % 25 == 7 else b""
+            line = dot + b"%04d %04d the quick brown fox jumps over the lazy dog 0123456789\n" % (
+                n,
+                i,
+            )
+            lines.append(line)
+            total += len(line)
+            i += 1
+        messages.append(b"".join(lines))
+    return messages
+
+
+def crlf(message: bytes) -> bytes:
+    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def users(count: int) -> list[str]:
+    return [f"user{i}" for i in range(count)]
+
+
+def write_maildirs(
+    root: Path, names: Sequence[str], messages: Sequence[bytes], owner: tuple[int, int] | None
+) -> None:
+    """One Maildir per user under *root* (``root/<user>/{cur,new,tmp}``)."""
+    for user in names:
+        box = root / user
+        for sub in ("", "cur", "new", "tmp"):
+            (box / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            if owner is not None:
+                os.chown(box / sub, *owner)
+        for index, message in enumerate(messages):
+            path = box / "cur" / f"{1_700_000_000 + index}.M{index}P1.bench:2,"
+            path.write_bytes(message)
+            os.utime(path, (1_700_000_000 + index, 1_700_000_000 + index))
+            if owner is not None:
+                os.chown(path, *owner)
+    if owner is not None:
+        os.chown(root, *owner)
+
+
+# ---------------------------------------------------------------------------
+# Server processes (this script re-run with --serve)
+# ---------------------------------------------------------------------------
+
+
+def _announce(port: int) -> None:
+    print(f"PORT {port}", flush=True)
+
+
+def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, size: int) -> None:
+    """Run one of our servers until SIGTERM."""
+    from pop3proto.adapters._maildrop import MaildirBackend, MaildropBackend, MemoryBackend
+    from pop3proto.adapters._session import ServerConfig
+    from pop3proto.adapters._users import DictAuthenticator
+
+    names = users(n_users)
+    backend: MaildropBackend
+    if backend_kind == "memory":
+        messages = make_messages(n, size)
+        backend = MemoryBackend({user: messages for user in names})
+    else:
+        backend = MaildirBackend(root, per_user=True, create=False)
+    auth = DictAuthenticator({user: PASSWORD for user in names})
+    options: dict[str, Any] = {
+        "host": HOST,
+        "port": 0,
+        "config": ServerConfig(),
+        "max_connections": 10_000,
+    }
+    if kind == "asyncio":
+        from pop3proto.adapters._asyncio_server import Server as AsyncioServer
+
+        async def main_asyncio() -> None:
+            async with AsyncioServer(backend, auth, **options) as server:
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGTERM, server.close)
+                _announce(server.server_address[1])
+                await server.serve_forever()
+
+        asyncio.run(main_asyncio())
+    elif kind == "trio":
+        import trio  # type: ignore[import-untyped, unused-ignore]
+        from pop3proto.adapters._trio_server import Server as TrioServer
+
+        async def main_trio() -> None:
+            server = TrioServer(backend, auth, **options)
+            async with trio.open_nursery() as nursery:
+                _, port = await nursery.start(server.serve)
+                _announce(port)
+                with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        server.shutdown()
+                        break
+
+        trio.run(main_trio)
+    else:
+        from pop3proto.adapters._sync_server import Server as BlockingServer
+
+        server = BlockingServer(backend, auth, **options)
+        signal.signal(
+            signal.SIGTERM,
+            lambda *_: threading.Thread(target=server.shutdown, daemon=True).start(),
+        )
+        _announce(server.server_address[1])
+        server.serve_forever()
+        server.server_close()
+
+
+def serve_twisted(n_users: int, n: int, size: int) -> None:
+    """Twisted's POP3 server with an in-memory mailbox per user, until SIGTERM."""
+    # Imported by name: Twisted is optional, and its API is used untyped.
+    checkers: Any = importlib.import_module("twisted.cred.checkers")
+    portal: Any = importlib.import_module("twisted.cred.portal")
+    protocol: Any = importlib.import_module("twisted.internet.protocol")
+    pop3: Any = importlib.import_module("twisted.mail.pop3")
+    implementer: Any = importlib.import_module("zope.interface").implementer
+    reactor: Any = importlib.import_module("twisted.internet.reactor")
+
+    messages = make_messages(n, size)
+    sizes = [len(crlf(m)) for m in messages]
+
+    @implementer(pop3.IMailbox)
+    class Mailbox:
+        def __init__(self) -> None:
+            self.deleted: set[int] = set()
+
+        def listMessages(self, i: int | None = None) -> Any:
+            if i is None:
+                return [0 if k in self.deleted else s for k, s in enumerate(sizes)]
+            return sizes[i]
+
+        def getMessage(self, i: int) -> io.BytesIO:
+            return io.BytesIO(messages[i])
+
+        def getUidl(self, i: int) -> bytes:
+            return b"uid%d" % i
+
+        def deleteMessage(self, i: int) -> None:
+            self.deleted.add(i)
+
+        def undeleteMessages(self) -> None:
+            self.deleted.clear()
+
+        def sync(self) -> None:
+            pass
+
+    @implementer(portal.IRealm)
+    class Realm:
+        def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> Any:
+            return pop3.IMailbox, Mailbox(), lambda: None
+
+    checker = checkers.InMemoryUsernamePasswordDatabaseDontUse(
+        **{user: PASSWORD.encode() for user in users(n_users)}
+    )
+    the_portal = portal.Portal(Realm(), [checker])
+
+    factory = protocol.ServerFactory()
+    factory.noisy = False
+
+    def build_protocol(addr: Any) -> Any:
+        proto = pop3.POP3()
+        proto.portal = the_portal
+        proto.factory = factory
+        return proto
+
+    factory.buildProtocol = build_protocol
+    port = reactor.listenTCP(0, factory, backlog=128, interface=HOST)
+    reactor.callWhenRunning(_announce, port.getHost().port)
+    reactor.run()  # stops on SIGTERM
+
+
+def child_main(args: argparse.Namespace) -> None:
+    kind = args.serve
+    profile = cProfile.Profile() if args.profile_out else None
+    if profile is not None:
+        profile.enable()
+    try:
+        if kind == "twisted":
+            serve_twisted(args.users, args.messages, args.size)
+        else:
+            serve_ours(kind, args.backend, args.root, args.users, args.messages, args.size)
+    finally:
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(args.profile_out)
+
+
+# ---------------------------------------------------------------------------
+# Dovecot
+# ---------------------------------------------------------------------------
+
+
+def find_dovecot() -> str | None:
+    found = shutil.which("dovecot")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def dovecot_config(tmp: Path, port: int, root: Path) -> str:
+    """A minimal Dovecot 2.3 configuration in the manner of tests/_dovecot.py
+    (static userdb as nobody, {PLAIN} passwd-file, no auth failure delay,
+    mail_fsync=never), with one Maildir per user and no TLS."""
+    return f"""\
+protocols = pop3
+listen = {HOST}
+base_dir = {tmp / "run"}
+state_dir = {tmp / "state"}
+instance_name = pop3proto-bench-{os.getpid()}
+log_path = {tmp / "dovecot.log"}
+info_log_path = {tmp / "dovecot.log"}
+default_internal_user = dovecot
+default_login_user = dovenull
+shutdown_clients = yes
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {tmp / "passwd"}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={root}/%u mail=maildir:{root}/%u
+}}
+first_valid_uid = 1
+mail_fsync = never
+pop3_uidl_format = %08Xu%08Xv
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {HOST}
+    port = {port}
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def run_dovecot(n_users: int, messages: Sequence[bytes]) -> Iterator[tuple[int, int]]:
+    binary = find_dovecot()
+    if binary is None:
+        raise Skip("dovecot is not installed (bash .ci/install-peers)")
+    if os.geteuid() != 0:
+        raise Skip("Dovecot needs root here (it switches to 'nobody' for mail)")
+    try:
+        owner = (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+        pwd.getpwnam("dovecot")
+        pwd.getpwnam("dovenull")
+    except KeyError as exc:
+        raise Skip(f"a system user or group is missing: {exc}") from None
+    tmp = Path(tempfile.mkdtemp(prefix="p3bench-dc-"))
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        tmp.chmod(0o755)
+        (tmp / "state").mkdir()
+        root = tmp / "mail"
+        root.mkdir()
+        write_maildirs(root, users(n_users), messages, owner)
+        passwd = tmp / "passwd"
+        passwd.write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}\n" for u in users(n_users)))
+        passwd.chmod(0o644)
+        port = free_port()
+        config = tmp / "dovecot.conf"
+        config.write_text(dovecot_config(tmp, port, root))
+        proc = subprocess.Popen(
+            [binary, "-F", "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(port, proc)
+        yield port, proc.pid  # start_new_session: the master leads a session
+    finally:
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1.0) as sock:
+                sock.recv(100)
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {HOST}:{port}") from None
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------
+# The load generator
+# ---------------------------------------------------------------------------
+
+
+class Skip(Exception):
+    """A server that cannot be measured here (the reason is printed)."""
+
+
+class SessionFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one session sends and must receive."""
+
+    count: int
+    sizes: tuple[int, ...]  # octets of each message as RETR delivers it
+    stuffed: tuple[bytes, ...]  # each body as it must appear on the wire
+    batch: bytes  # STAT, RETR 1..n, QUIT
+
+    @classmethod
+    def of(cls, messages: Sequence[bytes]) -> Workload:
+        bodies = [crlf(m) for m in messages]
+        stuffed = []
+        for body in bodies:
+            wire = body.replace(b"\r\n.", b"\r\n..")
+            stuffed.append(b"." + wire if wire.startswith(b".") else wire)
+        count = len(messages)
+        batch = b"STAT\r\n" + b"".join(b"RETR %d\r\n" % i for i in range(1, count + 1))
+        return cls(count, tuple(map(len, bodies)), tuple(stuffed), batch + b"QUIT\r\n")
+
+    def check(self, data: bytes) -> int:
+        """Check the replies to the batch, byte for byte; return the
+        message octets."""
+        if not data.startswith(b"+OK %d %d" % (self.count, sum(self.sizes))):
+            raise SessionFailed(f"STAT: {data[:40]!r}")
+        pos = data.index(b"\r\n") + 2
+        for number, body in enumerate(self.stuffed, 1):
+            if not data.startswith(b"+OK", pos):
+                raise SessionFailed(f"RETR {number}: {data[pos : pos + 40]!r}")
+            pos = data.index(b"\r\n", pos) + 2
+            if not data.startswith(body, pos) or not data.startswith(b".\r\n", pos + len(body)):
+                raise SessionFailed(f"RETR {number}: wrong body")
+            pos += len(body) + 3
+        if not data.startswith(b"+OK", pos) or data.find(b"\r\n", pos) != len(data) - 2:
+            raise SessionFailed(f"QUIT: {data[pos : pos + 40]!r}")
+        return sum(self.sizes)
+
+
+async def _next(conn: Connection, reader: asyncio.StreamReader) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not NEED_DATA:
+            return event
+        conn.receive_data(await reader.read(65536))
+
+
+async def one_session(host: str, port: int, user: str, work: Workload) -> int:
+    """One complete session; returns the message octets received.
+
+    The greeting and the login go through the engine's client role; the
+    batch is sent as precomputed bytes and its replies, read until the
+    server closes after QUIT, are checked against the expected wire bytes
+    (the engine's body parser would cost the load generator about as much
+    CPU as the server spends).
+    """
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        conn = Connection(CLIENT)
+        if not isinstance(await _next(conn, reader), Greeting):
+            raise SessionFailed("no greeting")
+        writer.write(conn.send(User(user)))
+        if not isinstance(await _next(conn, reader), Ok):
+            raise SessionFailed("USER refused")
+        writer.write(conn.send(Pass(PASSWORD)))
+        reply = await _next(conn, reader)
+        if not isinstance(reply, Ok):
+            raise SessionFailed(f"PASS refused: {reply}")
+        writer.write(work.batch)
+        chunks = []
+        while chunk := await reader.read(262144):
+            chunks.append(chunk)
+        return work.check(b"".join(chunks))
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+@dataclass
+class Result:
+    name: str
+    sessions: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    octets: int = 0
+    client_cpu: float = 0.0  # load generator CPU seconds per second
+    server_cpu: float | None = None  # server CPU seconds per second
+    first_error: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.sessions / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """Server CPU milliseconds per session."""
+        if self.server_cpu is None or not self.sessions:
+            return None
+        return self.server_cpu * self.seconds / self.sessions * 1000
+
+
+async def generate_load(
+    name: str,
+    port: int,
+    concurrency: int,
+    work: Workload,
+    warmup: float,
+    duration: float,
+    server_cpu: Callable[[], float] | None = None,
+) -> Result:
+    """Keep *concurrency* sessions going; count those that end in the
+    *duration* seconds after *warmup*."""
+    result = Result(name)
+    names = users(concurrency)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + warmup
+    t1 = t0 + duration
+
+    async def worker(user: str) -> None:
+        while loop.time() < t1:
+            try:
+                octets = await one_session(HOST, port, user, work)
+            except (OSError, SessionFailed, pop3proto.ProtocolError) as exc:
+                if t0 <= loop.time() <= t1:
+                    result.errors += 1
+                    result.first_error = result.first_error or repr(exc)
+                await asyncio.sleep(0.01)
+                continue
+            if t0 <= loop.time() <= t1:
+                result.sessions += 1
+                result.octets += octets
+
+    tasks = [asyncio.create_task(worker(u)) for u in names]
+    await asyncio.sleep(warmup)
+    cpu0 = time.process_time()
+    server0 = server_cpu() if server_cpu else 0.0
+    await asyncio.sleep(max(0.0, t1 - loop.time()))
+    result.client_cpu = (time.process_time() - cpu0) / duration
+    if server_cpu is not None:
+        result.server_cpu = (server_cpu() - server0) / duration
+    result.seconds = duration
+    # Sessions still running finish (uncounted); a stuck one is cancelled.
+    _, pending = await asyncio.wait(tasks, timeout=30)
+    for task in pending:
+        task.cancel()
+    return result
+
+
+def _proc_cpu(pid: int) -> tuple[int, float]:
+    """(session id, utime + stime + cutime + cstime in seconds) of *pid*."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[3]), sum(int(f) for f in fields[11:15]) / ticks
+
+
+def process_cpu(pid: int) -> Callable[[], float]:
+    """CPU seconds used by *pid* so far (and by its children it reaped)."""
+
+    def probe() -> float:
+        try:
+            return _proc_cpu(pid)[1]
+        except OSError:
+            return 0.0
+
+    return probe
+
+
+def session_cpu(sid: int) -> Callable[[], float]:
+    """CPU seconds used so far by every process of session *sid* (Dovecot's
+    master, its long-lived services and, through the reaping parents'
+    cutime/cstime, its finished per-connection processes)."""
+
+    def probe() -> float:
+        total = 0.0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                session, cpu = _proc_cpu(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+            if session == sid:
+                total += cpu
+        return total
+
+    return probe
+
+
+def run_load(
+    name: str,
+    port: int,
+    args: argparse.Namespace,
+    work: Workload,
+    server_cpu: Callable[[], float] | None,
+) -> Result:
+    return asyncio.run(
+        generate_load(
+            name,
+            port,
+            args.concurrency,
+            work,
+            args.warmup,
+            args.duration,
+            server_cpu,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------
+# Driving each server
+# ---------------------------------------------------------------------------
+
+
+def start_child(
+    kind: str, backend: str, root: Path, args: argparse.Namespace, profile_out: str | None
+) -> tuple[subprocess.Popen[str], int]:
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--serve",
+        kind,
+        "--backend",
+        backend,
+        "--root",
+        str(root),
+        "--users",
+        str(args.concurrency),
+        "--messages",
+        str(args.messages),
+        "--size",
+        str(args.size),
+    ]
+    if profile_out:
+        command += ["--profile-out", profile_out]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise RuntimeError(f"{kind} server did not start (said {line!r})")
+    return proc, int(line.split()[1])
+
+
+def stop_child(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(name: str, args: argparse.Namespace, messages: Sequence[bytes], tmp: Path) -> Result:
+    work = Workload.of(messages)
+    kind, backend = name.split("-")
+    if kind == "dovecot":
+        with run_dovecot(args.concurrency, messages) as (port, sid):
+            return run_load(name, port, args, work, session_cpu(sid))
+    if kind == "twisted":
+        try:
+            importlib.import_module("twisted.mail.pop3")
+        except ImportError:
+            raise Skip("Twisted is not installed (pip install twisted)") from None
+    root = tmp / "maildirs"
+    if backend == "maildir" and not root.exists():
+        write_maildirs(root, users(args.concurrency), messages, None)
+    profile_out = str(tmp / f"{name}.prof") if args.profile == name else None
+    proc, port = start_child(kind, backend, root, args, profile_out)
+    try:
+        result = run_load(name, port, args, work, process_cpu(proc.pid))
+    finally:
+        stop_child(proc)
+    if profile_out:
+        print_profile(name, profile_out, args.profile_lines)
+    return result
+
+
+#: Where a profiled function lives -> the layer it belongs to.
+_LAYERS = (
+    ("adapters/_session.py", "session (adapters/_session.py)"),
+    ("adapters/_maildrop.py", "maildrop (adapters/_maildrop.py)"),
+    ("adapters/_users.py", "authenticator (adapters/_users.py)"),
+    ("adapters/_asyncio_server.py", "asyncio adapter"),
+    ("adapters/_trio_server.py", "trio adapter"),
+    ("adapters/_sync_server.py", "blocking adapter"),
+    ("/pop3proto/", "engine (pop3proto/)"),
+    ("/asyncio/", "asyncio library"),
+    ("/trio/", "trio library"),
+    ("/selectors.py", "asyncio library"),
+)
+
+
+def _layer(filename: str, function: str) -> str:
+    for needle, layer in _LAYERS:
+        if needle in filename:
+            return layer
+    if filename == "~":
+        if "socket" in function or "epoll" in function or "select" in function:
+            return "socket calls (kernel)"
+        return "C built-ins called by the above"
+    return "other"
+
+
+def print_profile(name: str, path: str, lines: int) -> None:
+    """Own time by layer, then the top functions by own time.
+
+    The time of a C built-in (``bytes.replace``, ``open``...) is charged to
+    the layers of its callers, in proportion; socket and poll calls are a
+    layer of their own."""
+    stats = pstats.Stats(path)
+    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    layers: dict[str, float] = {}
+    total = 0.0
+    for (filename, _, function), (_, _, tottime, _, callers) in raw.items():
+        total += tottime
+        layer = _layer(filename, function)
+        if layer != "C built-ins called by the above" or not callers:
+            layers[layer] = layers.get(layer, 0.0) + tottime
+            continue
+        shares = {caller: entry[2] for caller, entry in callers.items()}
+        weight = sum(shares.values()) or 1.0
+        for (caller_file, _, caller_function), share in shares.items():
+            caller_layer = _layer(caller_file, caller_function)
+            layers[caller_layer] = layers.get(caller_layer, 0.0) + tottime * share / weight
+    print(f"\n--- cProfile of the {name} server process: own time by layer ---")
+    for layer, seconds in sorted(layers.items(), key=lambda item: -item[1]):
+        if seconds / total >= 0.0005:
+            print(f"{seconds / total:6.1%}  {layer}")
+    out = io.StringIO()
+    stats = pstats.Stats(path, stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(lines)
+    print(f"--- the top {lines} functions by own time ---")
+    print(out.getvalue())
+
+
+def report(results: Sequence[Result], skipped: dict[str, str]) -> None:
+    print()
+    header = (
+        f"{'server':<18} {'sessions/s':>10} {'MB/s':>6} {'errors':>6} "
+        f"{'server CPU':>10} {'CPU ms/session':>14} {'loadgen CPU':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        server_cpu = "-" if r.server_cpu is None else f"{r.server_cpu:.0%}"
+        cpu_ms = "-" if r.cpu_ms is None else f"{r.cpu_ms:.2f}"
+        print(
+            f"{r.name:<18} {r.rate:>10.1f} {r.octets / r.seconds / 1e6:>6.1f} {r.errors:>6} "
+            f"{server_cpu:>10} {cpu_ms:>14} {r.client_cpu:>11.0%}"
+        )
+        if r.first_error:
+            print(f"    first error: {r.first_error}")
+    for name, reason in skipped.items():
+        print(f"{name:<18} skipped: {reason}")
+    rates = {r.name: r.rate for r in results if r.sessions}
+
+    def ratio(a: str, b: str) -> float | None:
+        if a in rates and b in rates and rates[b]:
+            return rates[a] / rates[b]
+        return None
+
+    print()
+    checks: list[tuple[str, float | None, Callable[[float], bool], str]] = [
+        (
+            "asyncio-maildir / dovecot-maildir",
+            ratio("asyncio-maildir", "dovecot-maildir"),
+            lambda x: x >= 2.0,
+            ">= 2.0",
+        ),
+        (
+            "asyncio-memory / twisted-memory",
+            ratio("asyncio-memory", "twisted-memory"),
+            lambda x: x >= 1.2,
+            ">= 1.2",
+        ),
+    ]
+    for kind in ("trio", "blocking"):
+        for backend in ("memory", "maildir"):
+            checks.append(
+                (
+                    f"{kind}-{backend} / asyncio-{backend}",
+                    ratio(f"{kind}-{backend}", f"asyncio-{backend}"),
+                    lambda x: x >= 0.7,
+                    ">= 0.7",
+                )
+            )
+    for label, value, ok, target in checks:
+        if value is None:
+            continue
+        verdict = "ok" if ok(value) else "MISSED"
+        print(f"{label:<36} {value:5.2f}  (target {target}: {verdict})")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--messages", type=int, default=50, help="messages per maildrop")
+    parser.add_argument("--size", type=int, default=4096, help="octets per message")
+    parser.add_argument("--only", default="", help="comma-separated server names")
+    parser.add_argument("--quick", action="store_true", help="3 s per server, 1 s warm-up")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every server this often, keep the best"
+    )
+    parser.add_argument("--profile", default="", help="a server name to cProfile")
+    parser.add_argument("--profile-lines", type=int, default=25)
+    # Internal: run one server in this process.
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="memory", help=argparse.SUPPRESS)
+    parser.add_argument("--root", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--users", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        child_main(args)
+        return
+    if args.quick:
+        args.duration, args.warmup = 3.0, 1.0
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(ALL_SERVERS)
+    unknown = [n for n in names if n not in ALL_SERVERS]
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(unknown)}; choose from {', '.join(ALL_SERVERS)}")
+    messages = make_messages(args.messages, args.size)
+    print(
+        f"pop3proto {pop3proto.__version__}, Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs; {args.concurrency} connections, "
+        f"{args.messages} x {args.size} octets per session, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s per server"
+    )
+    best: dict[str, Result] = {}
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="p3bench-") as tmp:
+        for round_number in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f" round {round_number} of {args.rounds}")
+            for name in names:
+                if name in skipped:
+                    continue
+                print(f"  {name} ...", end="", flush=True)
+                try:
+                    result = measure(name, args, messages, Path(tmp))
+                except Skip as exc:
+                    skipped[name] = str(exc)
+                    print(f" skipped: {exc}")
+                    continue
+                print(f" {result.rate:.1f} sessions/s")
+                if name not in best or result.rate > best[name].rate:
+                    best[name] = result
+    # Rounds interleave the servers, so a burst of load from elsewhere on
+    # the machine hurts one round of each rather than all rounds of one.
+    results = [best[name] for name in names if name in best]
+    report(results, skipped)
+
+
+if __name__ == "__main__":
+    main()
