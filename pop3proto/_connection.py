@@ -724,7 +724,19 @@ class Connection:
                 self._body = None
                 self._end_pending = True
                 return MessageData(held[:-2])
-        out, leftover, done = self._body.feed(buf.take_all())
+        body = self._body
+        if len(self._queue) > 1:
+            # Pipelined: later replies may sit behind this body in the
+            # buffer; take out just this body if its end is there.
+            ends = body.find_end(buf.data)
+            if ends is not None:
+                out = body.unstuff(buf.consume(ends[1], ends[0]))
+                self._body = None
+                if out:
+                    self._end_pending = True
+                    return MessageData(out)
+                return self._finish(MessageEnd(), True)
+        out, leftover, done = body.feed(buf.take_all())
         if leftover:
             buf.prepend(leftover)
         if done:

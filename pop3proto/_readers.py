@@ -312,6 +312,39 @@ class BodyReader:
         else:
             self.tails = _LENIENT_TAILS if bare_lf else _STRICT_TAILS
 
+    def find_end(self, data: bytes | bytearray) -> tuple[int, int] | None:
+        """Where this body ends in *data*, if its terminator is there.
+
+        Returns ``(body_end, reply_end)`` offsets: the body is
+        ``data[:body_end]`` (with its last line end), and the terminator
+        ends at ``reply_end``.  With pipelined replies the buffer may hold
+        many bodies; finding the end first lets the connection take just
+        this one out, instead of splitting (and copying) all of them for
+        each body, which would be quadratic.  The line "." cannot be
+        content (it would have been stuffed to ".."), so the first match is
+        the terminator.
+        """
+        if self.at_line_start:
+            # An empty body: the terminator is the very first line.
+            if data[:3] == b".\r\n":
+                return 0, 3
+            if self.bare_lf and data[:2] == b".\n":
+                return 0, 2
+        match = (_FIND_TERM_LF if self.bare_lf else _FIND_TERM_CRLF)(data)
+        if match is None:
+            return None
+        return match.start() + (1 if self.bare_lf else 2), match.end()
+
+    def unstuff(self, body: bytes) -> bytes:
+        """Dot-unstuff a whole body located by :meth:`find_end`."""
+        nl = b"\n" if self.bare_lf else b"\r\n"
+        prefix = len(nl) if self.at_line_start else 0
+        if prefix:
+            body = nl + body
+        self.at_line_start = True
+        out = nl.join((_SPLIT_LF if self.bare_lf else _SPLIT_CRLF)(body))
+        return out[prefix:] if prefix else out
+
     def feed(self, data: bytes) -> tuple[bytes, bytes, bool]:
         """Process buffered *data*.
 
@@ -324,13 +357,14 @@ class BodyReader:
         prefix = len(nl) if self.at_line_start else 0
         if prefix:
             data = nl + data
-        pieces = (_SPLIT_LF if bare_lf else _SPLIT_CRLF)(data)
+        split = _SPLIT_LF if bare_lf else _SPLIT_CRLF
+        pieces = split(data)
         # Every piece after the first followed a line end and a dot.  One
-        # that starts with a line end was the line ".": the terminator.  So
-        # was an empty piece with more after it: there the terminator's line
-        # end was taken by the next split point ("CRLF . CRLF ." on the
-        # wire, as when a pipelined reply follows); in lenient mode likewise
-        # a piece "\r" ("LF . CR LF .").
+        # that starts with a line end was the line ".": the terminator.
+        # So was an empty piece with more after it: there the
+        # terminator's line end was taken by the next split point
+        # ("CRLF . CRLF ." on the wire); in lenient mode likewise a piece
+        # "\r" ("LF . CR LF .").
         sep = nl + b"."
         last = len(pieces) - 1
         for i in range(1, last + 1):
@@ -362,6 +396,8 @@ class BodyReader:
         return (out[prefix:] if prefix else out), tail, False
 
 
+_FIND_TERM_CRLF = re.compile(rb"\r\n\.\r\n").search
+_FIND_TERM_LF = re.compile(rb"\n\.\r?\n").search
 _SPLIT_CRLF = re.compile(rb"\r\n\.").split
 _SPLIT_LF = re.compile(rb"\n\.").split
 _STRICT_TAILS = (b"\r\n.\r", b"\r\n.", b"\r\n", b"\r")
