@@ -86,8 +86,8 @@ from ._readers import (
     parse_sasl_line,
     parse_status,
     parse_uidl_block,
+    raw_status_text,
 )
-from ._responses import format_status_text
 from ._state import EXTENSION, GREETING, SessionState, State
 from ._writers import BodyWriter, write_command, write_entry, write_multiline, write_status
 
@@ -594,7 +594,7 @@ class Connection:
         if session.state is State.AWAIT_GREETING:
             ok, code, text = parse_status(line, self._decode)
             if ok:
-                greeting = Greeting(format_status_text(code, text))
+                greeting = Greeting(raw_status_text(line, self._decode))
                 self._greeting = greeting
                 session.reply(GREETING, True)
                 self._projected = session.state
@@ -653,7 +653,8 @@ class Connection:
             return MessageStart(text, code)
         if expected[0] in (ListOk, UidlOk, CapaOk, LangOk):
             self._block = head
-            self._block_text = text
+            # Listings have no code field: keep the text verbatim.
+            self._block_text = raw_status_text(line, decode)
             self._block_scan = 0
             return self._read_block()
         return self._finish(Ok(text, code), True)

@@ -46,6 +46,7 @@ __all__ = [
     "parse_list_block",
     "parse_sasl_line",
     "parse_status",
+    "raw_status_text",
     "parse_uidl_block",
     "split_block",
 ]
@@ -83,6 +84,14 @@ def parse_status(line: bytes, decode: Decoder) -> tuple[bool, ResponseCode | Non
         raise ValueError("status line contains CR, LF or NUL")
     code, text = split_response_code(decode(rest))
     return ok, code, text
+
+
+def raw_status_text(line: bytes, decode: Decoder) -> str:
+    """The whole text of a status line already checked by :func:`parse_status`,
+    response code included, for events that have no ``code`` field (the
+    greeting, listings) and must keep the text verbatim."""
+    rest = line[3:] if line.startswith(b"+OK") else line[4:]
+    return decode(rest[1:] if rest[:1] == b" " else rest)
 
 
 def _show(line: bytes, limit: int = 40) -> str:
