@@ -101,6 +101,14 @@ from ._errors import ProtocolViolation as ProtocolViolation
 from ._errors import TemporaryFailure as TemporaryFailure
 from ._errors import TLSUnavailable as TLSUnavailable
 from ._io import Deliver, Operation, Receive, Request, Send, StartTLS
+from ._maildrop import MaildirBackend as MaildirBackend
+from ._maildrop import MemoryBackend as MemoryBackend
+from ._session import ServerConfig as ServerConfig
+from ._sync_server import Server as Server
+from ._sync_server import serve as serve
+from ._users import DictAuthenticator as DictAuthenticator
+from ._users import UsersFile as UsersFile
+from ._users import hash_password as hash_password
 
 # Exactly the standard library's: ``from ... import *`` must bring what
 # ``from poplib import *`` brings.  The modern API is imported by name.
