@@ -1287,6 +1287,7 @@ def test_oauthbearer_failure_through_exchange() -> None:
         b"n,a=alice@example.com,\x01auth=Bearer t\x01au th=x\x01\x01",
         b"n,a=bad=escape,\x01auth=Bearer t\x01\x01",
         b"n,a=alice@example.com,x,\x01auth=Bearer t\x01\x01",
+        b"n,a=alice@example.com,\x01auth=Basic dXNlcg==\x01\x01",  # not a bearer token
         b"\x01",
     ],
 )
@@ -1427,3 +1428,30 @@ def test_exchange_objects_are_single_use() -> None:
     server.step(b"tim b913a602c7eda7a495b4e6e7334d3890")
     with pytest.raises(SaslError):
         server.step(b"again")
+
+
+@pytest.mark.parametrize("hash_name", ["sha1", "sha256"])
+def test_scram_server_refuses_client_final_without_proof_last(hash_name: str) -> None:
+    """RFC 5802 §7: client-final-message ends with the proof attribute."""
+    _, snonce, client_first, server_first, client_final, _ = SCRAM_VECTORS[hash_name]
+    creds = scram_credentials(
+        "pencil", hash_name=hash_name, salt=_salt_of(server_first), iterations=4096
+    )
+    server = ScramServer(
+        lambda u: creds if u == "user" else None, hash_name=hash_name, nonce=snonce
+    )
+    server.step(None)
+    server.step(client_first)
+    with pytest.raises(SaslAuthenticationFailed):
+        server.step(client_final + b",x=extra")
+
+
+def test_mechanism_without_fields_has_a_plain_repr() -> None:
+    """The base class shows no fields unless a mechanism lists safe ones."""
+
+    class Bare(PlainClient):
+        def _safe_fields(self):  # type: ignore[no-untyped-def]
+            return super(PlainClient, self)._safe_fields()
+
+    text = repr(Bare("alice", "secret"))
+    assert "secret" not in text and "Bare" in text
