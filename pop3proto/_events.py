@@ -380,6 +380,24 @@ class Lang(Command):
 
 
 _KEYWORD = re.compile(r"[A-Za-z0-9][!-~]{2,3}\Z")
+# Commands whose arguments are never secret, so a refused one may be shown.
+_PUBLIC_KEYWORDS = frozenset(
+    {
+        b"STAT",
+        b"LIST",
+        b"RETR",
+        b"DELE",
+        b"NOOP",
+        b"RSET",
+        b"QUIT",
+        b"TOP",
+        b"UIDL",
+        b"CAPA",
+        b"STLS",
+        b"UTF8",
+        b"LANG",
+    }
+)
 _KNOWN_KEYWORDS = frozenset(
     {
         "USER",
@@ -445,7 +463,7 @@ class Extension(Command):
             raise LocalProtocolError("multiline must be bool")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class BadCommand(Command):
     """A line the *server* role could not accept as a command.
 
@@ -464,6 +482,17 @@ class BadCommand(Command):
     line: bytes
     reason: str
     command: Command | None = None
+
+    def __repr__(self) -> str:
+        # The line may hold a password (a refused PASS, a malformed AUTH
+        # initial response or SASL line): show it only for commands that
+        # carry no secret, as Pass and SaslResponse hide theirs.
+        keyword = self.line.split(b" ", 1)[0].upper()
+        if keyword in _PUBLIC_KEYWORDS:
+            shown = repr(self.line[:60])
+        else:
+            shown = f"<{len(self.line)} octets hidden>"
+        return f"BadCommand(line={shown}, reason={self.reason!r}, command={self.command!r})"
 
     def __post_init__(self) -> None:
         _check_bytes(self.line, "BadCommand line")
