@@ -9,12 +9,13 @@ the loop in that module's docstring, with the options of the blocking server
   :func:`socket.getaddrinfo` gives for *host*) and handed to
   :func:`asyncio.start_server`; each connection runs in the task asyncio
   creates for it;
-* replies are written through the :class:`asyncio.StreamWriter` and
-  ``await writer.drain()`` is called before the next action is pulled from
-  the session, so a client that stops reading stalls its own session
-  instead of making the server buffer a whole message (replies are
-  gathered into writes of about 64 KiB; memory per connection stays bounded
-  by that, the transport's high-water mark and one chunk);
+* replies are written through the :class:`asyncio.StreamWriter`, and
+  whenever the transport is at its high-water mark ``await writer.drain()``
+  is called before the next action is pulled from the session, so a
+  client that stops reading stalls its own session instead of making the
+  server buffer a whole message (replies are gathered into writes of about
+  64 KiB; memory per connection stays bounded by that, the transport's
+  high-water mark and one chunk);
 * the idle timeout bounds every read and every stalled drain, so a client
   that stops reading cannot hold a session forever;
 * STLS upgrades with :meth:`asyncio.StreamWriter.start_tls`, which needs
@@ -146,6 +147,21 @@ class _Connection:
         self._out: list[bytes] = []
         self._out_size = 0
 
+    def _must_drain(self) -> bool:
+        """Whether :meth:`flush` has to wait on ``drain()``: when the
+        transport holds its high-water mark or more (``drain()`` would
+        block) or is closing (``drain()`` raises, or lets the loop run the
+        connection's end).  Otherwise ``drain()`` would return at once, and
+        skipping it saves a timeout and two coroutines per write."""
+        transport = self.writer.transport
+        if transport.is_closing():
+            return True
+        try:
+            high = transport.get_write_buffer_limits()[1]
+        except (AttributeError, NotImplementedError):
+            return True
+        return bool(transport.get_write_buffer_size() >= high)
+
     def queue(self, data: bytes) -> bool:
         """Queue *data*; return whether enough is gathered to :meth:`flush`.
 
@@ -165,9 +181,11 @@ class _Connection:
         self._out_size = 0
         writer = self.writer
         writer.write(data)
-        # Returns at once unless the transport is above its high-water mark
-        # (a slow client, or one not reading at all): then wait, but not
-        # forever.  Raises if the peer is gone.
+        if not self._must_drain():
+            return
+        # The transport is above its high-water mark (a slow client, or one
+        # not reading at all): wait, but not forever.  Raises if the peer
+        # is gone.
         try:
             await _within(writer.drain(), self.timeout)
         except asyncio.TimeoutError:

@@ -176,8 +176,8 @@ class CrlfNormalizer:
         """Convert one stored chunk."""
         if not chunk:
             return b""
-        out = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if self._last == b"\r" and chunk[:1] == b"\n":
+        out = _crlf(chunk)
+        if chunk[0] == 0x0A and self._last == b"\r":
             # The CR ending the previous chunk already pairs with this LF.
             out = out[1:]
         self._last = chunk[-1:]
@@ -187,8 +187,10 @@ class CrlfNormalizer:
         """``len(self.feed(chunk))``, without the copy."""
         if not chunk:
             return 0
-        extra = chunk.count(b"\n") - chunk.count(b"\r\n")
-        if self._last == b"\r" and chunk[:1] == b"\n":
+        extra = chunk.count(b"\n")
+        if extra and b"\r" in chunk:
+            extra -= chunk.count(b"\r\n")
+        if chunk[0] == 0x0A and self._last == b"\r":
             extra -= 1
         self._last = chunk[-1:]
         return len(chunk) + extra
@@ -201,6 +203,31 @@ class CrlfNormalizer:
         if self._last == b"\r":
             return b"\n"
         return b"\r\n"
+
+
+def _crlf(data: bytes) -> bytes:
+    """*data* with every bare LF turned into CRLF (a CR before an LF in an
+    earlier chunk is the caller's business).
+
+    Maildir files usually hold LF-only text, sometimes CRLF text: both are
+    recognised with one-octet scans before anything is copied.
+    """
+    if b"\r" not in data:
+        # No CR at all: every LF is bare (and no LF at all: nothing to do;
+        # bytes.replace then returns *data* itself).
+        return data.replace(b"\n", b"\r\n")
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data  # already CRLF throughout
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _normalized_whole(data: bytes) -> bytes:
+    """A whole stored message with CRLF line ends, ending on a line end:
+    ``b"".join(normalized_chunks([data]))`` in one go."""
+    out = _crlf(data)
+    if out and out[-1] != 0x0A:
+        out += b"\n" if out[-1] == 0x0D else b"\r\n"
+    return out
 
 
 def normalized_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -267,6 +294,10 @@ def top_of(chunks: Iterator[bytes], lines: int) -> Iterator[bytes]:
             close()
 
 
+def _by_mtime_and_name(item: tuple[int, str, str, int]) -> tuple[int, str]:
+    return item[0], item[1]
+
+
 def _check_chunk_size(chunk_size: int) -> int:
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -297,7 +328,57 @@ def maildir_uid(unique: str) -> str:
 class _MaildirEntry(NamedTuple):
     unique: str
     path: str
-    size: int  # CRLF octets
+    stored: int  # octets in the file when it was listed
+    info: MessageInfo  # CRLF octets and unique-id
+
+
+class _FileStream:
+    """The octets of an open file with CRLF line ends, chunk by chunk (what
+    :func:`normalized_chunks` over the file's chunks yields), starting with
+    chunks already read.  Owns the descriptor: it is closed at the end, by
+    :meth:`close` or when the stream is dropped."""
+
+    __slots__ = ("_fd", "_norm", "_pending", "_size")
+
+    def __init__(self, fd: int, size: int, pending: list[bytes]) -> None:
+        self._fd = fd
+        self._size = size
+        self._pending = pending
+        self._norm = CrlfNormalizer()
+
+    def __iter__(self) -> _FileStream:
+        return self
+
+    def __next__(self) -> bytes:
+        norm = self._norm
+        pending = self._pending
+        while True:
+            if pending:
+                chunk = pending.pop(0)
+            else:
+                fd = self._fd
+                if fd < 0:
+                    raise StopIteration
+                chunk = os.read(fd, self._size)
+                if not chunk:
+                    self.close()
+                    tail = norm.end()
+                    if tail:
+                        return tail
+                    raise StopIteration
+            out = norm.feed(chunk)
+            if out:
+                return out
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
 
 
 class MaildirMaildrop:
@@ -319,18 +400,17 @@ class MaildirMaildrop:
         self._entries = entries
         self._chunk_size = chunk_size
         self._colon = colon
-        self._infos = [MessageInfo(e.size, maildir_uid(e.unique)) for e in entries]
+        # The backend caches each file's MessageInfo (size and unique-id)
+        # by file identity, so a login computes neither.
+        self._infos = [e.info for e in entries]
 
     def messages(self) -> Sequence[MessageInfo]:
         """See :meth:`Maildrop.messages`."""
         return list(self._infos)
 
-    def _resolve(self, index: int) -> str:
+    def _find(self, entry: _MaildirEntry) -> str:
         # Another agent (a MUA sharing the Maildir) may have moved the file
         # from new/ to cur/ or changed its flags; both keep the unique name.
-        entry = self._entries[index]
-        if os.path.exists(entry.path):
-            return entry.path
         for sub in ("cur", "new"):
             folder = os.path.join(self.path, sub)
             try:
@@ -342,15 +422,48 @@ class MaildirMaildrop:
                     return os.path.join(folder, name)
         raise FileNotFoundError(errno.ENOENT, "message vanished from the Maildir", entry.path)
 
-    def _raw_chunks(self, path: str) -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            while chunk := f.read(self._chunk_size):
-                yield chunk
+    def _resolve(self, index: int) -> str:
+        entry = self._entries[index]
+        if os.path.exists(entry.path):
+            return entry.path
+        return self._find(entry)
+
+    def _open(self, index: int) -> int:
+        # Open where the scan saw the file, and look for it only if it is no
+        # longer there (no stat before every open).
+        entry = self._entries[index]
+        try:
+            return os.open(entry.path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        return os.open(self._find(entry), os.O_RDONLY)
 
     def open_message(self, index: int) -> Iterator[bytes]:
-        """See :meth:`Maildrop.open_message`; streams from disk."""
-        path = self._resolve(index)
-        return normalized_chunks(self._raw_chunks(path))
+        """See :meth:`Maildrop.open_message`; streams from disk.
+
+        A file that fits in one read (``chunk_size``) is read, converted and
+        closed at once and comes out as a single chunk; a larger one streams
+        chunk by chunk from the open file.
+        """
+        fd = self._open(index)
+        size = self._chunk_size
+        try:
+            first = os.read(fd, size)
+            if first and not len(first) == self._entries[index].stored < size:
+                second = os.read(fd, size)
+            else:
+                # Empty, or a short read of exactly the size the listing
+                # saw: the end of the file (a file that grew since gives
+                # more octets, one that shrank a shorter read: then the
+                # next read says where the end is).
+                second = b""
+        except BaseException:
+            os.close(fd)
+            raise
+        if not second:
+            os.close(fd)
+            return iter((_normalized_whole(first),) if first else ())
+        return _FileStream(fd, size, [first, second])
 
     def top(self, index: int, lines: int) -> Iterator[bytes]:
         """See :meth:`Maildrop.top`."""
@@ -419,8 +532,9 @@ class MaildirBackend:
     time (the delivery time) and then by name.  Their unique-ids come from
     the unique part of the file name (:func:`maildir_uid`), so they stay the
     same across sessions, restarts and moves from ``new/`` to ``cur/``.
-    Sizes are counted once, by streaming the file, and cached by
-    ``(unique name, stored size, mtime)`` for the life of the backend.
+    Sizes are counted once, by streaming the file, and cached with the
+    unique-id by ``(unique name, stored size, mtime)`` for the life of the
+    backend.
     """
 
     def __init__(
@@ -440,8 +554,9 @@ class MaildirBackend:
         if len(colon) != 1:
             raise ValueError("colon must be a single character")
         self.colon = colon
-        self._sizes: dict[tuple[str, int, int], int] = {}
-        self._sizes_lock = threading.Lock()
+        # (unique name, stored size, mtime) -> MessageInfo
+        self._infos: dict[tuple[str, int, int], MessageInfo] = {}
+        self._infos_lock = threading.Lock()
 
     def path_for(self, user: str) -> str:
         """The Maildir that *user* gets."""
@@ -493,11 +608,13 @@ class MaildirBackend:
 
     def _scan(self, path: str) -> list[_MaildirEntry]:
         found: list[tuple[int, str, str, int]] = []
+        colon = self.colon
         for sub in ("new", "cur"):
             folder = os.path.join(path, sub)
             with os.scandir(folder) as it:
                 for entry in it:
-                    if entry.name.startswith("."):
+                    name = entry.name
+                    if name.startswith("."):
                         continue
                     try:
                         if not entry.is_file(follow_symlinks=False):
@@ -505,29 +622,30 @@ class MaildirBackend:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # removed while we looked
-                    unique = entry.name.split(self.colon, 1)[0]
-                    found.append((st.st_mtime_ns, unique, entry.path, st.st_size))
-        found.sort(key=lambda item: (item[0], item[1]))
+                    found.append((st.st_mtime_ns, name.split(colon, 1)[0], entry.path, st.st_size))
+        found.sort(key=_by_mtime_and_name)
+        cache = self._infos
+        with self._infos_lock:
+            infos = [cache.get((unique, stored, mtime)) for mtime, unique, _, stored in found]
         entries: list[_MaildirEntry] = []
-        for mtime, unique, file_path, stored_size in found:
-            try:
-                size = self._size(unique, file_path, stored_size, mtime)
-            except FileNotFoundError:
-                continue
-            entries.append(_MaildirEntry(unique, file_path, size))
+        for (mtime, unique, file_path, stored_size), info in zip(found, infos, strict=True):
+            if info is None:
+                try:
+                    info = self._info(unique, file_path, stored_size, mtime)
+                except FileNotFoundError:
+                    continue
+            entries.append(_MaildirEntry(unique, file_path, stored_size, info))
         return entries
 
-    def _size(self, unique: str, path: str, stored_size: int, mtime: int) -> int:
-        key = (unique, stored_size, mtime)
-        with self._sizes_lock:
-            cached = self._sizes.get(key)
-        if cached is not None:
-            return cached
+    def _info(self, unique: str, path: str, stored_size: int, mtime: int) -> MessageInfo:
+        """Count the CRLF size of a file not in the cache yet; cache it with
+        the file's unique-id."""
         with open(path, "rb") as f:
             size = _normalized_size(iter(lambda: f.read(self.chunk_size), b""))
-        with self._sizes_lock:
-            self._sizes[key] = size
-        return size
+        info = MessageInfo(size, maildir_uid(unique))
+        with self._infos_lock:
+            self._infos[(unique, stored_size, mtime)] = info
+        return info
 
     def __repr__(self) -> str:
         return f"<MaildirBackend {self.root!r} per_user={self.per_user}>"
@@ -540,7 +658,9 @@ class MaildirBackend:
 
 class _Stored(NamedTuple):
     uid: str
-    data: bytes
+    data: bytes  # as delivered
+    wire: bytes  # as served: CRLF line ends, ending on a line end
+    info: MessageInfo
 
 
 class MemoryMaildrop:
@@ -552,7 +672,7 @@ class MemoryMaildrop:
         self._backend = backend
         self.user = user
         self._snapshot = snapshot
-        self._infos = [MessageInfo(_normalized_size([m.data]), m.uid) for m in snapshot]
+        self._infos = [m.info for m in snapshot]
         self._open = True
 
     def messages(self) -> Sequence[MessageInfo]:
@@ -565,8 +685,12 @@ class MemoryMaildrop:
             yield data[start : start + size]
 
     def open_message(self, index: int) -> Iterator[bytes]:
-        """See :meth:`Maildrop.open_message`."""
-        return normalized_chunks(self._chunks(self._snapshot[index].data))
+        """See :meth:`Maildrop.open_message`: the message as converted when
+        it was added, in pieces of at most ``chunk_size`` octets."""
+        wire = self._snapshot[index].wire
+        if len(wire) <= self._backend.chunk_size:
+            return iter((wire,) if wire else ())
+        return self._chunks(wire)
 
     def top(self, index: int, lines: int) -> Iterator[bytes]:
         """See :meth:`Maildrop.top`."""
@@ -589,6 +713,8 @@ class MemoryBackend:
     """Maildrops kept in memory: ``{user: [message bytes, ...]}``.
 
     Messages may use LF or CRLF line endings; they are served with CRLF.
+    Each message is converted (and sized) once, when it is added, and kept
+    in both forms (as delivered for :meth:`messages`, as served for RETR).
     Each message gets a unique-id ``m<n>`` from a counter when it is added,
     so ids are never reused.  Unknown users get an empty maildrop.  The
     lock is in-process (a set of users, under a :class:`threading.Lock`).
@@ -614,9 +740,13 @@ class MemoryBackend:
         """Deliver *message* to *user*; return its unique-id."""
         if not isinstance(message, bytes):
             raise TypeError("message must be bytes")
+        # Converted once here rather than at every RETR (and sized once
+        # rather than at every login).
+        wire = _normalized_whole(message)
         with self._lock:
             uid = f"m{next(self._counter)}"
-            self._boxes.setdefault(user, []).append(_Stored(uid, message))
+            stored = _Stored(uid, message, wire, MessageInfo(len(wire), uid))
+            self._boxes.setdefault(user, []).append(stored)
         return uid
 
     def messages(self, user: str) -> list[bytes]:

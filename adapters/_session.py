@@ -40,10 +40,13 @@ Rules of the seam:
 * :meth:`~ServerSession.actions` is a generator that processes the
   commands already received, in order (RFC 2449 §6.6: pipelined commands
   are answered one after another), and stops when it needs more bytes.
-  Message bodies (RETR, TOP) are streamed from the maildrop: each chunk is
-  produced only when the adapter asks for the next action, so an adapter
-  that finishes each send before pulling the next action never holds more
-  than one chunk (``ServerConfig.chunk_size``) of a message in memory.
+  Message bodies (RETR, TOP) are streamed from the maildrop: the status
+  line goes out with as much of the body as fits in
+  ``ServerConfig.chunk_size`` (a small message, terminator included, is a
+  single :class:`SendBytes`), and each further chunk is produced only when
+  the adapter asks for the next action, so an adapter that finishes each
+  send before pulling the next action never holds much more than one
+  chunk of a message in memory.
 * :class:`StartTLS` is always the last action of a batch.  Call
   :meth:`~ServerSession.tls_started` once the handshake is done, before
   reading again.
@@ -559,6 +562,15 @@ class ServerSession:
                 return
             if event is NEED_DATA or event is PAUSED:
                 return
+            if type(event) is Retr:
+                # The bulk of a busy server's commands: straight to it.
+                self.stats.commands += 1
+                try:
+                    yield from self._retr(event)
+                except _Stop:
+                    yield Close()
+                    return
+                continue
             if isinstance(event, ConnectionClosed):
                 # RFC 1939 §6: no QUIT, no UPDATE.
                 self._end("eof")
@@ -943,17 +955,16 @@ class ServerSession:
         return Ok(f"message {event.number} deleted")
 
     def _retr(self, event: Retr) -> Iterator[Action]:
-        index, error = self._lookup(event.number)
-        if error is not None:
-            yield self._send(error)
-            return
+        index = event.number - 1
+        messages = self._messages
+        if not 0 <= index < len(messages) or index in self._deleted:
+            _, error = self._lookup(event.number)
+            assert error is not None
+            return iter((self._send(error),))
         maildrop = self._maildrop
         assert maildrop is not None
-        size = self._messages[index].size
-        done = yield from self._stream(lambda: maildrop.open_message(index), f"{size} octets")
-        if done:
-            self._retrieved.add(index)
-            self.stats.retrieved += 1
+        start = _retr_start(messages[index].size)
+        return self._stream(maildrop.open_message, index, start, retrieval=True)
 
     def _top(self, event: Top) -> Iterator[Action]:
         index, error = self._lookup(event.number)
@@ -962,43 +973,92 @@ class ServerSession:
             return
         maildrop = self._maildrop
         assert maildrop is not None
-        yield from self._stream(lambda: maildrop.top(index, event.lines), "top of message follows")
+        lines = event.lines
+        yield from self._stream(
+            lambda i: maildrop.top(i, lines), index, MessageStart("top of message follows")
+        )
 
     def _stream(
-        self, opener: Callable[[], Iterator[bytes]], text: str
+        self,
+        opener: Callable[[int], Iterator[bytes]],
+        index: int,
+        start: MessageStart,
+        *,
+        retrieval: bool = False,
     ) -> Generator[Action, None, bool]:
         """Stream a body: -ERR if it cannot even start, else +OK, data, ".".
+
+        The status line and as much of the body as fits in ``chunk_size``
+        octets go out as one :class:`SendBytes` (with the terminator too
+        when the whole body fits: one action for a small message); a larger
+        body continues in pieces of at most ``chunk_size``, each read only
+        when the adapter asks for the next action.  With *retrieval* (RETR),
+        the message counts as retrieved once the adapter asks for the
+        action after the terminator.
 
         Returns whether the whole body was sent.
         """
         chunks: Iterator[bytes] | None = None
         try:
-            chunks = opener()
-            first = next(chunks, None)
+            chunks = opener(index)
+            chunk = next(chunks, None)
         except OSError as exc:
             log.error("cannot read a message: %s", exc)
             _close_iterator(chunks)
             yield self._send(Err("unable to read message", pop3proto.SYS_TEMP))
             return False
+        send = self._conn.send
+        stats = self.stats
         limit = self.config.chunk_size
+        parts: list[bytes] = []
         try:
-            yield self._send(MessageStart(text))
-            chunk = first
+            head = send(start)
+            parts.append(head)
+            total = len(head)
+            # Gather the status line and the leading chunks that fit.
+            while chunk is not None and total + len(chunk) <= limit:
+                data = send(MessageData(chunk if type(chunk) is bytes else bytes(chunk)))
+                parts.append(data)
+                total += len(data)
+                chunk = next(chunks, None)
+            if chunk is None:
+                parts.append(send(_MESSAGE_END))
+                data = b"".join(parts)
+                stats.bytes_sent += len(data)
+                yield SendBytes(data)
+                if retrieval:
+                    self._retrieved.add(index)
+                    stats.retrieved += 1
+                return True
+            data = b"".join(parts) if len(parts) > 1 else head
+            parts = []
+            stats.bytes_sent += len(data)
+            yield SendBytes(data)
             while chunk is not None:
-                for start in range(0, len(chunk), limit):
-                    piece = chunk[start : start + limit]
-                    yield self._send(MessageData(bytes(piece)))
+                for offset in range(0, len(chunk), limit):
+                    # (A whole-bytes slice is the chunk itself, not a copy.)
+                    piece = chunk[offset : offset + limit]
+                    data = send(MessageData(piece if type(piece) is bytes else bytes(piece)))
+                    stats.bytes_sent += len(data)
+                    yield SendBytes(data)
                 chunk = next(chunks, None)
         except OSError as exc:
             # Half a body is on the wire and no -ERR can follow a +OK:
             # the only honest thing left is to drop the connection, without
-            # UPDATE.
+            # UPDATE (after what was gathered, as if sent piece by piece).
             log.error("error while reading a message: %s", exc)
+            if parts:
+                data = b"".join(parts)
+                stats.bytes_sent += len(data)
+                yield SendBytes(data)
             self._end("I/O error")
             raise _Stop from None
         finally:
             _close_iterator(chunks)
-        yield self._send(MessageEnd())
+        yield self._send(_MESSAGE_END)
+        if retrieval:
+            self._retrieved.add(index)
+            stats.retrieved += 1
         return True
 
     # -- QUIT and UPDATE ------------------------------------------------------
@@ -1029,6 +1089,21 @@ class ServerSession:
         else:
             reply = Err("some deleted messages not removed", pop3proto.SYS_TEMP)
         yield from self._close_after(reply, "quit")
+
+
+_MESSAGE_END = MessageEnd()
+# "+OK <size> octets" openers by size (events are immutable): a maildrop
+# of similar messages builds each one once.
+_RETR_STARTS: dict[int, MessageStart] = {}
+
+
+def _retr_start(size: int) -> MessageStart:
+    start = _RETR_STARTS.get(size)
+    if start is None:
+        if len(_RETR_STARTS) >= 4096:
+            _RETR_STARTS.clear()
+        start = _RETR_STARTS[size] = MessageStart(f"{size} octets")
+    return start
 
 
 def _close_iterator(chunks: Iterator[bytes] | None) -> None:

@@ -10,6 +10,10 @@ loop in that module's docstring:
 * over ``max_connections``, a client gets ``-ERR [SYS/TEMP] too many
   connections`` and is closed (with implicit TLS it is just closed: a
   plaintext line would be garbage to a TLS client);
+* replies are gathered into sends of up to about 64 KiB (the replies to
+  pipelined commands go out together); each ``sendall`` finishes before
+  the next action is pulled from the session, so memory per connection
+  stays bounded by that and one chunk;
 * the idle timeout is the socket timeout while waiting for a command;
   sends are bounded by it too, so a client that stops reading cannot hold
   a thread forever; TLS handshakes have their own ``handshake_timeout``;
@@ -57,6 +61,17 @@ log = logging.getLogger("pop3proto.server")
 
 _RECV_SIZE = 65536
 _LINGER_LIMIT = 65536
+# Replies are gathered up to this size before a send.
+_FLUSH_SIZE = 65536
+
+
+def _flush(sock: socket.socket, out: list[bytes]) -> int:
+    """Send the replies gathered in *out* and empty it; return 0 (what is
+    left queued)."""
+    if out:
+        sock.sendall(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+    return 0
 
 
 class _Client:
@@ -304,13 +319,22 @@ class Server:
                 self._clients.discard(client)
 
     def _loop(self, client: _Client, session: ServerSession) -> None:
+        # Replies are gathered (up to _FLUSH_SIZE octets) and sent together
+        # before the next read, a TLS handshake or the end: one sendall for
+        # a batch of pipelined commands rather than one per reply.
+        out: list[bytes] = []
+        queued = 0
         while not session.closed:
             actions = session.actions()
             try:
                 for action in actions:
                     if isinstance(action, SendBytes):
-                        client.sock.sendall(action.data)
+                        out.append(action.data)
+                        queued += len(action.data)
+                        if queued >= _FLUSH_SIZE:
+                            queued = _flush(client.sock, out)
                     elif isinstance(action, StartTLS):
+                        queued = _flush(client.sock, out)
                         self._start_tls(client)
                         session.tls_started()
                     else:
@@ -319,6 +343,7 @@ class Server:
                 # If a send failed in the middle of a body, this closes the
                 # message being streamed now rather than at collection.
                 actions.close()
+            queued = _flush(client.sock, out)
             if session.closed or self._shutdown_requested:
                 return
             try:

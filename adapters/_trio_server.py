@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import socket
 import ssl
 from typing import Any
@@ -102,15 +103,24 @@ def _format_peer(address: Any) -> tuple[str, str]:
 
 class _Connection:
     """The stream of one client (replaced when TLS starts) and the replies
-    waiting to be sent."""
+    waiting to be sent.
 
-    __slots__ = ("_out", "_out_size", "stream", "timeout")
+    While :meth:`Server._loop` runs, every send and receive is bounded by
+    one cancel scope per connection (:attr:`scope`) whose deadline is moved
+    before each of them: cheaper than a new ``move_on_after`` each time.
+    :attr:`waiting` says which of them was under way when it expired.
+    Outside it (before, and after a timeout), each send gets a scope of its
+    own."""
+
+    __slots__ = ("_out", "_out_size", "scope", "stream", "timeout", "waiting")
 
     def __init__(self, stream: trio.abc.Stream, timeout: float) -> None:
         self.stream = stream
         self.timeout = timeout
         self._out: list[bytes] = []
         self._out_size = 0
+        self.scope: trio.CancelScope | None = None
+        self.waiting = ""
 
     def queue(self, data: bytes) -> bool:
         """Queue *data*; return whether enough is gathered to :meth:`flush`.
@@ -129,18 +139,26 @@ class _Connection:
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._out_size = 0
-        with trio.move_on_after(self.timeout) as scope:
+        scope = self.scope
+        if scope is not None:
+            self.waiting = "send"
+            scope.deadline = trio.current_time() + self.timeout
             await self.stream.send_all(data)
-        if scope.cancelled_caught:
+            return
+        with trio.move_on_after(self.timeout) as own:
+            await self.stream.send_all(data)
+        if own.cancelled_caught:
             raise _Stalled("send timed out")
 
-    async def receive(self) -> bytes | None:
-        """Some bytes (``b""`` at end of stream), or ``None`` after the idle
-        timeout."""
-        with trio.move_on_after(self.timeout):
-            data = await self.stream.receive_some(_RECV_SIZE)
-            return data if isinstance(data, bytes) else bytes(data)
-        return None
+    async def receive(self) -> bytes:
+        """Some bytes (``b""`` at end of stream), within the idle timeout
+        (inside :attr:`scope` only)."""
+        scope = self.scope
+        assert scope is not None
+        self.waiting = "receive"
+        scope.deadline = trio.current_time() + self.timeout
+        data = await self.stream.receive_some(_RECV_SIZE)
+        return data if isinstance(data, bytes) else bytes(data)
 
 
 class Server:
@@ -309,7 +327,9 @@ class Server:
         except OSError as exc:  # getpeername on a connection already reset
             log.debug("connection ended before its session: %s", exc)
         finally:
-            await trio.aclose_forcefully(current)
+            # A served session has closed its stream already (_close).
+            if stream.socket.fileno() != -1:
+                await trio.aclose_forcefully(current)
 
     async def _tls_wrap(self, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
         assert self.ssl_context is not None
@@ -360,6 +380,22 @@ class Server:
             await self._close(conn, session.stats.reason)
 
     async def _loop(self, conn: _Connection, session: ServerSession) -> None:
+        with trio.CancelScope() as scope:
+            conn.scope = scope
+            try:
+                await self._steps(conn, session)
+            finally:
+                conn.scope = None
+        if scope.cancelled_caught:
+            # The idle timeout expired (see _Connection).
+            if conn.waiting != "receive":
+                raise _Stalled("send timed out")
+            for action in session.timed_out():
+                if isinstance(action, SendBytes):
+                    conn.queue(action.data)
+            await conn.flush()
+
+    async def _steps(self, conn: _Connection, session: ServerSession) -> None:
         while not session.closed:
             actions = session.actions()
             try:
@@ -372,6 +408,9 @@ class Server:
                         # sent after STLS stays in the kernel and breaks the
                         # handshake (no injection, RFC 2595 §4).
                         await conn.flush()
+                        # Only the handshake timeout applies to the handshake.
+                        assert conn.scope is not None
+                        conn.scope.deadline = math.inf
                         conn.stream = await self._tls_wrap(conn.stream)
                         session.tls_started()
                     else:
@@ -383,14 +422,7 @@ class Server:
             await conn.flush()
             if session.closed:
                 return
-            data = await conn.receive()
-            if data is None:
-                for action in session.timed_out():
-                    if isinstance(action, SendBytes):
-                        conn.queue(action.data)
-                await conn.flush()
-                return
-            session.receive(data)
+            session.receive(await conn.receive())
 
     async def _close(self, conn: _Connection, reason: str) -> None:
         # When the server closes first, data the client already sent (a
@@ -400,6 +432,7 @@ class Server:
         # ("lingering close").  Abandoned or broken connections are closed
         # at once.
         stream = conn.stream
+        closed = False
         try:
             if self._closing or reason in _ABORT:
                 return
@@ -413,12 +446,14 @@ class Server:
                         if not chunk:
                             break
                         drained += len(chunk)
-            with trio.move_on_after(max(self.linger, 1.0)):
+            with trio.move_on_after(max(self.linger, 1.0)) as scope:
                 await stream.aclose()
+            closed = not scope.cancelled_caught
         except _STREAM_ERRORS:
             pass
         finally:
-            await trio.aclose_forcefully(stream)
+            if not closed:
+                await trio.aclose_forcefully(stream)
 
 
 async def serve(

@@ -9,10 +9,12 @@ share its GIL) and is driven by an asyncio load generator that keeps
 
 against a maildrop of ``--messages`` messages of ``--size`` octets (50 x
 4 KB by default, stored with LF line ends as Maildir files usually are).
-Every reply is parsed by the engine's client role and checked (message
-count, octets of every body); a session counts only if it is complete and
+The greeting and the login go through the engine's client role; the
+replies to the batch are compared byte for byte with the expected status
+lines and dot-stuffed bodies; a session counts only if it is complete and
 correct.  Connection ``i`` always logs in as user ``user<i>``, whose
-maildrop nobody else locks.
+maildrop nobody else locks.  Besides sessions/s, each server's CPU time
+per session is reported (user + system, and the system part alone).
 
 Servers measured:
 
@@ -26,7 +28,9 @@ Servers measured:
 
 Run: ``python benchmarks/servers.py`` (``--quick`` for a short run,
 ``--only asyncio-maildir,dovecot-maildir`` for a subset, ``--profile
-asyncio-maildir`` to print a cProfile of that server process under load).
+asyncio-maildir`` to print a cProfile of that server process under load,
+with ``--profile-clock cpu`` to count CPU time rather than wall-clock time;
+``--in-process`` to time our sessions without sockets or servers).
 """
 
 from __future__ import annotations
@@ -273,7 +277,15 @@ def serve_twisted(n_users: int, n: int, size: int) -> None:
 
 def child_main(args: argparse.Namespace) -> None:
     kind = args.serve
-    profile = cProfile.Profile() if args.profile_out else None
+    profile = None
+    if args.profile_out:
+        # "cpu": this thread's CPU time, so that time spent waiting for the
+        # CPU on a busy machine is not charged to whatever was running
+        # (a wall-clock profile blames socket sends, after which the kernel
+        # often switches to the load generator).  Each reading is a system
+        # call, which inflates the share of small Python functions.
+        timer = time.thread_time if args.profile_clock == "cpu" else time.perf_counter
+        profile = cProfile.Profile(timer)
     if profile is not None:
         profile.enable()
     try:
@@ -523,6 +535,7 @@ class Result:
     octets: int = 0
     client_cpu: float = 0.0  # load generator CPU seconds per second
     server_cpu: float | None = None  # server CPU seconds per second
+    server_system: float = 0.0  # of which in the kernel (system time)
     first_error: str = ""
 
     @property
@@ -536,6 +549,13 @@ class Result:
             return None
         return self.server_cpu * self.seconds / self.sessions * 1000
 
+    @property
+    def system_ms(self) -> float | None:
+        """Of :attr:`cpu_ms`, the milliseconds spent in the kernel."""
+        if self.server_cpu is None or not self.sessions:
+            return None
+        return self.server_system * self.seconds / self.sessions * 1000
+
 
 async def generate_load(
     name: str,
@@ -544,7 +564,7 @@ async def generate_load(
     work: Workload,
     warmup: float,
     duration: float,
-    server_cpu: Callable[[], float] | None = None,
+    server_cpu: CpuProbe | None = None,
 ) -> Result:
     """Keep *concurrency* sessions going; count those that end in the
     *duration* seconds after *warmup*."""
@@ -571,11 +591,13 @@ async def generate_load(
     tasks = [asyncio.create_task(worker(u)) for u in names]
     await asyncio.sleep(warmup)
     cpu0 = time.process_time()
-    server0 = server_cpu() if server_cpu else 0.0
+    user0, system0 = server_cpu() if server_cpu else (0.0, 0.0)
     await asyncio.sleep(max(0.0, t1 - loop.time()))
     result.client_cpu = (time.process_time() - cpu0) / duration
     if server_cpu is not None:
-        result.server_cpu = (server_cpu() - server0) / duration
+        user1, system1 = server_cpu()
+        result.server_cpu = (user1 - user0 + system1 - system0) / duration
+        result.server_system = (system1 - system0) / duration
     result.seconds = duration
     # Sessions still running finish (uncounted); a stuck one is cancelled.
     _, pending = await asyncio.wait(tasks, timeout=30)
@@ -584,42 +606,51 @@ async def generate_load(
     return result
 
 
-def _proc_cpu(pid: int) -> tuple[int, float]:
-    """(session id, utime + stime + cutime + cstime in seconds) of *pid*."""
+def _proc_cpu(pid: int) -> tuple[int, float, float]:
+    """(session id, user seconds, system seconds) of *pid*, reaped children
+    included (utime + cutime, stime + cstime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[3]), sum(int(f) for f in fields[11:15]) / ticks
+    user = (int(fields[11]) + int(fields[13])) / ticks
+    system = (int(fields[12]) + int(fields[14])) / ticks
+    return int(fields[3]), user, system
 
 
-def process_cpu(pid: int) -> Callable[[], float]:
+#: A probe: (user, system) CPU seconds used so far by the server.
+CpuProbe = Callable[[], tuple[float, float]]
+
+
+def process_cpu(pid: int) -> CpuProbe:
     """CPU seconds used by *pid* so far (and by its children it reaped)."""
 
-    def probe() -> float:
+    def probe() -> tuple[float, float]:
         try:
-            return _proc_cpu(pid)[1]
+            _, user, system = _proc_cpu(pid)
         except OSError:
-            return 0.0
+            return 0.0, 0.0
+        return user, system
 
     return probe
 
 
-def session_cpu(sid: int) -> Callable[[], float]:
+def session_cpu(sid: int) -> CpuProbe:
     """CPU seconds used so far by every process of session *sid* (Dovecot's
     master, its long-lived services and, through the reaping parents'
     cutime/cstime, its finished per-connection processes)."""
 
-    def probe() -> float:
-        total = 0.0
+    def probe() -> tuple[float, float]:
+        total_user = total_system = 0.0
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                session, cpu = _proc_cpu(int(entry))
+                session, user, system = _proc_cpu(int(entry))
             except (OSError, ValueError, IndexError):
                 continue
             if session == sid:
-                total += cpu
-        return total
+                total_user += user
+                total_system += system
+        return total_user, total_system
 
     return probe
 
@@ -629,7 +660,7 @@ def run_load(
     port: int,
     args: argparse.Namespace,
     work: Workload,
-    server_cpu: Callable[[], float] | None,
+    server_cpu: CpuProbe | None,
 ) -> Result:
     return asyncio.run(
         generate_load(
@@ -655,6 +686,8 @@ def start_child(
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
+        "--profile-clock",
+        args.profile_clock,
         "--serve",
         kind,
         "--backend",
@@ -711,6 +744,59 @@ def measure(name: str, args: argparse.Namespace, messages: Sequence[bytes], tmp:
     if profile_out:
         print_profile(name, profile_out, args.profile_lines)
     return result
+
+
+def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
+    """``--in-process``: our sessions driven directly, without sockets.
+
+    The same session as the load generator's (login, then the pipelined
+    batch, checked byte for byte) fed to a ``ServerSession`` in this
+    process, on each backend: what the code shared by our three servers
+    costs per session, independently of the machine's load, of the
+    adapters and of the kernel.  Prints the best and the median CPU time
+    per session over batches of 20 sessions.
+    """
+    from pop3proto.adapters._maildrop import MaildirBackend, MaildropBackend, MemoryBackend
+    from pop3proto.adapters._session import SendBytes, ServerConfig, ServerSession
+    from pop3proto.adapters._users import DictAuthenticator
+
+    work = Workload.of(messages)
+    user = "user0"
+    auth = DictAuthenticator({user: PASSWORD})
+    config = ServerConfig()
+    login = [f"USER {user}\r\n".encode(), f"PASS {PASSWORD}\r\n".encode()]
+    batch = 20
+    print(f"in process, no sockets: CPU ms per session (best / median batch of {batch})")
+    with tempfile.TemporaryDirectory(prefix="p3bench-") as tmp:
+        write_maildirs(Path(tmp), [user], messages, None)
+        backends: dict[str, MaildropBackend] = {
+            "memory": MemoryBackend({user: messages}),
+            "maildir": MaildirBackend(tmp, per_user=True, create=False),
+        }
+        for name, backend in backends.items():
+
+            def one(backend: MaildropBackend = backend) -> bytes:
+                session = ServerSession(backend, auth, config, is_loopback=True, peer="-")
+                session.greeting()
+                for line in login:
+                    session.receive(line)
+                    for _ in session.actions():
+                        pass
+                session.receive(work.batch)
+                actions = session.actions()
+                return b"".join([a.data for a in actions if isinstance(a, SendBytes)])
+
+            work.check(one())
+            times: list[float] = []
+            start = time.process_time()
+            while time.process_time() - start < args.warmup + args.duration:
+                t0 = time.process_time()
+                for _ in range(batch):
+                    one()
+                if t0 - start >= args.warmup:
+                    times.append((time.process_time() - t0) / batch * 1000)
+            times.sort()
+            print(f"  {name:<8} {times[0]:6.3f} / {times[len(times) // 2]:6.3f}")
 
 
 #: Where a profiled function lives -> the layer it belongs to.
@@ -775,16 +861,17 @@ def report(results: Sequence[Result], skipped: dict[str, str]) -> None:
     print()
     header = (
         f"{'server':<18} {'sessions/s':>10} {'MB/s':>6} {'errors':>6} "
-        f"{'server CPU':>10} {'CPU ms/session':>14} {'loadgen CPU':>11}"
+        f"{'server CPU':>10} {'CPU ms/session':>14} {'(kernel)':>8} {'loadgen CPU':>11}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         server_cpu = "-" if r.server_cpu is None else f"{r.server_cpu:.0%}"
         cpu_ms = "-" if r.cpu_ms is None else f"{r.cpu_ms:.2f}"
+        system_ms = "-" if r.system_ms is None else f"{r.system_ms:.2f}"
         print(
             f"{r.name:<18} {r.rate:>10.1f} {r.octets / r.seconds / 1e6:>6.1f} {r.errors:>6} "
-            f"{server_cpu:>10} {cpu_ms:>14} {r.client_cpu:>11.0%}"
+            f"{server_cpu:>10} {cpu_ms:>14} {system_ms:>8} {r.client_cpu:>11.0%}"
         )
         if r.first_error:
             print(f"    first error: {r.first_error}")
@@ -843,6 +930,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--profile", default="", help="a server name to cProfile")
     parser.add_argument("--profile-lines", type=int, default=25)
+    parser.add_argument(
+        "--profile-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what --profile measures: wall-clock time, or the server thread's CPU time",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="drive our ServerSession directly, without sockets or servers: CPU ms "
+        "per session of the code every server shares (engine, session, maildrop)",
+    )
     # Internal: run one server in this process.
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="memory", help=argparse.SUPPRESS)
@@ -860,6 +959,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown servers: {', '.join(unknown)}; choose from {', '.join(ALL_SERVERS)}")
     messages = make_messages(args.messages, args.size)
+    if args.in_process:
+        print(
+            f"pop3proto {pop3proto.__version__}, Python {sys.version.split()[0]}; "
+            f"{args.messages} x {args.size} octets per session, "
+            f"{args.warmup:g} s warm-up + {args.duration:g} s per backend"
+        )
+        in_process(args, messages)
+        return
     print(
         f"pop3proto {pop3proto.__version__}, Python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs; {args.concurrency} connections, "
