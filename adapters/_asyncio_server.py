@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import socket
 import ssl
@@ -68,6 +67,7 @@ from ._session import (
     StartTLS,
     busy_response,
     is_loopback_address,
+    listener_config,
 )
 from ._users import Authenticator
 
@@ -241,23 +241,22 @@ class Server:
         trust_loopback: bool = True,
     ) -> None:
         """Check the arguments; see the class docstring."""
-        if implicit_tls and ssl_context is None:
-            raise ValueError("implicit_tls needs an ssl_context")
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if not handshake_timeout > 0:
-            raise ValueError("handshake_timeout must be positive")
+        self.config = listener_config(
+            config,
+            ssl_context=ssl_context,
+            implicit_tls=implicit_tls,
+            max_connections=max_connections,
+            handshake_timeout=handshake_timeout,
+            stls_supported=STLS_SUPPORTED,
+        )
         self.backend = backend
         self.authenticator = authenticator
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
         self.implicit_tls = implicit_tls
-        stls = ssl_context is not None and not implicit_tls
-        if stls and not STLS_SUPPORTED:  # pragma: no cover - Python 3.10
+        if ssl_context is not None and not implicit_tls and not STLS_SUPPORTED:  # pragma: no cover
             log.warning("STLS needs Python 3.11 or later; it is not offered")
-        base = config if config is not None else ServerConfig()
-        self.config = dataclasses.replace(base, tls_available=stls and STLS_SUPPORTED)
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self.linger = linger

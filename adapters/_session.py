@@ -80,6 +80,7 @@ Policy choices (each one documented where it is made):
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import ipaddress
 import itertools
@@ -144,6 +145,7 @@ from ._maildrop import Maildrop, MaildropBackend, MaildropError, MaildropInUse, 
 from ._users import Authenticator
 
 __all__ = [
+    "listener_config",
     "Action",
     "Close",
     "SendBytes",
@@ -1113,3 +1115,29 @@ def _close_iterator(chunks: Iterator[bytes] | None) -> None:
             close()
         except Exception:
             log.exception("error while closing a message stream")
+
+
+def listener_config(
+    config: ServerConfig | None,
+    *,
+    ssl_context: object | None,
+    implicit_tls: bool,
+    max_connections: int,
+    handshake_timeout: float,
+    stls_supported: bool = True,
+) -> ServerConfig:
+    """Check the options all three servers take and derive their config.
+
+    STLS is offered (``tls_available``) when there is a TLS context, TLS is
+    not implicit, and the I/O layer can start TLS mid-stream
+    (*stls_supported*: asyncio needs Python 3.11).
+    """
+    if implicit_tls and ssl_context is None:
+        raise ValueError("implicit_tls needs an ssl_context")
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    if not handshake_timeout > 0:
+        raise ValueError("handshake_timeout must be positive")
+    base = config if config is not None else ServerConfig()
+    stls = ssl_context is not None and not implicit_tls and stls_supported
+    return dataclasses.replace(base, tls_available=stls)

@@ -34,7 +34,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import selectors
 import socket
@@ -52,6 +51,7 @@ from ._session import (
     StartTLS,
     busy_response,
     is_loopback_address,
+    listener_config,
 )
 from ._users import Authenticator
 
@@ -136,18 +136,17 @@ class Server:
         trust_loopback: bool = True,
     ) -> None:
         """Bind and listen; see the class docstring."""
-        if implicit_tls and ssl_context is None:
-            raise ValueError("implicit_tls needs an ssl_context")
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
+        self.config = listener_config(
+            config,
+            ssl_context=ssl_context,
+            implicit_tls=implicit_tls,
+            max_connections=max_connections,
+            handshake_timeout=handshake_timeout,
+        )
         self.backend = backend
         self.authenticator = authenticator
         self.ssl_context = ssl_context
         self.implicit_tls = implicit_tls
-        base = config if config is not None else ServerConfig()
-        self.config = dataclasses.replace(
-            base, tls_available=ssl_context is not None and not implicit_tls
-        )
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self.linger = linger
