@@ -669,3 +669,13 @@ def test_write_entry() -> None:
     assert write_entry(UidlEntryOk(2, "QhdPYR:00WBw1Ph7x7"), 512) == b"+OK 2 QhdPYR:00WBw1Ph7x7\r\n"
     with pytest.raises(LocalProtocolError):
         write_entry(UidlEntryOk(2, "u" * 70), 16)
+
+
+def test_body_reader_find_end_on_an_empty_lenient_body() -> None:
+    """Pipelined replies: an empty body whose terminator is ``.LF`` (bare_lf)."""
+    from pop3proto._readers import BodyReader
+
+    reader = BodyReader(bare_lf=True)
+    assert reader.find_end(b".\n+OK next\r\n") == (0, 2)
+    assert reader.find_end(b".\r\n") == (0, 3)
+    assert BodyReader(bare_lf=False).find_end(b".\nmore") is None
