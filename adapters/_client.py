@@ -108,7 +108,7 @@ __all__ = [
 
 #: How many RETR commands :meth:`ClientCore.retrieve_many` keeps unanswered
 #: when the server advertises PIPELINING.
-DEFAULT_WINDOW: Final = 16
+DEFAULT_WINDOW: Final = 64
 _MAX_WINDOW: Final = 1024
 
 #: Login methods, strongest first, as :meth:`ClientCore.login` tries them
@@ -945,8 +945,8 @@ class RetrieveBatch:
     :attr:`current` is the number whose octets are being delivered.
 
     Flow control: the first run sends up to *window* RETRs in one
-    :class:`Send`; whenever no more than half the window is outstanding,
-    the batch tops it up, again in one write, and it does so before
+    :class:`Send`; whenever no more than three quarters of the window are
+    outstanding, the batch tops it up, again in one write, and it does so before
     returning a message so that the server keeps sending while the caller
     works.  The client therefore never has more than *window* short
     commands unanswered: its writes always fit in the socket buffers, so it
@@ -1080,7 +1080,10 @@ class RetrieveBatch:
     def _fill(self) -> Operation[None]:
         pending = self._pending
         remaining = len(self._numbers) - self._index
-        if not remaining or len(pending) > self._window // 2:
+        # Top up at three quarters, not half: on a slow link each top-up
+        # costs a round trip before its replies flow, and the commands are
+        # tiny, so a fuller pipe is nearly free.
+        if not remaining or len(pending) > self._window * 3 // 4:
             return
         count = min(remaining, self._window - len(pending))
         chunk = self._numbers[self._index : self._index + count]

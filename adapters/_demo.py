@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Final
 
+from ._client import DEFAULT_WINDOW
 from ._fetch import Account, FetchOptions, fetch
 from .cli import EXIT_FAILURE, EXIT_OK, CLIError
 from .sync import Client, TLSMode
@@ -424,9 +425,10 @@ def _fetch_three_ways(
         for number, data in client.retrieve_many(numbers):
             pipelined.check(number, data)
         fast = time.perf_counter() - begin
+    flight = f"PIPELINING, up to {DEFAULT_WINDOW} RETRs in flight"
     print(
         f"3. pipelined fetch (login {method}{', TLS' if client.tls else ''}, "
-        f"{'PIPELINING, up to 16 RETRs in flight' if pipelining else 'no PIPELINING'}): "
+        f"{flight if pipelining else 'no PIPELINING'}): "
         f"{len(numbers)} messages, {_mb(pipelined.octets)} in {fast:.2f} s "
         f"= {_rate(pipelined.octets, fast)}, {len(numbers) / fast:.0f} messages/s",
         file=out,

@@ -35,6 +35,7 @@ from pop3proto.adapters import asyncio as aio_public
 from pop3proto.adapters import trio as trio_public
 from pop3proto.adapters._asyncio_client import AsyncClientBase
 from pop3proto.adapters._asyncio_client import Client as AsyncioClient
+from pop3proto.adapters._client import DEFAULT_WINDOW
 from pop3proto.adapters._errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -374,7 +375,7 @@ def test_full_session(flavor: Flavor, server_kind: str) -> None:
             # Pipelined (PIPELINING is advertised) and one at a time.
             pipelined = client.retrieve_many(range(1, len(EXPECTED) + 1))
             assert [item async for item in pipelined] == list(enumerate(EXPECTED, 1))
-            assert pipelined.batch.window == 16
+            assert pipelined.batch.window == DEFAULT_WINDOW
             single = client.retrieve_many([3, 1], window=1)
             assert [item async for item in single] == [(3, EXPECTED[2]), (1, EXPECTED[0])]
             assert single.batch.window == 1
@@ -954,7 +955,7 @@ def test_trio_memory_stream_session() -> None:
             messages = client.retrieve_many(numbers)
             got = [item async for item in messages]
             assert got == [(n, expected_body(CORE_MESSAGES[n - 1])) for n in numbers]
-            assert messages.batch.window == 16
+            assert messages.batch.window == DEFAULT_WINDOW
             await client.delete(2)
             await client.delete(4)
             assert await client.quit() is True
