@@ -874,28 +874,19 @@ def _check_oauth_field(value: str, what: str) -> None:
         raise ValueError(f"{what} must be non-empty and free of control characters")
 
 
-class XOAuth2Client(SaslClientMechanism):
-    """XOAUTH2 (Google, Microsoft): ``user=U ^A auth=Bearer TOKEN ^A ^A``.
+class _BearerTokenClient(SaslClientMechanism):
+    """What XOAUTH2 and OAUTHBEARER share: one client-first message holding
+    a bearer token, and at most one error challenge, kept for the caller
+    and answered with :attr:`_error_answer` (after which the server sends
+    ``-ERR``)."""
 
-    Client-first.  If the token is rejected the server sends a JSON error
-    status as a challenge; per Google's documentation the client answers
-    with an empty response and the server then sends ``-ERR``.  The raw
-    error is kept in :attr:`error_challenge` (useful to decide whether to
-    refresh the token), and :attr:`complete` becomes false.
-    """
-
-    name: ClassVar[str] = "XOAUTH2"
     _done_after_initial_response: ClassVar[bool] = True
+    _error_answer: ClassVar[bytes] = b""
 
-    def __init__(self, username: str, access_token: str) -> None:
-        """Raise ValueError for empty fields or fields with control characters."""
+    def __init__(self, username: str, message: bytes) -> None:
         super().__init__()
-        _check_oauth_field(username, "username")
-        _check_oauth_field(access_token, "access token")
         self._username = username
-        self._message = _utf8(
-            f"user={username}\x01auth=Bearer {access_token}\x01\x01", "access token"
-        )
+        self._message = message
         self._error: bytes | None = None
 
     @property
@@ -908,16 +899,36 @@ class XOAuth2Client(SaslClientMechanism):
 
     def _next(self, challenge: bytes) -> bytes:
         if self._error is not None:
-            raise SaslServerVerificationFailed("unexpected challenge after the XOAUTH2 error")
+            raise SaslServerVerificationFailed(f"unexpected challenge after the {self.name} error")
         self._error = challenge
         self._complete = False
-        return b""
+        return self._error_answer
 
     def _safe_fields(self) -> Iterable[tuple[str, object]]:
         yield ("username", self._username)
 
 
-class OAuthBearerClient(SaslClientMechanism):
+class XOAuth2Client(_BearerTokenClient):
+    """XOAUTH2 (Google, Microsoft): ``user=U ^A auth=Bearer TOKEN ^A ^A``.
+
+    Client-first.  If the token is rejected the server sends a JSON error
+    status as a challenge; per Google's documentation the client answers
+    with an empty response and the server then sends ``-ERR``.  The raw
+    error is kept in :attr:`error_challenge` (useful to decide whether to
+    refresh the token), and :attr:`complete` becomes false.
+    """
+
+    name: ClassVar[str] = "XOAUTH2"
+
+    def __init__(self, username: str, access_token: str) -> None:
+        """Raise ValueError for empty fields or fields with control characters."""
+        _check_oauth_field(username, "username")
+        _check_oauth_field(access_token, "access token")
+        message = _utf8(f"user={username}\x01auth=Bearer {access_token}\x01\x01", "access token")
+        super().__init__(username, message)
+
+
+class OAuthBearerClient(_BearerTokenClient):
     """OAUTHBEARER (RFC 7628) without channel binding.
 
     Sends ``n,a=USER,^Ahost=H^Aport=P^Aauth=Bearer TOKEN^A^A`` (RFC 7628
@@ -927,7 +938,8 @@ class OAuthBearerClient(SaslClientMechanism):
     """
 
     name: ClassVar[str] = "OAUTHBEARER"
-    _done_after_initial_response: ClassVar[bool] = True
+    # RFC 7628 §3.2.3: the client answers the error with a lone kvsep.
+    _error_answer: ClassVar[bytes] = b"\x01"
 
     def __init__(
         self,
@@ -938,7 +950,6 @@ class OAuthBearerClient(SaslClientMechanism):
         port: int | None = None,
     ) -> None:
         """Raise ValueError for empty/control-character fields or a bad port."""
-        super().__init__()
         _check_oauth_field(username, "username")
         _check_oauth_field(access_token, "access token")
         pairs = []
@@ -954,28 +965,7 @@ class OAuthBearerClient(SaslClientMechanism):
         # the authzid escaped as a GS2 saslname (RFC 5801 §4).
         gs2_header = f"n,a={_escape_saslname(username)},"
         text = gs2_header + "\x01" + "".join(p + "\x01" for p in pairs) + "\x01"
-        self._message = _utf8(text, "access token")
-        self._username = username
-        self._error: bytes | None = None
-
-    @property
-    def error_challenge(self) -> bytes | None:
-        """The server's error challenge (RFC 7628 §3.2.2 JSON), or ``None``."""
-        return self._error
-
-    def _first_message(self) -> bytes:
-        return self._message
-
-    def _next(self, challenge: bytes) -> bytes:
-        if self._error is not None:
-            raise SaslServerVerificationFailed("unexpected challenge after the OAUTHBEARER error")
-        self._error = challenge
-        self._complete = False
-        # RFC 7628 §3.2.3: the client answers the error with a lone kvsep.
-        return b"\x01"
-
-    def _safe_fields(self) -> Iterable[tuple[str, object]]:
-        yield ("username", self._username)
+        super().__init__(username, _utf8(text, "access token"))
 
 
 # ---------------------------------------------------------------------------
