@@ -123,6 +123,16 @@ class ReceiveBuffer:
         Raises :class:`LineTooLong` as soon as the limit is certainly
         exceeded.
         """
+        fast = self._fast
+        if fast is not None and not self._data and not bare_lf:
+            # A status line at the head of a fresh chunk (often with a whole
+            # body behind it): cut it off without copying the chunk into
+            # the bytearray, so the body stays a zero-copy chunk too.
+            idx = fast.find(b"\r\n", 0, max_size)
+            if idx >= 0:
+                rest = fast[idx + 2 :]
+                self._fast = rest or None
+                return fast[:idx]
         self._merge()
         data = self._data
         if bare_lf:

@@ -31,7 +31,7 @@ A peer that breaks the protocol raises :class:`RemoteProtocolError` from
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Final, cast
 
 from ._auth import sasl_b64decode, sasl_b64encode
 from ._buffer import LineTooLong, ReceiveBuffer
@@ -45,6 +45,7 @@ from ._events import (
     CapaOk,
     Command,
     ConnectionClosed,
+    Dele,
     Err,
     Event,
     Extension,
@@ -57,11 +58,13 @@ from ._events import (
     MessageData,
     MessageEnd,
     MessageStart,
+    Noop,
     Ok,
     Pass,
     Quit,
     Response,
     Retr,
+    Rset,
     SaslCancel,
     SaslChallenge,
     SaslResponse,
@@ -139,25 +142,46 @@ _SINGLE: Final = (Ok, Err)
 
 
 def _kind(cmd: Command) -> str:
-    if isinstance(cmd, Extension):
-        return EXTENSION
-    if isinstance(cmd, BadCommand):
-        return _BAD
-    return cmd.keyword
+    """The state-table kind of *cmd*: its keyword, EXTENSION or BAD."""
+    kind = _KINDS.get(type(cmd))
+    if kind is None:
+        if isinstance(cmd, Extension):
+            kind = EXTENSION
+        elif isinstance(cmd, BadCommand):
+            kind = _BAD
+        else:
+            kind = cmd.keyword
+        _KINDS[type(cmd)] = kind
+    return kind
+
+
+# Command class -> kind, filled on first use (one dict lookup per command
+# instead of a chain of isinstance calls; classes never change kind).
+_KINDS: dict[type[Command], str] = {}
+
+# Commands a client may send with no check beyond state and pipelining.
+_PLAIN_COMMANDS: Final = frozenset(
+    {Stat, List, Retr, Dele, Noop, Rset, Top, Uidl, Capa, Quit, Lang, Utf8}
+)
+
+# Commands whose possible replies do not depend on their fields.
+_EXPECTED_BY_TYPE: dict[type[Command], tuple[type[Response], ...]] = {
+    Retr: (MessageStart, Err),
+    Top: (MessageStart, Err),
+    Stat: (StatOk, Err),
+    Capa: (CapaOk, Err),
+}
 
 
 def _expected(cmd: Command) -> tuple[type[Response], ...]:
     """The response types a server may send for *cmd*."""
-    if isinstance(cmd, Stat):
-        return (StatOk, Err)
+    fixed = _EXPECTED_BY_TYPE.get(type(cmd))
+    if fixed is not None:
+        return fixed
     if isinstance(cmd, List):
         return (ListOk, Err) if cmd.number is None else (ListEntryOk, Err)
     if isinstance(cmd, Uidl):
         return (UidlOk, Err) if cmd.number is None else (UidlEntryOk, Err)
-    if isinstance(cmd, (Retr, Top)):
-        return (MessageStart, Err)
-    if isinstance(cmd, Capa):
-        return (CapaOk, Err)
     if isinstance(cmd, Lang) and cmd.language is None:
         return (LangOk, Err)
     if isinstance(cmd, Extension) and cmd.multiline:
@@ -257,6 +281,7 @@ class Connection:
         self._lenient_end = lenient_end
         self._idle = False
         self._allow_pipelining = allow_unadvertised_pipelining
+        self._pipelining = allow_unadvertised_pipelining  # ... or advertised
         self._max_command = max_command_size
         if max_status_size is None:
             max_status_size = 8192 if self._client else 512
@@ -276,6 +301,10 @@ class Connection:
         self._body: BodyReader | None = None
         self._end_pending = False
         self._auth_failed = False
+        # The last event can_send() approved and its bytes: send() of that
+        # very event right after reuses them instead of checking twice.
+        # Anything that may change the answer clears it.
+        self._prepared: tuple[Event, bytes] | None = None
         # Server: the command being answered, whether a reply is owed now,
         # and the body being written.
         self._current: Command | None = None
@@ -357,6 +386,7 @@ class Connection:
         """
         if self._session.state is State.ERROR:
             raise RemoteProtocolError("can't receive events: the connection is in the ERROR state")
+        self._prepared = None
         try:
             if self._client:
                 return self._client_next()
@@ -380,6 +410,7 @@ class Connection:
         forgotten (RFC 2595 §4) and no byte received before the handshake may
         be used (checklist §7), so the buffer must be empty.
         """
+        self._prepared = None
         try:
             self._session.tls_established()
         except LocalProtocolError:
@@ -392,6 +423,7 @@ class Connection:
             )
         self._tls = True
         self._capabilities = None
+        self._pipelining = self._allow_pipelining
         self._projected = self._session.state
 
     def peer_idle(self) -> None:
@@ -430,9 +462,10 @@ class Connection:
         if self._session.state is State.ERROR:
             return False
         try:
-            self._client_prepare(event)
+            data = self._client_prepare(event)
         except LocalProtocolError:
             return False
+        self._prepared = (event, data)
         return True
 
     def send(self, event: Event) -> bytes:
@@ -473,7 +506,12 @@ class Connection:
     # ------------------------------------------------------------------
 
     def _client_send(self, event: Event) -> bytes:
-        data = self._client_prepare(event)
+        prepared = self._prepared
+        self._prepared = None
+        if prepared is not None and prepared[0] is event:
+            data = prepared[1]
+        else:
+            data = self._client_prepare(event)
         if isinstance(event, ConnectionClosed):
             # We are closing our end (h11 lets you "send" this too).
             self._session.close()
@@ -495,20 +533,25 @@ class Connection:
     def _client_prepare(self, event: Event) -> bytes:
         """Check that *event* may be sent now and serialize it; changes
         nothing, so :meth:`can_send` can ask too."""
-        if isinstance(event, ConnectionClosed):
-            return b""
-        if isinstance(event, (SaslResponse, SaslCancel)):
-            if not self._sasl_owed:
-                raise LocalProtocolError("there is no SASL challenge to answer")
-            if self._sasl_malformed and not isinstance(event, SaslCancel):
-                raise LocalProtocolError(
-                    "the challenge was not valid base64: cancel with SaslCancel (RFC 5034 §4)"
-                )
-            if isinstance(event, SaslCancel):
-                return b"*\r\n"
-            return sasl_b64encode(event.data) + b"\r\n"
-        if not isinstance(event, Command) or isinstance(event, BadCommand):
-            raise LocalProtocolError(f"a client sends commands, not {type(event).__name__}")
+        # The commands sent over and over (RETR, DELE, LIST, ...) need only
+        # the checks that every command needs.
+        plain = type(event) in _PLAIN_COMMANDS
+        if not plain:
+            if isinstance(event, ConnectionClosed):
+                return b""
+            if isinstance(event, (SaslResponse, SaslCancel)):
+                if not self._sasl_owed:
+                    raise LocalProtocolError("there is no SASL challenge to answer")
+                if self._sasl_malformed and not isinstance(event, SaslCancel):
+                    raise LocalProtocolError(
+                        "the challenge was not valid base64: cancel with SaslCancel (RFC 5034 §4)"
+                    )
+                if isinstance(event, SaslCancel):
+                    return b"*\r\n"
+                return sasl_b64encode(event.data) + b"\r\n"
+            if not isinstance(event, Command) or isinstance(event, BadCommand):
+                raise LocalProtocolError(f"a client sends commands, not {type(event).__name__}")
+        event = cast(Command, event)
         state = self._session.state
         if state is State.AWAIT_GREETING:
             raise LocalProtocolError("wait for the server's greeting before sending commands")
@@ -523,8 +566,7 @@ class Connection:
                     f"{last.keyword} must end a pipelined batch: "
                     f"wait for its reply before {keyword}"
                 )
-            caps = self._capabilities
-            if not self._allow_pipelining and not (caps is not None and caps.pipelining):
+            if not self._pipelining:
                 raise LocalProtocolError(
                     "the server did not advertise PIPELINING: wait for each reply "
                     "(or pass allow_unadvertised_pipelining=True)"
@@ -532,6 +574,12 @@ class Connection:
         projected = self._projected
         if not self._session.allowed(_kind(event), projected):
             raise LocalProtocolError(f"{keyword} is not allowed in the {projected.name} state")
+        if not plain:
+            self._check_special(event)
+        return write_command(event, self._max_command)
+
+    def _check_special(self, event: Command) -> None:
+        """The checks only STLS, APOP, USER and PASS need."""
         if isinstance(event, Stls):
             if self._tls:
                 raise LocalProtocolError("STLS: TLS is already active")
@@ -549,7 +597,6 @@ class Connection:
             raise LocalProtocolError(
                 "non-ASCII credentials need UTF8 mode or a 'UTF8 USER' capability (RFC 6856 §2.2)"
             )
-        return write_command(event, self._max_command)
 
     def _client_next(self) -> Event | _NeedData | _Paused:
         state = self._session.state
@@ -692,6 +739,7 @@ class Connection:
                     parse_capa_block(block, self._decode, bare_lf=self._bare_lf)
                 )
                 self._capabilities = caps
+                self._pipelining = self._allow_pipelining or caps.pipelining
                 event = _trusted(CapaOk, capabilities=caps, text=text)
             else:
                 event = _trusted(

@@ -367,27 +367,17 @@ class BodyReader:
         if prefix:
             data = nl + data
         split = _SPLIT_LF if bare_lf else _SPLIT_CRLF
-        pieces = split(data)
-        # Every piece after the first followed a line end and a dot.  One
-        # that starts with a line end was the line ".": the terminator.
-        # So was an empty piece with more after it: there the
-        # terminator's line end was taken by the next split point
-        # ("CRLF . CRLF ." on the wire); in lenient mode likewise a piece
-        # "\r" ("LF . CR LF .").
-        sep = nl + b"."
-        last = len(pieces) - 1
-        for i in range(1, last + 1):
-            piece = pieces[i]
-            if piece[:2] == b"\r\n" or (bare_lf and piece[:1] == b"\n"):
-                skip = 1 if piece[:1] == b"\n" else 2
-                leftover = sep.join([piece[skip:], *pieces[i + 1 :]])
-            elif i < last and (not piece or (bare_lf and piece == b"\r")):
-                leftover = b"." + sep.join(pieces[i + 1 :])
-            else:
-                continue
-            body = nl.join(pieces[:i]) + nl
+        # The terminator is the first "CRLF . CRLF" (lenient: "LF . LF" or
+        # "LF . CRLF"): the line "." cannot be content, it would have been
+        # stuffed to "..".  One search finds it at C speed; a loop over the
+        # split pieces would cost a Python step per stuffed line, and mail
+        # where every line starts with a dot exists.
+        match = (_FIND_TERM_LF if bare_lf else _FIND_TERM_CRLF)(data)
+        if match is not None:
+            body = nl.join(split(data[: match.start() + len(nl)]))
             self.at_line_start = True
-            return body[prefix:], leftover, True
+            return body[prefix:], data[match.end() :], True
+        pieces = split(data)
         keep = _partial_tail(data, self.tails)
         tail = b""
         if keep:

@@ -69,6 +69,11 @@ class State(enum.Enum):
     def __repr__(self) -> str:
         return f"State.{self.name}"
 
+    # Members are singletons compared by identity, so identity hashing is
+    # consistent; Enum's own __hash__ is Python code, and every transition
+    # lookup hashes a state.
+    __hash__ = object.__hash__
+
 
 AWAIT_GREETING = State.AWAIT_GREETING
 AUTHORIZATION = State.AUTHORIZATION

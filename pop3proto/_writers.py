@@ -77,6 +77,11 @@ def command_keyword(cmd: Command) -> str:
 
 def write_command(cmd: Command, limit: int) -> bytes:
     """``keyword *(SP param) CRLF`` (RFC 2449 §3), at most *limit* octets."""
+    numbered = _NUMBERED.get(type(cmd))
+    if numbered is not None:
+        # The commands sent once per message, so formatted directly.
+        form, what = numbered
+        return _line(form % cmd.number, limit, what)  # type: ignore[attr-defined]
     if isinstance(cmd, Auth):
         parts = [b"AUTH", cmd.mechanism.encode("ascii")]
         if cmd.initial_response is not None:
@@ -92,6 +97,12 @@ def write_command(cmd: Command, limit: int) -> bytes:
     words = [command_keyword(cmd), *command_arguments(cmd)]
     what = "PASS command" if isinstance(cmd, Pass) else f"{words[0]} command"
     return _line(" ".join(words).encode("utf-8"), limit, what)
+
+
+_NUMBERED: dict[type[Command], tuple[bytes, str]] = {
+    Retr: (b"RETR %d", "RETR command"),
+    Dele: (b"DELE %d", "DELE command"),
+}
 
 
 def write_status(ok: bool, code: ResponseCode | None, text: str, limit: int) -> bytes:
