@@ -180,6 +180,12 @@ def _split_body(body: bytes) -> list[bytes]:
     """Message octets -> lines without their line ends (LF or CRLF)."""
     if not body:
         return []
+    if body.endswith(b"\r\n"):
+        lines = body.split(b"\r\n")
+        # Every LF ended a CRLF (the usual case): one C-level split did it.
+        if body.count(b"\n") == len(lines) - 1:
+            lines.pop()  # the empty string after the last CRLF
+            return lines
     lines = body[:-1].split(b"\n") if body.endswith(b"\n") else body.split(b"\n")
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
@@ -279,8 +285,9 @@ class POP3:
         """Send one command (a str such as ``"RETR 1"``)."""
         # Masked before registering: that may end the SASL exchange whose
         # lines must be hidden.
-        shown = _mask_command(line, self._sasl_owed)
+        shown = None
         if self._debugging:
+            shown = _mask_command(line, self._sasl_owed)
             print("*cmd*", repr(shown))
         wire = self._register(line)
         self._registered = wire
@@ -295,9 +302,9 @@ class POP3:
         """Validate *line* as a command, tell the engine, return its wire
         form without CRLF.  Raises :class:`error_proto` and sends nothing if
         the command is malformed or not allowed now."""
+        sasl = self._sasl_owed
         event = self._parse_command(line)
         conn = self._conn
-        shown = _mask_command(line, self._sasl_owed)
         if conn.state is State.ERROR:
             raise error_proto("-ERR the connection is unusable after an earlier protocol error")
         if conn.state is State.CLOSED:
@@ -307,6 +314,7 @@ class POP3:
             if conn.outstanding and isinstance(
                 conn.outstanding[-1], (pop3proto.Stls, pop3proto.Auth, pop3proto.Quit)
             ):
+                shown = _mask_command(line, sasl)
                 raise error_proto(f"-ERR read the reply to the last command first: {shown!r}")
             self._check_command(event)
             if not conn.can_send(event):
@@ -346,11 +354,11 @@ class POP3:
 
     def _parse_command(self, line: str) -> pop3proto.Event:
         """Turn a command string into the engine event it stands for."""
-        shown = _mask_command(line, self._sasl_owed)
         if not isinstance(line, str):
             raise error_proto(f"-ERR commands are str, not {type(line).__name__}")
         if "\r" in line or "\n" in line or "\0" in line:
             # poplib would send the rest as a second command (injection).
+            shown = _mask_command(line, self._sasl_owed)
             raise error_proto(
                 f"-ERR CR, LF and NUL are not allowed in commands: {shown!r} (not sent)"
             )
@@ -407,6 +415,7 @@ class POP3:
             return pop3proto.Extension(upper, tuple(args), multiline=self._multiline)
         except (pop3proto.LocalProtocolError, ValueError, UnicodeEncodeError) as exc:
             reason = str(exc) if not isinstance(exc, UnicodeEncodeError) else "not ASCII"
+            shown = _mask_command(line, self._sasl_owed)
             raise error_proto(f"-ERR invalid command {shown!r}: {reason} (not sent)") from None
 
     # ------------------------------------------------------------------
@@ -508,7 +517,7 @@ class POP3:
             # The reply was a single line after all (e.g. _longcmd on a
             # command that has none); poplib would wait forever here.
             return resp, [], 0
-        body = bytearray()
+        body: list[bytes] = []
         raw: list[tuple[bytes, int]] = []
         # A message body is read in bulk: the engine finds the terminator
         # and unstuffs at C speed, where a line-by-line loop (as poplib's)
@@ -523,7 +532,7 @@ class POP3:
                     raw.append(self._getline())
                 continue
             if isinstance(event, pop3proto.MessageData):
-                body += event.data
+                body.append(event.data)
                 continue
             if isinstance(event, (pop3proto.MessageEnd, *_BLOCK_EVENTS)):
                 self._status_done = False
@@ -532,13 +541,14 @@ class POP3:
                 # with "." had one added (RFC 1939 §3) that the octet count
                 # must not include.
                 if isinstance(event, pop3proto.MessageEnd):
-                    lines = _split_body(bytes(body))
+                    data = body[0] if len(body) == 1 else b"".join(body)
+                    lines = _split_body(data)
                     # poplib refuses lines over _MAXLINE (read at call time).
-                    if lines and max(map(len, lines)) + 2 > _MAXLINE:
+                    if len(data) + 2 > _MAXLINE and lines and max(map(len, lines)) + 2 > _MAXLINE:
                         raise error_proto("line too long")
                     # poplib's octets: wire octets less one per stuffed dot,
                     # which is the unstuffed body, line ends included.
-                    return resp, lines, len(body)
+                    return resp, lines, len(data)
                 lines_raw = raw[:-1]
                 octets = sum(o - (line[:1] == b".") for line, o in lines_raw)
                 return (
