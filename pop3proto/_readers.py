@@ -347,12 +347,10 @@ class BodyReader:
     def unstuff(self, body: bytes) -> bytes:
         """Dot-unstuff a whole body located by :meth:`find_end`."""
         nl = b"\n" if self.bare_lf else b"\r\n"
-        prefix = len(nl) if self.at_line_start else 0
-        if prefix:
-            body = nl + body
+        if self.at_line_start and body[:1] == b".":
+            body = body[1:]
         self.at_line_start = True
-        out = nl.join((_SPLIT_LF if self.bare_lf else _SPLIT_CRLF)(body))
-        return out[prefix:] if prefix else out
+        return nl.join((_SPLIT_LF if self.bare_lf else _SPLIT_CRLF)(body))
 
     def feed(self, data: bytes) -> tuple[bytes, bytes, bool]:
         """Process buffered *data*.
