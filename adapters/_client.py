@@ -326,14 +326,7 @@ class ClientCore:
             try:
                 event = conn.next_event()
             except pop3proto.RemoteProtocolError as exc:
-                if self._eof:
-                    raise ConnectionLost(
-                        f"{command}: connection closed in the middle of a reply",
-                        command=command,
-                    ) from exc
-                raise ProtocolViolation(
-                    f"{command}: server broke the protocol: {exc}", error=exc, command=command
-                ) from exc
+                raise self._broken(command, exc) from exc
             if event is pop3proto.NEED_DATA:
                 data = yield Receive()
                 if not isinstance(data, bytes):
@@ -346,6 +339,16 @@ class ClientCore:
                 return None
             assert isinstance(event, pop3proto.Event)
             return event
+
+    def _broken(self, command: str, exc: pop3proto.RemoteProtocolError) -> POP3Error:
+        """Our error for a RemoteProtocolError from the engine."""
+        if self._eof:
+            return ConnectionLost(
+                f"{command}: connection closed in the middle of a reply", command=command
+            )
+        return ProtocolViolation(
+            f"{command}: server broke the protocol: {exc}", error=exc, command=command
+        )
 
     def _reply(self, command: str) -> Operation[Event]:
         """The next event, which must exist; EOF becomes ConnectionLost."""
@@ -840,8 +843,17 @@ class ClientCore:
 
     def _stream(self, label: str) -> Operation[int]:
         total = 0
+        next_event = self._conn.next_event
         while True:
-            event = yield from self._reply(label)
+            # Straight from the engine while it has events (with pipelined
+            # replies it usually does); through _reply, which reads and
+            # turns errors into ours, only when it needs more.
+            try:
+                event = next_event()
+            except pop3proto.RemoteProtocolError as exc:
+                raise self._broken(label, exc) from exc
+            if event is pop3proto.NEED_DATA:
+                event = yield from self._reply(label)
             if isinstance(event, pop3proto.MessageData):
                 if event.data:
                     total += len(event.data)
@@ -1044,7 +1056,8 @@ class RetrieveBatch:
                 # Settle whatever an abandoned operation left unanswered
                 # before pipelining after it.
                 yield from core._begin("RETR", batch=self)
-            yield from self._fill()
+            if self._wants_more():
+                yield from self._fill()
             number = self._pending[0]
             self.current = number
             label = f"RETR {number}"
@@ -1056,7 +1069,7 @@ class RetrieveBatch:
             assert isinstance(event, pop3proto.MessageStart)
             yield from core._stream(label)
             self._pending.popleft()
-            if self._window > 1:
+            if self._window > 1 and self._wants_more():
                 # Keep the server busy while the caller handles this message.
                 yield from self._fill()
             self._check_finished()
@@ -1077,13 +1090,16 @@ class RetrieveBatch:
             self._core._batch = None
         return True
 
-    def _fill(self) -> Operation[None]:
-        pending = self._pending
-        remaining = len(self._numbers) - self._index
+    def _wants_more(self) -> bool:
         # Top up at three quarters, not half: on a slow link each top-up
         # costs a round trip before its replies flow, and the commands are
         # tiny, so a fuller pipe is nearly free.
-        if not remaining or len(pending) > self._window * 3 // 4:
+        return self._index < len(self._numbers) and len(self._pending) <= self._window * 3 // 4
+
+    def _fill(self) -> Operation[None]:
+        pending = self._pending
+        remaining = len(self._numbers) - self._index
+        if not self._wants_more():
             return
         count = min(remaining, self._window - len(pending))
         chunk = self._numbers[self._index : self._index + count]

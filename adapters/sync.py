@@ -957,14 +957,15 @@ class Client:
         sock = self._sock
         if sock is None:
             raise ConnectionLost("the client is closed")
-        if isinstance(request, Receive):
-            return sock.recv(65536)
-        if isinstance(request, Send):
-            sock.sendall(request.data)
-        elif isinstance(request, Deliver):
+        # Deliver first: a retrieval asks for it once per message piece.
+        if isinstance(request, Deliver):
             if sink is None:  # pragma: no cover - only streaming ops deliver
                 raise RuntimeError("message data arrived with no sink")
             sink(request.data)
+        elif isinstance(request, Receive):
+            return sock.recv(65536)
+        elif isinstance(request, Send):
+            sock.sendall(request.data)
         elif isinstance(request, StartTLS):
             self._sock = self._ssl_context().wrap_socket(
                 sock, server_hostname=self._server_hostname
@@ -1097,11 +1098,12 @@ class Client:
         batch = self._core.retrieve_many(numbers, window=window)
         try:
             while True:
-                buffer = bytearray()
-                number = self._run(batch.next(), buffer.extend)
+                pieces: list[bytes] = []
+                number = self._run(batch.next(), pieces.append)
                 if number is None:
                     return
-                yield number, bytes(buffer)
+                # Usually one piece: no copy then.
+                yield number, pieces[0] if len(pieces) == 1 else b"".join(pieces)
         finally:
             batch.abandon()
 
