@@ -9,13 +9,26 @@ once, in order, and sends QUIT; nothing is deleted):
 * ``retrieve_many``: ``pop3proto.adapters.sync.Client.retrieve_many``
   (RETRs pipelined when the server offers PIPELINING).
 
-Mailboxes: (a) 2,000 x 4 KB and (b) 5 x 20 MB, served by this project's
-asyncio server (``pop3proto serve --runtime asyncio --maildir-root``) in a
-process of its own, so that it does not share the client's GIL.  The same
-three clients are also run through a delay-line proxy (in this script)
-that holds every chunk for 5 ms in each direction (10 ms round trip),
-against a smaller mailbox of 200 x 4 KB (poplib needs one round trip per
-message there, so 2,000 messages would take ~20 s per run for it alone).
+and, as a yardstick only, ``floor``: a bare socket loop that sends
+``RETR n`` and reads until the terminator, parsing nothing.  No client that
+waits for each reply before the next command (as ``poplib`` and the drop-in
+must) can beat it, so ``floor`` over ``poplib`` is the most such a client
+could gain on that server.
+
+Mailboxes: (a) 2,000 x 4 KB and (b) 5 x 20 MB, from three local servers,
+each in a process of its own so that it does not share the client's GIL:
+
+* ``static``: a server in this script that answers from replies built in
+  memory beforehand (thread per connection, one ``sendall`` per batch of
+  commands): about the least a server can cost per command;
+* ``dovecot``: Dovecot 2.3 from Debian (``.ci/install-peers``) on Maildirs,
+  configured like ``benchmarks/servers.py`` (needs root; skipped otherwise);
+* ``asyncio``: this project's ``pop3proto serve --runtime asyncio`` on
+  Maildirs.
+
+Then (c): the 2,000 x 4 KB mailbox again through a delay-line proxy (in
+this script) that holds every chunk for 5 ms in each direction (10 ms round
+trip), in front of Dovecot (``static`` when Dovecot is not available).
 
 Finally the peak memory of ``Client.retrieve_into(n, open(os.devnull, "wb"))``
 on a single 100 MB message is measured: ``tracemalloc``'s peak (Python
@@ -23,18 +36,22 @@ allocations) and the process's RSS growth above its baseline (``VmHWM``,
 measured in a fresh child process so earlier runs do not inflate it).
 
 Run: ``python benchmarks/clients.py`` (``--quick`` for a smaller run,
-``--repeat N`` for the best of N runs per client).
+``--repeat N`` for the best of N runs per client, ``--servers static,asyncio``
+for a subset, ``--no-delay`` to skip (c)).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import grp
 import os
 import poplib
+import pwd
 import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -113,6 +130,188 @@ def pop3_server(root: Path, users: list[str]) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """*message* (CRLF lines) as a RETR reply body on the wire, terminator included."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", message)
+    return stuffed + (b"" if stuffed.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+
+
+class StaticMailbox:
+    """Every reply of one user's mailbox, built before the first command."""
+
+    def __init__(self, count: int, size: int) -> None:
+        messages = [make_message(size, i) for i in range(count)]
+        self.retr = {
+            b"%d" % (i + 1): b"+OK %d octets\r\n" % len(m) + dot_stuff(m)
+            for i, m in enumerate(messages)
+        }
+        self.stat = b"+OK %d %d\r\n" % (count, sum(map(len, messages)))
+        self.list = (
+            b"+OK\r\n"
+            + b"".join(b"%d %d\r\n" % (i + 1, len(m)) for i, m in enumerate(messages))
+            + b".\r\n"
+        )
+
+
+STATIC_CAPA = b"+OK\r\nUSER\r\nPIPELINING\r\nTOP\r\nUIDL\r\n.\r\n"
+
+
+def static_session(conn: socket.socket, boxes: dict[bytes, StaticMailbox]) -> None:
+    """Answer one connection: each batch of complete command lines read gets
+    its replies in one ``sendall``.  USER picks the mailbox; PASS is not
+    checked (nothing here is secret)."""
+    box: StaticMailbox | None = None
+    pending = b""
+    with conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sendall(b"+OK static POP3 server ready\r\n")
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            *lines, pending = (pending + data).split(b"\r\n")
+            out: list[bytes] = []
+            for line in lines:
+                keyword, _, arg = line.partition(b" ")
+                keyword = keyword.upper()
+                reply = b"-ERR no\r\n"
+                if keyword == b"RETR" and box is not None and arg in box.retr:
+                    reply = box.retr[arg]
+                elif keyword == b"USER" and arg in boxes:
+                    box = boxes[arg]
+                    reply = b"+OK\r\n"
+                elif keyword in (b"PASS", b"NOOP"):
+                    reply = b"+OK\r\n"
+                elif keyword == b"CAPA":
+                    reply = STATIC_CAPA
+                elif keyword == b"STAT" and box is not None:
+                    reply = box.stat
+                elif keyword == b"LIST" and box is not None and not arg:
+                    reply = box.list
+                elif keyword == b"QUIT":
+                    conn.sendall(b"".join([*out, b"+OK bye\r\n"]))
+                    return
+                out.append(reply)
+            if out:
+                conn.sendall(b"".join(out))
+
+
+def static_server_main(spec: str) -> None:
+    """The --static-server child: ``user=count:size,...``; prints its port."""
+    boxes = {}
+    for item in spec.split(","):
+        user, _, shape = item.partition("=")
+        count, _, size = shape.partition(":")
+        boxes[user.encode()] = StaticMailbox(int(count), int(size))
+    listener = socket.create_server(("127.0.0.1", 0))
+    print(f"PORT {listener.getsockname()[1]}", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=static_session, args=(conn, boxes), daemon=True).start()
+
+
+@contextlib.contextmanager
+def static_server(boxes: dict[str, tuple[int, int]]) -> Iterator[int]:
+    spec = ",".join(f"{user}={count}:{size}" for user, (count, size) in boxes.items())
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--static-server", spec],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"static server did not start (exit {proc.wait()})")
+        yield int(line.split()[1])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+class Unavailable(Exception):
+    """A server that cannot run here (the reason is printed)."""
+
+
+@contextlib.contextmanager
+def dovecot_server(boxes: dict[str, tuple[int, int]]) -> Iterator[int]:
+    """Dovecot on one Maildir per user, configured as in benchmarks/servers.py."""
+    import servers  # the sibling script: its Dovecot configuration
+
+    binary = servers.find_dovecot()
+    if binary is None:
+        raise Unavailable("dovecot is not installed (bash .ci/install-peers)")
+    if os.geteuid() != 0:
+        raise Unavailable("Dovecot needs root here (it switches to 'nobody' for mail)")
+    try:
+        owner = (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+    except KeyError as exc:
+        raise Unavailable(f"a system user or group is missing: {exc}") from None
+    tmp = Path(tempfile.mkdtemp(prefix="pop3-clients-dc-"))
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        tmp.chmod(0o755)
+        (tmp / "state").mkdir()
+        root = tmp / "mail"
+        for user, (count, size) in boxes.items():
+            write_maildir(root, user, count, size)
+        for dirpath, _, files in os.walk(root):
+            os.chown(dirpath, *owner)
+            for name in files:
+                os.chown(os.path.join(dirpath, name), *owner)
+        passwd = tmp / "passwd"
+        passwd.write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}\n" for user in boxes))
+        passwd.chmod(0o644)
+        port = servers.free_port()
+        config = tmp / "dovecot.conf"
+        config.write_text(servers.dovecot_config(tmp, port, root))
+        proc = subprocess.Popen(
+            [binary, "-F", "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        servers.wait_for_port(port, proc)
+        for user in boxes:
+            # Dovecot indexes a Maildir on first access: not part of a run.
+            run_many(port, user)
+        yield port
+    finally:
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def asyncio_server(boxes: dict[str, tuple[int, int]]) -> Iterator[int]:
+    tmp = Path(tempfile.mkdtemp(prefix="pop3-clients-"))
+    try:
+        root = tmp / "mail"
+        for user, (count, size) in boxes.items():
+            write_maildir(root, user, count, size)
+        with pop3_server(root, list(boxes)) as port:
+            yield port
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+SERVERS: dict[
+    str, Callable[[dict[str, tuple[int, int]]], contextlib.AbstractContextManager[int]]
+] = {
+    "static": static_server,
+    "dovecot": dovecot_server,
+    "asyncio": asyncio_server,
+}
 
 
 # -- delay-line proxy -----------------------------------------------------------
@@ -217,11 +416,76 @@ def run_many(port: int, user: str, window: int | None = None) -> tuple[int, int]
     return count, octets
 
 
+def run_floor(port: int, user: str) -> tuple[int, int]:
+    """The yardstick: one RETR per round trip, reading up to the terminator
+    and parsing nothing (no unstuffing, no lines); octets are the stuffed
+    body without the terminator, so the count check below is skipped."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f"USER {user}\r\n".encode())
+        reader.readline()
+        sock.sendall(f"PASS {PASSWORD}\r\n".encode())
+        reader.readline()
+        sock.sendall(b"STAT\r\n")
+        count = int(reader.readline().split()[1])
+        octets = 0
+        for n in range(1, count + 1):
+            sock.sendall(b"RETR %d\r\n" % n)
+            reader.readline()
+            tail = b""
+            while not tail.endswith(b"\r\n.\r\n"):
+                data = reader.read1(65536)
+                octets += len(data)
+                tail = tail[-4:] + data[-5:]
+            octets -= 3
+        sock.sendall(b"QUIT\r\n")
+        reader.readline()
+    return count, octets
+
+
+def run_floor_pipelined(port: int, user: str, window: int = 64) -> tuple[int, int]:
+    """The pipelined yardstick: RETRs kept *window* deep like retrieve_many,
+    replies counted by their terminators and otherwise not parsed (in a
+    dot-stuffed reply "CRLF . CRLF" is always a terminator).  The most any
+    pipelining client could get from that server."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\n".encode())
+        reader.readline()
+        reader.readline()
+        count = int(reader.readline().split()[1])
+        sent = done = octets = 0
+        tail = b""
+        while done < count:
+            if sent < count and sent - done <= window * 3 // 4:
+                more = min(count - sent, window - (sent - done))
+                sock.sendall(b"".join(b"RETR %d\r\n" % n for n in range(sent + 1, sent + more + 1)))
+                sent += more
+            data = reader.read1(262144)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            octets += len(data)
+            # A terminator may straddle two reads: look at the seam too.
+            seam = tail + data
+            done += seam.count(b"\r\n.\r\n")
+            tail = seam[-4:]
+        sock.sendall(b"QUIT\r\n")
+        reader.readline()
+    return count, octets
+
+
 CLIENTS: dict[str, Callable[[int, str], tuple[int, int]]] = {
     "poplib": run_poplib,
     "drop-in": run_dropin,
     "retrieve_many": run_many,
+    "floor": run_floor,
+    "floor, pipelined": run_floor_pipelined,
 }
+# Yardsticks: their octet counts include dot-stuffing, so only the message
+# count is checked, and they are not part of the whole-run totals.
+REFERENCE = {"floor", "floor, pipelined"}
 
 
 @dataclass
@@ -239,29 +503,45 @@ def measure(
     repeat: int,
     clients: dict[str, Callable[[int, str], tuple[int, int]]] = CLIENTS,
 ) -> list[Result]:
-    results = []
-    for name, func in clients.items():
-        best = float("inf")
-        for _ in range(repeat):
+    """Each client's best time over *repeat* runs, interleaved (poplib,
+    drop-in, ..., poplib, drop-in, ...) so that a slow spell of a shared
+    machine does not fall on one client only."""
+    best = dict.fromkeys(clients, float("inf"))
+    for _ in range(repeat):
+        for name, func in clients.items():
             start = time.perf_counter()
             got = func(port, user)
-            best = min(best, time.perf_counter() - start)
-            if got != expect:
+            best[name] = min(best[name], time.perf_counter() - start)
+            ok = got[0] == expect[0] if name in REFERENCE else got == expect
+            if not ok:
                 raise AssertionError(f"{name}: got {got}, expected {expect} (messages, octets)")
-        results.append(Result(name, expect[0], expect[1], best))
-    return results
+    return [Result(name, expect[0], expect[1], seconds) for name, seconds in best.items()]
 
 
 def report(title: str, results: list[Result]) -> None:
     base = results[0].seconds
     print(f"\n{title}")
-    print(f"  {'client':<14} {'seconds':>8} {'MB/s':>9} {'msg/s':>9} {'vs poplib':>10}")
+    print(f"  {'client':<16} {'seconds':>8} {'MB/s':>9} {'msg/s':>9} {'vs poplib':>10}")
     for r in results:
         mbps = r.octets / r.seconds / 1e6
         print(
-            f"  {r.client:<14} {r.seconds:8.3f} {mbps:9.1f} {r.messages / r.seconds:9.1f}"
+            f"  {r.client:<16} {r.seconds:8.3f} {mbps:9.1f} {r.messages / r.seconds:9.1f}"
             f" {base / r.seconds:9.2f}x"
         )
+    sys.stdout.flush()
+
+
+def report_total(title: str, runs: list[list[Result]]) -> None:
+    """The whole job, (a) then (b): summed seconds per client."""
+    totals: dict[str, float] = {}
+    for results in runs:
+        for r in results:
+            if r.client not in REFERENCE:
+                totals[r.client] = totals.get(r.client, 0.0) + r.seconds
+    base = totals["poplib"]
+    print(f"\n{title}")
+    for name, seconds in totals.items():
+        print(f"  {name:<16} {seconds:8.3f} {'':>9} {'':>9} {base / seconds:9.2f}x")
     sys.stdout.flush()
 
 
@@ -315,49 +595,66 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller mailboxes")
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs (default 1)")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated subset of: " + ", ".join(SERVERS),
+    )
+    parser.add_argument("--no-delay", action="store_true", help="skip (c), the delay line")
     parser.add_argument("--memory-child", nargs=2, metavar=("PORT", "USER"), help=argparse.SUPPRESS)
+    parser.add_argument("--static-server", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(int(args.memory_child[0]), args.memory_child[1])
         return
+    if args.static_server:
+        static_server_main(args.static_server)
+        return
+    chosen = [name.strip() for name in args.servers.split(",") if name.strip()]
+    for name in chosen:
+        if name not in SERVERS:
+            parser.error(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
 
     if args.quick:
-        boxes = {"small": (500, 4096), "large": (3, 5_000_000), "delay": (50, 4096)}
+        boxes = {"small": (500, 4096), "large": (3, 5_000_000)}
         huge = 20_000_000
     else:
-        boxes = {"small": (2000, 4096), "large": (5, 20_000_000), "delay": (200, 4096)}
+        boxes = {"small": (2000, 4096), "large": (5, 20_000_000)}
         huge = 100_000_000
-    tmp = Path(tempfile.mkdtemp(prefix="pop3-clients-"))
-    try:
-        root = tmp / "mail"
-        for user, (count, size) in boxes.items():
-            write_maildir(root, user, count, size)
-        write_maildir(root, "huge", 1, huge)
-        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; server: asyncio, Maildir")
-        with pop3_server(root, [*boxes, "huge"]) as port:
-            for user, title in (
-                ("small", "(a) {} x {} B, loopback"),
-                ("large", "(b) {} x {} B, loopback"),
-            ):
-                count, size = boxes[user]
-                report(
-                    title.format(count, size),
-                    measure(port, user, (count, count * size), args.repeat),
-                )
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of {args.repeat}")
+    available: list[str] = []
+    for name in chosen:
+        try:
+            with SERVERS[name](boxes) as port:
+                available.append(name)
+                runs = []
+                for user, title in (
+                    ("small", "(a) {} x {} B, loopback, server: {}"),
+                    ("large", "(b) {} x {} B, loopback, server: {}"),
+                ):
+                    count, size = boxes[user]
+                    results = measure(port, user, (count, count * size), args.repeat)
+                    report(title.format(count, size, name), results)
+                    runs.append(results)
+                report_total(f"(a) + (b), the whole job, server: {name}", runs)
+        except Unavailable as exc:
+            print(f"\nserver {name}: skipped: {exc}")
+    if not args.no_delay:
+        name = "dovecot" if "dovecot" in available else "static"
+        count, size = boxes["small"]
+        with SERVERS[name]({"small": boxes["small"]}) as port:
             proxy = DelayProxy(port, DELAY)
             try:
-                count, size = boxes["delay"]
-                title = f"(c) {count} x {size} B through a {DELAY * 1000:.0f} ms one-way delay"
-                clients = {
-                    **CLIENTS,
-                    "  window=64": lambda p, u: run_many(p, u, window=64),
-                }
-                report(title, measure(proxy.port, "delay", (count, count * size), 1, clients))
+                title = (
+                    f"(c) {count} x {size} B through a {DELAY * 1000:.0f} ms one-way delay,"
+                    f" server: {name} (one run each)"
+                )
+                clients = {k: v for k, v in CLIENTS.items() if k not in REFERENCE}
+                report(title, measure(proxy.port, "small", (count, count * size), 1, clients))
             finally:
                 proxy.close()
-            measure_memory(port, "huge", huge)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with static_server({"huge": (1, huge)}) as port:
+        measure_memory(port, "huge", huge)
 
 
 if __name__ == "__main__":
