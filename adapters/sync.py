@@ -190,6 +190,20 @@ def _split_body(body: bytes) -> list[bytes]:
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
+# The methods a subclass may override to watch or change what goes over
+# the wire (as with poplib); retr() takes its shortcut only when none is.
+_PLUMBING = ("_putline", "_putcmd", "_longcmd", "_getline", "_getresp", "_getlongresp")
+_plain_classes: dict[type, bool] = {}
+
+
+def _plain_plumbing(cls: type) -> bool:
+    plain = _plain_classes.get(cls)
+    if plain is None:
+        plain = all(getattr(cls, name) is getattr(POP3, name) for name in _PLUMBING)
+        _plain_classes[cls] = plain
+    return plain
+
+
 # "list" is a method name below; these keep annotations unambiguous.
 _Lines = list[bytes]
 _Capa = dict[str, list[str]]
@@ -665,6 +679,23 @@ class POP3:
 
         Lines are dot-unstuffed by RFC 1939 §3 (see the module docstring).
         """
+        # Downloading a mailbox is one retr() per message, so the usual
+        # case skips parsing a command string it could build directly.
+        # Anything unusual (a message number given oddly, debugging on, a
+        # subclass hooking the plumbing, a command the engine would refuse)
+        # goes the general way, which also words the errors.
+        if type(which) is int and which > 0 and not self._debugging and _plain_plumbing(type(self)):
+            event = pop3proto.Retr(which)
+            conn = self._conn
+            if not self._sasl_owed and not self._status_done and conn.can_send(event):
+                wire = conn.send(event)
+                sys.audit("poplib.putline", self, wire[:-2])
+                try:
+                    self.sock.sendall(wire)
+                except BaseException:
+                    conn.send_failed()
+                    raise
+                return self._getlongresp()
         return self._longcmd(f"RETR {which}")
 
     def dele(self, which: Any) -> bytes:

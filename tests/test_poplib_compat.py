@@ -472,6 +472,36 @@ def test_retr_unstuffs_by_the_rfc() -> None:
     assert ours == (b"+OK", [b".stuffed", b"x", b"plain"], 20)
 
 
+def test_retr_shortcut_and_general_path_agree_and_hooks_still_see_retr() -> None:
+    # retr(int) takes a shortcut past the command-string parser; a str
+    # number, debugging, or a subclass overriding the plumbing (as poplib
+    # code does to log what is sent) must take the general path, and every
+    # path must give the same reply.
+    body = b"+OK 21 octets\r\n..stuffed\r\nplain\r\n.\r\n"
+    sent: list[bytes] = []
+
+    class Logging(our_poplib.POP3):
+        def _putline(self, line: bytes) -> None:
+            sent.append(line)
+            super()._putline(line)
+
+    with serve(
+        handler=scripted(lambda line: body if line.startswith(b"RETR") else b"+OK\r\n")
+    ) as s:
+        results = []
+        for cls, which in ((our_poplib.POP3, 1), (our_poplib.POP3, "1"), (Logging, 2)):
+            pop = cls("127.0.0.1", s.port, timeout=10)
+            pop.user("a")
+            pop.pass_("b")
+            results.append(pop.retr(which))
+            assert pop.noop() == b"+OK"  # in step with the server afterwards
+            pop.close()
+        received = s.received
+    assert results[0] == results[1] == results[2] == (b"+OK 21 octets", [b".stuffed", b"plain"], 17)
+    assert sent == [b"USER a", b"PASS b", b"RETR 2", b"NOOP"]
+    assert received.count(b"RETR 1\r\n") == 2 and received.count(b"RETR 2\r\n") == 1
+
+
 def test_bare_lf_lines_are_accepted_like_poplib() -> None:
     body = b"+OK\nline one\nline two\r\n.\n"
 
