@@ -44,14 +44,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import grp
 import os
 import poplib
-import pwd
 import queue
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -239,57 +236,26 @@ class Unavailable(Exception):
 @contextlib.contextmanager
 def dovecot_server(boxes: dict[str, tuple[int, int]]) -> Iterator[int]:
     """Dovecot on one Maildir per user, configured as in benchmarks/servers.py."""
-    import servers  # the sibling script: its Dovecot configuration
+    import servers  # the sibling script: its Dovecot configuration and runner
 
-    binary = servers.find_dovecot()
-    if binary is None:
-        raise Unavailable("dovecot is not installed (bash .ci/install-peers)")
-    if os.geteuid() != 0:
-        raise Unavailable("Dovecot needs root here (it switches to 'nobody' for mail)")
-    try:
-        owner = (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
-    except KeyError as exc:
-        raise Unavailable(f"a system user or group is missing: {exc}") from None
-    tmp = Path(tempfile.mkdtemp(prefix="pop3-clients-dc-"))
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        tmp.chmod(0o755)
-        (tmp / "state").mkdir()
-        root = tmp / "mail"
+    def fill(root: Path, owner: tuple[int, int]) -> list[str]:
         for user, (count, size) in boxes.items():
             write_maildir(root, user, count, size)
         for dirpath, _, files in os.walk(root):
             os.chown(dirpath, *owner)
             for name in files:
                 os.chown(os.path.join(dirpath, name), *owner)
-        passwd = tmp / "passwd"
-        passwd.write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}\n" for user in boxes))
-        passwd.chmod(0o644)
-        port = servers.free_port()
-        config = tmp / "dovecot.conf"
-        config.write_text(servers.dovecot_config(tmp, port, root))
-        proc = subprocess.Popen(
-            [binary, "-F", "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        servers.wait_for_port(port, proc)
+        return list(boxes)
+
+    with contextlib.ExitStack() as stack:
+        try:
+            port, _ = stack.enter_context(servers.dovecot_on_maildirs(fill, PASSWORD))
+        except servers.Skip as exc:
+            raise Unavailable(str(exc)) from None
         for user in boxes:
             # Dovecot indexes a Maildir on first access: not part of a run.
             run_many(port, user)
         yield port
-    finally:
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -374,6 +374,22 @@ service imap-login {{
 
 @contextlib.contextmanager
 def run_dovecot(n_users: int, messages: Sequence[bytes]) -> Iterator[tuple[int, int]]:
+    def fill(root: Path, owner: tuple[int, int]) -> list[str]:
+        write_maildirs(root, users(n_users), messages, owner)
+        return users(n_users)
+
+    with dovecot_on_maildirs(fill, PASSWORD) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def dovecot_on_maildirs(
+    fill: Callable[[Path, tuple[int, int]], Sequence[str]], password: str
+) -> Iterator[tuple[int, int]]:
+    """Run Dovecot on the Maildirs that ``fill(root, owner)`` writes (one
+    per user, ``root/<user>``, owned by *owner*: nobody) and yield
+    ``(port, master pid)``; every user it returns gets *password*.  Raises
+    :class:`Skip` when Dovecot cannot run here (used by clients.py too)."""
     binary = find_dovecot()
     if binary is None:
         raise Skip("dovecot is not installed (bash .ci/install-peers)")
@@ -392,9 +408,9 @@ def run_dovecot(n_users: int, messages: Sequence[bytes]) -> Iterator[tuple[int, 
         (tmp / "state").mkdir()
         root = tmp / "mail"
         root.mkdir()
-        write_maildirs(root, users(n_users), messages, owner)
+        names = fill(root, owner)
         passwd = tmp / "passwd"
-        passwd.write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}\n" for u in users(n_users)))
+        passwd.write_text("".join(f"{u}:{{PLAIN}}{password}\n" for u in names))
         passwd.chmod(0o644)
         port = free_port()
         config = tmp / "dovecot.conf"
