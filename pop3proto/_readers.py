@@ -321,28 +321,44 @@ class BodyReader:
         else:
             self.tails = _LENIENT_TAILS if bare_lf else _STRICT_TAILS
 
-    def find_end(self, data: bytes | bytearray) -> tuple[int, int] | None:
+    def find_end(self, data: bytes | bytearray) -> tuple[int, int, bool] | None:
         """Where this body ends in *data*, if its terminator is there.
 
-        Returns ``(body_end, reply_end)`` offsets: the body is
-        ``data[:body_end]`` (with its last line end), and the terminator
-        ends at ``reply_end``.  With pipelined replies the buffer may hold
-        many bodies; finding the end first lets the connection take just
-        this one out, instead of splitting (and copying) all of them for
-        each body, which would be quadratic.  The line "." cannot be
-        content (it would have been stuffed to ".."), so the first match is
-        the terminator.
+        Returns ``(body_end, reply_end, stuffed)``: the body is
+        ``data[:body_end]`` (with its last line end), the terminator ends at
+        ``reply_end``, and *stuffed* says whether the body holds a line that
+        starts with a dot, so that :meth:`unstuff` is needed (when false the
+        body is the message as it is).  With pipelined replies the buffer
+        may hold many bodies; finding the end first lets the connection
+        take just this one out, instead of splitting (and copying) all of
+        them for each body, which would be quadratic.  The line "." cannot
+        be content (it would have been stuffed to ".."), so the first match
+        is the terminator.
         """
-        if self.at_line_start:
+        lead = self.at_line_start and data[:1] == b"."
+        if lead:
             # An empty body: the terminator is the very first line.
             if data[:3] == b".\r\n":
-                return 0, 3
+                return 0, 3, False
             if self.bare_lf and data[:2] == b".\n":
-                return 0, 2
-        match = (_FIND_TERM_LF if self.bare_lf else _FIND_TERM_CRLF)(data)
+                return 0, 2, False
+        if self.bare_lf:
+            match = _FIND_TERM_LF(data)
+            if match is None:
+                return None
+            return match.start() + 1, match.end(), True
+        # Most mail has no line that starts with a dot: then the first
+        # "CRLF ." is the terminator, and one search finds it.
+        first = _FIND_DOT_LINE(data)
+        if first is None:
+            return None
+        start = first.start()
+        if not lead and data[start + 3 : start + 5] == b"\r\n":
+            return start + 2, start + 5, False
+        match = _FIND_TERM_CRLF(data, start)
         if match is None:
             return None
-        return match.start() + (1 if self.bare_lf else 2), match.end()
+        return match.start() + 2, match.end(), True
 
     def unstuff(self, body: bytes) -> bytes:
         """Dot-unstuff a whole body located by :meth:`find_end`."""
@@ -360,6 +376,24 @@ class BodyReader:
         what follows the terminator), and whether the terminator was seen.
         """
         bare_lf = self.bare_lf
+        if not bare_lf and not (self.at_line_start and data[:1] == b"."):
+            # The usual case, one search: with no "CRLF ." in the chunk there
+            # is nothing to unstuff and no terminator, and when the first
+            # one is the terminator, nothing before it was stuffed.
+            first = _FIND_DOT_LINE(data)
+            if first is None:
+                keep = _partial_tail(data, self.tails)
+                if not keep:
+                    self.at_line_start = False
+                    return data, b"", False
+                if keep == len(data):
+                    return b"", data, False
+                self.at_line_start = False
+                return data[:-keep], data[-keep:], False
+            start = first.start()
+            if data[start + 3 : start + 5] == b"\r\n":
+                self.at_line_start = True
+                return data[: start + 2], data[start + 5 :], True
         nl = b"\n" if bare_lf else b"\r\n"
         prefix = len(nl) if self.at_line_start else 0
         if prefix:
@@ -394,6 +428,7 @@ class BodyReader:
 
 
 _FIND_TERM_CRLF = re.compile(rb"\r\n\.\r\n").search
+_FIND_DOT_LINE = re.compile(rb"\r\n\.").search
 _FIND_TERM_LF = re.compile(rb"\n\.\r?\n").search
 _SPLIT_CRLF = re.compile(rb"\r\n\.").split
 _SPLIT_LF = re.compile(rb"\n\.").split

@@ -393,6 +393,25 @@ def test_body_writer_reader_round_trip(lines: list[bytes], sizes: list[int]) -> 
     assert rest == b"+OK next\r\n"
 
 
+@given(lines=LINES, bare_lf=st.booleans())
+def test_body_reader_find_end_agrees_with_feed(lines: list[bytes], bare_lf: bool) -> None:
+    """The pipelined path (find_end, then unstuff only when told) and the
+    streaming path (feed) read the same body and stop at the same octet."""
+    body = b"".join(line + b"\r\n" for line in lines)
+    writer = BodyWriter()
+    wire = writer.data(body) + writer.end() + b"+OK next\r\n"
+    reader = BodyReader(bare_lf=bare_lf)
+    found = reader.find_end(wire)
+    assert found is not None
+    body_end, reply_end, stuffed = found
+    got = reader.unstuff(wire[:body_end]) if stuffed else wire[:body_end]
+    assert got == body
+    assert wire[reply_end:] == b"+OK next\r\n"
+    if not stuffed:
+        assert not got.startswith(b".") and b"\n." not in got
+    assert run_reader(wire, [], bare_lf=bare_lf) == (body, b"+OK next\r\n")
+
+
 @given(lines=LINES, sizes=st.lists(st.integers(1, 7), max_size=20))
 def test_body_with_bare_lf_goes_out_as_crlf(lines: list[bytes], sizes: list[int]) -> None:
     """A stored bare LF is sent as CRLF (RFC 1939 §11 counts it as two octets), so the
@@ -678,6 +697,28 @@ def test_body_reader_find_end_on_an_empty_lenient_body() -> None:
     from pop3proto._readers import BodyReader
 
     reader = BodyReader(bare_lf=True)
-    assert reader.find_end(b".\n+OK next\r\n") == (0, 2)
-    assert reader.find_end(b".\r\n") == (0, 3)
+    assert reader.find_end(b".\n+OK next\r\n") == (0, 2, False)
+    assert reader.find_end(b".\r\n") == (0, 3, False)
     assert BodyReader(bare_lf=False).find_end(b".\nmore") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # No line starts with a dot: the body needs no unstuffing.
+        (b"a\r\nb\r\n.\r\n+OK", (6, 9, False)),
+        (b".\r\n", (0, 3, False)),
+        # A stuffed line before the terminator, or as the first line.
+        (b"a\r\n..b\r\n.\r\n", (8, 11, True)),
+        (b"..a\r\n.\r\n", (5, 8, True)),
+        # Not there yet.
+        (b"a\r\n..b\r\n", None),
+        (b"a\r\n.", None),
+        (b"abc", None),
+    ],
+)
+def test_body_reader_find_end_says_whether_to_unstuff(
+    data: bytes, expected: tuple[int, int, bool] | None
+) -> None:
+    """Checklist §3: only a body with a dot-started line needs unstuffing."""
+    assert BodyReader(bare_lf=False).find_end(data) == expected
