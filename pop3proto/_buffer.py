@@ -64,7 +64,8 @@ class ReceiveBuffer:
     @property
     def data(self) -> bytearray:
         """The buffered octets themselves (read them; do not modify)."""
-        self._merge()
+        if self._fast is not None:
+            self._merge()
         return self._data
 
     def take_all(self) -> bytes:
@@ -91,7 +92,8 @@ class ReceiveBuffer:
 
     def consume(self, n: int, keep: int | None = None) -> bytes:
         """Remove the first *n* octets; return them (or their first *keep*)."""
-        self._merge()
+        if self._fast is not None:
+            self._merge()
         # One copy through a memoryview; ``bytes(bytearray[:n])`` makes two.
         with memoryview(self._data) as view:
             data = bytes(view[: n if keep is None else keep])
@@ -133,7 +135,8 @@ class ReceiveBuffer:
                 rest = fast[idx + 2 :]
                 self._fast = rest or None
                 return fast[:idx]
-        self._merge()
+        if fast is not None:
+            self._merge()
         data = self._data
         if bare_lf:
             idx = data.find(b"\n", self._scanned)

@@ -107,7 +107,14 @@ from ._state import (
     SessionState,
     State,
 )
-from ._writers import BodyWriter, write_command, write_entry, write_multiline, write_status
+from ._writers import (
+    BodyWriter,
+    command_keyword,
+    write_command,
+    write_entry,
+    write_multiline,
+    write_status,
+)
 
 __all__ = ["Connection", "CLIENT", "SERVER", "NEED_DATA", "PAUSED", "Role"]
 
@@ -171,8 +178,24 @@ def _kind(cmd: Command) -> str:
 
 
 # Command class -> kind, filled on first use (one dict lookup per command
-# instead of a chain of isinstance calls; classes never change kind).
+# instead of a chain of isinstance calls; classes never change kind).  The
+# hot paths read it inline, ``_KINDS.get(type(cmd)) or _kind(cmd)``.
 _KINDS: dict[type[Command], str] = {}
+
+
+def _projection(state: State, kind: str) -> State:
+    """The state once a command of *kind* sent in *state* succeeds: where a
+    pipelining client expects to be when it sends the next command."""
+    key = (state, kind)
+    projected = _PROJECTIONS.get(key)
+    if projected is None:
+        projected = SessionState.after_reply(SessionState.after_start(state, kind), kind, True)
+        _PROJECTIONS[key] = projected
+    return projected
+
+
+# (state, kind) -> _projection(), filled from the state tables on first use.
+_PROJECTIONS: dict[tuple[State, str], State] = {}
 
 # Commands a client may send with no check beyond state and pipelining.
 _PLAIN_COMMANDS: Final = frozenset(
@@ -538,22 +561,22 @@ class Connection:
             data = prepared[1]
         else:
             data = self._client_prepare(event)
-        if isinstance(event, ConnectionClosed):
-            # We are closing our end (h11 lets you "send" this too).
-            self._session.close()
-        elif isinstance(event, (SaslResponse, SaslCancel)):
-            self._sasl_owed = False
-            self._sasl_malformed = False
-        else:
-            assert isinstance(event, Command)
-            kind = _kind(event)
-            projected = self._projected
-            self._queue.append(event)
-            if len(self._queue) == 1:
-                self._session.start(kind)
-            self._projected = SessionState.after_reply(
-                SessionState.after_start(projected, kind), kind, True
-            )
+        if type(event) not in _PLAIN_COMMANDS:
+            if isinstance(event, ConnectionClosed):
+                # We are closing our end (h11 lets you "send" this too).
+                self._session.close()
+                return data
+            if isinstance(event, (SaslResponse, SaslCancel)):
+                self._sasl_owed = False
+                self._sasl_malformed = False
+                return data
+        command = cast(Command, event)
+        kind = _KINDS.get(type(command)) or _kind(command)
+        queue = self._queue
+        queue.append(command)
+        if len(queue) == 1:
+            self._session.start(kind)
+        self._projected = _projection(self._projected, kind)
         return data
 
     def _client_prepare(self, event: Event) -> bytes:
@@ -583,14 +606,14 @@ class Connection:
             raise LocalProtocolError("wait for the server's greeting before sending commands")
         if state is CLOSED:
             raise LocalProtocolError("the connection is closed")
-        keyword = event.name if isinstance(event, Extension) else event.keyword
-        if self._queue:
-            last = self._queue[-1]
+        queue = self._queue
+        if queue:
+            last = queue[-1]
             if isinstance(last, (Stls, Auth, Quit)):
                 # RFC 2449 §6.6 / RFC 2595 §4 / RFC 5034 §4.
                 raise LocalProtocolError(
                     f"{last.keyword} must end a pipelined batch: "
-                    f"wait for its reply before {keyword}"
+                    f"wait for its reply before {command_keyword(event)}"
                 )
             if not self._pipelining:
                 raise LocalProtocolError(
@@ -599,7 +622,9 @@ class Connection:
                 )
         projected = self._projected
         if not self._session.allowed(_kind(event), projected):
-            raise LocalProtocolError(f"{keyword} is not allowed in the {projected.name} state")
+            raise LocalProtocolError(
+                f"{command_keyword(event)} is not allowed in the {projected.name} state"
+            )
         if not plain:
             self._check_special(event)
         return write_command(event, self._max_command)
@@ -633,7 +658,7 @@ class Connection:
             return PAUSED
         if self._end_pending:
             self._end_pending = False
-            return self._finish(MessageEnd(), True)
+            return self._finish(_MESSAGE_END, True)
         if self._body is not None:
             return self._read_body()
         if self._block is not None:
@@ -696,7 +721,7 @@ class Connection:
             # printable ASCII text with no response code reads the same in
             # every mode, so parse_status below has nothing to add.
             self._body = self._start_body()
-            return _trusted(MessageStart, text=line[4:].decode("ascii"), code=None)
+            return _message_start(line[4:].decode("ascii"))
         if session.state is SASL and line[:1] == b"+" and line[:3] != b"+OK":
             # RFC 5034 §4: continue-req = "+" SP [base64] CRLF.  A bare "+"
             # is tolerated as an empty challenge (checklist §8).
@@ -812,13 +837,13 @@ class Connection:
                 # "last line.CRLF": the last line lacked its CRLF.
                 buf.clear()
                 self._body = None
-                return self._finish(MessageEnd(), True)
+                return self._finish(_MESSAGE_END, True)
             if held in (b"\r\n.\r", b"\n.\r"):
                 # "CRLF . CR": the terminator lacked its LF.
                 buf.clear()
                 self._body = None
                 self._end_pending = True
-                return MessageData(held[:-2])
+                return _message_data(held[:-2])
         body = self._body
         if len(self._queue) > 1:
             # Pipelined: later replies may sit behind this body in the
@@ -834,8 +859,8 @@ class Connection:
                 self._body = None
                 if out:
                     self._end_pending = True
-                    return MessageData(out)
-                return self._finish(MessageEnd(), True)
+                    return _message_data(out)
+                return self._finish(_MESSAGE_END, True)
         out, leftover, done = body.feed(buf.take_all())
         if leftover:
             buf.prepend(leftover)
@@ -843,10 +868,10 @@ class Connection:
             self._body = None
             if out:
                 self._end_pending = True
-                return MessageData(out)
-            return self._finish(MessageEnd(), True)
+                return _message_data(out)
+            return self._finish(_MESSAGE_END, True)
         if out:
-            return MessageData(out)
+            return _message_data(out)
         if self._eof:
             raise RemoteProtocolError("connection closed in the middle of a message body")
         return NEED_DATA
@@ -854,15 +879,16 @@ class Connection:
     def _finish(self, event: Event, ok: bool) -> Event:
         """The final reply to the head of the queue has arrived."""
         session = self._session
-        head = self._queue.popleft()
-        kind = _kind(head)
-        session.reply(kind, ok)
+        queue = self._queue
+        head = queue.popleft()
+        session.reply(_KINDS.get(type(head)) or _kind(head), ok)
         if type(head) in _PLAIN_FINISH:
             self._auth_failed = False
         else:
             self._finish_special(head, ok)
-        if self._queue:
-            session.start(_kind(self._queue[0]))
+        if queue:
+            following = queue[0]
+            session.start(_KINDS.get(type(following)) or _kind(following))
         else:
             self._projected = session.state
         return event
@@ -1138,6 +1164,32 @@ def _trusted(cls: type[Event], **fields: object) -> Event:
     event = object.__new__(cls)
     for name, value in fields.items():
         object.__setattr__(event, name, value)
+    return event
+
+
+# The events of a message body, built without the dataclass __init__: a
+# frozen dataclass sets each field through object.__setattr__ and then
+# validates, where the slot's own descriptor is a single C call, and the
+# parser has already checked what it hands over.  MessageEnd has no field,
+# so one instance serves every body.
+_MESSAGE_END: Final = MessageEnd()
+_new_event = object.__new__
+_set_data = MessageData.__dict__["data"].__set__
+_set_text = MessageStart.__dict__["text"].__set__
+_set_code = MessageStart.__dict__["code"].__set__
+
+
+def _message_data(data: bytes) -> MessageData:
+    event: MessageData = _new_event(MessageData)
+    _set_data(event, data)
+    return event
+
+
+def _message_start(text: str) -> MessageStart:
+    """``+OK text`` to RETR/TOP: *text* checked, no response code."""
+    event: MessageStart = _new_event(MessageStart)
+    _set_text(event, text)
+    _set_code(event, None)
     return event
 
 
