@@ -227,6 +227,14 @@ class AsyncClientBase:
         finally:
             op.close()
 
+    def _take_buffered(self, batch: RetrieveBatch) -> tuple[int, bytes] | None:
+        """A message of *batch* already received, taken without the lock:
+        only when no operation is running (none can start meanwhile, as
+        nothing here awaits), so the core is ours."""
+        if self._owner is not None or not self._is_open():
+            return None
+        return batch.take_buffered()
+
     # -- state --------------------------------------------------------------
 
     @property
@@ -379,9 +387,20 @@ class AsyncClientBase:
         count = 0
         try:
             while True:
-                number = await self._run(batch.next(), lambda data: sink(batch.current or 0, data))
-                if number is None:
-                    return count
+                ready = self._take_buffered(batch)
+                if ready is not None:
+                    number, data = ready
+                    if data:
+                        result = sink(number, data)
+                        if inspect.isawaitable(result):
+                            await result
+                else:
+                    done = await self._run(
+                        batch.next(), lambda data: sink(batch.current or 0, data)
+                    )
+                    if done is None:
+                        return count
+                    number = done
                 result = sink(number, b"")
                 if inspect.isawaitable(result):
                     await result
@@ -492,8 +511,11 @@ class RetrievedMessages:
     async def __anext__(self) -> tuple[int, bytes]:
         if self._finished:
             raise StopAsyncIteration
-        buffer = bytearray()
         try:
+            ready = self._client._take_buffered(self._batch)
+            if ready is not None:
+                return ready
+            buffer = bytearray()
             number = await self._client._run(self._batch.next(), buffer.extend)
         except BaseException:
             self._finish()

@@ -352,7 +352,10 @@ class ClientCore:
 
     def _reply(self, command: str) -> Operation[Event]:
         """The next event, which must exist; EOF becomes ConnectionLost."""
-        event = yield from self._event(command)
+        return self._accept((yield from self._event(command)), command)
+
+    def _accept(self, event: Event | None, command: str) -> Event:
+        """*event* as :meth:`_reply` returns it (or raises instead)."""
         if event is None:  # pragma: no cover - the operations never let it happen
             raise RuntimeError(f"{command}: the engine is waiting for the client")
         if isinstance(event, pop3proto.ConnectionClosed):
@@ -988,6 +991,9 @@ class RetrieveBatch:
         self._pending: deque[int] = deque()
         # Replies read ahead by _settle(): (number, body or -ERR).
         self._ready: deque[tuple[int, bytes | pop3proto.Err]] = deque()
+        # The first pieces of the reply to _pending[0] when take_buffered()
+        # ran out of received data in its body (its +OK was taken).
+        self._partial: list[bytes] | None = None
         self._started = False
         self._done = False
         self.abandoned = False
@@ -1024,6 +1030,7 @@ class RetrieveBatch:
         if not self._done:
             self.abandoned = True
             self._ready.clear()
+            self._partial = None
             if self._core._batch is self:
                 self._core._batch = None
 
@@ -1061,12 +1068,18 @@ class RetrieveBatch:
             number = self._pending[0]
             self.current = number
             label = f"RETR {number}"
-            event = yield from core._reply(label)
-            if isinstance(event, pop3proto.Err):
-                self._pending.popleft()
-                self._check_finished()
-                raise_for_err(event, label)
-            assert isinstance(event, pop3proto.MessageStart)
+            partial, self._partial = self._partial, None
+            if partial is None:
+                event = yield from core._reply(label)
+                if isinstance(event, pop3proto.Err):
+                    self._pending.popleft()
+                    self._check_finished()
+                    raise_for_err(event, label)
+                assert isinstance(event, pop3proto.MessageStart)
+            else:
+                # take_buffered() took the +OK and these pieces.
+                for piece in partial:
+                    yield Deliver(piece)
             yield from core._stream(label)
             self._pending.popleft()
             if self._window > 1 and self._wants_more():
@@ -1081,6 +1094,66 @@ class RetrieveBatch:
         except BaseException:
             self.abandon()
             raise
+
+    def take_buffered(self) -> tuple[int, bytes] | None:
+        """The next message, if what was already received holds its whole
+        reply and no top-up is due; otherwise ``None``, and :meth:`next`
+        (which reads and writes) must run.
+
+        It does no I/O and runs no generator: with a full pipe most replies
+        are in the receive buffer already, and a runner that asks here first
+        saves the request round trips of :meth:`next` for them.  A ``-ERR``
+        for the message raises as from :meth:`next`.  A reply cut short by
+        the end of the received data is kept for :meth:`next` to finish.
+        """
+        if (
+            self._partial is not None
+            or self._ready
+            or not self._pending
+            or not self._started
+            or self.abandoned
+            or self._core._batch is not self
+            or self._wants_more()
+        ):
+            return None
+        core = self._core
+        next_event = core._conn.next_event
+        number = self._pending[0]
+        try:
+            event = next_event()
+            if event is pop3proto.NEED_DATA:
+                return None
+            self.current = number
+            if type(event) is not pop3proto.MessageStart:
+                label = f"RETR {number}"
+                event = core._accept(event if isinstance(event, pop3proto.Event) else None, label)
+                if isinstance(event, pop3proto.Err):
+                    self._pending.popleft()
+                    self._check_finished()
+                    raise_for_err(event, label)
+                raise AssertionError(f"{label}: unexpected {event!r}")  # pragma: no cover
+            pieces: list[bytes] = []
+            while True:
+                event = next_event()
+                if type(event) is pop3proto.MessageData:
+                    pieces.append(event.data)
+                elif type(event) is pop3proto.MessageEnd:
+                    break
+                elif event is pop3proto.NEED_DATA:
+                    self._partial = pieces
+                    return None
+                else:  # pragma: no cover - the engine sends nothing else in a body
+                    raise AssertionError(f"RETR {number}: unexpected {event!r} in a body")
+        except pop3proto.RemoteProtocolError as exc:
+            self.abandon()
+            raise core._broken(f"RETR {number}", exc) from exc
+        except POP3Error as exc:
+            if exc.response is None or isinstance(exc, ConnectionLost):
+                self.abandon()
+            raise
+        self._pending.popleft()
+        self._check_finished()
+        return number, pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _check_finished(self) -> bool:
         if self._pending or self._ready or self._index < len(self._numbers):
@@ -1114,13 +1187,16 @@ class RetrieveBatch:
             while self._pending:
                 number = self._pending[0]
                 label = f"RETR {number}"
-                event = yield from core._reply(label)
-                if isinstance(event, pop3proto.Err):
-                    self._ready.append((number, event))
-                    self._pending.popleft()
-                    continue
-                assert isinstance(event, pop3proto.MessageStart)
-                body = bytearray()
+                partial, self._partial = self._partial, None
+                if partial is None:
+                    event = yield from core._reply(label)
+                    if isinstance(event, pop3proto.Err):
+                        self._ready.append((number, event))
+                        self._pending.popleft()
+                        continue
+                    assert isinstance(event, pop3proto.MessageStart)
+                # take_buffered() may have taken the +OK and a first part.
+                body = bytearray(b"".join(partial or ()))
                 while True:
                     event = yield from core._reply(label)
                     if isinstance(event, pop3proto.MessageData):

@@ -1129,6 +1129,11 @@ class Client:
         batch = self._core.retrieve_many(numbers, window=window)
         try:
             while True:
+                # Replies already received need no request round trips.
+                ready = batch.take_buffered() if self._sock is not None else None
+                if ready is not None:
+                    yield ready
+                    continue
                 pieces: list[bytes] = []
                 number = self._run(batch.next(), pieces.append)
                 if number is None:
@@ -1156,9 +1161,16 @@ class Client:
         count = 0
         try:
             while True:
-                number = self._run(batch.next(), lambda data: sink(batch.current or 0, data))
-                if number is None:
-                    return count
+                ready = batch.take_buffered() if self._sock is not None else None
+                if ready is not None:
+                    number, data = ready
+                    if data:
+                        sink(number, data)
+                else:
+                    done = self._run(batch.next(), lambda data: sink(batch.current or 0, data))
+                    if done is None:
+                        return count
+                    number = done
                 sink(number, b"")
                 count += 1
         finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import socket
 import ssl
@@ -612,6 +613,55 @@ def test_concurrent_tasks_are_serialised(flavor: Flavor) -> None:
             with pytest.raises(RuntimeError, match="inside one of its own operations"):
                 await client.retrieve_into(BIG_NUMBER, reentrant)
             assert await client.retrieve(2) == EXPECTED[1]
+
+    with running_server("sync", new_backend()) as (host, port):
+        flavor.run(main)
+
+
+def test_retrieve_many_beside_another_task(flavor: Flavor) -> None:
+    """Messages already received are taken without the lock, but only while
+    no other task's operation is running: both tasks see correct replies."""
+
+    async def main() -> None:
+        async with await flavor.open(host, port, tls="none") as client:
+            await client.login("alice", PASSWORD)
+            numbers = [1, BIG_NUMBER, 2, 3] * 8
+            got: list[tuple[int, bytes]] = []
+            pokes = 0
+
+            async def iterate() -> None:
+                async for number, message in client.retrieve_many(numbers, window=8):
+                    got.append((number, message))
+                    await pause()
+
+            async def poke() -> None:
+                nonlocal pokes
+                for _ in range(30):
+                    await client.noop()
+                    pokes += 1
+                    await pause()
+
+            if isinstance(flavor, AsyncioFlavor):
+                pause = functools.partial(asyncio.sleep, 0)
+                await asyncio.gather(iterate(), poke())
+            else:
+                pause = functools.partial(trio.sleep, 0)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(iterate)
+                    nursery.start_soon(poke)
+            assert got == [(n, EXPECTED[n - 1]) for n in numbers]
+            assert pokes == 30
+            assert client.core.conn.outstanding == ()
+
+            # While an operation runs (here: pretended), what was received
+            # is its to read, even replies owed to the batch.
+            messages = client.retrieve_many([1, 2, 3], window=8)
+            assert await messages.__anext__() == (1, EXPECTED[0])
+            assert messages.batch.take_buffered() is not None
+            client._owner = object()
+            assert client._take_buffered(messages.batch) is None
+            client._owner = None
+            assert await messages.__anext__() == (3, EXPECTED[2])
 
     with running_server("sync", new_backend()) as (host, port):
         flavor.run(main)

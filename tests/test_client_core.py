@@ -899,6 +899,112 @@ def test_quit_abandons_an_unfinished_batch() -> None:
     assert session.committed == [1]
 
 
+def run_batch(runner: MemoryRunner, batch: Any) -> tuple[list[tuple[int, bytes]], int, int]:
+    """Run a batch the way the runners do: take_buffered() first, next()
+    when it says no.  Returns (messages, how many came from take_buffered,
+    how many times it left a reply half taken for next())."""
+    got: list[tuple[int, bytes]] = []
+    fast = handed_over = 0
+    while True:
+        ready = batch.take_buffered()
+        if ready is not None:
+            got.append(ready)
+            fast += 1
+            continue
+        handed_over += batch._partial is not None
+        number, body = runner.collect(batch.next())
+        if number is None:
+            return got, fast, handed_over
+        got.append((number, body))
+
+
+def run_until_half_taken(runner: MemoryRunner, batch: Any) -> list[tuple[int, bytes]]:
+    """Run a batch until take_buffered() leaves a reply half taken."""
+    got: list[tuple[int, bytes]] = []
+    while not batch.done:
+        ready = batch.take_buffered()
+        if ready is not None:
+            got.append(ready)
+        elif batch._partial is not None:
+            return got
+        else:
+            got.append(runner.collect(batch.next()))
+    raise AssertionError("no reply was cut by the end of a read")
+
+
+@pytest.mark.parametrize("chunk", [3, 7, 100, 65536])
+def test_take_buffered_and_next_read_the_same_messages(chunk: int) -> None:
+    """RFC 2449 §6.6 pipelining: messages taken straight from what was
+    received, or through next(), or half and half, are the same octets."""
+    messages = many_messages(40)
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=chunk)
+    batch = core.retrieve_many(range(1, 41), window=8)
+    got, fast, handed_over = run_batch(runner, batch)
+    assert got == [(n, expected_body(messages[n - 1])) for n in range(1, 41)]
+    assert batch.done and core.conn.outstanding == ()
+    if chunk == 65536:
+        assert fast > 20  # most replies were already received
+    if chunk == 100:
+        assert handed_over > 0  # replies cut by the end of a read
+
+
+def test_take_buffered_leaves_a_half_read_reply_to_another_command() -> None:
+    """A reply half taken by take_buffered() is finished by _settle() when
+    another command comes first (its reply follows the RETRs')."""
+    messages = many_messages(12)
+    core, runner, session = logged_in(FakeConfig(messages=messages), chunk=100)
+    batch = core.retrieve_many(range(1, 13), window=6)
+    got = run_until_half_taken(runner, batch)
+    runner.run(core.delete(1))
+    assert batch._partial is None  # settled: the reply is kept whole
+    rest, _, _ = run_batch(runner, batch)
+    numbers = [n for n, _ in got] + [n for n, _ in rest]
+    assert sorted(set(numbers)) == numbers == list(range(1, 13))
+    assert all(body == expected_body(messages[n - 1]) for n, body in rest)
+    assert session.deleted == {1}
+
+
+def test_take_buffered_raises_for_err_and_goes_on() -> None:
+    core, runner, _ = logged_in(chunk=65536)
+    batch = core.retrieve_many([1, 99, 2])
+    assert runner.collect(batch.next()) == (1, expected_body(MESSAGES[0]))
+    with pytest.raises(CommandFailed, match="RETR 99"):
+        batch.take_buffered()
+    assert batch.take_buffered() == (2, expected_body(MESSAGES[1]))
+    assert batch.take_buffered() is None
+    assert runner.run(batch.next()) is None and batch.done
+
+
+def test_take_buffered_turns_a_broken_reply_into_protocol_violation() -> None:
+    core, runner, session = logged_in(FakeConfig(messages=many_messages(3)), chunk=65536)
+    real = session.receive
+
+    def receive(data: bytes) -> Iterator[bytes]:
+        out = b"".join(real(data))
+        if data.startswith(b"RETR"):
+            # The second reply is garbage.
+            out = out[: out.index(b"\r\n.\r\n") + 5] + b"garbage\r\n"
+        yield out
+
+    session.receive = receive  # type: ignore[method-assign]
+    batch = core.retrieve_many([1, 2, 3])
+    assert runner.collect(batch.next())[0] == 1
+    with pytest.raises(ProtocolViolation, match="RETR 2"):
+        batch.take_buffered()
+    assert batch.abandoned
+
+
+def test_abandoning_a_half_read_reply_drains_it() -> None:
+    core, runner, _ = logged_in(FakeConfig(messages=many_messages(12)), chunk=100)
+    batch = core.retrieve_many(range(1, 13), window=6)
+    run_until_half_taken(runner, batch)
+    assert batch.in_flight
+    batch.abandon()
+    assert batch.take_buffered() is None
+    assert runner.run(core.stat()).count == 12
+    assert core.conn.outstanding == ()
+
+
 def test_delete_many_pipelines_and_reports_the_first_error() -> None:
     core, runner, session = logged_in(FakeConfig(messages=many_messages(10)))
     with pytest.raises(CommandFailed, match="DELE 42"):

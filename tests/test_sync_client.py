@@ -349,6 +349,32 @@ def test_leaving_retrieve_many_early_then_more_commands() -> None:
     assert server.session.committed == [5, 6]
 
 
+def test_retrieve_many_after_close_takes_nothing_more() -> None:
+    """Replies already received are not handed out once the client is closed."""
+    config = FakeConfig(messages=[b"m%d\r\n" % n for n in range(10)], sasl=(), greeting="hi")
+    with serve(config) as server, Client("127.0.0.1", server.port, tls="none") as client:
+        client.login("alice", PASSWORD)
+        messages = client.retrieve_many(range(1, 11), window=8)
+        assert next(messages) == (1, b"m0\r\n")
+        batch = client.core._batch
+        assert batch is not None
+        asked: list[bool] = []
+        take = batch.take_buffered
+
+        def spy() -> tuple[int, bytes] | None:
+            asked.append(True)
+            return take()
+
+        batch.take_buffered = spy  # type: ignore[method-assign]
+        assert next(messages)[0] == 2
+        assert asked  # the fast path is used while open...
+        asked.clear()
+        client.close()
+        with pytest.raises(ConnectionLost, match="closed"):
+            next(messages)
+        assert not asked  # ... and not once closed
+
+
 def test_byte_for_byte_including_dot_lines() -> None:
     tricky = [
         b".\r\n",
