@@ -40,6 +40,7 @@ import hashlib
 import itertools
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -187,9 +188,12 @@ class CrlfNormalizer:
         """``len(self.feed(chunk))``, without the copy."""
         if not chunk:
             return 0
-        extra = chunk.count(b"\n")
-        if extra and b"\r" in chunk:
-            extra -= chunk.count(b"\r\n")
+        if b"\r" not in chunk:
+            extra = chunk.count(b"\n")
+        elif _FIND_BARE_LF(chunk) is None:
+            extra = 0  # CRLF throughout
+        else:
+            extra = chunk.count(b"\n") - chunk.count(b"\r\n")
         if chunk[0] == 0x0A and self._last == b"\r":
             extra -= 1
         self._last = chunk[-1:]
@@ -216,9 +220,14 @@ def _crlf(data: bytes) -> bytes:
         # No CR at all: every LF is bare (and no LF at all: nothing to do;
         # bytes.replace then returns *data* itself).
         return data.replace(b"\n", b"\r\n")
-    if data.count(b"\n") == data.count(b"\r\n"):
+    if _FIND_BARE_LF(data) is None:
         return data  # already CRLF throughout
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+# An LF with no CR before it: a compiled regex that starts with the literal
+# LF scans about twice as fast as bytes.count(b"\r\n") on CRLF text.
+_FIND_BARE_LF = re.compile(rb"\n(?<!\r\n)").search
 
 
 def _normalized_whole(data: bytes) -> bytes:

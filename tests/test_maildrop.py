@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pop3proto.adapters._maildrop import (
     LOCK_FILE_NAME,
     CrlfNormalizer,
@@ -62,6 +64,19 @@ def test_normalizer_at_every_split(data: bytes) -> None:
         counter = CrlfNormalizer()
         counted = sum(counter.count(c) for c in chunks) + len(counter.end())
         assert counted == len(crlf(data)), size
+
+
+@given(
+    data=st.binary(max_size=60).map(lambda b: bytes(b"a\r\n."[x % 4] for x in b)),
+    size=st.integers(1, 8),
+)
+def test_normalizer_matches_the_reference(data: bytes, size: int) -> None:
+    """RFC 1939 §11: however CR, LF and text mix and however the file is
+    read, the stream and the size say the same as a whole-message rewrite."""
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    assert b"".join(normalized_chunks(chunks)) == crlf(data)
+    counter = CrlfNormalizer()
+    assert sum(counter.count(c) for c in chunks) + len(counter.end()) == len(crlf(data))
 
 
 def test_normalizer_never_yields_empty_chunks() -> None:
