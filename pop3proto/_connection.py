@@ -845,23 +845,28 @@ class Connection:
                 self._end_pending = True
                 return _message_data(held[:-2])
         body = self._body
+        unterminated = False
         if len(self._queue) > 1:
             # Pipelined: later replies may sit behind this body in the
             # buffer; take out just this body if its end is there.
             ends = body.find_end(buf.data)
-            if ends is not None:
-                body_end, reply_end, stuffed = ends
-                out = buf.consume(reply_end, body_end)
+            if ends is None:
+                unterminated = True
+            else:
+                body_end, consumed, stuffed, done = ends
+                out = buf.consume(consumed, body_end)
                 if stuffed:
                     out = body.unstuff(out)
                 else:
-                    body.at_line_start = True
+                    body.took_plain(done)
+                if not done:
+                    return _message_data(out)
                 self._body = None
                 if out:
                     self._end_pending = True
                     return _message_data(out)
                 return self._finish(_MESSAGE_END, True)
-        out, leftover, done = body.feed(buf.take_all())
+        out, leftover, done = body.feed(buf.take_all(), unterminated=unterminated)
         if leftover:
             buf.prepend(leftover)
         if done:

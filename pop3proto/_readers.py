@@ -321,44 +321,54 @@ class BodyReader:
         else:
             self.tails = _LENIENT_TAILS if bare_lf else _STRICT_TAILS
 
-    def find_end(self, data: bytes | bytearray) -> tuple[int, int, bool] | None:
-        """Where this body ends in *data*, if its terminator is there.
+    def find_end(self, data: bytes | bytearray) -> tuple[int, int, bool, bool] | None:
+        """How much of *data* belongs to this body, if that can be told in
+        one scan.
 
-        Returns ``(body_end, reply_end, stuffed)``: the body is
-        ``data[:body_end]`` (with its last line end), the terminator ends at
-        ``reply_end``, and *stuffed* says whether the body holds a line that
-        starts with a dot, so that :meth:`unstuff` is needed (when false the
-        body is the message as it is).  With pipelined replies the buffer
-        may hold many bodies; finding the end first lets the connection
-        take just this one out, instead of splitting (and copying) all of
-        them for each body, which would be quadratic.  The line "." cannot
-        be content (it would have been stuffed to ".."), so the first match
-        is the terminator.
+        Returns ``(body_end, consumed, stuffed, done)``: the body's octets
+        are ``data[:body_end]``, *consumed* octets of *data* are used up,
+        *stuffed* says whether those octets hold a line that starts with a
+        dot, so that :meth:`unstuff` is needed (when false they are the
+        message as it is), and *done* whether the terminator was among
+        them.  Without the terminator, the octets can be told only when no
+        line in *data* starts with a dot (a tail that may begin one is left
+        for later); otherwise ``None``, and :meth:`feed` must take *data*
+        (it knows then that no terminator is in it).
+
+        With pipelined replies the buffer may hold many bodies; finding the
+        end first lets the connection take just this one out, instead of
+        splitting (and copying) all of them for each body, which would be
+        quadratic.  The line "." cannot be content (it would have been
+        stuffed to ".."), so the first match is the terminator.
         """
         lead = self.at_line_start and data[:1] == b"."
         if lead:
             # An empty body: the terminator is the very first line.
             if data[:3] == b".\r\n":
-                return 0, 3, False
+                return 0, 3, False, True
             if self.bare_lf and data[:2] == b".\n":
-                return 0, 2, False
+                return 0, 2, False, True
         if self.bare_lf:
             match = _FIND_TERM_LF(data)
             if match is None:
                 return None
-            return match.start() + 1, match.end(), True
+            return match.start() + 1, match.end(), True, True
         # Most mail has no line that starts with a dot: then the first
         # "CRLF ." is the terminator, and one search finds it.
         first = _FIND_DOT_LINE(data)
         if first is None:
-            return None
+            if lead:
+                return None
+            # A large body, or its first part: nothing to unstuff.
+            end = len(data) - _partial_tail(data, self.tails)
+            return (end, end, False, False) if end > 0 else None
         start = first.start()
         if not lead and data[start + 3 : start + 5] == b"\r\n":
-            return start + 2, start + 5, False
+            return start + 2, start + 5, False, True
         match = _FIND_TERM_CRLF(data, start)
         if match is None:
             return None
-        return match.start() + 2, match.end(), True
+        return match.start() + 2, match.end(), True, True
 
     def unstuff(self, body: bytes) -> bytes:
         """Dot-unstuff a whole body located by :meth:`find_end`."""
@@ -368,15 +378,22 @@ class BodyReader:
         self.at_line_start = True
         return nl.join((_SPLIT_LF if self.bare_lf else _SPLIT_CRLF)(body))
 
-    def feed(self, data: bytes) -> tuple[bytes, bytes, bool]:
+    def took_plain(self, done: bool) -> None:
+        """:meth:`find_end` octets that needed no unstuffing were taken
+        (never none at all, unless the terminator was among them)."""
+        self.at_line_start = done
+
+    def feed(self, data: bytes, *, unterminated: bool = False) -> tuple[bytes, bytes, bool]:
         """Process buffered *data*.
 
         Returns ``(body_octets, leftover, finished)``: the unstuffed octets to
         deliver, the octets to put back in the buffer (a held-back tail, or
         what follows the terminator), and whether the terminator was seen.
+        *unterminated* says that :meth:`find_end` has already found no
+        terminator in *data*, which spares looking for one again.
         """
         bare_lf = self.bare_lf
-        if not bare_lf and not (self.at_line_start and data[:1] == b"."):
+        if not bare_lf and not unterminated and not (self.at_line_start and data[:1] == b"."):
             # The usual case, one search: with no "CRLF ." in the chunk there
             # is nothing to unstuff and no terminator, and when the first
             # one is the terminator, nothing before it was stuffed.
@@ -404,7 +421,7 @@ class BodyReader:
         # stuffed to "..".  One search finds it at C speed; a loop over the
         # split pieces would cost a Python step per stuffed line, and mail
         # where every line starts with a dot exists.
-        match = (_FIND_TERM_LF if bare_lf else _FIND_TERM_CRLF)(data)
+        match = None if unterminated else (_FIND_TERM_LF if bare_lf else _FIND_TERM_CRLF)(data)
         if match is not None:
             body = nl.join(split(data[: match.start() + len(nl)]))
             self.at_line_start = True
@@ -439,7 +456,7 @@ _STRICT_SLOPPY_TAILS = (b"\r\n.\r", b".\r\n", b"\r\n.", b".\r", b"\r\n", b"\r")
 _LENIENT_SLOPPY_TAILS = (b"\n.\r", b".\r\n", b"\n.", b".\r", b".\n", b"\n")
 
 
-def _partial_tail(data: bytes, tails: tuple[bytes, ...]) -> int:
+def _partial_tail(data: bytes | bytearray, tails: tuple[bytes, ...]) -> int:
     """How many trailing octets could be the start of ``CRLF .`` (or of
     the terminator ``CRLF . CRLF``), given the tails to look for."""
     for tail in tails:

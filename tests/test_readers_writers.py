@@ -393,6 +393,50 @@ def test_body_writer_reader_round_trip(lines: list[bytes], sizes: list[int]) -> 
     assert rest == b"+OK next\r\n"
 
 
+def run_reader_pipelined(wire: bytes, chunks: list[int]) -> tuple[bytes, bytes]:
+    """Drive a BodyReader the way the connection does with replies queued
+    behind the body: find_end on the buffer first, feed when it can't tell."""
+    reader = BodyReader(bare_lf=False)
+    buffer = b""
+    out = b""
+    pos = 0
+    for size in [*chunks, len(wire)]:
+        buffer += wire[pos : pos + size]
+        pos += size
+        while buffer:
+            found = reader.find_end(buffer)
+            if found is not None:
+                body_end, consumed, stuffed, done = found
+                piece = buffer[:body_end]
+                buffer = buffer[consumed:]
+                if stuffed:
+                    piece = reader.unstuff(piece)
+                else:
+                    reader.took_plain(done)
+                out += piece
+                if done:
+                    return out, buffer + wire[pos:]
+                continue
+            piece, buffer, done = reader.feed(buffer, unterminated=True)
+            assert not done
+            out += piece
+            if not piece:
+                break  # a tail that more data must explain
+    raise AssertionError("no terminator")
+
+
+@given(lines=LINES, sizes=st.lists(st.integers(1, 9), max_size=20))
+def test_body_reader_pipelined_path_is_split_invariant(
+    lines: list[bytes], sizes: list[int]
+) -> None:
+    """Checklist §10: find_end and feed(unterminated=True), as the connection
+    uses them for pipelined replies, read the body however the wire is cut."""
+    body = b"".join(line + b"\r\n" for line in lines)
+    writer = BodyWriter()
+    wire = writer.data(body) + writer.end() + b"+OK next\r\n"
+    assert run_reader_pipelined(wire, sizes) == (body, b"+OK next\r\n")
+
+
 @given(lines=LINES, bare_lf=st.booleans())
 def test_body_reader_find_end_agrees_with_feed(lines: list[bytes], bare_lf: bool) -> None:
     """The pipelined path (find_end, then unstuff only when told) and the
@@ -403,7 +447,8 @@ def test_body_reader_find_end_agrees_with_feed(lines: list[bytes], bare_lf: bool
     reader = BodyReader(bare_lf=bare_lf)
     found = reader.find_end(wire)
     assert found is not None
-    body_end, reply_end, stuffed = found
+    body_end, reply_end, stuffed, done = found
+    assert done
     got = reader.unstuff(wire[:body_end]) if stuffed else wire[:body_end]
     assert got == body
     assert wire[reply_end:] == b"+OK next\r\n"
@@ -697,8 +742,8 @@ def test_body_reader_find_end_on_an_empty_lenient_body() -> None:
     from pop3proto._readers import BodyReader
 
     reader = BodyReader(bare_lf=True)
-    assert reader.find_end(b".\n+OK next\r\n") == (0, 2, False)
-    assert reader.find_end(b".\r\n") == (0, 3, False)
+    assert reader.find_end(b".\n+OK next\r\n") == (0, 2, False, True)
+    assert reader.find_end(b".\r\n") == (0, 3, False, True)
     assert BodyReader(bare_lf=False).find_end(b".\nmore") is None
 
 
@@ -706,19 +751,25 @@ def test_body_reader_find_end_on_an_empty_lenient_body() -> None:
     ("data", "expected"),
     [
         # No line starts with a dot: the body needs no unstuffing.
-        (b"a\r\nb\r\n.\r\n+OK", (6, 9, False)),
-        (b".\r\n", (0, 3, False)),
+        (b"a\r\nb\r\n.\r\n+OK", (6, 9, False, True)),
+        (b".\r\n", (0, 3, False, True)),
         # A stuffed line before the terminator, or as the first line.
-        (b"a\r\n..b\r\n.\r\n", (8, 11, True)),
-        (b"..a\r\n.\r\n", (5, 8, True)),
-        # Not there yet.
+        (b"a\r\n..b\r\n.\r\n", (8, 11, True, True)),
+        (b"..a\r\n.\r\n", (5, 8, True, True)),
+        # No terminator and no dot line: the octets are the message's, but
+        # for a tail that may start the terminator.
+        (b"abc", (3, 3, False, False)),
+        (b"abc\r\n", (3, 3, False, False)),
+        (b"abc\r", (3, 3, False, False)),
+        # Left to feed(): a dot line, or nothing that can be told yet.
         (b"a\r\n..b\r\n", None),
         (b"a\r\n.", None),
-        (b"abc", None),
+        (b".abc", None),
+        (b"\r\n", None),
     ],
 )
 def test_body_reader_find_end_says_whether_to_unstuff(
-    data: bytes, expected: tuple[int, int, bool] | None
+    data: bytes, expected: tuple[int, int, bool, bool] | None
 ) -> None:
     """Checklist §3: only a body with a dot-started line needs unstuffing."""
     assert BodyReader(bare_lf=False).find_end(data) == expected
