@@ -418,15 +418,35 @@ class BodyReader:
         split = _SPLIT_LF if bare_lf else _SPLIT_CRLF
         # The terminator is the first "CRLF . CRLF" (lenient: "LF . LF" or
         # "LF . CRLF"): the line "." cannot be content, it would have been
-        # stuffed to "..".  One search finds it at C speed; a loop over the
-        # split pieces would cost a Python step per stuffed line, and mail
-        # where every line starts with a dot exists.
-        match = None if unterminated else (_FIND_TERM_LF if bare_lf else _FIND_TERM_CRLF)(data)
-        if match is not None:
-            body = nl.join(split(data[: match.start() + len(nl)]))
-            self.at_line_start = True
-            return body[prefix:], data[match.end() :], True
+        # stuffed to "..".
         pieces = split(data)
+        if not bare_lf and len(pieces) <= len(data) >> 8:
+            # A few dot lines: look at each piece, rather than scan the
+            # chunk a second time (a look costs about what scanning 256
+            # octets does).  Every piece after the first followed
+            # "CRLF ."; one that starts with CRLF was the line ".", the
+            # terminator, and so was an empty piece with more after it (its
+            # CRLF was taken by the next split point: "CRLF . CRLF ." on the
+            # wire, a pipelined reply that starts with a dot).
+            last = len(pieces) - 1
+            for i in range(1, last + 1):
+                piece = pieces[i]
+                if piece[:2] == b"\r\n":
+                    leftover = b"\r\n.".join([piece[2:], *pieces[i + 1 :]])
+                elif not piece and i < last:
+                    leftover = b"." + b"\r\n.".join(pieces[i + 1 :])
+                else:
+                    continue
+                self.at_line_start = True
+                return (nl.join(pieces[:i]) + nl)[prefix:], leftover, True
+        elif not unterminated:
+            # Many (mail where every line starts with a dot exists): one
+            # search at C speed, not a Python step per stuffed line.
+            match = (_FIND_TERM_LF if bare_lf else _FIND_TERM_CRLF)(data)
+            if match is not None:
+                body = nl.join(split(data[: match.start() + len(nl)]))
+                self.at_line_start = True
+                return body[prefix:], data[match.end() :], True
         keep = _partial_tail(data, self.tails)
         tail = b""
         if keep:
