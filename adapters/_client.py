@@ -957,7 +957,9 @@ class RetrieveBatch:
     Made by :meth:`ClientCore.retrieve_many`.  Run :meth:`next` repeatedly:
     each run streams the next message's octets as :class:`Deliver` requests
     and returns its number, or returns ``None`` when every message is done.
-    :attr:`current` is the number whose octets are being delivered.
+    :attr:`current` is the number whose octets are being delivered.  Before
+    each run a runner may call :meth:`take_buffered`, which returns a
+    message whose reply has already been received, with no requests.
 
     Flow control: the first run sends up to *window* RETRs in one
     :class:`Send`; whenever no more than three quarters of the window are
@@ -1150,6 +1152,9 @@ class RetrieveBatch:
         except POP3Error as exc:
             if exc.response is None or isinstance(exc, ConnectionLost):
                 self.abandon()
+            raise
+        except BaseException:  # pragma: no cover - as in next()
+            self.abandon()
             raise
         self._pending.popleft()
         self._check_finished()
