@@ -357,8 +357,13 @@ def test_body_reader_sloppy_end_holds_back_more(
     assert body + left == data and len(left) <= 2
 
 
-def run_reader(wire: bytes, chunks: list[int], *, bare_lf: bool = False) -> tuple[bytes, bytes]:
-    """Drive a BodyReader the way the connection does (leftovers are put back)."""
+def run_reader(
+    wire: bytes, chunks: list[int], *, bare_lf: bool = False, pipelined: bool = False
+) -> tuple[bytes, bytes]:
+    """Drive a BodyReader the way the connection does: feed() what is
+    buffered (leftovers are put back), or, with replies queued behind the
+    body (*pipelined*), find_end() on the buffer first and feed() only what
+    it cannot tell."""
     reader = BodyReader(bare_lf=bare_lf)
     pending = b""
     out = b""
@@ -366,12 +371,22 @@ def run_reader(wire: bytes, chunks: list[int], *, bare_lf: bool = False) -> tupl
     for size in [*chunks, len(wire)]:
         pending += wire[pos : pos + size]
         pos += size
-        if not pending:
-            continue
-        body, pending, done = reader.feed(pending)
-        out += body
-        if done:
-            return out, pending + wire[pos:]
+        while pending:
+            found = reader.find_end(pending) if pipelined else None
+            if found is None:
+                body, pending, done = reader.feed(pending, unterminated=pipelined)
+            else:
+                body_end, consumed, stuffed, done = found
+                body, pending = pending[:body_end], pending[consumed:]
+                if stuffed:
+                    body = reader.unstuff(body)
+                else:
+                    reader.took_plain(done)
+            out += body
+            if done:
+                return out, pending + wire[pos:]
+            if found is None:
+                break  # all fed but a tail that more data must explain
     raise AssertionError("no terminator")
 
 
@@ -391,38 +406,6 @@ def test_body_writer_reader_round_trip(lines: list[bytes], sizes: list[int]) -> 
     got, rest = run_reader(wire, sizes)
     assert got == body
     assert rest == b"+OK next\r\n"
-
-
-def run_reader_pipelined(wire: bytes, chunks: list[int]) -> tuple[bytes, bytes]:
-    """Drive a BodyReader the way the connection does with replies queued
-    behind the body: find_end on the buffer first, feed when it can't tell."""
-    reader = BodyReader(bare_lf=False)
-    buffer = b""
-    out = b""
-    pos = 0
-    for size in [*chunks, len(wire)]:
-        buffer += wire[pos : pos + size]
-        pos += size
-        while buffer:
-            found = reader.find_end(buffer)
-            if found is not None:
-                body_end, consumed, stuffed, done = found
-                piece = buffer[:body_end]
-                buffer = buffer[consumed:]
-                if stuffed:
-                    piece = reader.unstuff(piece)
-                else:
-                    reader.took_plain(done)
-                out += piece
-                if done:
-                    return out, buffer + wire[pos:]
-                continue
-            piece, buffer, done = reader.feed(buffer, unterminated=True)
-            assert not done
-            out += piece
-            if not piece:
-                break  # a tail that more data must explain
-    raise AssertionError("no terminator")
 
 
 @given(
@@ -445,7 +428,7 @@ def test_body_reader_long_lines_few_dot_lines(
     writer = BodyWriter()
     wire = writer.data(body) + writer.end() + after
     assert run_reader(wire, sizes) == (body, after)
-    assert run_reader_pipelined(wire, sizes) == (body, after)
+    assert run_reader(wire, sizes, pipelined=True) == (body, after)
 
 
 @given(lines=LINES, sizes=st.lists(st.integers(1, 9), max_size=20))
@@ -457,7 +440,7 @@ def test_body_reader_pipelined_path_is_split_invariant(
     body = b"".join(line + b"\r\n" for line in lines)
     writer = BodyWriter()
     wire = writer.data(body) + writer.end() + b"+OK next\r\n"
-    assert run_reader_pipelined(wire, sizes) == (body, b"+OK next\r\n")
+    assert run_reader(wire, sizes, pipelined=True) == (body, b"+OK next\r\n")
 
 
 @given(lines=LINES, bare_lf=st.booleans())
