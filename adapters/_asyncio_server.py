@@ -62,12 +62,12 @@ from ._maildrop import MaildropBackend
 from ._session import (
     Close,
     SendBytes,
+    ServerBase,
     ServerConfig,
     ServerSession,
     StartTLS,
     busy_response,
     is_loopback_address,
-    listener_config,
 )
 from ._users import Authenticator
 
@@ -192,7 +192,7 @@ class _Connection:
             raise _SendStalled from None
 
 
-class Server:
+class Server(ServerBase):
     """An asyncio POP3 server.
 
     Args:
@@ -224,44 +224,12 @@ class Server:
     :meth:`wait_closed` waits until they are all gone.
     """
 
-    def __init__(
-        self,
-        backend: MaildropBackend,
-        authenticator: Authenticator,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 1110,
-        ssl_context: ssl.SSLContext | None = None,
-        implicit_tls: bool = False,
-        config: ServerConfig | None = None,
-        max_connections: int = 100,
-        handshake_timeout: float = 30.0,
-        linger: float = 1.0,
-        backlog: int = 128,
-        trust_loopback: bool = True,
-    ) -> None:
-        """Check the arguments; see the class docstring."""
-        self.config = listener_config(
-            config,
-            ssl_context=ssl_context,
-            implicit_tls=implicit_tls,
-            max_connections=max_connections,
-            handshake_timeout=handshake_timeout,
-            stls_supported=STLS_SUPPORTED,
-        )
-        self.backend = backend
-        self.authenticator = authenticator
-        self.host = host
-        self.port = port
-        self.ssl_context = ssl_context
-        self.implicit_tls = implicit_tls
-        if ssl_context is not None and not implicit_tls and not STLS_SUPPORTED:  # pragma: no cover
+    stls_supported = STLS_SUPPORTED
+
+    def _init_io(self) -> None:
+        stls_wanted = self.ssl_context is not None and not self.implicit_tls
+        if stls_wanted and not STLS_SUPPORTED:  # pragma: no cover
             log.warning("STLS needs Python 3.11 or later; it is not offered")
-        self.max_connections = max_connections
-        self.handshake_timeout = handshake_timeout
-        self.linger = linger
-        self.backlog = backlog
-        self.trust_loopback = trust_loopback
         self._listener: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -89,9 +89,10 @@ import os
 import re
 import secrets
 import socket
+import ssl
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pop3proto
 from pop3proto import (
@@ -145,7 +146,7 @@ from ._maildrop import Maildrop, MaildropBackend, MaildropError, MaildropInUse, 
 from ._users import Authenticator
 
 __all__ = [
-    "listener_config",
+    "ServerBase",
     "Action",
     "Close",
     "SendBytes",
@@ -1117,27 +1118,58 @@ def _close_iterator(chunks: Iterator[bytes] | None) -> None:
             log.exception("error while closing a message stream")
 
 
-def listener_config(
-    config: ServerConfig | None,
-    *,
-    ssl_context: object | None,
-    implicit_tls: bool,
-    max_connections: int,
-    handshake_timeout: float,
-    stls_supported: bool = True,
-) -> ServerConfig:
-    """Check the options all three servers take and derive their config.
+class ServerBase:
+    """What the blocking, asyncio and trio servers share before any I/O:
+    their options, checked, and the session config derived from them.
 
-    STLS is offered (``tls_available``) when there is a TLS context, TLS is
-    not implicit, and the I/O layer can start TLS mid-stream
-    (*stls_supported*: asyncio needs Python 3.11).
+    A server subclasses it with its I/O layer's state in :meth:`_init_io`,
+    so that all three take the same arguments (see each ``Server``'s
+    docstring) from one place.  STLS is offered (``tls_available``) when
+    there is a TLS context, TLS is not implicit, and the I/O layer can start
+    TLS mid-stream (:attr:`stls_supported`: asyncio needs Python 3.11).
     """
-    if implicit_tls and ssl_context is None:
-        raise ValueError("implicit_tls needs an ssl_context")
-    if max_connections < 1:
-        raise ValueError("max_connections must be at least 1")
-    if not handshake_timeout > 0:
-        raise ValueError("handshake_timeout must be positive")
-    base = config if config is not None else ServerConfig()
-    stls = ssl_context is not None and not implicit_tls and stls_supported
-    return dataclasses.replace(base, tls_available=stls)
+
+    #: Whether this I/O layer can start TLS in the middle of a stream (STLS).
+    stls_supported: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        backend: MaildropBackend,
+        authenticator: Authenticator,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1110,
+        ssl_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        config: ServerConfig | None = None,
+        max_connections: int = 100,
+        handshake_timeout: float = 30.0,
+        linger: float = 1.0,
+        backlog: int = 128,
+        trust_loopback: bool = True,
+    ) -> None:
+        """Check the arguments; see the class docstring."""
+        if implicit_tls and ssl_context is None:
+            raise ValueError("implicit_tls needs an ssl_context")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if not handshake_timeout > 0:
+            raise ValueError("handshake_timeout must be positive")
+        stls = ssl_context is not None and not implicit_tls and self.stls_supported
+        base = config if config is not None else ServerConfig()
+        self.config = dataclasses.replace(base, tls_available=stls)
+        self.backend = backend
+        self.authenticator = authenticator
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.implicit_tls = implicit_tls
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.linger = linger
+        self.backlog = backlog
+        self.trust_loopback = trust_loopback
+        self._init_io()
+
+    def _init_io(self) -> None:
+        """Set up the I/O layer's own state (the blocking server binds here)."""

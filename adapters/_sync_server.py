@@ -46,12 +46,12 @@ from ._maildrop import MaildropBackend
 from ._session import (
     Close,
     SendBytes,
+    ServerBase,
     ServerConfig,
     ServerSession,
     StartTLS,
     busy_response,
     is_loopback_address,
-    listener_config,
 )
 from ._users import Authenticator
 
@@ -93,7 +93,7 @@ def _format_peer(address: Any) -> tuple[str, str]:
     return "", str(address)
 
 
-class Server:
+class Server(ServerBase):
     """A blocking, thread-per-connection POP3 server.
 
     Args:
@@ -119,41 +119,13 @@ class Server:
             local.
     """
 
-    def __init__(
-        self,
-        backend: MaildropBackend,
-        authenticator: Authenticator,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 1110,
-        ssl_context: ssl.SSLContext | None = None,
-        implicit_tls: bool = False,
-        config: ServerConfig | None = None,
-        max_connections: int = 100,
-        handshake_timeout: float = 30.0,
-        linger: float = 1.0,
-        backlog: int = 128,
-        trust_loopback: bool = True,
-    ) -> None:
-        """Bind and listen; see the class docstring."""
-        self.config = listener_config(
-            config,
-            ssl_context=ssl_context,
-            implicit_tls=implicit_tls,
-            max_connections=max_connections,
-            handshake_timeout=handshake_timeout,
+    def _init_io(self) -> None:
+        """Bind and listen."""
+        infos = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        self.backend = backend
-        self.authenticator = authenticator
-        self.ssl_context = ssl_context
-        self.implicit_tls = implicit_tls
-        self.max_connections = max_connections
-        self.handshake_timeout = handshake_timeout
-        self.linger = linger
-        self.trust_loopback = trust_loopback
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, _, _, _, address = infos[0]
-        self._listener = socket.create_server(address, family=family, backlog=backlog)
+        self._listener = socket.create_server(address, family=family, backlog=self.backlog)
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._clients: set[_Client] = set()

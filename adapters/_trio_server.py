@@ -62,12 +62,12 @@ from ._maildrop import MaildropBackend
 from ._session import (
     Close,
     SendBytes,
+    ServerBase,
     ServerConfig,
     ServerSession,
     StartTLS,
     busy_response,
     is_loopback_address,
-    listener_config,
 )
 from ._users import Authenticator
 
@@ -161,7 +161,7 @@ class _Connection:
         return data if isinstance(data, bytes) else bytes(data)
 
 
-class Server:
+class Server(ServerBase):
     """A trio POP3 server.
 
     Args:
@@ -190,41 +190,7 @@ class Server:
     nothing is deleted, locks are released).  A server serves once.
     """
 
-    def __init__(
-        self,
-        backend: MaildropBackend,
-        authenticator: Authenticator,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 1110,
-        ssl_context: ssl.SSLContext | None = None,
-        implicit_tls: bool = False,
-        config: ServerConfig | None = None,
-        max_connections: int = 100,
-        handshake_timeout: float = 30.0,
-        linger: float = 1.0,
-        backlog: int = 128,
-        trust_loopback: bool = True,
-    ) -> None:
-        """Check the arguments; see the class docstring."""
-        self.config = listener_config(
-            config,
-            ssl_context=ssl_context,
-            implicit_tls=implicit_tls,
-            max_connections=max_connections,
-            handshake_timeout=handshake_timeout,
-        )
-        self.backend = backend
-        self.authenticator = authenticator
-        self.host = host
-        self.port = port
-        self.ssl_context = ssl_context
-        self.implicit_tls = implicit_tls
-        self.max_connections = max_connections
-        self.handshake_timeout = handshake_timeout
-        self.linger = linger
-        self.backlog = backlog
-        self.trust_loopback = trust_loopback
+    def _init_io(self) -> None:
         self._listener: trio.SocketListener | None = None
         self._address: tuple[str, int] | None = None
         self._scope: trio.CancelScope | None = None
