@@ -1,6 +1,10 @@
-"""Shared pytest configuration: Hypothesis profiles.
+"""Shared pytest configuration: Hypothesis profiles and TLS fixtures.
 
-Two profiles are registered:
+The TLS fixtures give the socket tests one throw-away CA (``trustme``) per
+run: ``server_context`` holds a certificate for ``localhost`` and
+``127.0.0.1``, ``client_context`` trusts it.
+
+Two Hypothesis profiles are registered:
 
 * ``ci`` (the default): about 100 examples per property and no deadline, so
   that the whole property/lockstep suite stays well under a minute on a
@@ -15,7 +19,10 @@ Pick one with the ``POP3PROTO_HYPOTHESIS_PROFILE`` environment variable::
 from __future__ import annotations
 
 import os
+import ssl
 
+import pytest
+import trustme
 from hypothesis import HealthCheck, settings
 
 PROFILE_ENV_VAR = "POP3PROTO_HYPOTHESIS_PROFILE"
@@ -35,3 +42,22 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get(PROFILE_ENV_VAR, "ci"))
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx

@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 import pytest
 import trio
 import trio.testing
-import trustme
 from pop3proto.adapters import _asyncio_client
 from pop3proto.adapters import asyncio as aio_public
 from pop3proto.adapters import trio as trio_public
@@ -108,25 +107,6 @@ def authenticator() -> DictAuthenticator:
 # ---------------------------------------------------------------------------
 # Certificates
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
 
 
 # ---------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
-import trustme
 from pop3proto.adapters import _asyncio_server
 from pop3proto.adapters._asyncio_server import Server as AsyncioServer
 from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
@@ -130,25 +129,6 @@ def need_stls(flavor: Runner) -> None:
     """STLS on asyncio needs StreamWriter.start_tls (Python 3.11+)."""
     if flavor is run_asyncio and not _asyncio_server.STLS_SUPPORTED:
         pytest.skip("asyncio STLS needs Python 3.11")
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
 
 
 class Store:

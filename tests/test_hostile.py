@@ -42,7 +42,6 @@ from typing import Any
 
 import pytest
 import trio
-import trustme
 from pop3proto.adapters import sync as sync_client
 from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
 from pop3proto.adapters._session import ServerConfig, SessionStats
@@ -544,18 +543,6 @@ def test_client_that_never_reads_a_50mb_message(kind: str, big_maildir: Path) ->
 # ---------------------------------------------------------------------------
 # STLS injection
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
 
 
 @pytest.mark.parametrize("kind", RUNTIMES)

@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-import trustme
 from pop3proto.adapters._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
 from pop3proto.adapters.sync import (
     AuthenticationFailed,
@@ -33,25 +32,6 @@ from pop3proto.adapters.sync import (
 import pop3proto
 from pop3proto import State
 from tests.test_client_core import MESSAGES, PASSWORD, FakeConfig, FakeSession, expected_body
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
 
 
 class ThreadedServer:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
 from pop3proto.adapters._session import ServerConfig
 from pop3proto.adapters._sync_server import Server
@@ -38,25 +37,6 @@ def crlf(data: bytes) -> bytes:
     if out and not out.endswith(b"\r\n"):
         out += b"\r\n"
     return out
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
 
 
 @pytest.fixture
