@@ -91,8 +91,10 @@ __all__ = [
     "chunks_at",
     "expected_body",
     "expected_received",
+    "events_through_wait",
     "every_split",
     "feed_in_chunks",
+    "feed_through_wait",
     "get_all_events",
     "interesting_splits",
     "login",
@@ -141,6 +143,26 @@ def get_all_events(conn: Connection) -> list[Event]:
         got.append(event)
         if isinstance(event, ConnectionClosed):
             return got
+
+
+def events_through_wait(conn: Connection) -> list[object]:
+    """Every event, up to and including the NEED_DATA, PAUSED or
+    :class:`ConnectionClosed` that ends them, for tests that assert on how
+    the stream stops (unlike :func:`get_all_events`)."""
+    out: list[object] = []
+    while True:
+        ev = conn.next_event()
+        out.append(ev)
+        if ev is NEED_DATA or ev is PAUSED or isinstance(ev, ConnectionClosed):
+            return out
+
+
+def feed_through_wait(conn: Connection, data: bytes) -> list[object]:
+    """Receive *data* (nothing if empty: EOF is ``receive_data(b"")``) and
+    return :func:`events_through_wait`."""
+    if data:
+        conn.receive_data(data)
+    return events_through_wait(conn)
 
 
 def receive_and_get(conn: Connection, data: bytes) -> list[Event]:

@@ -64,6 +64,8 @@ from pop3proto import (
     fits_initial_response,
     sasl_b64encode,
 )
+from tests.helpers import events_through_wait as events
+from tests.helpers import feed_through_wait as feed
 
 TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
 GREETING = b"+OK POP3 server ready " + TIMESTAMP.encode() + b"\r\n"
@@ -72,23 +74,6 @@ GREETING = b"+OK POP3 server ready " + TIMESTAMP.encode() + b"\r\n"
 # ---------------------------------------------------------------------------
 # Small local helpers
 # ---------------------------------------------------------------------------
-
-
-def events(conn: Connection) -> list[object]:
-    """Every event up to and including NEED_DATA, PAUSED or ConnectionClosed."""
-    out: list[object] = []
-    while True:
-        ev = conn.next_event()
-        out.append(ev)
-        if ev is NEED_DATA or ev is PAUSED or isinstance(ev, ConnectionClosed):
-            return out
-
-
-def feed(conn: Connection, data: bytes) -> list[object]:
-    """Receive *data* (nothing if empty: use eof() for EOF) and return the events."""
-    if data:
-        conn.receive_data(data)
-    return events(conn)
 
 
 def eof(conn: Connection) -> list[object]:

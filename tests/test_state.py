@@ -18,8 +18,6 @@ import pytest
 
 from pop3proto import (
     CLIENT,
-    NEED_DATA,
-    PAUSED,
     SERVER,
     Apop,
     Auth,
@@ -53,6 +51,7 @@ from pop3proto._state import (
     TLS_TRANSITIONS,
     SessionState,
 )
+from tests.helpers import events_through_wait as events
 
 ROOT = Path(__file__).resolve().parent.parent
 A, U, S, T = State.AUTHORIZATION, State.USER_OK, State.SASL, State.TRANSACTION
@@ -115,15 +114,6 @@ def test_allowed_table_matches_the_checklist() -> None:
 
 
 # -- driving a pair -----------------------------------------------------------
-
-
-def events(conn: Connection) -> list[object]:
-    out: list[object] = []
-    while True:
-        ev = conn.next_event()
-        out.append(ev)
-        if ev is NEED_DATA or ev is PAUSED or isinstance(ev, ConnectionClosed):
-            return out
 
 
 class Pair:
