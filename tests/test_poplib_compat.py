@@ -27,7 +27,7 @@ import pop3proto
 from tests.test_client_core import MESSAGES, PASSWORD, FakeConfig
 
 # Reuse the module-scoped TLS fixtures.
-from tests.test_sync_client import ThreadedServer, ca, client_context, serve, server_context  # noqa: F401
+from tests.test_sync_client import ThreadedServer, serve
 
 IMPLEMENTATIONS = [std_poplib, our_poplib]
 Result = tuple[Any, ...]
@@ -171,8 +171,8 @@ def test_manual_sasl_through_private_helpers_matches() -> None:
 
 
 def test_stls_and_pop3_ssl_match(
-    server_context: ssl.SSLContext,  # noqa: F811
-    client_context: ssl.SSLContext,  # noqa: F811
+    server_context: ssl.SSLContext,
+    client_context: ssl.SSLContext,
 ) -> None:
     def script(mod: ModuleType, port: int, call: Recorder) -> None:
         pop = mod.POP3("127.0.0.1", port, timeout=10)
@@ -536,7 +536,7 @@ def test_commands_in_the_wrong_state_are_not_sent() -> None:
 
 
 def test_stls_response_injection_is_refused(
-    client_context: ssl.SSLContext,  # noqa: F811
+    client_context: ssl.SSLContext,
 ) -> None:
     def replies(line: bytes) -> bytes:
         if line == b"CAPA":
