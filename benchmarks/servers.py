@@ -22,7 +22,7 @@ Servers measured:
   (``pop3proto.adapters``) on a ``MemoryBackend`` or a per-user
   ``MaildirBackend``;
 * ``dovecot-maildir``: Dovecot 2.3 from Debian (``.ci/install-peers``) on
-  per-user Maildirs, configured as in ``tests/_dovecot.py`` (needs root);
+  per-user Maildirs, configured as in ``tests/dovecot.py`` (needs root);
 * ``twisted-memory``: ``twisted.mail.pop3.POP3`` with an in-memory
   ``IMailbox`` (``pip install twisted``; skipped with a note when missing).
 
@@ -186,6 +186,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
         asyncio.run(main_asyncio())
     elif kind == "trio":
         import trio  # type: ignore[import-untyped, unused-ignore]
+
         from pop3proto.adapters._trio_server import Server as TrioServer
 
         async def main_trio() -> None:
@@ -321,7 +322,7 @@ def free_port() -> int:
 
 
 def dovecot_config(tmp: Path, port: int, root: Path) -> str:
-    """A minimal Dovecot 2.3 configuration in the manner of tests/_dovecot.py
+    """A minimal Dovecot 2.3 configuration in the manner of tests/dovecot.py
     (static userdb as nobody, {PLAIN} passwd-file, no auth failure delay,
     mail_fsync=never), with one Maildir per user and no TLS."""
     return f"""\

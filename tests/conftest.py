@@ -13,7 +13,7 @@ Two Hypothesis profiles are registered:
 
 Pick one with the ``POP3PROTO_HYPOTHESIS_PROFILE`` environment variable::
 
-    POP3PROTO_HYPOTHESIS_PROFILE=deep python -m pytest tests/test_lockstep.py
+    POP3PROTO_HYPOTHESIS_PROFILE=deep python -m pytest tests/fuzz/test_lockstep.py
 """
 
 from __future__ import annotations
@@ -61,3 +61,7 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     return ctx
+
+
+# The real Dovecot of the interop tests, shared by every folder that needs it.
+from tests.dovecot import dovecot_fixture, dovecot_mailbox_fixture  # noqa: E402, F401

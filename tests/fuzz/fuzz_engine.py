@@ -17,7 +17,7 @@ ERROR state); any other exception, an event that is not an event, a loop
 that makes no progress or ``can_send()`` saying yes to what ``send()``
 refuses is a bug.  See ``tests/fuzz/README.md`` for the input format.
 
-:func:`run_one` is importable (``tests/test_hostile.py`` replays findings and
+:func:`run_one` is importable (``tests/server/test_hostile.py`` replays findings and
 a short random smoke run through it).
 """
 

@@ -42,12 +42,12 @@ from typing import Any
 
 import pytest
 import trio
+
 from pop3proto.adapters import sync as sync_client
 from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
 from pop3proto.adapters._session import ServerConfig, SessionStats
 from pop3proto.adapters._users import DictAuthenticator
-
-from tests.test_faults import (
+from tests.server.test_faults import (
     RUNTIMES,
     figure,
     lock_is_free,
@@ -55,7 +55,7 @@ from tests.test_faults import (
     read_to_eof,
     recv_until,
 )
-from tests.test_faults import serve as _serve
+from tests.server.test_faults import serve as _serve
 
 PASSWORD = "correct horse"
 BOB_PASSWORD = "bob's password"
@@ -88,7 +88,7 @@ def backend() -> MemoryBackend:
 
 
 def _load_harness() -> Any:
-    path = Path(__file__).parent / "fuzz" / "fuzz_engine.py"
+    path = Path(__file__).parents[1] / "fuzz" / "fuzz_engine.py"
     spec = importlib.util.spec_from_file_location("pop3proto_fuzz_engine", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
+
 from pop3proto.adapters import _asyncio_server
 from pop3proto.adapters._asyncio_server import Server as AsyncioServer
 from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend

@@ -33,6 +33,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+import pop3proto
+from pop3proto import State
 from pop3proto.adapters import sync as sync_client
 from pop3proto.adapters._client import ClientCore
 from pop3proto.adapters._errors import AuthenticationFailed, InsecureAuthenticationRefused
@@ -40,10 +43,7 @@ from pop3proto.adapters._io import Deliver, Receive, Send, StartTLS
 from pop3proto.adapters._maildrop import MemoryBackend
 from pop3proto.adapters._session import SendBytes, ServerConfig, ServerSession
 from pop3proto.adapters._users import DictAuthenticator, hash_password
-
-import pop3proto
-from pop3proto import State
-from tests.test_faults import RUNTIMES, read_to_eof, recv_until, serve
+from tests.server.test_faults import RUNTIMES, read_to_eof, recv_until, serve
 
 PASSWORD = "Tr0ub4dor&3 secret"
 WRONG = "wrong-Pa55word!"

@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pop3proto._diagram import mermaid
 from pop3proto.adapters.sync import DictAuthenticator, MemoryBackend, Server
 
-from pop3proto._diagram import mermaid
-
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _blocks(kind: str) -> list[str]:

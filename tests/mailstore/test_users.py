@@ -8,14 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+
+import pop3proto
 from pop3proto.adapters._users import (
     Authenticator,
     DictAuthenticator,
     UsersFile,
     hash_password,
 )
-
-import pop3proto
 
 FAST = 1000  # PBKDF2 iterations in tests
 

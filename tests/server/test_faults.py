@@ -46,6 +46,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from pop3proto.adapters._asyncio_server import Server as AsyncioServer
 from pop3proto.adapters._maildrop import LOCK_FILE_NAME, MaildirBackend
 from pop3proto.adapters._sync_server import Server as SyncServer

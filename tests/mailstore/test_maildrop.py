@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pop3proto.adapters._maildrop import (
     LOCK_FILE_NAME,
     CrlfNormalizer,

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+import pop3proto
+from pop3proto import State
 from pop3proto.adapters._client import (
     LOGIN_PREFERENCE,
     ClientCore,
@@ -36,9 +39,6 @@ from pop3proto.adapters._errors import (
     TLSUnavailable,
 )
 from pop3proto.adapters._io import Deliver, Receive, Send, StartTLS
-
-import pop3proto
-from pop3proto import State
 
 TIMESTAMP_GREETING = "POP3 ready <1896.697170952@dbc.mtview.ca.us>"
 PASSWORD = "correct horse"

@@ -13,7 +13,7 @@ import pytest
 
 import pop3proto
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 IO_MODULES = ("socket", "ssl", "select", "selectors", "asyncio", "trio", "threading")
 
 

@@ -1,6 +1,6 @@
 """Interop: the pop3proto CLIENT engine against a real Dovecot POP3 server.
 
-The server comes from the fixtures in ``tests/_dovecot.py`` (installed by
+The server comes from the fixtures in ``tests/dovecot.py`` (installed by
 ``.ci/install-peers``).  A tiny blocking socket driver, :class:`Driver`, feeds
 whatever ``recv()`` returns to ``pop3proto.Connection(CLIENT)`` and writes
 what ``send()`` returns: the engine does all the protocol work, so every
@@ -17,13 +17,6 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
-from _dovecot import (  # noqa: F401  (fixtures are found by name)
-    TEST_MESSAGES,
-    DovecotServer,
-    crlf,
-    dovecot_fixture,
-    dovecot_mailbox_fixture,
-)
 
 import pop3proto
 from pop3proto import (
@@ -70,6 +63,11 @@ from pop3proto import (
     UidlEntryOk,
     UidlOk,
     User,
+)
+from tests.dovecot import (
+    TEST_MESSAGES,
+    DovecotServer,
+    crlf,
 )
 
 TIMEOUT = 15.0

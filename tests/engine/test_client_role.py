@@ -872,7 +872,7 @@ def test_lenient_end_normal_bodies_unchanged() -> None:
 
 
 # ---------------------------------------------------------------------------
-# can_send (what tests/test_can_send.py does not already cover)
+# can_send (what tests/engine/test_can_send.py does not already cover)
 # ---------------------------------------------------------------------------
 
 

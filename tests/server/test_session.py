@@ -13,18 +13,6 @@ from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 
 import pytest
-from pop3proto.adapters._maildrop import MaildropError, MemoryBackend, MessageInfo
-from pop3proto.adapters._session import (
-    Close,
-    SendBytes,
-    ServerConfig,
-    ServerSession,
-    SessionStats,
-    StartTLS,
-    busy_response,
-    is_loopback_address,
-)
-from pop3proto.adapters._users import DictAuthenticator, hash_password
 
 import pop3proto
 from pop3proto import (
@@ -69,6 +57,18 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto.adapters._maildrop import MaildropError, MemoryBackend, MessageInfo
+from pop3proto.adapters._session import (
+    Close,
+    SendBytes,
+    ServerConfig,
+    ServerSession,
+    SessionStats,
+    StartTLS,
+    busy_response,
+    is_loopback_address,
+)
+from pop3proto.adapters._users import DictAuthenticator, hash_password
 
 PASSWORD = "correct horse"
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
 from pop3proto.adapters._session import ServerConfig
 from pop3proto.adapters._sync_server import Server

@@ -19,6 +19,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+
+import pop3proto
+from pop3proto import State
 from pop3proto.adapters._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
 from pop3proto.adapters.sync import (
     AuthenticationFailed,
@@ -28,10 +31,7 @@ from pop3proto.adapters.sync import (
     MailboxStatus,
     POP3Error,
 )
-
-import pop3proto
-from pop3proto import State
-from tests.test_client_core import MESSAGES, PASSWORD, FakeConfig, FakeSession, expected_body
+from tests.client.test_core import MESSAGES, PASSWORD, FakeConfig, FakeSession, expected_body
 
 
 class ThreadedServer:

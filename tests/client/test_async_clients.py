@@ -30,6 +30,9 @@ from typing import Any, TypeVar
 import pytest
 import trio
 import trio.testing
+
+import pop3proto
+from pop3proto import State
 from pop3proto.adapters import _asyncio_client
 from pop3proto.adapters import asyncio as aio_public
 from pop3proto.adapters import trio as trio_public
@@ -51,11 +54,8 @@ from pop3proto.adapters._trio_client import Client as TrioClient
 from pop3proto.adapters._trio_client import connect as trio_connect
 from pop3proto.adapters._users import DictAuthenticator
 from pop3proto.adapters.sync import MailboxStatus
-
-import pop3proto
-from pop3proto import State
-from tests.test_client_core import MESSAGES as CORE_MESSAGES
-from tests.test_client_core import FakeConfig, FakeSession, expected_body
+from tests.client.test_core import MESSAGES as CORE_MESSAGES
+from tests.client.test_core import FakeConfig, FakeSession, expected_body
 
 try:
     from pop3proto.adapters._asyncio_server import Server as AsyncioServer

@@ -53,7 +53,7 @@ from pop3proto._state import (
 )
 from tests.helpers import events_through_wait as events
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 A, U, S, T = State.AUTHORIZATION, State.USER_OK, State.SASL, State.TRANSACTION
 TLS, UPD, CL = State.TLS_PENDING, State.UPDATE, State.CLOSED
 

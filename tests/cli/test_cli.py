@@ -4,7 +4,7 @@
 stdlib ``poplib`` and with ``curl`` (skipped when curl is missing, unless
 the ``CI`` environment variable is set).  ``fetch`` runs as a subprocess
 against our own server (in a thread of this process, so that the test can
-slow it down or look at its Maildir) and against Dovecot (``tests/_dovecot.py``).
+slow it down or look at its Maildir) and against Dovecot (``tests/dovecot.py``).
 A few in-process tests pin down the pieces whose failures are hard to
 provoke from outside: the streaming CRLF/mboxrd conversion and the recovery
 of a message stored but not yet recorded.
@@ -35,12 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _dovecot import (  # noqa: F401  (fixtures are found by name)
-    TEST_MESSAGES,
-    DovecotServer,
-    dovecot_fixture,
-    dovecot_mailbox_fixture,
-)
+
 from pop3proto.adapters import _fetch
 from pop3proto.adapters._asyncio_server import Server as AsyncioServer
 from pop3proto.adapters._fetch import (
@@ -55,6 +50,10 @@ from pop3proto.adapters._fetch import (
 from pop3proto.adapters._maildrop import MaildirBackend, MaildirMaildrop
 from pop3proto.adapters._users import DictAuthenticator
 from pop3proto.adapters.cli import CLIError, main, parse_address
+from tests.dovecot import (
+    TEST_MESSAGES,
+    DovecotServer,
+)
 
 trustme = pytest.importorskip("trustme")
 

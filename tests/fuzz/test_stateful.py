@@ -44,15 +44,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from pop3proto.adapters._maildrop import MemoryBackend
-from pop3proto.adapters._session import (
-    Close,
-    SendBytes,
-    ServerConfig,
-    ServerSession,
-    StartTLS,
-)
-from pop3proto.adapters._users import DictAuthenticator
 
 import pop3proto
 from pop3proto import (
@@ -98,6 +89,15 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto.adapters._maildrop import MemoryBackend
+from pop3proto.adapters._session import (
+    Close,
+    SendBytes,
+    ServerConfig,
+    ServerSession,
+    StartTLS,
+)
+from pop3proto.adapters._users import DictAuthenticator
 from tests.helpers import BODY_PIECES, chunks_at
 
 USER = "alice"

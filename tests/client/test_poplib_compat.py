@@ -21,13 +21,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from pop3proto.adapters import sync as our_poplib
 
 import pop3proto
-from tests.test_client_core import MESSAGES, PASSWORD, FakeConfig
+from pop3proto.adapters import sync as our_poplib
+from tests.client.test_core import MESSAGES, PASSWORD, FakeConfig
 
 # Reuse the module-scoped TLS fixtures.
-from tests.test_sync_client import ThreadedServer, serve
+from tests.client.test_sync_client import ThreadedServer, serve
 
 IMPLEMENTATIONS = [std_poplib, our_poplib]
 Result = tuple[Any, ...]

@@ -1,6 +1,6 @@
 """Interop: pop3proto's ready-made CLIENTS against a real Dovecot POP3 server.
 
-``tests/test_interop_dovecot.py`` drives the bare engine; this file runs the
+``tests/interop/test_dovecot_engine.py`` drives the bare engine; this file runs the
 adapters users actually call: the ``poplib`` drop-in
 (:class:`pop3proto.adapters.sync.POP3` / ``POP3_SSL``), the modern blocking
 :class:`pop3proto.adapters.sync.Client`, and the asyncio and trio clients.
@@ -17,17 +17,15 @@ from typing import Literal
 
 import pytest
 import trio
-from _dovecot import (  # noqa: F401  (fixtures are found by name)
-    TEST_MESSAGES,
-    DovecotServer,
-    dovecot_fixture,
-    dovecot_mailbox_fixture,
-)
+
+from pop3proto import State
 from pop3proto.adapters import asyncio as pop3_asyncio
 from pop3proto.adapters import sync as pop3_sync
 from pop3proto.adapters import trio as pop3_trio
-
-from pop3proto import State
+from tests.dovecot import (
+    TEST_MESSAGES,
+    DovecotServer,
+)
 
 TIMEOUT = 15.0
 
