@@ -61,7 +61,7 @@ from pop3proto import State
 
 from ._client import DEFAULT_WINDOW, ClientCore, MailboxStatus, RetrieveBatch, is_loopback
 from ._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
-from ._io import Deliver, Operation, Receive, Send, StartTLS
+from ._seam import Deliver, Operation, Receive, Send, StartTLS
 
 __all__ = [
     "Client",

@@ -93,7 +93,7 @@ from ._errors import (
     TemporaryFailure,
     TLSUnavailable,
 )
-from ._io import Deliver, Operation, Receive, Send, StartTLS
+from ._seam import Deliver, Operation, Receive, Send, StartTLS
 
 __all__ = [
     "ClientCore",

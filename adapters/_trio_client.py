@@ -53,7 +53,7 @@ from ._asyncio_client import (
     _resolve_tls,
 )
 from ._client import DEFAULT_WINDOW, ClientCore, is_loopback
-from ._io import Receive, Send, StartTLS
+from ._seam import Receive, Send, StartTLS
 
 __all__ = ["Client", "connect", "TLSMode", "POP3_PORT", "POP3_SSL_PORT"]
 

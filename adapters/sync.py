@@ -100,7 +100,7 @@ from ._errors import POP3Error as POP3Error
 from ._errors import ProtocolViolation as ProtocolViolation
 from ._errors import TemporaryFailure as TemporaryFailure
 from ._errors import TLSUnavailable as TLSUnavailable
-from ._io import Deliver, Operation, Receive, Request, Send, StartTLS
+from ._seam import Deliver, Operation, Receive, Request, Send, StartTLS
 from ._maildrop import MaildirBackend as MaildirBackend
 from ._maildrop import MemoryBackend as MemoryBackend
 from ._session import ServerConfig as ServerConfig

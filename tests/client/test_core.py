@@ -38,7 +38,7 @@ from pop3proto.adapters._errors import (
     TemporaryFailure,
     TLSUnavailable,
 )
-from pop3proto.adapters._io import Deliver, Receive, Send, StartTLS
+from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
 
 TIMESTAMP_GREETING = "POP3 ready <1896.697170952@dbc.mtview.ca.us>"
 PASSWORD = "correct horse"
