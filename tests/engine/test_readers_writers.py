@@ -41,24 +41,26 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto._commands import (
+    command_arguments,
+    command_keyword,
+    parse_command,
+    parse_sasl_line,
+    write_command,
+)
 from pop3proto._readers import (
     BadLine,
     BodyReader,
     find_block_end,
     parse_capa_block,
-    parse_command,
     parse_lang_block,
     parse_list_block,
-    parse_sasl_line,
     parse_status,
     parse_uidl_block,
     split_block,
 )
 from pop3proto._writers import (
     BodyWriter,
-    command_arguments,
-    command_keyword,
-    write_command,
     write_entry,
     write_multiline,
     write_status,
