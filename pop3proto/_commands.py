@@ -188,12 +188,8 @@ UIDL_LISTING: Final = _reply("UIDL", Framing.LISTING, UidlOk, read_uidl_listing)
 CAPA_LISTING: Final = _reply(
     "CAPA", Framing.LISTING, CapaOk, read_capa_listing, Effect.CAPABILITIES
 )
-LANG_LISTING: Final = _reply(
-    "LANG", Framing.LISTING, LangOk, read_lang_listing, utf8_text=True
-)
-UTF8_SWITCH: Final = _reply(
-    "UTF8", Framing.STATUS, Ok, effect=Effect.UTF8_MODE, utf8_text=True
-)
+LANG_LISTING: Final = _reply("LANG", Framing.LISTING, LangOk, read_lang_listing, utf8_text=True)
+UTF8_SWITCH: Final = _reply("UTF8", Framing.STATUS, Ok, effect=Effect.UTF8_MODE, utf8_text=True)
 LANG_SWITCH: Final = _reply(
     "LANG range", Framing.STATUS, Ok, effect=Effect.LANG_MODE, utf8_text=True
 )
@@ -350,9 +346,15 @@ def _parse_lang(params: Params, allow_utf8: bool) -> Command:
     return Lang(params[0].decode("ascii") if params else None)
 
 
-def _parse_pass(params: Params, allow_utf8: bool) -> Command:  # pragma: no cover
-    # PASS takes the rest of the line (see parse_command), never params.
-    raise AssertionError("PASS is parsed from the whole line")
+def _parse_pass(params: Params, allow_utf8: bool) -> Command:
+    # RFC 1939 §7: the argument is the rest of the line, spaces included
+    # (the spec's rest_of_line), so params is that one string or nothing.
+    if not params:
+        raise BadLine("PASS needs an argument")
+    password = _utf8_arg(params[0], "password", allow_utf8)
+    if not password.isprintable():
+        raise BadLine("control characters in password")
+    return Pass(password)
 
 
 def _b64(data: bytes) -> bytes:
@@ -385,6 +387,7 @@ class CommandSpec:
         states: the states in which the command is legal (strict mode).
         parse: server role: the parameters (the line split at single
             spaces, keyword removed) -> the event; raises ``BadLine``.
+            ``None`` for the pseudo-commands a server never parses.
         params: client role: the event -> its parameters, in wire order.
         reply: the shape of the reply, or a function of the command when
             it depends on the parameters (``LIST`` vs ``LIST n``).
@@ -399,12 +402,16 @@ class CommandSpec:
         closes: the session ends with its reply, so an end of stream after
             it is the expected end (RFC 1939 §6).
         check: a precondition on the session, both roles.
+        rest_of_line: the one parameter is the rest of the line, spaces
+            included (PASS, RFC 1939 §7), not a list of words.
+        utf8_params: the parameters may be UTF-8: they are credentials
+            (RFC 6856 §2.2); every other command's are ASCII.
     """
 
     event: type[Command]
     kind: str
     states: frozenset[State]
-    parse: Callable[[Params, bool], Command]
+    parse: Callable[[Params, bool], Command] | None
     params: Callable[[Any], tuple[str, ...]]
     reply: Reply | Callable[[Any], Reply]
     ends_batch: bool = False
@@ -412,6 +419,8 @@ class CommandSpec:
     authenticates: bool = False
     closes: bool = False
     check: Check | None = None
+    rest_of_line: bool = False
+    utf8_params: bool = False
 
     @property
     def keyword(self) -> str:
@@ -434,37 +443,73 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
     # RFC 1939 §7 (AUTHORIZATION).  The states after USER are USER_OK's:
     # RFC 1939 only describes PASS or QUIT after a successful USER.
     CommandSpec(
-        User, "USER", _A, _parse_user, lambda c: (c.name,), STATUS, login=True,
+        User,
+        "USER",
+        _A,
+        _parse_user,
+        lambda c: (c.name,),
+        STATUS,
+        login=True,
         check=_check_credentials,
+        utf8_params=True,
     ),
     CommandSpec(
-        Pass, "PASS", _U, _parse_pass, lambda c: (c.password,), STATUS, login=True,
-        authenticates=True, check=_check_credentials,
+        Pass,
+        "PASS",
+        _U,
+        _parse_pass,
+        lambda c: (c.password,),
+        STATUS,
+        login=True,
+        authenticates=True,
+        check=_check_credentials,
+        rest_of_line=True,
+        utf8_params=True,
     ),
     CommandSpec(
-        Apop, "APOP", _A, _parse_apop, lambda c: (c.name, c.digest), STATUS, login=True,
-        authenticates=True, check=_check_apop,
+        Apop,
+        "APOP",
+        _A,
+        _parse_apop,
+        lambda c: (c.name, c.digest),
+        STATUS,
+        login=True,
+        authenticates=True,
+        check=_check_apop,
+        utf8_params=True,
     ),
     # RFC 1939 §§5-7 (TRANSACTION).
     CommandSpec(Stat, "STAT", _T, _no_params(Stat), _none, STAT),
     CommandSpec(
-        List, "LIST", _T, _optional_number(List), lambda c: _optional(c.number),
+        List,
+        "LIST",
+        _T,
+        _optional_number(List),
+        lambda c: _optional(c.number),
         lambda c: LIST_LISTING if c.number is None else LIST_ENTRY,
     ),
     CommandSpec(Retr, "RETR", _T, _one_number(Retr), lambda c: (str(c.number),), BODY),
     CommandSpec(Dele, "DELE", _T, _one_number(Dele), lambda c: (str(c.number),), STATUS),
     CommandSpec(Noop, "NOOP", _T, _no_params(Noop), _none, STATUS),
     CommandSpec(Rset, "RSET", _T, _no_params(Rset), _none, STATUS),
+    CommandSpec(Top, "TOP", _T, _parse_top, lambda c: (str(c.number), str(c.lines)), BODY),
     CommandSpec(
-        Top, "TOP", _T, _parse_top, lambda c: (str(c.number), str(c.lines)), BODY
-    ),
-    CommandSpec(
-        Uidl, "UIDL", _T, _optional_number(Uidl), lambda c: _optional(c.number),
+        Uidl,
+        "UIDL",
+        _T,
+        _optional_number(Uidl),
+        lambda c: _optional(c.number),
         lambda c: UIDL_LISTING if c.number is None else UIDL_ENTRY,
     ),
     # RFC 1939 §§4, 6: QUIT everywhere but in a SASL exchange.
     CommandSpec(
-        Quit, "QUIT", _A | _U | _T, _no_params(Quit), _none, STATUS, ends_batch=True,
+        Quit,
+        "QUIT",
+        _A | _U | _T,
+        _no_params(Quit),
+        _none,
+        STATUS,
+        ends_batch=True,
         closes=True,
     ),
     # RFC 2449 §5.
@@ -475,34 +520,43 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
     ),
     # RFC 5034 §4.
     CommandSpec(
-        Auth, "AUTH", _A, _parse_auth, lambda c: (), SASL_EXCHANGE, ends_batch=True,
-        login=True, authenticates=True,
+        Auth,
+        "AUTH",
+        _A,
+        _parse_auth,
+        lambda c: (),
+        SASL_EXCHANGE,
+        ends_batch=True,
+        login=True,
+        authenticates=True,
     ),
     # RFC 6856 §§2-3.
     CommandSpec(Utf8, "UTF8", _A, _no_params(Utf8), _none, UTF8_SWITCH),
     CommandSpec(
-        Lang, "LANG", _AT, _parse_lang, lambda c: _optional(c.language),
+        Lang,
+        "LANG",
+        _AT,
+        _parse_lang,
+        lambda c: _optional(c.language),
         lambda c: LANG_LISTING if c.language is None else LANG_SWITCH,
     ),
 )
-
-
-def _parse_extension(params: Params, allow_utf8: bool) -> Command:  # pragma: no cover
-    raise AssertionError("a server reports unknown keywords as BadCommand")
 
 
 #: Commands the engine has no class for (client role only): legal wherever
 #: commands are, they change no state, and their reply is a status line or,
 #: when the caller says so, a body.
 EXTENSION_SPEC: Final = CommandSpec(
-    Extension, EXTENSION, _A | _U | _T, _parse_extension, lambda c: c.arguments,
+    Extension,
+    EXTENSION,
+    _A | _U | _T,
+    None,
+    lambda c: c.arguments,
     lambda c: BODY if c.multiline else STATUS,
 )
 
 #: What the server role hands over for a line it cannot accept.
-BAD_COMMAND_SPEC: Final = CommandSpec(
-    BadCommand, "BAD", frozenset(), _parse_extension, _none, ERR_ONLY
-)
+BAD_COMMAND_SPEC: Final = CommandSpec(BadCommand, "BAD", frozenset(), None, _none, ERR_ONLY)
 
 BY_TYPE: Final[Mapping[type[Event], CommandSpec]] = {
     spec.event: spec for spec in (*COMMANDS, EXTENSION_SPEC, BAD_COMMAND_SPEC)
@@ -568,26 +622,23 @@ def parse_command(line: bytes, *, allow_utf8: bool) -> Command:
     keyword = keyword.upper()
     if not keyword:
         raise BadLine("empty command")
-    if keyword == b"PASS":
-        if not rest:
-            raise BadLine("PASS needs an argument")
-        password = _utf8_arg(rest, "password", allow_utf8)
-        if not password.isprintable():
-            raise BadLine("control characters in password")
-        return Pass(password)
-    params = rest.split(b" ") if sp else []
-    if any(not p for p in params):
-        raise BadLine("empty parameter (extra space)")
-    for param in params:
-        if param.isascii():
-            if not param.decode("ascii").isprintable():
-                raise BadLine("control characters in parameter")
-        elif keyword not in (b"USER", b"APOP"):
-            # Only credentials may be non-ASCII (RFC 6856 §2.2).
-            raise BadLine("non-ASCII parameter")
     spec = BY_KEYWORD.get(keyword)
-    if spec is None:
-        raise BadLine("unknown command")
+    if spec is not None and spec.rest_of_line:
+        params = [rest] if rest else []
+    else:
+        params = rest.split(b" ") if sp else []
+        if any(not p for p in params):
+            raise BadLine("empty parameter (extra space)")
+        for param in params:
+            if param.isascii():
+                if not param.decode("ascii").isprintable():
+                    raise BadLine("control characters in parameter")
+            elif spec is None or not spec.utf8_params:
+                # Only credentials may be non-ASCII (RFC 6856 §2.2).
+                raise BadLine("non-ASCII parameter")
+        if spec is None:
+            raise BadLine("unknown command")
+    assert spec.parse is not None  # every spec in BY_KEYWORD parses
     try:
         return spec.parse(params, allow_utf8)
     except LocalProtocolError as exc:
@@ -656,5 +707,3 @@ _NUMBERED: Final[dict[type[Command], bytes]] = {Retr: b"RETR %d", Dele: b"DELE %
 def sasl_line(data: bytes) -> bytes:
     """A client's SASL response line (RFC 5034 §4)."""
     return sasl_b64encode(data) + b"\r\n"
-
-

@@ -115,8 +115,9 @@ class ServerRole(RoleCore):
             return PAUSED
         if self.owed or self.writer is not None:
             return PAUSED
-        if self.current is not None and not self.sasl_expect:  # pragma: no cover
-            return PAUSED
+        # A command is current only while its reply is owed (PAUSED above)
+        # or while the SASL response it asked for is awaited.
+        assert self.current is None or self.sasl_expect
         buf = self.buf
         end = b"\n" if self.bare_lf else b"\r\n"
         if self.discarding:
