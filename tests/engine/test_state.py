@@ -40,8 +40,8 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto._diagram import mermaid
 from pop3proto._commands import ALLOWED, BY_KEYWORD, allowed
+from pop3proto._diagram import mermaid
 from pop3proto._state import (
     EXTENSION,
     GREETING,
