@@ -1,4 +1,4 @@
-"""Tests for pop3proto._auth: APOP, strict base64, SASLprep and the SASL mechanisms."""
+"""Tests for pop3proto.sasl and pop3proto._apop: APOP, strict base64, SASLprep, the mechanisms."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pop3proto._auth import (
+from pop3proto._apop import apop_digest, parse_greeting_timestamp
+from pop3proto._errors import ProtocolError
+from pop3proto.sasl import (
     CLIENT_MECHANISMS,
     SERVER_MECHANISMS,
     CramMD5Client,
@@ -38,16 +40,13 @@ from pop3proto._auth import (
     ScramSha256Server,
     XOAuth2Client,
     XOAuth2Server,
-    _check_strict_base64,
-    apop_digest,
     fits_initial_response,
-    parse_greeting_timestamp,
     sasl_b64decode,
     sasl_b64encode,
     saslprep,
     scram_credentials,
 )
-from pop3proto._errors import ProtocolError
+from pop3proto.sasl._codec import _check_strict_base64
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -1101,7 +1100,7 @@ def test_scram_server_rejects_data_after_server_final() -> None:
 
 
 def test_unescape_rejects_comma() -> None:
-    from pop3proto._auth import _unescape_saslname
+    from pop3proto.sasl._base import _unescape_saslname
 
     assert _unescape_saslname("a=2Cb=3D") == "a,b="
     assert _unescape_saslname("a,b") is None
