@@ -68,11 +68,13 @@ from ._responses import (
 from ._state import State
 from .sasl import (
     CLIENT_MECHANISMS,
+    MECHANISMS,
     SERVER_MECHANISMS,
     CramMD5Client,
     CramMD5Server,
     LoginClient,
     LoginServer,
+    Mechanism,
     OAuthBearerClient,
     OAuthBearerServer,
     PlainClient,
@@ -187,6 +189,8 @@ __all__ = [
     "XOAuth2Server",
     "OAuthBearerClient",
     "OAuthBearerServer",
+    "Mechanism",
+    "MECHANISMS",
     "CLIENT_MECHANISMS",
     "SERVER_MECHANISMS",
     "__version__",

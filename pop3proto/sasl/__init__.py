@@ -23,6 +23,9 @@ Server side::
         challenge = mech.step(decoded_line)
     # success: mech.authenticated_user is the identity to open the maildrop for
 
+Which mechanism to pick, whether it may run without TLS and what each side
+needs is recorded once, in :data:`MECHANISMS` (see :class:`Mechanism`).
+
 Secrets (passwords, tokens, derived keys) never appear in a ``repr`` or in an
 exception message, and exceptions raised while handling secret-bearing data are
 raised ``from None`` so that no ``UnicodeDecodeError`` quoting the offending
@@ -48,7 +51,16 @@ from ._codec import fits_initial_response, sasl_b64decode, sasl_b64encode
 from ._cram import CramMD5Client, CramMD5Server
 from ._oauth import OAuthBearerClient, OAuthBearerServer, XOAuth2Client, XOAuth2Server
 from ._plain import LoginClient, LoginServer, PlainClient, PlainServer
-from ._registry import CLIENT_MECHANISMS, SERVER_MECHANISMS
+from ._registry import (
+    CLIENT_MECHANISMS,
+    MECHANISMS,
+    SERVER_MECHANISMS,
+    ClientCredential,
+    Mechanism,
+    ServerCredential,
+    by_strength,
+    needs_tls,
+)
 from ._saslprep import saslprep
 from ._scram import (
     ScramClient,
@@ -93,7 +105,13 @@ __all__ = [
     "XOAuth2Server",
     "OAuthBearerClient",
     "OAuthBearerServer",
-    # the registries
+    # the registry
+    "Mechanism",
+    "ClientCredential",
+    "ServerCredential",
+    "MECHANISMS",
     "CLIENT_MECHANISMS",
     "SERVER_MECHANISMS",
+    "by_strength",
+    "needs_tls",
 ]
