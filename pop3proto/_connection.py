@@ -34,7 +34,6 @@ import re
 from collections import deque
 from typing import Final, cast
 
-from ._auth import sasl_b64decode, sasl_b64encode
 from ._buffer import LineTooLong, ReceiveBuffer
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -115,6 +114,7 @@ from ._writers import (
     write_multiline,
     write_status,
 )
+from .sasl._codec import sasl_b64decode, sasl_b64encode
 
 __all__ = ["Connection", "CLIENT", "SERVER", "NEED_DATA", "PAUSED", "Role"]
 

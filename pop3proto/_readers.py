@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from ._auth import sasl_b64decode
 from ._errors import LocalProtocolError
 from ._events import (
     Apop,
@@ -35,6 +34,7 @@ from ._events import (
     Utf8,
 )
 from ._responses import ResponseCode, split_response_code
+from .sasl._codec import sasl_b64decode
 
 __all__ = [
     "BadLine",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-from ._auth import sasl_b64encode
 from ._errors import LocalProtocolError
 from ._events import (
     Apop,
@@ -31,6 +30,7 @@ from ._events import (
     User,
 )
 from ._responses import ResponseCode, format_status_text
+from .sasl._codec import sasl_b64encode
 
 __all__ = [
     "BodyWriter",
