@@ -11,35 +11,7 @@ RFC 1939 session states; it never does I/O.  Start with :class:`Connection`::
     conn.send(pop3proto.User("alice"))  # b'USER alice\\r\\n'
 """
 
-from ._auth import (
-    CLIENT_MECHANISMS,
-    SERVER_MECHANISMS,
-    CramMD5Client,
-    CramMD5Server,
-    LoginClient,
-    LoginServer,
-    OAuthBearerClient,
-    OAuthBearerServer,
-    PlainClient,
-    PlainServer,
-    SaslAuthenticationFailed,
-    SaslClientMechanism,
-    SaslError,
-    SaslServerMechanism,
-    SaslServerVerificationFailed,
-    ScramClient,
-    ScramCredentials,
-    ScramServer,
-    XOAuth2Client,
-    XOAuth2Server,
-    apop_digest,
-    fits_initial_response,
-    parse_greeting_timestamp,
-    sasl_b64decode,
-    sasl_b64encode,
-    saslprep,
-    scram_credentials,
-)
+from ._apop import apop_digest, parse_greeting_timestamp
 from ._capabilities import Capabilities
 from ._connection import CLIENT, NEED_DATA, PAUSED, SERVER, Connection, Role
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -94,6 +66,35 @@ from ._responses import (
     ResponseCode,
 )
 from ._state import State
+from .sasl import (
+    CLIENT_MECHANISMS,
+    MECHANISMS,
+    SERVER_MECHANISMS,
+    CramMD5Client,
+    CramMD5Server,
+    LoginClient,
+    LoginServer,
+    Mechanism,
+    OAuthBearerClient,
+    OAuthBearerServer,
+    PlainClient,
+    PlainServer,
+    SaslAuthenticationFailed,
+    SaslClientMechanism,
+    SaslError,
+    SaslServerMechanism,
+    SaslServerVerificationFailed,
+    ScramClient,
+    ScramCredentials,
+    ScramServer,
+    XOAuth2Client,
+    XOAuth2Server,
+    fits_initial_response,
+    sasl_b64decode,
+    sasl_b64encode,
+    saslprep,
+    scram_credentials,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -188,6 +189,8 @@ __all__ = [
     "XOAuth2Server",
     "OAuthBearerClient",
     "OAuthBearerServer",
+    "Mechanism",
+    "MECHANISMS",
     "CLIENT_MECHANISMS",
     "SERVER_MECHANISMS",
     "__version__",

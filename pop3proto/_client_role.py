@@ -33,7 +33,6 @@ import re
 from collections import deque
 from typing import Final
 
-from ._auth import sasl_b64decode
 from ._buffer import LineTooLong
 from ._commands import (
     BAD_COMMAND_SPEC,
@@ -74,6 +73,7 @@ from ._state import (
     SessionState,
     State,
 )
+from .sasl._codec import sasl_b64decode
 
 __all__ = ["ClientRole"]
 

@@ -38,7 +38,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ._auth import sasl_b64decode, sasl_b64encode
 from ._errors import LocalProtocolError
 from ._events import (
     Apop,
@@ -87,6 +86,7 @@ from ._readers import (
     read_uidl_listing,
 )
 from ._state import AUTHORIZATION, EXTENSION, TRANSACTION, USER_OK, State
+from .sasl._codec import sasl_b64decode, sasl_b64encode
 
 __all__ = [
     "Framing",

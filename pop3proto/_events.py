@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from ._auth import parse_greeting_timestamp
+from ._apop import parse_greeting_timestamp
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError
 from ._responses import ResponseCode

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._auth import sasl_b64encode
 from ._errors import LocalProtocolError
 from ._events import (
     CapaOk,
@@ -31,6 +30,7 @@ from ._events import (
     UidlOk,
 )
 from ._responses import ResponseCode, format_status_text
+from .sasl._codec import sasl_b64encode
 
 __all__ = [
     "BodyWriter",

@@ -10,6 +10,9 @@
 * :func:`run_client_transcript` / :func:`run_server_transcript` replay a
   recorded byte stream into one role, chunked at given offsets, answering as
   a real peer would; the split-invariance properties compare their results.
+* :func:`run_exchange` drives a SASL client and server mechanism against each
+  other through the base64 framing; :func:`secret_free` checks that an
+  exception and its chain quote no secret.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ from pop3proto import (
     Role,
     SaslCancel,
     SaslChallenge,
+    SaslClientMechanism,
     SaslResponse,
+    SaslServerMechanism,
     Stat,
     State,
     StatOk,
@@ -67,6 +72,8 @@ from pop3proto import (
     UidlEntryOk,
     UidlOk,
     User,
+    sasl_b64decode,
+    sasl_b64encode,
 )
 
 __all__ = [
@@ -103,6 +110,12 @@ __all__ = [
     "run_client_transcript",
     "run_server_transcript",
     "standard_reply",
+    "PASSWORDS",
+    "check_password",
+    "get_password",
+    "run_exchange",
+    "secret_free",
+    "wire",
 ]
 
 #: A realistic Dovecot greeting; Dovecot's APOP timestamp is
@@ -600,6 +613,72 @@ def every_split(data: bytes) -> Iterator[list[int]]:
     """One split at every offset of *data*."""
     for i in range(1, len(data)):
         yield [i]
+
+
+# ---------------------------------------------------------------------------
+# SASL exchanges, without a connection
+# ---------------------------------------------------------------------------
+
+
+def wire(data: bytes) -> bytes:
+    """Send *data* through the SASL base64 framing, as the engine would."""
+    return sasl_b64decode(sasl_b64encode(data))
+
+
+def run_exchange(
+    client: SaslClientMechanism,
+    server: SaslServerMechanism,
+    *,
+    send_initial_response: bool = True,
+    tamper_challenge: Callable[[int, bytes], bytes] | None = None,
+    tamper_response: Callable[[int, bytes], bytes] | None = None,
+) -> list[tuple[str, bytes]]:
+    """Drive a full POP3 AUTH exchange; return the transcript.
+
+    Exceptions from either side propagate.  The tamper hooks get the
+    0-based index of the challenge/response and may replace it.
+    """
+    transcript: list[tuple[str, bytes]] = []
+    ir = client.initial_response()
+    if send_initial_response and ir is not None and not server.server_first:
+        transcript.append(("C", ir))
+        challenge = server.step(wire(ir))
+    else:
+        challenge = server.step(None)
+    index = 0
+    while challenge is not None:
+        if tamper_challenge is not None:
+            challenge = tamper_challenge(index, challenge)
+        transcript.append(("S", challenge))
+        response = client.respond(wire(challenge))
+        if tamper_response is not None:
+            response = tamper_response(index, response)
+        transcript.append(("C", response))
+        challenge = server.step(wire(response))
+        index += 1
+    return transcript
+
+
+#: The users the SASL tests know (tim's password is RFC 2195's example).
+PASSWORDS = {"tim": "tanstaaftanstaaf", "alice": "correct horse"}
+
+
+def check_password(user: str, password: str) -> bool:
+    return PASSWORDS.get(user) == password
+
+
+def get_password(user: str) -> str | None:
+    return PASSWORDS.get(user)
+
+
+def secret_free(exc: BaseException, *secrets: str) -> None:
+    """Assert no secret shows up in *exc*, its repr, or its chained exceptions."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for text in (str(seen), repr(seen)):
+            for secret in secrets:
+                assert secret not in text
+        seen = seen.__cause__ or seen.__context__
 
 
 # ---------------------------------------------------------------------------
