@@ -162,9 +162,9 @@ def _fast_pairs(
     shifts the markers out of place, which one ``count`` over the marker
     slots detects.  All of it runs at C speed.
     """
-    # Counting a single octet is several times faster than counting CRLF;
-    # a stray bare LF only makes the count disagree and sends us to the slow
-    # path, which judges the line properly.
+    # Count the single octet, not CRLF (a one-octet count is the cheaper
+    # scan); a stray bare LF only makes the count disagree and sends us to
+    # the slow path, which judges the line properly.
     nlines = text.count(marker) + 1
     fields = text.replace(sep, space + marker + space).split(space)
     if len(fields) != 3 * nlines - 1 or fields[2::3].count(marker) != nlines - 1:
@@ -287,8 +287,9 @@ def parse_lang_block(block: bytes, *, bare_lf: bool = False) -> tuple[tuple[str,
 def trusted(cls: type[Event], **fields: object) -> Event:
     """Build an event from already-validated parser output.
 
-    The parsers check what they produce; re-validating a 200,000-entry
-    listing in ``__post_init__`` would halve LIST throughput.
+    The parsers check what they produce, so the entries of a listing are
+    not validated a second time in ``__post_init__`` (benchmarks/engine.py
+    measures what that saves on a large LIST).
     """
     event = object.__new__(cls)
     for name, value in fields.items():
@@ -364,9 +365,9 @@ class BodyReader:
     it (when the chunk starts a line) and split it at every ``CRLF .`` in one
     C-level pass.  Joining the pieces back with ``CRLF`` removes exactly the
     stuffed dots; a piece that itself starts with ``CRLF`` marks the line
-    ``.``, the terminator.  (A compiled regex splits a 64 KiB chunk about
-    twice as fast as ``bytes.replace`` or ``bytes.find`` scan it, which is
-    what makes gigabytes per second possible.)
+    ``.``, the terminator.  (A compiled regex that starts with a literal
+    splits a chunk faster than ``bytes.replace`` or ``bytes.find`` loops
+    scan it; benchmarks/engine.py measures the body rate.)
 
     A chunk can end in the middle of the pattern (``\\r``, ``\\r\\n``,
     ``\\r\\n.``, ``\\r\\n.\\r``); those at most four octets are held back

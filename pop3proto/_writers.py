@@ -161,8 +161,8 @@ class BodyWriter:
         out = chunk
         # One scan finds whether any LF is bare or starts a dot line; most
         # chunks of mail have neither and go out as they are.  (A compiled
-        # regex that starts with a literal LF scans at ~2.5 GB/s here, where
-        # bytes.count(b"\r\n") manages ~1.2 GB/s.)
+        # regex that starts with a literal LF is a faster scan than
+        # bytes.count(b"\r\n").)
         if _FIND_BARE_LF_OR_LF_DOT(chunk) is not None:
             if _FIND_BARE_LF(chunk) is not None:
                 out = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -781,3 +781,12 @@ def test_body_reader_find_end_says_whether_to_unstuff(
 ) -> None:
     """Checklist §3: only a body with a dot-started line needs unstuffing."""
     assert BodyReader(bare_lf=False).find_end(data) == expected
+
+
+def test_body_reader_chunk_with_a_stuffed_line_and_no_terminator() -> None:
+    """A long chunk with one stuffed line and no terminator is unstuffed, not ended."""
+    reader = BodyReader(bare_lf=False)
+    reader.at_line_start = False
+    out, leftover, done = reader.feed(b"x" * 1000 + b"\r\n..y" + b"z" * 1000 + b"\r\n")
+    assert (out, done) == (b"x" * 1000 + b"\r\n.y" + b"z" * 1000, False)
+    assert leftover == b"\r\n"
