@@ -6,6 +6,10 @@ deliver them:
 * a 100 MB dot-stuffed RETR body of ordinary mail (a dot-line every ~20
   lines), reported in MB/s of message data;
 * a 200,000-entry LIST and UIDL listing, reported in entries/s;
+* 2,000 pipelined RETR replies of 4 KB each, as a mailbox download is
+  made of: the client role sending the commands and reading the replies,
+  and the server role reading the commands and writing the replies,
+  reported in messages/s (this is where per-message costs show);
 
 and measures the stdlib ``poplib`` parsing the very same bytes in the same
 run (its ``_getlongresp`` reading from an in-memory file, then ``int()`` on
@@ -105,6 +109,66 @@ def engine_listing(wire: bytes, command: pop3proto.Command, n: int) -> float:
     return t1 - t0
 
 
+def small_message() -> bytes:
+    """About 4 KB of ordinary mail, no dot-lines."""
+    return (b"x" * 70 + b"\r\n") * 56
+
+
+def client_pipelined(n: int) -> float:
+    """Send n RETRs at once, then read the n replies (64 KiB chunks)."""
+    conn = pop3proto.Connection(pop3proto.CLIENT, allow_unadvertised_pipelining=True)
+    conn.receive_data(b"+OK ready\r\n")
+    conn.next_event()
+    conn.send(pop3proto.User("u"))
+    conn.receive_data(b"+OK\r\n")
+    conn.next_event()
+    conn.send(pop3proto.Pass("p"))
+    conn.receive_data(b"+OK\r\n")
+    conn.next_event()
+    wire = (b"+OK\r\n" + small_message() + b".\r\n") * n
+    chunks = [wire[i : i + CHUNK] for i in range(0, len(wire), CHUNK)]
+    send, receive, next_event = conn.send, conn.receive_data, conn.next_event
+    MessageEnd, NEED_DATA, Retr = pop3proto.MessageEnd, pop3proto.NEED_DATA, pop3proto.Retr
+    ends = 0
+    t0 = time.perf_counter()
+    for i in range(1, n + 1):
+        send(Retr(i))
+    for chunk in chunks:
+        receive(chunk)
+        while True:
+            ev = next_event()
+            if ev is NEED_DATA:
+                break
+            if type(ev) is MessageEnd:
+                ends += 1
+    t1 = time.perf_counter()
+    assert ends == n, ends
+    return t1 - t0
+
+
+def server_pipelined(n: int) -> float:
+    """Read n pipelined RETRs and write the n replies."""
+    conn = pop3proto.Connection(pop3proto.SERVER)
+    conn.send(pop3proto.Greeting("ready"))
+    for line in (b"USER u\r\n", b"PASS p\r\n"):
+        conn.receive_data(line)
+        conn.next_event()
+        conn.send(pop3proto.Ok())
+    conn.receive_data(b"".join(b"RETR %d\r\n" % i for i in range(1, n + 1)))
+    body = small_message()
+    send, next_event = conn.send, conn.next_event
+    start, end = pop3proto.MessageStart(), pop3proto.MessageEnd()
+    data = pop3proto.MessageData(body)
+    out = 0
+    t0 = time.perf_counter()
+    for _ in range(n):
+        next_event()
+        out += len(send(start)) + len(send(data)) + len(send(end))
+    t1 = time.perf_counter()
+    assert out > n * len(body)
+    return t1 - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 MB body, 20,000 entries")
@@ -175,6 +239,18 @@ def main() -> None:
     print(
         f"UIDL       poplib    : {n / t_pop / 1e6:8.2f} M entries/s"
         f"   (pop3proto is {t_pop / t:.1f}x)"
+    )
+
+    messages = 2_000
+    t = best_of(args.repeat * 3, lambda: client_pipelined(messages))
+    print(
+        f"RETR x{messages} client : {messages / t / 1e3:8.1f} k messages/s"
+        f"   ({t / messages * 1e6:.1f} us each, 4 KB, pipelined)"
+    )
+    t = best_of(args.repeat * 3, lambda: server_pipelined(messages))
+    print(
+        f"RETR x{messages} server : {messages / t / 1e3:8.1f} k messages/s"
+        f"   ({t / messages * 1e6:.1f} us each)"
     )
 
 

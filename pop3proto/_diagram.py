@@ -1,4 +1,5 @@
-"""Draw the session state diagram from the tables in :mod:`pop3proto._state`.
+"""Draw the session state diagram from the tables in :mod:`pop3proto._state`
+and the states each command of :mod:`pop3proto._commands` is legal in.
 
 ``python -m pop3proto._diagram`` prints a Mermaid ``stateDiagram-v2``; the
 README embeds its output, and a test checks that the README is up to date,
@@ -7,8 +8,8 @@ so the picture can never drift from the code.
 
 from __future__ import annotations
 
+from ._commands import ALLOWED
 from ._state import (
-    ALLOWED,
     GREETING,
     REPLY_TRANSITIONS,
     START_TRANSITIONS,

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from ._apop import parse_greeting_timestamp
 from ._capabilities import Capabilities
@@ -81,6 +81,7 @@ __all__ = [
     "MessageData",
     "MessageEnd",
     "ConnectionClosed",
+    "KNOWN_COMMANDS",
 ]
 
 
@@ -93,11 +94,27 @@ class Event:
 class Command(Event):
     """Base class of the commands a client sends.
 
-    ``keyword`` is the command word on the wire (upper case).
+    ``keyword`` is the command word on the wire (upper case); ``secret``
+    says that the parameters may hold a credential (a user name counts: it
+    is half of one), so a refused line is never shown.
     """
 
     __slots__ = ()
     keyword: ClassVar[str] = ""
+    secret: ClassVar[bool] = False
+
+
+#: Keyword -> event class of every command the engine knows (filled by
+#: :func:`_known`; the command table in ``_commands`` has a spec for each).
+KNOWN_COMMANDS: dict[str, type[Command]] = {}
+
+_C = TypeVar("_C", bound=type[Command])
+
+
+def _known(cls: _C) -> _C:
+    """Register a command class under its keyword."""
+    KNOWN_COMMANDS[cls.keyword] = cls
+    return cls
 
 
 class Response(Event):
@@ -125,6 +142,7 @@ def _check_code(value: object) -> ResponseCode | None:
 # ---------------------------------------------------------------------------
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class User(Command):
     """``USER name`` (RFC 1939 §7).
@@ -136,12 +154,14 @@ class User(Command):
     """
 
     keyword: ClassVar[str] = "USER"
+    secret: ClassVar[bool] = True
     name: str
 
     def __post_init__(self) -> None:
         check_token(self.name, "USER name")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Pass(Command):
     """``PASS string`` (RFC 1939 §7).
@@ -155,6 +175,7 @@ class Pass(Command):
     """
 
     keyword: ClassVar[str] = "PASS"
+    secret: ClassVar[bool] = True
     password: str = field(repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +189,7 @@ class Pass(Command):
 _HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Apop(Command):
     """``APOP name digest`` (RFC 1939 §7).
@@ -179,6 +201,7 @@ class Apop(Command):
     """
 
     keyword: ClassVar[str] = "APOP"
+    secret: ClassVar[bool] = True
     name: str
     digest: str
 
@@ -191,6 +214,7 @@ class Apop(Command):
 _MECH = re.compile(r"[A-Z0-9_-]{1,20}\Z")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Auth(Command):
     """``AUTH mechanism [initial-response]`` (RFC 5034 §4).
@@ -206,6 +230,7 @@ class Auth(Command):
     """
 
     keyword: ClassVar[str] = "AUTH"
+    secret: ClassVar[bool] = True
     mechanism: str
     initial_response: bytes | None = field(default=None, repr=False)
 
@@ -222,6 +247,7 @@ class Auth(Command):
             _check_bytes(self.initial_response, "AUTH initial_response")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Stat(Command):
     """``STAT`` (RFC 1939 §5): ask for the message count and total size."""
@@ -229,6 +255,7 @@ class Stat(Command):
     keyword: ClassVar[str] = "STAT"
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class List(Command):
     """``LIST [msg]`` (RFC 1939 §5).
@@ -246,6 +273,7 @@ class List(Command):
             check_number(self.number, "LIST message number")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Retr(Command):
     """``RETR msg`` (RFC 1939 §5).
@@ -262,6 +290,7 @@ class Retr(Command):
         check_number(self.number, "RETR message number")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Dele(Command):
     """``DELE msg`` (RFC 1939 §5): mark a message deleted.
@@ -278,6 +307,7 @@ class Dele(Command):
         check_number(self.number, "DELE message number")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Noop(Command):
     """``NOOP`` (RFC 1939 §5)."""
@@ -285,6 +315,7 @@ class Noop(Command):
     keyword: ClassVar[str] = "NOOP"
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Rset(Command):
     """``RSET`` (RFC 1939 §5): unmark every message marked deleted."""
@@ -292,6 +323,7 @@ class Rset(Command):
     keyword: ClassVar[str] = "RSET"
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Quit(Command):
     """``QUIT`` (RFC 1939 §§4, 6).
@@ -303,6 +335,7 @@ class Quit(Command):
     keyword: ClassVar[str] = "QUIT"
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Top(Command):
     """``TOP msg n`` (RFC 1939 §7).
@@ -321,6 +354,7 @@ class Top(Command):
         check_number(self.lines, "TOP line count", minimum=0)
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Uidl(Command):
     """``UIDL [msg]`` (RFC 1939 §7).
@@ -338,6 +372,7 @@ class Uidl(Command):
             check_number(self.number, "UIDL message number")
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Capa(Command):
     """``CAPA`` (RFC 2449 §5): answered by :class:`CapaOk`."""
@@ -345,6 +380,7 @@ class Capa(Command):
     keyword: ClassVar[str] = "CAPA"
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Stls(Command):
     """``STLS`` (RFC 2595 §4): after ``+OK`` the connection pauses for TLS."""
@@ -352,6 +388,7 @@ class Stls(Command):
     keyword: ClassVar[str] = "STLS"
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Utf8(Command):
     """``UTF8`` (RFC 6856 §2): switch the session to UTF-8 mode."""
@@ -359,6 +396,7 @@ class Utf8(Command):
     keyword: ClassVar[str] = "UTF8"
 
 
+@_known
 @dataclass(frozen=True, slots=True)
 class Lang(Command):
     """``LANG [range]`` (RFC 6856 §3).
@@ -380,45 +418,6 @@ class Lang(Command):
 
 
 _KEYWORD = re.compile(r"[A-Za-z0-9][!-~]{2,3}\Z")
-# Commands whose arguments are never secret, so a refused one may be shown.
-_PUBLIC_KEYWORDS = frozenset(
-    {
-        b"STAT",
-        b"LIST",
-        b"RETR",
-        b"DELE",
-        b"NOOP",
-        b"RSET",
-        b"QUIT",
-        b"TOP",
-        b"UIDL",
-        b"CAPA",
-        b"STLS",
-        b"UTF8",
-        b"LANG",
-    }
-)
-_KNOWN_KEYWORDS = frozenset(
-    {
-        "USER",
-        "PASS",
-        "APOP",
-        "AUTH",
-        "STAT",
-        "LIST",
-        "RETR",
-        "DELE",
-        "NOOP",
-        "RSET",
-        "QUIT",
-        "TOP",
-        "UIDL",
-        "CAPA",
-        "STLS",
-        "UTF8",
-        "LANG",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +445,7 @@ class Extension(Command):
         if not isinstance(self.name, str) or not _KEYWORD.match(self.name):
             raise LocalProtocolError("command keyword must be 3-4 printable ASCII characters")
         name = self.name.upper()
-        if name in _KNOWN_KEYWORDS:
+        if name in KNOWN_COMMANDS:
             # The server would parse it as the real command and the two
             # sides' states would drift apart; use the command's class.
             raise LocalProtocolError(f"{name} has its own event class; use it, not Extension")
@@ -487,8 +486,9 @@ class BadCommand(Command):
         # The line may hold a password (a refused PASS, a malformed AUTH
         # initial response or SASL line): show it only for commands that
         # carry no secret, as Pass and SaslResponse hide theirs.
-        keyword = self.line.split(b" ", 1)[0].upper()
-        if keyword in _PUBLIC_KEYWORDS:
+        keyword = self.line.split(b" ", 1)[0].upper().decode("ascii", "replace")
+        cls = KNOWN_COMMANDS.get(keyword)
+        if cls is not None and not cls.secret:
             shown = repr(self.line[:60])
         else:
             shown = f"<{len(self.line)} octets hidden>"

@@ -1,9 +1,13 @@
-"""Parsers: bytes from the peer -> values for events.
+"""Parsers: bytes from the peer -> events.
 
-The client role parses status lines, multi-line listings and message bodies;
-the server role parses command lines.  These functions are pure: they raise
-:class:`ValueError` (or :class:`BadLine` for commands) and the connection
-decides whether that is a ``RemoteProtocolError`` or a :class:`BadCommand`.
+The client role parses status lines, the payloads of one-line replies,
+multi-line listings and message bodies; the ``read_*`` functions are the
+readers the command table (:mod:`pop3proto._commands`) names for each
+reply shape.  Command lines, which the server role parses, are the command
+table's too: each command parses its own parameters.  These functions are
+pure: they raise :class:`ValueError` (or :class:`BadLine` for a command
+line) and the connection decides whether that is a ``RemoteProtocolError``
+or a :class:`BadCommand`.
 """
 
 from __future__ import annotations
@@ -12,43 +16,40 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from ._errors import LocalProtocolError
+from ._capabilities import Capabilities
 from ._events import (
-    Apop,
-    Auth,
-    Capa,
+    CapaOk,
     Command,
-    Dele,
-    Lang,
-    List,
-    Noop,
-    Pass,
-    Quit,
-    Retr,
-    Rset,
-    Stat,
-    Stls,
-    Top,
-    Uidl,
-    User,
-    Utf8,
+    Event,
+    LangOk,
+    ListEntryOk,
+    ListOk,
+    StatOk,
+    UidlEntryOk,
+    UidlOk,
 )
 from ._responses import ResponseCode, split_response_code
-from .sasl._codec import sasl_b64decode
 
 __all__ = [
     "BadLine",
     "BodyReader",
+    "Decoder",
     "find_block_end",
     "parse_capa_block",
-    "parse_command",
     "parse_lang_block",
     "parse_list_block",
-    "parse_sasl_line",
     "parse_status",
     "raw_status_text",
     "parse_uidl_block",
     "split_block",
+    "read_stat",
+    "read_list_entry",
+    "read_uidl_entry",
+    "read_list_listing",
+    "read_uidl_listing",
+    "read_capa_listing",
+    "read_lang_listing",
+    "trusted",
 ]
 
 Decoder = Callable[[bytes], str]
@@ -161,9 +162,9 @@ def _fast_pairs(
     shifts the markers out of place, which one ``count`` over the marker
     slots detects.  All of it runs at C speed.
     """
-    # Counting a single octet is several times faster than counting CRLF;
-    # a stray bare LF only makes the count disagree and sends us to the slow
-    # path, which judges the line properly.
+    # Count the single octet, not CRLF (a one-octet count is the cheaper
+    # scan); a stray bare LF only makes the count disagree and sends us to
+    # the slow path, which judges the line properly.
     nlines = text.count(marker) + 1
     fields = text.replace(sep, space + marker + space).split(space)
     if len(fields) != 3 * nlines - 1 or fields[2::3].count(marker) != nlines - 1:
@@ -279,6 +280,76 @@ def parse_lang_block(block: bytes, *, bare_lf: bool = False) -> tuple[tuple[str,
 
 
 # ---------------------------------------------------------------------------
+# Reply payloads (client role): the readers of the command table
+# ---------------------------------------------------------------------------
+
+
+def trusted(cls: type[Event], **fields: object) -> Event:
+    """Build an event from already-validated parser output.
+
+    The parsers check what they produce, so the entries of a listing are
+    not validated a second time in ``__post_init__`` (benchmarks/engine.py
+    measures what that saves on a large LIST).
+    """
+    event = object.__new__(cls)
+    for name, value in fields.items():
+        object.__setattr__(event, name, value)
+    return event
+
+
+def _two_numbers(text: str, what: str) -> tuple[int, int]:
+    parts = text.split(" ")
+    if len(parts) < 2 or not all(p.isascii() and p.isdecimal() for p in parts[:2]):
+        raise ValueError(f"malformed {what} reply {text[:40]!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def read_stat(text: str) -> StatOk:
+    """``+OK count size`` (RFC 1939 §5); text after the size is ignored."""
+    count, size = _two_numbers(text, "STAT")
+    return StatOk(count, size)
+
+
+def read_list_entry(text: str) -> ListEntryOk:
+    """``+OK msg size`` (RFC 1939 §5)."""
+    number, size = _two_numbers(text, "LIST")
+    return ListEntryOk(number, size)
+
+
+def read_uidl_entry(text: str) -> Event:
+    """``+OK msg uid`` (RFC 1939 §7); text after the unique-id is ignored."""
+    number, _, value = text.partition(" ")
+    uid = value.split(" ", 1)[0]
+    if not (number.isascii() and number.isdecimal() and uid):
+        raise ValueError(f"malformed UIDL reply {text[:40]!r}")
+    n = int(number)
+    if n < 1 or not uid.isascii() or not uid.isprintable():
+        raise ValueError("malformed UIDL reply")
+    return trusted(UidlEntryOk, number=n, uid=uid)
+
+
+def read_list_listing(block: bytes, text: str, bare_lf: bool, decode: Decoder) -> Event:
+    """The scan listing of bare LIST."""
+    return trusted(ListOk, sizes=parse_list_block(block, bare_lf=bare_lf), text=text)
+
+
+def read_uidl_listing(block: bytes, text: str, bare_lf: bool, decode: Decoder) -> Event:
+    """The unique-id listing of bare UIDL."""
+    return trusted(UidlOk, uids=parse_uidl_block(block, bare_lf=bare_lf), text=text)
+
+
+def read_capa_listing(block: bytes, text: str, bare_lf: bool, decode: Decoder) -> Event:
+    """The capability list of CAPA (RFC 2449 §5)."""
+    caps = Capabilities.from_lines(parse_capa_block(block, decode, bare_lf=bare_lf))
+    return trusted(CapaOk, capabilities=caps, text=text)
+
+
+def read_lang_listing(block: bytes, text: str, bare_lf: bool, decode: Decoder) -> Event:
+    """The language list of bare LANG (RFC 6856 §3)."""
+    return trusted(LangOk, languages=parse_lang_block(block, bare_lf=bare_lf), text=text)
+
+
+# ---------------------------------------------------------------------------
 # Message bodies (client role)
 # ---------------------------------------------------------------------------
 
@@ -294,9 +365,9 @@ class BodyReader:
     it (when the chunk starts a line) and split it at every ``CRLF .`` in one
     C-level pass.  Joining the pieces back with ``CRLF`` removes exactly the
     stuffed dots; a piece that itself starts with ``CRLF`` marks the line
-    ``.``, the terminator.  (A compiled regex splits a 64 KiB chunk about
-    twice as fast as ``bytes.replace`` or ``bytes.find`` scan it, which is
-    what makes gigabytes per second possible.)
+    ``.``, the terminator.  (A compiled regex that starts with a literal
+    splits a chunk faster than ``bytes.replace`` or ``bytes.find`` loops
+    scan it; benchmarks/engine.py measures the body rate.)
 
     A chunk can end in the middle of the pattern (``\\r``, ``\\r\\n``,
     ``\\r\\n.``, ``\\r\\n.\\r``); those at most four octets are held back
@@ -486,7 +557,7 @@ def _partial_tail(data: bytes | bytearray, tails: tuple[bytes, ...]) -> int:
 
 
 # ---------------------------------------------------------------------------
-# Command lines (server role)
+# Command lines (server role): the reason a line is refused
 # ---------------------------------------------------------------------------
 
 
@@ -500,144 +571,3 @@ class BadLine(Exception):
         super().__init__(reason)
         self.reason = reason
         self.command = command
-
-
-_NO_ARGS: dict[bytes, Callable[[], Command]] = {
-    b"STAT": Stat,
-    b"NOOP": Noop,
-    b"RSET": Rset,
-    b"QUIT": Quit,
-    b"CAPA": Capa,
-    b"STLS": Stls,
-    b"UTF8": Utf8,
-}
-
-
-def _number(arg: bytes, what: str, *, minimum: int = 1) -> int:
-    # RFC 1939 §3: message numbers are decimal; we refuse signs, spaces,
-    # underscores and leading zeros that int() would quietly accept
-    # ("LIST +1", "LIST 01", checklist §10).  Twenty digits is far beyond any
-    # maildrop and keeps int() cheap on hostile input.
-    if not arg.isdigit() or len(arg) > 20 or (len(arg) > 1 and arg[:1] == b"0"):
-        raise BadLine(f"invalid {what}")
-    value = int(arg)
-    if value < minimum:
-        raise BadLine(f"invalid {what}")
-    return value
-
-
-def _utf8_arg(arg: bytes, what: str, allow_utf8: bool) -> str:
-    if arg.isascii():
-        return arg.decode("ascii")
-    if not allow_utf8:
-        raise BadLine(f"non-ASCII {what} needs UTF8 mode")
-    try:
-        value = arg.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadLine(f"{what} is not valid UTF-8") from None
-    if not value.isprintable():
-        raise BadLine(f"control characters in {what}")
-    return value
-
-
-def parse_command(line: bytes, *, allow_utf8: bool) -> Command:
-    """Parse one command line (without CRLF) as RFC 2449 §3 defines it.
-
-    ``command = keyword *(SP param) CRLF``; keywords are case-insensitive,
-    one SP separates parameters.  PASS is the exception: its argument is the
-    rest of the line, spaces included (RFC 1939 §7).
-
-    Raises :class:`BadLine` with a reason for the ``-ERR`` text.
-    """
-    if b"\x00" in line or b"\r" in line or b"\n" in line:
-        raise BadLine("control characters in command")
-    keyword, sp, rest = line.partition(b" ")
-    keyword = keyword.upper()
-    if not keyword:
-        raise BadLine("empty command")
-    if keyword == b"PASS":
-        if not rest:
-            raise BadLine("PASS needs an argument")
-        password = _utf8_arg(rest, "password", allow_utf8)
-        if not password.isprintable():
-            raise BadLine("control characters in password")
-        return Pass(password)
-    args = rest.split(b" ") if sp else []
-    if any(not a for a in args):
-        raise BadLine("empty parameter (extra space)")
-    for arg in args:
-        if arg.isascii():
-            if not arg.decode("ascii").isprintable():
-                raise BadLine("control characters in parameter")
-        elif keyword not in (b"USER", b"APOP"):
-            # Only credentials may be non-ASCII (RFC 6856 §2.2).
-            raise BadLine("non-ASCII parameter")
-    nargs = len(args)
-    try:
-        factory = _NO_ARGS.get(keyword)
-        if factory is not None:
-            if nargs:
-                raise BadLine(f"{keyword.decode()} takes no arguments")
-            return factory()
-        if keyword == b"USER":
-            if nargs != 1:
-                raise BadLine("USER takes one argument")
-            return User(_utf8_arg(args[0], "user name", allow_utf8))
-        if keyword in (b"LIST", b"UIDL"):
-            if nargs > 1:
-                raise BadLine(f"{keyword.decode()} takes at most one argument")
-            number = _number(args[0], "message number") if nargs else None
-            return List(number) if keyword == b"LIST" else Uidl(number)
-        if keyword in (b"RETR", b"DELE"):
-            if nargs != 1:
-                raise BadLine(f"{keyword.decode()} takes one argument")
-            n = _number(args[0], "message number")
-            return Retr(n) if keyword == b"RETR" else Dele(n)
-        if keyword == b"TOP":
-            if nargs != 2:
-                raise BadLine("TOP takes a message number and a line count")
-            return Top(
-                _number(args[0], "message number"), _number(args[1], "line count", minimum=0)
-            )
-        if keyword == b"APOP":
-            if nargs != 2:
-                raise BadLine("APOP takes a name and a digest")
-            # RFC 1939 §7 says lower-case hex; upper case is harmless to accept.
-            return Apop(_utf8_arg(args[0], "user name", allow_utf8), args[1].decode().lower())
-        if keyword == b"AUTH":
-            if nargs not in (1, 2):
-                raise BadLine("AUTH takes a mechanism and an optional initial response")
-            mech = args[0].decode("ascii")
-            initial: bytes | None = None
-            if nargs == 2:
-                # RFC 5034 §4: "=" is an empty initial response.
-                initial = b"" if args[1] == b"=" else _b64(args[1])
-            return Auth(mech, initial)
-        if keyword == b"LANG":
-            if nargs > 1:
-                raise BadLine("LANG takes at most one argument")
-            return Lang(args[0].decode("ascii") if nargs else None)
-    except LocalProtocolError as exc:
-        # The event constructors validate too (e.g. a bad AUTH mechanism).
-        raise BadLine(str(exc)) from None
-    except UnicodeDecodeError:
-        raise BadLine("non-ASCII parameter") from None
-    raise BadLine("unknown command")
-
-
-def _b64(data: bytes) -> bytes:
-    try:
-        return sasl_b64decode(data)
-    except ValueError:
-        raise BadLine("invalid base64") from None
-
-
-def parse_sasl_line(line: bytes) -> bytes | None:
-    """Parse a client's SASL response line (RFC 5034 §4).
-
-    Returns the decoded data, or ``None`` for the cancel line ``*``.  ``=``
-    is only an *initial* response; here it is invalid base64.
-    """
-    if line == b"*":
-        return None
-    return _b64(line)

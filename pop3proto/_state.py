@@ -22,11 +22,12 @@ server feed it the same three inputs:
 * ``tls_established()``: the handshake after ``+OK`` to STLS finished; the
   session is in a fresh AUTHORIZATION (RFC 2595 §4).
 
-Which commands are legal in which state is :data:`ALLOWED`; the transitions
-are :data:`START_TRANSITIONS` and :data:`REPLY_TRANSITIONS`.  Anything not in
-the transition tables leaves the state unchanged, which is what RFC 1939 §3
-asks of a command answered with ``-ERR``.  ``python -m pop3proto._diagram``
-draws the diagram in the README from these tables.
+The transitions are :data:`START_TRANSITIONS` and :data:`REPLY_TRANSITIONS`.
+Anything not in them leaves the state unchanged, which is what RFC 1939 §3
+asks of a command answered with ``-ERR``.  Which commands are legal in which
+state is a fact about each command, so it lives in the command table
+(:data:`pop3proto._commands.ALLOWED` is the view by state).
+``python -m pop3proto._diagram`` draws the diagram in the README from both.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ from ._errors import LocalProtocolError
 
 __all__ = [
     "State",
-    "ALLOWED",
-    "LENIENT_USER_OK",
     "START_TRANSITIONS",
     "REPLY_TRANSITIONS",
     "TLS_TRANSITIONS",
@@ -90,43 +89,6 @@ ERROR = State.ERROR
 GREETING = "GREETING"
 #: Kind of :class:`Extension` commands (unknown to the engine).
 EXTENSION = "EXTENSION"
-
-# Which command keywords are legal in which state.
-#
-# AUTHORIZATION (RFC 1939 §7, RFC 2449 §5, RFC 2595 §4, RFC 5034 §4,
-# RFC 6856 §§2-3): USER, APOP, AUTH, STLS, CAPA, UTF8, LANG, QUIT.
-# USER_OK: RFC 1939 only describes PASS or QUIT after a successful USER;
-# that is the default, and LENIENT_USER_OK relaxes it (checklist §1 REC).
-# TRANSACTION (RFC 1939 §§5, 7; RFC 2449 §5; RFC 6856 §3).
-ALLOWED: dict[State, frozenset[str]] = {
-    AUTHORIZATION: frozenset(
-        {"USER", "APOP", "AUTH", "STLS", "CAPA", "UTF8", "LANG", "QUIT", EXTENSION}
-    ),
-    USER_OK: frozenset({"PASS", "QUIT", EXTENSION}),
-    TRANSACTION: frozenset(
-        {
-            "STAT",
-            "LIST",
-            "RETR",
-            "DELE",
-            "NOOP",
-            "RSET",
-            "TOP",
-            "UIDL",
-            "CAPA",
-            "LANG",
-            "QUIT",
-            EXTENSION,
-        }
-    ),
-}
-
-#: What USER_OK allows when the connection is built with ``strict_user=False``:
-#: a second USER may replace the name, and CAPA/LANG/UTF8 may come between
-#: USER and PASS (the ambiguity of RFC 1939's "immediately", checklist §1).
-LENIENT_USER_OK: frozenset[str] = frozenset(
-    {"USER", "PASS", "APOP", "AUTH", "CAPA", "UTF8", "LANG", "QUIT", EXTENSION}
-)
 
 #: (state, command kind) -> state when that command becomes the one being
 #: answered.
@@ -181,14 +143,6 @@ class SessionState:
     def __init__(self, *, strict_user: bool = True) -> None:
         self.state: State = AWAIT_GREETING
         self.strict_user = strict_user
-
-    def allowed(self, kind: str, state: State | None = None) -> bool:
-        """Whether a command of *kind* is legal in *state* (default: now)."""
-        if state is None:
-            state = self.state
-        if state is USER_OK and not self.strict_user:
-            return kind in LENIENT_USER_OK
-        return kind in ALLOWED.get(state, frozenset())
 
     @staticmethod
     def after_start(state: State, kind: str) -> State:

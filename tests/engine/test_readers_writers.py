@@ -41,24 +41,26 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto._commands import (
+    command_arguments,
+    command_keyword,
+    parse_command,
+    parse_sasl_line,
+    write_command,
+)
 from pop3proto._readers import (
     BadLine,
     BodyReader,
     find_block_end,
     parse_capa_block,
-    parse_command,
     parse_lang_block,
     parse_list_block,
-    parse_sasl_line,
     parse_status,
     parse_uidl_block,
     split_block,
 )
 from pop3proto._writers import (
     BodyWriter,
-    command_arguments,
-    command_keyword,
-    write_command,
     write_entry,
     write_multiline,
     write_status,
@@ -779,3 +781,12 @@ def test_body_reader_find_end_says_whether_to_unstuff(
 ) -> None:
     """Checklist §3: only a body with a dot-started line needs unstuffing."""
     assert BodyReader(bare_lf=False).find_end(data) == expected
+
+
+def test_body_reader_chunk_with_a_stuffed_line_and_no_terminator() -> None:
+    """A long chunk with one stuffed line and no terminator is unstuffed, not ended."""
+    reader = BodyReader(bare_lf=False)
+    reader.at_line_start = False
+    out, leftover, done = reader.feed(b"x" * 1000 + b"\r\n..y" + b"z" * 1000 + b"\r\n")
+    assert (out, done) == (b"x" * 1000 + b"\r\n.y" + b"z" * 1000, False)
+    assert leftover == b"\r\n"

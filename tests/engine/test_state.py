@@ -40,12 +40,11 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto._commands import ALLOWED, BY_KEYWORD, allowed
 from pop3proto._diagram import mermaid
 from pop3proto._state import (
-    ALLOWED,
     EXTENSION,
     GREETING,
-    LENIENT_USER_OK,
     REPLY_TRANSITIONS,
     START_TRANSITIONS,
     TLS_TRANSITIONS,
@@ -100,7 +99,10 @@ def test_start_and_tls_tables_match_the_checklist() -> None:
 
 def test_allowed_table_matches_the_checklist() -> None:
     assert {state: set(kinds) for state, kinds in ALLOWED.items()} == EXPECTED_ALLOWED
-    assert set(LENIENT_USER_OK) == {
+    lenient = {
+        spec.kind for spec in BY_KEYWORD.values() if allowed(spec, U, strict_user=False)
+    }
+    assert lenient | {EXTENSION} == {
         "USER",
         "PASS",
         "APOP",
@@ -283,18 +285,21 @@ def test_session_state_defaults() -> None:
     assert session.state is State.AWAIT_GREETING and session.strict_user
 
 
-def test_session_state_allowed() -> None:
-    session = SessionState()
-    assert not session.allowed("USER")  # AWAIT_GREETING allows nothing
-    assert session.allowed("USER", A)
-    assert not session.allowed("STAT", A)
-    assert session.allowed("STAT", T)
-    assert not session.allowed("CAPA", U)
-    assert not session.allowed("QUIT", State.CLOSED)
-    lenient = SessionState(strict_user=False)
-    assert lenient.allowed("CAPA", U) and lenient.allowed("USER", U)
-    assert not lenient.allowed("STLS", U) and not lenient.allowed("STAT", U)
-    assert not lenient.allowed("CAPA", State.ERROR)
+def test_command_table_allowed() -> None:
+    """The command table's allowed(): strict and lenient USER_OK, terminal states."""
+
+    def ok(keyword: bytes, state: State, strict: bool = True) -> bool:
+        return allowed(BY_KEYWORD[keyword], state, strict_user=strict)
+
+    assert not ok(b"USER", State.AWAIT_GREETING)  # AWAIT_GREETING allows nothing
+    assert ok(b"USER", A)
+    assert not ok(b"STAT", A)
+    assert ok(b"STAT", T)
+    assert not ok(b"CAPA", U)
+    assert not ok(b"QUIT", State.CLOSED)
+    assert ok(b"CAPA", U, strict=False) and ok(b"USER", U, strict=False)
+    assert not ok(b"STLS", U, strict=False) and not ok(b"STAT", U, strict=False)
+    assert not ok(b"CAPA", State.ERROR, strict=False)
 
 
 def test_session_state_transitions() -> None:

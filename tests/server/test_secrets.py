@@ -39,8 +39,8 @@ from pop3proto import State
 from pop3proto.adapters import sync as sync_client
 from pop3proto.adapters._client import ClientCore
 from pop3proto.adapters._errors import AuthenticationFailed, InsecureAuthenticationRefused
-from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
 from pop3proto.adapters._maildrop import MemoryBackend
+from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
 from pop3proto.adapters._session import SendBytes, ServerConfig, ServerSession
 from pop3proto.adapters._users import DictAuthenticator, hash_password
 from tests.server.test_faults import RUNTIMES, read_to_eof, recv_until, serve

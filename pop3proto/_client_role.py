@@ -1,0 +1,542 @@
+"""The client role: commands out, the server's replies in.
+
+Theory of operation
+-------------------
+The client keeps a FIFO of the commands it sent that are not finally
+answered yet, each with the shape of its reply from the command table
+(:mod:`pop3proto._commands`).  The head of the FIFO says how to frame what
+arrives: ``+OK`` to RETR opens a body, ``+OK`` to DELE does not, ``+`` in a
+SASL exchange is a challenge.  That FIFO is all RFC 2449 PIPELINING needs:
+sending several commands is just appending several.
+
+State changes follow replies, never commands (RFC 2449 §6.6): a command
+"starts" in the state table when it reaches the head of the FIFO, and its
+final reply moves the session.  To check a command at the moment it is
+*sent*, the client keeps a projection: the state the session will be in if
+everything before it succeeds.  A command the projection forbids is
+refused, so a pipelined ``USER, PASS, STAT`` is fine while ``STAT`` alone
+in AUTHORIZATION is not.
+
+Replies are parsed from the receive buffer as they complete: a status line
+(held to ``max_status_size``), a listing (parsed whole, held to
+``max_listing_size``) or a body (streamed as :class:`MessageData` pieces,
+dot-unstuffed by a :class:`~pop3proto._readers.BodyReader`, so memory is
+bounded by what one read delivers).  With pipelined replies the buffer may
+hold many bodies at once; the reader then takes out exactly one body per
+step instead of re-splitting everything behind it, which would be
+quadratic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Final
+
+from ._buffer import LineTooLong
+from ._commands import (
+    BAD_COMMAND_SPEC,
+    BY_TYPE,
+    CommandSpec,
+    Framing,
+    Reply,
+    allowed,
+    keyword_of,
+    sasl_line,
+    write_command,
+)
+from ._core import RoleCore
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import (
+    Command,
+    ConnectionClosed,
+    Err,
+    Event,
+    Greeting,
+    MessageData,
+    MessageEnd,
+    MessageStart,
+    Ok,
+    SaslCancel,
+    SaslChallenge,
+    SaslResponse,
+)
+from ._readers import BodyReader, find_block_end, parse_status, raw_status_text, trusted
+from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
+from ._state import (
+    AWAIT_GREETING,
+    CLOSED,
+    GREETING,
+    SASL,
+    TLS_PENDING,
+    UPDATE,
+    SessionState,
+    State,
+)
+from .sasl._codec import sasl_b64decode
+
+__all__ = ["ClientRole"]
+
+_BODY: Final = Framing.BODY
+_LINE: Final = Framing.LINE
+_LISTING: Final = Framing.LISTING
+_SASL: Final = Framing.SASL
+
+# A status text the short cut for +OK to RETR/TOP cannot take as it is.
+_NOT_PRINTABLE: Final = re.compile(rb"[^\x20-\x7e]").search
+
+
+def _decode_utf8(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _projection(state: State, kind: str) -> State:
+    """The state once a command of *kind* sent in *state* succeeds: where a
+    pipelining client expects to be when it sends the next command."""
+    key = (state, kind)
+    projected = _PROJECTIONS.get(key)
+    if projected is None:
+        projected = SessionState.after_reply(SessionState.after_start(state, kind), kind, True)
+        _PROJECTIONS[key] = projected
+    return projected
+
+
+# (state, kind) -> _projection(), filled from the state tables on first use.
+_PROJECTIONS: dict[tuple[State, str], State] = {}
+
+#: A sent command and the shape of its reply, as the FIFO holds them.
+_Sent = tuple[Command, CommandSpec, Reply]
+
+
+class ClientRole(RoleCore):
+    """The client half of :class:`pop3proto.Connection`."""
+
+    __slots__ = (
+        "allow_pipelining",
+        "auth_failed",
+        "block",
+        "block_scan",
+        "block_text",
+        "body",
+        "end_pending",
+        "lenient_end",
+        "max_listing",
+        "pipelining",
+        "prepared",
+        "projected",
+        "queue",
+        "reader",
+        "sasl_malformed",
+        "sasl_owed",
+    )
+
+    def __init__(
+        self,
+        *,
+        lenient_end: bool,
+        allow_unadvertised_pipelining: bool,
+        max_listing_size: int,
+        **options: object,
+    ) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        # Every command sent and not yet finally answered.
+        self.queue: deque[_Sent] = deque()
+        self.projected = AWAIT_GREETING
+        self.allow_pipelining = allow_unadvertised_pipelining
+        self.pipelining = allow_unadvertised_pipelining  # ... or advertised
+        self.lenient_end = lenient_end
+        self.max_listing = max_listing_size
+        # The last event can_send() approved, with what send() needs of it:
+        # send() of that very event right after reuses them instead of
+        # checking twice.  Anything that may change the answer clears it.
+        self.prepared: tuple[Event, bytes, _Sent | None] | None = None
+        self.sasl_owed = False  # we owe a SASL response
+        self.sasl_malformed = False  # ... and it must be a cancel
+        self.block: Reply | None = None  # reading a listing of this shape
+        self.block_text = ""
+        self.block_scan = 0
+        self.body: BodyReader | None = None  # the reader, while in a body
+        self.reader: BodyReader | None = None
+        self.end_pending = False
+        self.auth_failed = False
+
+    @property
+    def outstanding(self) -> tuple[Command, ...]:
+        return tuple(sent[0] for sent in self.queue)
+
+    def tls_established(self) -> None:
+        super().tls_established()
+        self.pipelining = self.allow_pipelining
+        self.projected = self.session.state
+
+    # ------------------------------------------------------------------
+    # Output
+    # ------------------------------------------------------------------
+
+    def can_send(self, event: Event) -> bool:
+        try:
+            data, sent = self.prepare(event)
+        except LocalProtocolError:
+            return False
+        self.prepared = (event, data, sent)
+        return True
+
+    def send(self, event: Event) -> bytes:
+        prepared = self.prepared
+        self.prepared = None
+        if prepared is not None and prepared[0] is event:
+            data, sent = prepared[1], prepared[2]
+        else:
+            data, sent = self.prepare(event)
+        if sent is None:
+            if type(event) is ConnectionClosed:
+                # We are closing our end (h11 lets you "send" this too).
+                self.session.close()
+            else:
+                self.sasl_owed = False
+                self.sasl_malformed = False
+            return data
+        queue = self.queue
+        queue.append(sent)
+        kind = sent[1].kind
+        if len(queue) == 1:
+            self.session.start(kind)
+        self.projected = _projection(self.projected, kind)
+        return data
+
+    def prepare(self, event: Event) -> tuple[bytes, _Sent | None]:
+        """Check that *event* may be sent now and serialize it; changes
+        nothing, so :meth:`can_send` can ask too.  Returns the bytes and,
+        for a command, what the FIFO will hold."""
+        spec = BY_TYPE.get(type(event))
+        if spec is None:
+            return self._prepare_other(event), None
+        if spec is BAD_COMMAND_SPEC:
+            raise LocalProtocolError("a client sends commands, not BadCommand")
+        cmd: Command = event  # type: ignore[assignment]
+        session = self.session
+        state = session.state
+        if state is AWAIT_GREETING:
+            raise LocalProtocolError("wait for the server's greeting before sending commands")
+        if state is CLOSED:
+            raise LocalProtocolError("the connection is closed")
+        queue = self.queue
+        if queue:
+            last = queue[-1][1]
+            if last.ends_batch:
+                # RFC 2449 §6.6 / RFC 2595 §4 / RFC 5034 §4.
+                raise LocalProtocolError(
+                    f"{last.keyword} must end a pipelined batch: "
+                    f"wait for its reply before {keyword_of(cmd)}"
+                )
+            if not self.pipelining:
+                raise LocalProtocolError(
+                    "the server did not advertise PIPELINING: wait for each reply "
+                    "(or pass allow_unadvertised_pipelining=True)"
+                )
+        projected = self.projected
+        if not allowed(spec, projected, strict_user=session.strict_user):
+            raise LocalProtocolError(
+                f"{keyword_of(cmd)} is not allowed in the {projected.name} state"
+            )
+        check = spec.check
+        if check is not None:
+            reason = check(cmd, self)
+            if reason is not None:
+                raise LocalProtocolError(reason)
+        reply = spec.reply
+        if type(reply) is not Reply:
+            reply = reply(cmd)  # type: ignore[operator]
+        return write_command(cmd, self.max_command), (cmd, spec, reply)
+
+    def _prepare_other(self, event: Event) -> bytes:
+        """The events a client sends that are not commands."""
+        kind = type(event)
+        if kind is SaslResponse or kind is SaslCancel:
+            if not self.sasl_owed:
+                raise LocalProtocolError("there is no SASL challenge to answer")
+            if kind is SaslCancel:
+                return b"*\r\n"
+            if self.sasl_malformed:
+                raise LocalProtocolError(
+                    "the challenge was not valid base64: cancel with SaslCancel (RFC 5034 §4)"
+                )
+            return sasl_line(event.data)  # type: ignore[attr-defined]
+        if kind is ConnectionClosed:
+            return b""
+        raise LocalProtocolError(f"a client sends commands, not {kind.__name__}")
+
+    # ------------------------------------------------------------------
+    # Input
+    # ------------------------------------------------------------------
+
+    def next_event(self) -> Event | _NeedData | _Paused:
+        state = self.session.state
+        if state is CLOSED:
+            return ConnectionClosed()
+        if state is TLS_PENDING:
+            self._check_no_injection()
+            return PAUSED
+        if self.end_pending:
+            self.end_pending = False
+            return self._finish(_MESSAGE_END, True)
+        if self.body is not None:
+            return self._read_body()
+        if self.block is not None:
+            return self._read_block()
+        if self.sasl_owed:
+            return PAUSED
+        limit = self.max_sasl if state is SASL else self.max_status
+        try:
+            line = self.buf.extract_line(limit, bare_lf=self.bare_lf)
+        except LineTooLong:
+            raise RemoteProtocolError(f"reply line longer than {limit} octets") from None
+        if line is None:
+            if self.eof:
+                return self._eof()
+            return NEED_DATA
+        try:
+            return self._line(line)
+        except ValueError as exc:
+            raise RemoteProtocolError(str(exc)) from None
+
+    def _check_no_injection(self) -> None:
+        if self.buf:
+            # RFC 2595 §4: the server may send nothing after its +OK until
+            # TLS is up; bytes here were injected by someone on the path.
+            raise RemoteProtocolError(
+                "data followed +OK to STLS before TLS started: possible response injection"
+            )
+
+    def _line(self, line: bytes) -> Event | _NeedData:
+        session = self.session
+        if session.state is AWAIT_GREETING:
+            return self._greeting(line)
+        if not self.queue:
+            if line.startswith(b"-ERR"):
+                # Dovecot and WildDuck send "-ERR Disconnected for
+                # inactivity." and close (against RFC 1939 §3); report it as
+                # an Err and expect EOF.
+                _, code, text = parse_status(line, self.decode)
+                session.close()
+                return Err(text, code)
+            raise RemoteProtocolError(
+                f"unexpected reply with no command outstanding: {line[:40]!r}"
+            )
+        reply = self.queue[0][2]
+        framing = reply.framing
+        if (
+            framing is _BODY
+            and (line == b"+OK" or line[:4] == b"+OK ")
+            and line[4:5] != b"["
+            and _NOT_PRINTABLE(line, 4) is None
+        ):
+            # The reply a mailbox download is made of, +OK to RETR or TOP:
+            # printable ASCII text with no response code reads the same in
+            # every mode, so parse_status below has nothing to add.
+            self.body = self._start_body()
+            return _message_start(line[4:].decode("ascii"))
+        if framing is _SASL and line[:1] == b"+" and line[:3] != b"+OK":
+            return self._challenge(line)
+        decode = self.decode
+        if reply.utf8_text and line.startswith(b"+OK"):
+            decode = _decode_utf8
+        ok, code, text = parse_status(line, decode)
+        if not ok:
+            return self._finish(Err(text, code), False)
+        if framing is _LINE:
+            assert reply.read is not None
+            return self._finish(reply.read(text), True)
+        if framing is _BODY:
+            self.body = self._start_body()
+            return MessageStart(text, code)
+        if framing is _LISTING:
+            self.block = reply
+            # Listings have no code field: keep the text verbatim.
+            self.block_text = raw_status_text(line, decode)
+            self.block_scan = 0
+            return self._read_block()
+        return self._finish(Ok(text, code), True)
+
+    def _greeting(self, line: bytes) -> Event:
+        session = self.session
+        ok, code, text = parse_status(line, self.decode)
+        if ok:
+            greeting = Greeting(raw_status_text(line, self.decode))
+            self.greeting = greeting
+            session.reply(GREETING, True)
+            self.projected = session.state
+            return greeting
+        session.reply(GREETING, False)
+        return Err(text, code)
+
+    def _challenge(self, line: bytes) -> Event:
+        # RFC 5034 §4: continue-req = "+" SP [base64] CRLF.  A bare "+" is
+        # tolerated as an empty challenge (some servers send it).
+        if len(line) > 1 and line[1:2] != b" ":
+            raise ValueError(f"malformed SASL challenge {line[:40]!r}")
+        self.sasl_owed = True
+        try:
+            data = sasl_b64decode(line[2:])
+        except ValueError:
+            # RFC 5034 §4: a client that cannot decode a challenge MUST
+            # cancel with "*"; the event says so and send() enforces it.
+            self.sasl_malformed = True
+            return trusted(SaslChallenge, data=bytes(line[2:]), malformed=True)
+        return SaslChallenge(data)
+
+    def _start_body(self) -> BodyReader:
+        # One reader serves every body of the connection: it is back at a
+        # line start whenever a body ends.
+        reader = self.reader
+        if reader is None:
+            reader = self.reader = BodyReader(bare_lf=self.bare_lf, sloppy_end=self.lenient_end)
+        reader.at_line_start = True
+        return reader
+
+    def _read_block(self) -> Event | _NeedData:
+        buf = self.buf
+        limit = self.max_listing
+        end, consumed = find_block_end(buf.data, max(self.block_scan - 4, 0), bare_lf=self.bare_lf)
+        if end < 0 or consumed > limit:
+            if len(buf) > limit or consumed > limit:
+                raise RemoteProtocolError(f"multi-line reply larger than {limit} octets")
+            if self.eof:
+                raise RemoteProtocolError("connection closed in the middle of a multi-line reply")
+            self.block_scan = len(buf)
+            return NEED_DATA
+        block = buf.consume(consumed, end)
+        reply = self.block
+        assert reply is not None and reply.read is not None
+        self.block = None
+        try:
+            event = reply.read(block, self.block_text, self.bare_lf, self.decode)
+        except ValueError as exc:
+            raise RemoteProtocolError(str(exc)) from None
+        return self._finish(event, True)
+
+    def _read_body(self) -> Event | _NeedData:
+        body = self.body
+        assert body is not None
+        buf = self.buf
+        if not buf:
+            if self.eof:
+                raise RemoteProtocolError("connection closed in the middle of a message body")
+            return NEED_DATA
+        if self.idle and self.lenient_end:
+            # The server fell silent on a held-back tail that a correct
+            # server would have completed: take it as the terminator.
+            held = buf.peek()
+            if held in (b".\r\n", b".\r", b".\n"):
+                # "last line.CRLF": the last line lacked its CRLF.
+                buf.clear()
+                self.body = None
+                return self._finish(_MESSAGE_END, True)
+            if held in (b"\r\n.\r", b"\n.\r"):
+                # "CRLF . CR": the terminator lacked its LF.
+                buf.clear()
+                self.body = None
+                self.end_pending = True
+                return _message_data(held[:-2])
+        unterminated = False
+        if len(self.queue) > 1:
+            # Pipelined: later replies may sit behind this body in the
+            # buffer; take out just this body if its end is there.
+            ends = body.find_end(buf.data)
+            if ends is None:
+                unterminated = True
+            else:
+                body_end, consumed, stuffed, done = ends
+                out = buf.consume(consumed, body_end)
+                if stuffed:
+                    out = body.unstuff(out)
+                else:
+                    body.took_plain(done)
+                if not done:
+                    return _message_data(out)
+                self.body = None
+                if out:
+                    self.end_pending = True
+                    return _message_data(out)
+                return self._finish(_MESSAGE_END, True)
+        out, leftover, done = body.feed(buf.take_all(), unterminated=unterminated)
+        if leftover:
+            buf.prepend(leftover)
+        if done:
+            self.body = None
+            if out:
+                self.end_pending = True
+                return _message_data(out)
+            return self._finish(_MESSAGE_END, True)
+        if out:
+            return _message_data(out)
+        if self.eof:
+            raise RemoteProtocolError("connection closed in the middle of a message body")
+        return NEED_DATA
+
+    def _finish(self, event: Event, ok: bool) -> Event:
+        """The final reply to the head of the FIFO has arrived."""
+        session = self.session
+        queue = self.queue
+        _, spec, reply = queue.popleft()
+        session.reply(spec.kind, ok)
+        self.auth_failed = not ok and spec.authenticates
+        if ok:
+            effect = reply.effect
+            if effect is not None:
+                self.apply(effect, event)
+                if self.capabilities is not None:
+                    self.pipelining = self.allow_pipelining or self.capabilities.pipelining
+            if session.state is TLS_PENDING:
+                self._check_no_injection()
+        if queue:
+            session.start(queue[0][1].kind)
+        else:
+            self.projected = session.state
+        return event
+
+    def _eof(self) -> Event:
+        if self.buf:
+            raise RemoteProtocolError("connection closed in the middle of a reply line")
+        session = self.session
+        queue = self.queue
+        if not queue or self.auth_failed:
+            # RFC 1939 §4: after a failed authentication the server may
+            # close; anything pipelined after it is moot.
+            queue.clear()
+            session.close()
+            return ConnectionClosed()
+        if queue[0][1].closes:
+            # QUIT was sent: from TRANSACTION, whether the server removed
+            # the marked messages is unknown (RFC 1939 §6).
+            unknown = session.state is UPDATE
+            queue.clear()
+            session.close()
+            return ConnectionClosed(outcome_unknown=unknown)
+        raise RemoteProtocolError(f"connection closed with {len(queue)} command(s) unanswered")
+
+
+# The events of a message body, built without the dataclass __init__: a
+# frozen dataclass sets each field through object.__setattr__ and then
+# validates, where the slot's own descriptor is a single C call, and the
+# parser has already checked what it hands over.  MessageEnd has no field,
+# so one instance serves every body.
+_MESSAGE_END: Final = MessageEnd()
+_new_event = object.__new__
+_set_data = MessageData.__dict__["data"].__set__
+_set_text = MessageStart.__dict__["text"].__set__
+_set_code = MessageStart.__dict__["code"].__set__
+
+
+def _message_data(data: bytes) -> MessageData:
+    event: MessageData = _new_event(MessageData)
+    _set_data(event, data)
+    return event
+
+
+def _message_start(text: str) -> MessageStart:
+    """``+OK text`` to RETR/TOP: *text* checked, no response code."""
+    event: MessageStart = _new_event(MessageStart)
+    _set_text(event, text)
+    _set_code(event, None)
+    return event
