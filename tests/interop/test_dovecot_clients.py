@@ -27,7 +27,7 @@ from tests.dovecot import (
     DovecotServer,
 )
 
-TIMEOUT = 15.0
+TIMEOUT = 60.0  # bounds a hang; a loaded machine can be slow
 
 TLS = Literal["starttls", "implicit", "none"]
 
