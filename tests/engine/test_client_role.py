@@ -6,6 +6,8 @@ Checklist references are to /work/shared/pop3-conformance.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict, cast
+
 import pytest
 
 from pop3proto import (
@@ -23,6 +25,7 @@ from pop3proto import (
     ConnectionClosed,
     Dele,
     Err,
+    Event,
     Extension,
     Greeting,
     Lang,
@@ -41,6 +44,7 @@ from pop3proto import (
     Quit,
     RemoteProtocolError,
     Retr,
+    Role,
     Rset,
     SaslCancel,
     SaslChallenge,
@@ -60,22 +64,39 @@ from pop3proto import (
 from tests.helpers import events_through_wait as events
 from tests.helpers import feed_through_wait as feed
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
 GREETING = b"+OK POP3 server ready " + TIMESTAMP.encode() + b"\r\n"
 
 
-def new_client(greeting: bytes = GREETING, **kw: object) -> Connection:
-    conn = Connection(CLIENT, **kw)  # type: ignore[arg-type]
+class Options(TypedDict, total=False):
+    """The keyword arguments of :class:`Connection`, so helpers can pass them on typed."""
+
+    tls: bool
+    strict_user: bool
+    bare_lf: bool
+    lenient_end: bool
+    allow_unadvertised_pipelining: bool
+    max_command_size: int
+    max_status_size: int | None
+    max_sasl_size: int
+    max_listing_size: int
+
+
+def new_client(greeting: bytes = GREETING, **kw: Unpack[Options]) -> Connection:
+    conn = Connection(CLIENT, **kw)
     assert isinstance(feed(conn, greeting)[0], Greeting)
     return conn
 
 
-def ask(conn: Connection, cmd: object, data: bytes) -> list[object]:
-    conn.send(cmd)  # type: ignore[arg-type]
+def ask(conn: Connection, cmd: Event, data: bytes) -> list[object]:
+    conn.send(cmd)
     return feed(conn, data)
 
 
-def client_tx(**kw: object) -> Connection:
+def client_tx(**kw: Unpack[Options]) -> Connection:
     conn = new_client(**kw)
     ask(conn, User("mrose"), b"+OK\r\n")
     ask(conn, Pass("secret"), b"+OK\r\n")
@@ -83,7 +104,13 @@ def client_tx(**kw: object) -> Connection:
     return conn
 
 
-def pipelining_client(**kw: object) -> Connection:
+def capabilities(conn: Connection) -> Capabilities:
+    """The capabilities *conn* learnt from CAPA (which the caller has sent)."""
+    assert conn.capabilities is not None
+    return conn.capabilities
+
+
+def pipelining_client(**kw: Unpack[Options]) -> Connection:
     conn = new_client(**kw)
     ask(conn, Capa(), b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n")
     return conn
@@ -106,14 +133,14 @@ def test_roles_and_initial_properties() -> None:
 @pytest.mark.parametrize("role", ["CLIENT", None, SERVER.__class__("CLIENT")])
 def test_constructor_rejects_anything_but_the_role_sentinels(role: object) -> None:
     with pytest.raises(ValueError):
-        Connection(role)  # type: ignore[arg-type]
+        Connection(cast(Role, role))  # deliberately not a Role
 
 
 @pytest.mark.parametrize("name", ["max_command_size", "max_sasl_size", "max_listing_size"])
 def test_constructor_rejects_tiny_limits(name: str) -> None:
     with pytest.raises(ValueError, match=name):
-        Connection(CLIENT, **{name: 7})
-    Connection(CLIENT, **{name: 8})
+        Connection(CLIENT, **cast(Options, {name: 7}))
+    Connection(CLIENT, **cast(Options, {name: 8}))
 
 
 def test_greeting_is_stored() -> None:
@@ -184,6 +211,7 @@ def test_full_user_pass_session() -> None:
 
 def test_full_apop_session() -> None:
     conn = new_client()
+    assert conn.greeting is not None and conn.greeting.timestamp is not None
     digest = apop_digest(conn.greeting.timestamp, "tanstaaf")
     assert digest == "c4c9334bac560ecc979e58001b3e22fb"
     assert conn.send(Apop("mrose", digest)) == b"APOP mrose " + digest.encode() + b"\r\n"
@@ -218,7 +246,8 @@ def test_sasl_empty_response_is_an_empty_line() -> None:
 def test_sasl_failure_returns_to_authorization() -> None:
     conn = new_client()
     conn.send(Auth("PLAIN", b"\0u\0p"))
-    assert feed(conn, b"-ERR [AUTH] Authentication failed.\r\n")[0].code.known == "AUTH"
+    ev = feed(conn, b"-ERR [AUTH] Authentication failed.\r\n")[0]
+    assert isinstance(ev, Err) and ev.code is not None and ev.code.known == "AUTH"
     assert conn.state is State.AUTHORIZATION
     assert conn.send(User("u")) == b"USER u\r\n"
 
@@ -233,15 +262,15 @@ def test_sasl_cancel() -> None:
 
 
 @pytest.mark.parametrize("event", [SaslResponse(b"x"), SaslCancel()])
-def test_sasl_line_without_a_challenge_is_refused(event: object) -> None:
+def test_sasl_line_without_a_challenge_is_refused(event: Event) -> None:
     conn = new_client()
     with pytest.raises(LocalProtocolError, match="challenge"):
-        conn.send(event)  # type: ignore[arg-type]
+        conn.send(event)
     assert conn.state is State.ERROR
     conn = new_client()
     conn.send(Auth("PLAIN"))
     with pytest.raises(LocalProtocolError):
-        conn.send(event)  # type: ignore[arg-type]
+        conn.send(event)
 
 
 def test_sasl_command_while_a_response_is_owed_is_refused() -> None:
@@ -260,10 +289,10 @@ def test_sasl_command_while_a_response_is_owed_is_refused() -> None:
 @pytest.mark.parametrize(
     "event", [Ok(), Err(), Greeting("x"), StatOk(1, 1), MessageEnd(), SaslChallenge(b"")]
 )
-def test_client_refuses_to_send_responses(event: object) -> None:
+def test_client_refuses_to_send_responses(event: Event) -> None:
     conn = new_client()
     with pytest.raises(LocalProtocolError, match="commands"):
-        conn.send(event)  # type: ignore[arg-type]
+        conn.send(event)
     assert conn.state is State.ERROR
 
 
@@ -494,7 +523,7 @@ def test_need_data_before_anything_arrives() -> None:
 def test_stls_pauses_until_tls_established() -> None:
     conn = new_client()
     ask(conn, Capa(), b"+OK\r\nSTLS\r\nUSER\r\n.\r\n")
-    assert conn.capabilities.stls
+    assert capabilities(conn).stls
     assert ask(conn, Stls(), b"+OK Begin TLS\r\n") == [Ok("Begin TLS"), PAUSED]
     assert conn.state is State.TLS_PENDING
     assert conn.next_event() is PAUSED
@@ -522,11 +551,11 @@ def test_tls_established_outside_tls_pending() -> None:
 def test_capabilities_replaced_by_each_capa() -> None:
     conn = new_client()
     ask(conn, Capa(), b"+OK\r\nTOP\r\n.\r\n")
-    assert conn.capabilities.top
+    assert capabilities(conn).top
     ask(conn, Capa(), b"+OK\r\nUIDL\r\n.\r\n")
-    assert not conn.capabilities.top and conn.capabilities.uidl
+    assert not capabilities(conn).top and capabilities(conn).uidl
     ask(conn, Capa(), b"-ERR no CAPA\r\n")
-    assert conn.capabilities.uidl  # a refused CAPA keeps what we knew
+    assert capabilities(conn).uidl  # a refused CAPA keeps what we knew
 
 
 # ---------------------------------------------------------------------------
@@ -538,6 +567,7 @@ def test_text_before_utf8_is_ascii_with_replacement() -> None:
     conn = client_tx()
     assert ask(conn, Noop(), "+OK café\r\n".encode())[0] == Ok("caf\ufffd\ufffd")
     evs = ask(conn, Capa(), "+OK\r\nIMPLEMENTATION Dövecot\r\n.\r\n".encode())
+    assert isinstance(evs[0], CapaOk), evs
     assert evs[0].capabilities.implementation == "D\ufffd\ufffdvecot"
 
 
@@ -809,8 +839,9 @@ def test_no_commands_after_the_connection_closed(how: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def lenient_retr(wire: bytes, **kw: object) -> tuple[Connection, list[object]]:
-    conn = client_tx(lenient_end=True, **kw)
+def lenient_retr(wire: bytes, **kw: Unpack[Options]) -> tuple[Connection, list[object]]:
+    options: Options = {"lenient_end": True, **kw}
+    conn = client_tx(**options)
     return conn, ask(conn, Retr(1), wire)
 
 
@@ -886,10 +917,10 @@ def test_can_send_asking_about_connection_closed_does_not_close() -> None:
 @pytest.mark.parametrize(
     "event", [User("u" * 300), User("jös"), SaslResponse(b""), SaslCancel(), Ok()], ids=repr
 )
-def test_can_send_false_for_every_kind_of_refusal(event: object) -> None:
+def test_can_send_false_for_every_kind_of_refusal(event: Event) -> None:
     """Too long, non-ASCII credentials, SASL lines without a challenge, responses."""
     conn = new_client()
-    assert conn.can_send(event) is False  # type: ignore[arg-type]
+    assert conn.can_send(event) is False
     assert conn.state is State.AUTHORIZATION
     assert conn.send(Capa()) == b"CAPA\r\n"
 

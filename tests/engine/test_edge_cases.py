@@ -10,6 +10,8 @@ tests found.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 import pytest
 
@@ -26,10 +28,12 @@ from pop3proto import (
     Capa,
     Capabilities,
     CapaOk,
+    Command,
     Connection,
     ConnectionClosed,
     Dele,
     Err,
+    Event,
     Greeting,
     Lang,
     LangOk,
@@ -67,6 +71,9 @@ from pop3proto import (
 from tests.helpers import events_through_wait as events
 from tests.helpers import feed_through_wait as feed
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
 GREETING = b"+OK POP3 server ready " + TIMESTAMP.encode() + b"\r\n"
 
@@ -74,6 +81,20 @@ GREETING = b"+OK POP3 server ready " + TIMESTAMP.encode() + b"\r\n"
 # ---------------------------------------------------------------------------
 # Small local helpers
 # ---------------------------------------------------------------------------
+
+
+class Options(TypedDict, total=False):
+    """The keyword arguments of :class:`Connection`, so helpers can pass them on typed."""
+
+    tls: bool
+    strict_user: bool
+    bare_lf: bool
+    lenient_end: bool
+    allow_unadvertised_pipelining: bool
+    max_command_size: int
+    max_status_size: int | None
+    max_sasl_size: int
+    max_listing_size: int
 
 
 def eof(conn: Connection) -> list[object]:
@@ -85,7 +106,7 @@ def body_of(evs: list[object]) -> bytes:
     return b"".join(e.data for e in evs if isinstance(e, MessageData))
 
 
-def merged(evs: list[object]) -> list[object]:
+def merged(evs: Sequence[object]) -> list[object]:
     """Drop NEED_DATA and join adjacent MessageData (their boundaries carry no meaning)."""
     out: list[object] = []
     for ev in evs:
@@ -98,14 +119,14 @@ def merged(evs: list[object]) -> list[object]:
     return out
 
 
-def new_client(greeting: bytes = GREETING, **kw: object) -> Connection:
-    conn = Connection(CLIENT, **kw)  # type: ignore[arg-type]
+def new_client(greeting: bytes = GREETING, **kw: Unpack[Options]) -> Connection:
+    conn = Connection(CLIENT, **kw)
     evs = feed(conn, greeting)
     assert isinstance(evs[0], Greeting), evs
     return conn
 
 
-def client_tx(**kw: object) -> Connection:
+def client_tx(**kw: Unpack[Options]) -> Connection:
     conn = new_client(**kw)
     conn.send(User("mrose"))
     assert isinstance(feed(conn, b"+OK\r\n")[0], Ok)
@@ -115,20 +136,20 @@ def client_tx(**kw: object) -> Connection:
     return conn
 
 
-def ask(conn: Connection, cmd: object, data: bytes) -> list[object]:
+def ask(conn: Connection, cmd: Event, data: bytes) -> list[object]:
     """Client: send *cmd*, receive *data*, return the events."""
-    conn.send(cmd)  # type: ignore[arg-type]
+    conn.send(cmd)
     return feed(conn, data)
 
 
-def new_server(text: str = "POP3 server ready " + TIMESTAMP, **kw: object) -> Connection:
-    conn = Connection(SERVER, **kw)  # type: ignore[arg-type]
+def new_server(text: str = "POP3 server ready " + TIMESTAMP, **kw: Unpack[Options]) -> Connection:
+    conn = Connection(SERVER, **kw)
     conn.send(Greeting(text))
     assert conn.state is State.AUTHORIZATION
     return conn
 
 
-def server_tx(**kw: object) -> Connection:
+def server_tx(**kw: Unpack[Options]) -> Connection:
     conn = new_server(**kw)
     assert feed(conn, b"USER mrose\r\n")[0] == User("mrose")
     conn.send(Ok())
@@ -149,18 +170,18 @@ class Pair:
     def __init__(
         self,
         greeting: str = "POP3 server ready " + TIMESTAMP,
-        client: dict[str, object] | None = None,
-        server: dict[str, object] | None = None,
+        client: Options | None = None,
+        server: Options | None = None,
     ) -> None:
-        self.client = Connection(CLIENT, **(client or {}))  # type: ignore[arg-type]
-        self.server = Connection(SERVER, **(server or {}))  # type: ignore[arg-type]
+        self.client = Connection(CLIENT, **(client or {}))
+        self.server = Connection(SERVER, **(server or {}))
         assert self.reply(Greeting(greeting))[0] == Greeting(greeting)
 
-    def command(self, cmd: object) -> list[object]:
-        return feed(self.server, self.client.send(cmd))  # type: ignore[arg-type]
+    def command(self, cmd: Event) -> list[object]:
+        return feed(self.server, self.client.send(cmd))
 
-    def reply(self, *responses: object) -> list[object]:
-        data = b"".join(self.server.send(r) for r in responses)  # type: ignore[arg-type]
+    def reply(self, *responses: Event) -> list[object]:
+        data = b"".join(self.server.send(r) for r in responses)
         return feed(self.client, data)
 
 
@@ -204,9 +225,10 @@ SPLIT_WIRE = (
 )
 
 
-def run_client(chunks: list[bytes], **kw: object) -> list[object]:
+def run_client(chunks: list[bytes], **kw: Unpack[Options]) -> list[object]:
     """Feed *chunks*; send every SPLIT_COMMAND (pipelined) once the greeting is in."""
-    conn = Connection(CLIENT, allow_unadvertised_pipelining=True, **kw)  # type: ignore[arg-type]
+    options: Options = {"allow_unadvertised_pipelining": True, **kw}
+    conn = Connection(CLIENT, **options)
     out: list[object] = []
     for chunk in [*(c for c in chunks if c), b""]:
         conn.receive_data(chunk)
@@ -482,7 +504,7 @@ def test_framing_empty_message() -> None:
         (Lang(), LangOk(())),
     ],
 )
-def test_framing_empty_listings(cmd: object, reply: object) -> None:
+def test_framing_empty_listings(cmd: Event, reply: Event) -> None:
     """§10 Framing: empty LIST, UIDL and CAPA (and bare LANG) are ``+OK`` then ``.``."""
     pair = Pair()
     if not isinstance(cmd, (Capa, Lang)):
@@ -746,6 +768,7 @@ def test_lengths_capa_line_over_512() -> None:
     assert len(long_line) > 512
     conn = new_client(max_status_size=512)
     evs = ask(conn, Capa(), b"+OK\r\n" + long_line.encode() + b"\r\nTOP\r\n.\r\n")
+    assert isinstance(evs[0], CapaOk), evs
     caps = evs[0].capabilities
     assert caps.get("X-LONG") == ("param",) * 100 and caps.top
     with pytest.raises(LocalProtocolError):
@@ -851,8 +874,10 @@ def test_status_line_unknown_lower_levels_are_ignored() -> None:
     """§10 Status lines / §4: ``[SYS/TEMP/FOO/BAR]`` means SYS/TEMP; ``[XFOO]`` means nothing."""
     conn = client_tx()
     ev = ask(conn, Noop(), b"-ERR [SYS/TEMP/FOO/BAR] x\r\n")[0]
+    assert isinstance(ev, Err) and ev.code is not None, ev
     assert ev.code.known == "SYS/TEMP" and ev.code.matches(SYS_TEMP)
     ev = ask(conn, Noop(), b"-ERR [XFOO] x\r\n")[0]
+    assert isinstance(ev, Err) and ev.code is not None, ev
     assert ev.code.known is None
 
 
@@ -1273,13 +1298,13 @@ def test_state_every_command_in_every_state(state: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("cmd", [Noop(), Stat(), Rset()])
-def test_state_transaction_commands_in_authorization(cmd: object) -> None:
+def test_state_transaction_commands_in_authorization(cmd: Command) -> None:
     """§10 State: NOOP, STAT or RSET in AUTHORIZATION: BadCommand (server),
     LocalProtocolError (client)."""
     conn = new_client()
     with pytest.raises(LocalProtocolError, match="AUTHORIZATION"):
-        conn.send(cmd)  # type: ignore[arg-type]
-    ev = first(new_server(), cmd.keyword.encode() + b"\r\n")  # type: ignore[attr-defined]
+        conn.send(cmd)
+    ev = first(new_server(), cmd.keyword.encode() + b"\r\n")
     assert isinstance(ev, BadCommand) and ev.command == cmd
 
 
@@ -1472,7 +1497,7 @@ def test_deletion_dele_replies() -> None:
 
 
 @pytest.mark.parametrize("cmd", [Retr(1), Top(1, 0), List(1), Uidl(1), Dele(1)])
-def test_deletion_commands_on_a_deleted_message(cmd: object) -> None:
+def test_deletion_commands_on_a_deleted_message(cmd: Event) -> None:
     """§10 Deletion: RETR, TOP, LIST n, UIDL n (and DELE) on a deleted message get -ERR;
     a -ERR to RETR/TOP has no body, so the next reply is framed correctly."""
     pair = Pair()
@@ -1636,7 +1661,7 @@ def test_uidl_duplicate_uids_are_allowed() -> None:
 def pipelining_client() -> Connection:
     conn = new_client()
     ask(conn, Capa(), b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n")
-    assert conn.capabilities.pipelining
+    assert conn.capabilities is not None and conn.capabilities.pipelining
     return conn
 
 
@@ -1766,12 +1791,12 @@ def sasl_server(line: bytes = b"AUTH PLAIN\r\n") -> Connection:
 
 
 @pytest.mark.parametrize("reply", [Ok(), SaslChallenge(b"more"), MessageStart()])
-def test_sasl_cancel_must_be_answered_with_err(reply: object) -> None:
+def test_sasl_cancel_must_be_answered_with_err(reply: Event) -> None:
     """§10 SASL: ``*`` cancels; the server MUST answer -ERR and nothing else."""
     srv = sasl_server()
     assert first(srv, b"*\r\n") == SaslCancel()
     with pytest.raises(LocalProtocolError):
-        srv.send(reply)  # type: ignore[arg-type]
+        srv.send(reply)
 
 
 def test_sasl_cancel_round_trip() -> None:
@@ -1928,7 +1953,7 @@ CHOICES = {
 }
 
 
-def positive(cmd: object) -> list[object]:
+def positive(cmd: Event) -> list[Event]:
     if isinstance(cmd, Stat):
         return [StatOk(1, 12)]
     if isinstance(cmd, List):
@@ -1961,7 +1986,7 @@ def test_invariant_client_and_server_agree_fuzzed() -> None:
             ]
             cmd = rng.choice(options)
             assert pair.command(cmd) == [cmd, PAUSED], seed
-            replies = positive(cmd) if rng.random() < 0.7 else [Err("no")]
+            replies: list[Event] = positive(cmd) if rng.random() < 0.7 else [Err("no")]
             evs = merged(pair.reply(*replies))
             if isinstance(replies[0], MessageStart):
                 replies = [replies[0], MessageData(b".a\r\n..\r\nb\r\n"), replies[2]]

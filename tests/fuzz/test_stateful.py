@@ -32,7 +32,7 @@ examples); ``POP3PROTO_HYPOTHESIS_PROFILE=deep`` runs 5,000.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -642,7 +642,11 @@ class SessionMachine(RuleBasedStateMachine):
         ]
 
     def _draw_batch(
-        self, data: st.DataObject, size: int, *, allow: Any = None
+        self,
+        data: st.DataObject,
+        size: int,
+        *,
+        allow: Callable[[Command], bool] | None = None,
     ) -> tuple[bytes, list[Command]]:
         """Up to *size* commands the client engine accepts one after the
         other (a pipelined batch when more than one), sent on the client."""
@@ -663,14 +667,12 @@ class SessionMachine(RuleBasedStateMachine):
 
     def _sasl_answers(self, data: st.DataObject) -> list[SaslResponse | SaslCancel]:
         plain = b"\x00" + USER.encode() + b"\x00" + PASSWORD.encode()
-        return [
-            data.draw(
-                st.sampled_from(
-                    [SaslResponse(plain), SaslResponse(b"\x00alice\x00bad"), SaslCancel()]
-                ),
-                label="SASL answer",
-            )
+        answers: list[SaslResponse | SaslCancel] = [
+            SaslResponse(plain),
+            SaslResponse(b"\x00alice\x00bad"),
+            SaslCancel(),
         ]
+        return [data.draw(st.sampled_from(answers), label="SASL answer")]
 
     # -- rules ----------------------------------------------------------------
 
