@@ -59,9 +59,11 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 import pop3proto
 from pop3proto import State
 
-from ._client import DEFAULT_WINDOW, ClientCore, MailboxStatus, RetrieveBatch, is_loopback
-from ._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
 from ._seam import Deliver, Operation, Receive, Send, StartTLS
+from .client._base import DEFAULT_WINDOW, is_loopback
+from .client._batch import RetrieveBatch
+from .client._core import ClientCore, MailboxStatus
+from .client._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
 
 __all__ = [
     "Client",

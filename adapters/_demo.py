@@ -38,9 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Final
 
-from ._client import DEFAULT_WINDOW
 from ._fetch import Account, FetchOptions, fetch
 from .cli import EXIT_FAILURE, EXIT_OK, CLIError
+from .client._base import DEFAULT_WINDOW
 from .sync import Client, TLSMode
 
 __all__ = ["run_demo", "generate_maildrop", "DemoCertificate", "make_certificate"]

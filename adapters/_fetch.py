@@ -79,8 +79,6 @@ from types import FrameType
 from typing import IO, Any, Final, Literal
 from urllib.parse import quote, unquote, urlsplit
 
-from ._client import DEFAULT_WINDOW
-from ._errors import CommandFailed, POP3Error
 from .cli import (
     EXIT_FAILURE,
     EXIT_LOCAL,
@@ -91,6 +89,8 @@ from .cli import (
     Terminated,
     describe_error,
 )
+from .client._base import DEFAULT_WINDOW
+from .client._errors import CommandFailed, POP3Error
 from .sync import Client, TLSMode
 
 __all__ = [

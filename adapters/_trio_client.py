@@ -52,8 +52,9 @@ from ._asyncio_client import (
     _check_timeout,
     _resolve_tls,
 )
-from ._client import DEFAULT_WINDOW, ClientCore, is_loopback
 from ._seam import Receive, Send, StartTLS
+from .client._base import DEFAULT_WINDOW, is_loopback
+from .client._core import ClientCore
 
 __all__ = ["Client", "connect", "TLSMode", "POP3_PORT", "POP3_SSL_PORT"]
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import pop3proto
 
-from ._errors import (
+from .client._errors import (
     AuthenticationFailed,
     ConnectionLost,
     InsecureAuthenticationRefused,

@@ -83,32 +83,29 @@ from typing import IO, Any, Final, Literal, NoReturn, TypeVar
 import pop3proto
 from pop3proto import State
 
-from ._client import (
-    DEFAULT_WINDOW,
-    ClientCore,
-    is_loopback,
-)
-from ._client import MailboxStatus as MailboxStatus
-from ._errors import AuthenticationFailed as AuthenticationFailed
-from ._errors import CommandFailed as CommandFailed
-from ._errors import ConnectionLost as ConnectionLost
-from ._errors import InsecureAuthenticationRefused as InsecureAuthenticationRefused
-from ._errors import LoginDelay as LoginDelay
-from ._errors import MailboxInUse as MailboxInUse
-from ._errors import PermanentFailure as PermanentFailure
-from ._errors import POP3Error as POP3Error
-from ._errors import ProtocolViolation as ProtocolViolation
-from ._errors import TemporaryFailure as TemporaryFailure
-from ._errors import TLSUnavailable as TLSUnavailable
-from ._seam import Deliver, Operation, Receive, Request, Send, StartTLS
 from ._maildrop import MaildirBackend as MaildirBackend
 from ._maildrop import MemoryBackend as MemoryBackend
+from ._seam import Deliver, Operation, Receive, Request, Send, StartTLS
 from ._session import ServerConfig as ServerConfig
 from ._sync_server import Server as Server
 from ._sync_server import serve as serve
 from ._users import DictAuthenticator as DictAuthenticator
 from ._users import UsersFile as UsersFile
 from ._users import hash_password as hash_password
+from .client._base import DEFAULT_WINDOW, is_loopback
+from .client._core import ClientCore
+from .client._core import MailboxStatus as MailboxStatus
+from .client._errors import AuthenticationFailed as AuthenticationFailed
+from .client._errors import CommandFailed as CommandFailed
+from .client._errors import ConnectionLost as ConnectionLost
+from .client._errors import InsecureAuthenticationRefused as InsecureAuthenticationRefused
+from .client._errors import LoginDelay as LoginDelay
+from .client._errors import MailboxInUse as MailboxInUse
+from .client._errors import PermanentFailure as PermanentFailure
+from .client._errors import POP3Error as POP3Error
+from .client._errors import ProtocolViolation as ProtocolViolation
+from .client._errors import TemporaryFailure as TemporaryFailure
+from .client._errors import TLSUnavailable as TLSUnavailable
 
 # Exactly the standard library's: ``from ... import *`` must bring what
 # ``from poplib import *`` brings.  The modern API is imported by name.

@@ -38,8 +38,13 @@ from pop3proto.adapters import asyncio as aio_public
 from pop3proto.adapters import trio as trio_public
 from pop3proto.adapters._asyncio_client import AsyncClientBase
 from pop3proto.adapters._asyncio_client import Client as AsyncioClient
-from pop3proto.adapters._client import DEFAULT_WINDOW
-from pop3proto.adapters._errors import (
+from pop3proto.adapters._maildrop import MemoryBackend
+from pop3proto.adapters._sync_server import Server as SyncServer
+from pop3proto.adapters._trio_client import Client as TrioClient
+from pop3proto.adapters._trio_client import connect as trio_connect
+from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.client._base import DEFAULT_WINDOW
+from pop3proto.adapters.client._errors import (
     AuthenticationFailed,
     CommandFailed,
     ConnectionLost,
@@ -48,11 +53,6 @@ from pop3proto.adapters._errors import (
     ProtocolViolation,
     TLSUnavailable,
 )
-from pop3proto.adapters._maildrop import MemoryBackend
-from pop3proto.adapters._sync_server import Server as SyncServer
-from pop3proto.adapters._trio_client import Client as TrioClient
-from pop3proto.adapters._trio_client import connect as trio_connect
-from pop3proto.adapters._users import DictAuthenticator
 from pop3proto.adapters.sync import MailboxStatus
 from tests.client.test_core import MESSAGES as CORE_MESSAGES
 from tests.client.test_core import FakeConfig, FakeSession, expected_body

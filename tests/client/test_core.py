@@ -18,14 +18,10 @@ import pytest
 
 import pop3proto
 from pop3proto import State
-from pop3proto.adapters._client import (
-    LOGIN_PREFERENCE,
-    ClientCore,
-    MailboxStatus,
-    is_loopback,
-    raise_for_err,
-)
-from pop3proto.adapters._errors import (
+from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
+from pop3proto.adapters.client._base import is_loopback
+from pop3proto.adapters.client._core import ClientCore, MailboxStatus
+from pop3proto.adapters.client._errors import (
     AuthenticationFailed,
     CommandFailed,
     ConnectionLost,
@@ -37,8 +33,9 @@ from pop3proto.adapters._errors import (
     ProtocolViolation,
     TemporaryFailure,
     TLSUnavailable,
+    raise_for_err,
 )
-from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
+from pop3proto.adapters.client._mechanisms import LOGIN_PREFERENCE
 
 TIMESTAMP_GREETING = "POP3 ready <1896.697170952@dbc.mtview.ca.us>"
 PASSWORD = "correct horse"

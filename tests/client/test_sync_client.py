@@ -22,7 +22,7 @@ import pytest
 
 import pop3proto
 from pop3proto import State
-from pop3proto.adapters._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
+from pop3proto.adapters.client._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
 from pop3proto.adapters.sync import (
     AuthenticationFailed,
     Client,
