@@ -45,11 +45,11 @@ and timeouts are :class:`OSError` / :class:`TimeoutError`.
 
 from __future__ import annotations
 
-from ._asyncio_client import STLS_SUPPORTED, Client, TLSMode
 from ._asyncio_server import Server, serve
 from ._maildrop import MaildirBackend, MemoryBackend
 from ._session import ServerConfig
 from ._users import DictAuthenticator, UsersFile, hash_password
+from .client._asyncio import STLS_SUPPORTED, Client, TLSMode
 from .client._core import MailboxStatus
 from .client._errors import (
     AuthenticationFailed,

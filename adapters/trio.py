@@ -60,7 +60,6 @@ except ImportError as exc:  # pragma: no cover - trio is an optional extra
 
 from ._maildrop import MaildirBackend, MemoryBackend
 from ._session import ServerConfig
-from ._trio_client import Client, TLSMode, connect
 from ._trio_server import Server, serve
 from ._users import DictAuthenticator, UsersFile, hash_password
 from .client._core import MailboxStatus
@@ -77,6 +76,7 @@ from .client._errors import (
     TemporaryFailure,
     TLSUnavailable,
 )
+from .client._trio import Client, TLSMode, connect
 
 __all__ = [
     # the client

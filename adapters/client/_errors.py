@@ -32,8 +32,12 @@ Errors that do not come from a ``-ERR``:
 
 Every class derives from :class:`POP3Error`.  ``str(exc)`` never contains a
 password.  :func:`raise_for_err` is the one place that maps a ``-ERR`` to its
-class; the runners re-export the classes from the public faces
-(``pop3proto.adapters.sync``, ``.asyncio``, ``.trio``).
+class; the public faces (``pop3proto.adapters.sync``, ``.asyncio``,
+``.trio``) re-export the classes.
+
+The ``poplib`` compatibility classes raise :class:`error_proto` instead, the
+one exception of that interface, defined here too so that every exception a
+client raises has one home.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ __all__ = [
     "ConnectionLost",
     "ProtocolViolation",
     "raise_for_err",
+    "error_proto",
 ]
 
 
@@ -209,3 +214,12 @@ def raise_for_err(err: pop3proto.Err, command: str, *, login: bool = False) -> N
         cls = CommandFailed
     code = f"[{err.code}] " if err.code is not None else ""
     raise cls(f"{command} failed: -ERR {code}{err.text}".rstrip(), response=err, command=command)
+
+
+class error_proto(Exception):
+    """The one exception of the ``poplib`` interface.
+
+    ``args[0]`` is the server's ``-ERR`` line (bytes, without CRLF) when the
+    server refused a command, or a ``str`` describing a local or protocol
+    problem (``"line too long"``, ``"-ERR EOF"``, ...).
+    """
