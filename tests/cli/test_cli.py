@@ -36,20 +36,20 @@ from typing import Any
 
 import pytest
 
-from pop3proto.adapters import _fetch
 from pop3proto.adapters._asyncio_server import Server as AsyncioServer
-from pop3proto.adapters._fetch import (
-    Account,
-    FetchOptions,
-    LineEndConverter,
-    MboxDestination,
-    fetch,
-    parse_url,
-    read_mboxrd,
-)
 from pop3proto.adapters._maildrop import MaildirBackend, MaildirMaildrop
 from pop3proto.adapters._users import DictAuthenticator
-from pop3proto.adapters.cli import CLIError, main, parse_address
+from pop3proto.adapters.cli import CLIError, describe_error, main, parse_address
+from pop3proto.adapters.cli._account import Account, parse_url
+from pop3proto.adapters.cli._fetch import FetchOptions, fetch
+from pop3proto.adapters.cli._statefile import StateFile
+from pop3proto.adapters.mailstore import _destinations
+from pop3proto.adapters.mailstore._destinations import (
+    LineEndConverter,
+    MboxDestination,
+    StorageError,
+    read_mboxrd,
+)
 from tests.dovecot import (
     TEST_MESSAGES,
     DovecotServer,
@@ -607,6 +607,59 @@ def test_fetch_password_file_and_auth(served: Served, tmp_path: Path) -> None:
     assert maildir_messages(tmp_path / "inbox") == list(MESSAGES)
 
 
+def test_fetch_local_storage_errors(served: Served, tmp_path: Path) -> None:
+    """A destination or state file that cannot be used exits 7, naming the file."""
+    ca = str(served.tls.ca)
+    state = tmp_path / "garbage.uidl"
+    state.write_text("not json\n")
+    garbage = run_fetch(served.url(), "--cafile", ca, "--to", str(tmp_path / "a"),
+                        "--state", str(state))  # fmt: skip
+    assert garbage.returncode == 7
+    assert one_line_error(garbage) == (
+        f"pop3proto fetch: error: the state file {state} is not a pop3proto state file "
+        "(move it away to start afresh)"
+    )
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "new").write_text("a file where the Maildir's new/ should be")
+    maildir = run_fetch(served.url(), "--cafile", ca, "--to", str(blocked))
+    assert maildir.returncode == 7
+    line = one_line_error(maildir)
+    assert line.startswith(f"pop3proto fetch: error: cannot create the Maildir {blocked}/new: ")
+    assert "network" not in line and "@" not in line
+
+
+def test_mbox_locked_by_another_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An mbox that another process keeps locked fails the store with that reason."""
+    path = tmp_path / "box.mbox"
+    path.write_bytes(b"")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+         "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+         str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(_destinations, "_MBOX_LOCK_WAIT", 0.2)
+        destination = MboxDestination(str(path), durable=False, intent_path=str(tmp_path / "i"))
+        try:
+            writer = destination.begin("a@b", "uid1")
+            writer.write(b"Subject: x\r\n\r\nbody\r\n")
+            with pytest.raises(StorageError) as info:
+                destination.store(writer)
+        finally:
+            destination.close()
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    assert str(info.value) == f"the mbox {path} stays locked by another program"
+    assert isinstance(info.value, OSError)
+    assert describe_error(info.value, "alice@example.org:110") == (7, str(info.value))
+    assert path.read_bytes() == b""
+
+
 def big_mailbox(count: int) -> list[bytes]:
     rng = random.Random(5)
     messages = []
@@ -742,10 +795,10 @@ def test_stored_but_not_recorded_is_not_duplicated(
         durable=False,
         progress=False,
     )
-    real_add = _fetch.StateFile.add
+    real_add = StateFile.add
     calls = []
 
-    def crashing_add(self: _fetch.StateFile, account: str, uid: str) -> None:
+    def crashing_add(self: StateFile, account: str, uid: str) -> None:
         calls.append(uid)
         if len(calls) == 3:
             raise Crash  # the third message is stored, its UID not recorded
@@ -753,7 +806,7 @@ def test_stored_but_not_recorded_is_not_duplicated(
 
     # The in-process fetch settles its own intent on the way out, which a
     # killed process cannot do: skip that to leave the state of a kill.
-    monkeypatch.setattr(_fetch.StateFile, "add", crashing_add)
+    monkeypatch.setattr(StateFile, "add", crashing_add)
     monkeypatch.setattr(MboxDestination, "recorded", lambda self: None)
     monkeypatch.setattr(MboxDestination, "resolve_intent", lambda self, is_recorded: None)
     with pytest.raises(Crash):
@@ -787,7 +840,7 @@ def test_partial_mbox_append_is_truncated(
     )
     fetch(FetchOptions(**{**options.__dict__, "limit": 4}))
     size = dest.stat().st_size
-    real_write = _fetch._write_all
+    real_write = _destinations._write_all
     writes = []
 
     def dying_write(fd: int, data: bytes) -> None:
@@ -798,7 +851,7 @@ def test_partial_mbox_append_is_truncated(
             raise Crash
         real_write(fd, data)
 
-    monkeypatch.setattr(_fetch, "_write_all", dying_write)
+    monkeypatch.setattr(_destinations, "_write_all", dying_write)
     monkeypatch.setattr(MboxDestination, "resolve_intent", lambda self, is_recorded: None)
     with pytest.raises(Crash):
         fetch(options)

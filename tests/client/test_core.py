@@ -35,7 +35,11 @@ from pop3proto.adapters.client._errors import (
     TLSUnavailable,
     raise_for_err,
 )
-from pop3proto.adapters.client._mechanisms import LOGIN_PREFERENCE
+from pop3proto.adapters.client._mechanisms import (
+    LOGIN_METHODS,
+    LOGIN_PREFERENCE,
+    SAFE_WITHOUT_TLS,
+)
 
 TIMESTAMP_GREETING = "POP3 ready <1896.697170952@dbc.mtview.ca.us>"
 PASSWORD = "correct horse"
@@ -469,6 +473,12 @@ def test_explicit_mechanism_is_used_even_if_weaker() -> None:
     assert [type(c).__name__ for c in session.commands[:2]] == ["Capa", "Auth"]
     with pytest.raises(ValueError, match="unknown login method"):
         runner.run(connect()[0].login("alice", PASSWORD, mechanism="XOAUTH2"))
+
+
+def test_login_facts_agree() -> None:
+    """fetch --auth offers the methods login() can force; the TLS-free ones are among them."""
+    assert sorted(LOGIN_METHODS) == sorted({"USER", "APOP", *LOGIN_PREFERENCE})
+    assert SAFE_WITHOUT_TLS.issubset(LOGIN_PREFERENCE)
 
 
 def test_login_methods_is_pure() -> None:
