@@ -743,25 +743,42 @@ def test_fetch_progress_bar_on_a_terminal(served: Served, tmp_path: Path) -> Non
     assert "6 stored" in text
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_fetch_interrupted_by_signal(
-    signum: int, code: int, tmp_path: Path, tls_files: TLSFiles
+#: Runs the command in its arguments with SIGINT ignored, as a shell starts a
+#: background job or a CI runner may start its steps: the disposition
+#: survives exec, so the command starts with SIGINT ignored in this process.
+SIGINT_IGNORED = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
+def interrupt_fetch(
+    tmp_path: Path, tls_files: TLSFiles, signum: int, code: int, *, prefix: Sequence[str] = ()
 ) -> None:
+    """Start a fetch (after *prefix*), send *signum* after 3 messages, check
+    that it exits with *code* at once and leaves a consistent destination."""
     messages = big_mailbox(60)
     dest = tmp_path / "inbox"
     state = Path(f"{dest}.uidl")
     with serving(tmp_path, tls_files, messages, delay=0.01) as server:
         env = {**os.environ, "TEST_POP3_PASSWORD": PASSWORD}
         proc = subprocess.Popen(
-            [*CLI, "fetch", server.url(), "--cafile", str(tls_files.ca), "--to", str(dest),
-             "--delete", "--password-env", "TEST_POP3_PASSWORD"],
+            [*prefix, *CLI, "fetch", server.url(), "--cafile", str(tls_files.ca), "--to",
+             str(dest), "--delete", "--password-env", "TEST_POP3_PASSWORD"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while len(state_uids(state)) < 3 and time.monotonic() < deadline:
             time.sleep(0.005)
         proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=30)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:  # it ignored the signal: do not leave it behind
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == code, stderr
     word = "interrupted" if signum == signal.SIGINT else "terminated"
     assert stderr.splitlines()[-1] == f"pop3proto fetch: {word}", stderr
@@ -771,6 +788,20 @@ def test_fetch_interrupted_by_signal(
     assert stored == messages[: len(stored)]
     # No QUIT: --delete removed nothing from the server.
     assert len(list((server.maildir / "new").iterdir())) == len(messages)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_fetch_interrupted_by_signal(
+    signum: int, code: int, tmp_path: Path, tls_files: TLSFiles
+) -> None:
+    interrupt_fetch(tmp_path, tls_files, signum, code)
+
+
+def test_fetch_stops_on_sigint_even_if_started_with_it_ignored(
+    tmp_path: Path, tls_files: TLSFiles
+) -> None:
+    """A fetch whose parent ignores SIGINT still stops on SIGINT, with exit 130."""
+    interrupt_fetch(tmp_path, tls_files, signal.SIGINT, 130, prefix=SIGINT_IGNORED)
 
 
 # ---------------------------------------------------------------------------
