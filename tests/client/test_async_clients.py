@@ -747,6 +747,7 @@ def test_asyncio_cancelled_send_ends_the_session() -> None:
     async def main() -> None:
         async with await AsyncioFlavor().open(host, port, tls="none") as client:
             await client.login("alice", PASSWORD)
+            assert isinstance(client, AsyncioClient)
             writer = client.writer
             assert writer is not None
 

@@ -565,11 +565,11 @@ def test_plain_err_falls_back_to_the_next_method() -> None:
     assert info.value.response == pop3proto.Err("Authentication failed")
 
 
-def test_fallback_reaches_a_working_method() -> None:
+def test_fallback_reaches_a_working_method(monkeypatch: pytest.MonkeyPatch) -> None:
     config = FakeConfig(auth_error="nope", sasl=("SCRAM-SHA-256", "PLAIN"))
     core, runner, session = connect(config)
     # SCRAM "fails" for this account, PLAIN works.
-    session._mechanism = _failing_scram(session._mechanism)  # type: ignore[method-assign]
+    monkeypatch.setattr(session, "_mechanism", _failing_scram(session._mechanism))
     assert runner.run(core.login("alice", PASSWORD)) == "PLAIN"
     assert session.auth_attempts == 2
 
