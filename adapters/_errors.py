@@ -1,4 +1,5 @@
-"""Temporary: removed at merge.  The client exceptions moved to ``client/_errors.py``."""
+"""The old home of the client exceptions, now ``client/_errors.py``: re-exports."""
 
+# temporary: removed at merge (tests/server/test_secrets.py imports them here)
 from .client._errors import AuthenticationFailed as AuthenticationFailed
 from .client._errors import InsecureAuthenticationRefused as InsecureAuthenticationRefused

@@ -83,6 +83,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_number(value: object, what: str, minimum: int = 1) -> int:
+    """*value*, checked to be an int (not a bool) of at least *minimum*."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     if value < minimum:
