@@ -45,10 +45,13 @@ and timeouts are :class:`OSError` / :class:`TimeoutError`.
 
 from __future__ import annotations
 
-from ._asyncio_client import STLS_SUPPORTED, Client, TLSMode
 from ._asyncio_server import Server, serve
-from ._client import MailboxStatus
-from ._errors import (
+from ._maildrop import MaildirBackend, MemoryBackend
+from ._session import ServerConfig
+from ._users import DictAuthenticator, UsersFile, hash_password
+from .client._asyncio import STLS_SUPPORTED, Client, TLSMode
+from .client._core import MailboxStatus
+from .client._errors import (
     AuthenticationFailed,
     CommandFailed,
     ConnectionLost,
@@ -61,9 +64,6 @@ from ._errors import (
     TemporaryFailure,
     TLSUnavailable,
 )
-from ._maildrop import MaildirBackend, MemoryBackend
-from ._session import ServerConfig
-from ._users import DictAuthenticator, UsersFile, hash_password
 
 __all__ = [
     # the client

@@ -58,8 +58,12 @@ except ImportError as exc:  # pragma: no cover - trio is an optional extra
         "pop3proto.adapters.trio needs trio, an optional dependency: pip install 'pop3proto[trio]'"
     ) from exc
 
-from ._client import MailboxStatus
-from ._errors import (
+from ._maildrop import MaildirBackend, MemoryBackend
+from ._session import ServerConfig
+from ._trio_server import Server, serve
+from ._users import DictAuthenticator, UsersFile, hash_password
+from .client._core import MailboxStatus
+from .client._errors import (
     AuthenticationFailed,
     CommandFailed,
     ConnectionLost,
@@ -72,11 +76,7 @@ from ._errors import (
     TemporaryFailure,
     TLSUnavailable,
 )
-from ._maildrop import MaildirBackend, MemoryBackend
-from ._session import ServerConfig
-from ._trio_client import Client, TLSMode, connect
-from ._trio_server import Server, serve
-from ._users import DictAuthenticator, UsersFile, hash_password
+from .client._trio import Client, TLSMode, connect
 
 __all__ = [
     # the client

@@ -36,20 +36,20 @@ from typing import Any
 
 import pytest
 
-from pop3proto.adapters import _fetch
 from pop3proto.adapters._asyncio_server import Server as AsyncioServer
-from pop3proto.adapters._fetch import (
-    Account,
-    FetchOptions,
-    LineEndConverter,
-    MboxDestination,
-    fetch,
-    parse_url,
-    read_mboxrd,
-)
 from pop3proto.adapters._maildrop import MaildirBackend, MaildirMaildrop
 from pop3proto.adapters._users import DictAuthenticator
-from pop3proto.adapters.cli import CLIError, main, parse_address
+from pop3proto.adapters.cli import CLIError, describe_error, main, parse_address
+from pop3proto.adapters.cli._account import Account, parse_url
+from pop3proto.adapters.cli._fetch import FetchOptions, fetch
+from pop3proto.adapters.cli._statefile import StateFile
+from pop3proto.adapters.mailstore import _destinations
+from pop3proto.adapters.mailstore._destinations import (
+    LineEndConverter,
+    MboxDestination,
+    StorageError,
+    read_mboxrd,
+)
 from tests.dovecot import (
     TEST_MESSAGES,
     DovecotServer,
@@ -607,6 +607,59 @@ def test_fetch_password_file_and_auth(served: Served, tmp_path: Path) -> None:
     assert maildir_messages(tmp_path / "inbox") == list(MESSAGES)
 
 
+def test_fetch_local_storage_errors(served: Served, tmp_path: Path) -> None:
+    """A destination or state file that cannot be used exits 7, naming the file."""
+    ca = str(served.tls.ca)
+    state = tmp_path / "garbage.uidl"
+    state.write_text("not json\n")
+    garbage = run_fetch(served.url(), "--cafile", ca, "--to", str(tmp_path / "a"),
+                        "--state", str(state))  # fmt: skip
+    assert garbage.returncode == 7
+    assert one_line_error(garbage) == (
+        f"pop3proto fetch: error: the state file {state} is not a pop3proto state file "
+        "(move it away to start afresh)"
+    )
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "new").write_text("a file where the Maildir's new/ should be")
+    maildir = run_fetch(served.url(), "--cafile", ca, "--to", str(blocked))
+    assert maildir.returncode == 7
+    line = one_line_error(maildir)
+    assert line.startswith(f"pop3proto fetch: error: cannot create the Maildir {blocked}/new: ")
+    assert "network" not in line and "@" not in line
+
+
+def test_mbox_locked_by_another_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An mbox that another process keeps locked fails the store with that reason."""
+    path = tmp_path / "box.mbox"
+    path.write_bytes(b"")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+         "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+         str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(_destinations, "_MBOX_LOCK_WAIT", 0.2)
+        destination = MboxDestination(str(path), durable=False, intent_path=str(tmp_path / "i"))
+        try:
+            writer = destination.begin("a@b", "uid1")
+            writer.write(b"Subject: x\r\n\r\nbody\r\n")
+            with pytest.raises(StorageError) as info:
+                destination.store(writer)
+        finally:
+            destination.close()
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    assert str(info.value) == f"the mbox {path} stays locked by another program"
+    assert isinstance(info.value, OSError)
+    assert describe_error(info.value, "alice@example.org:110") == (7, str(info.value))
+    assert path.read_bytes() == b""
+
+
 def big_mailbox(count: int) -> list[bytes]:
     rng = random.Random(5)
     messages = []
@@ -690,25 +743,42 @@ def test_fetch_progress_bar_on_a_terminal(served: Served, tmp_path: Path) -> Non
     assert "6 stored" in text
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_fetch_interrupted_by_signal(
-    signum: int, code: int, tmp_path: Path, tls_files: TLSFiles
+#: Runs the command in its arguments with SIGINT ignored, as a shell starts a
+#: background job or a CI runner may start its steps: the disposition
+#: survives exec, so the command starts with SIGINT ignored in this process.
+SIGINT_IGNORED = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
+def interrupt_fetch(
+    tmp_path: Path, tls_files: TLSFiles, signum: int, code: int, *, prefix: Sequence[str] = ()
 ) -> None:
+    """Start a fetch (after *prefix*), send *signum* after 3 messages, check
+    that it exits with *code* at once and leaves a consistent destination."""
     messages = big_mailbox(60)
     dest = tmp_path / "inbox"
     state = Path(f"{dest}.uidl")
     with serving(tmp_path, tls_files, messages, delay=0.01) as server:
         env = {**os.environ, "TEST_POP3_PASSWORD": PASSWORD}
         proc = subprocess.Popen(
-            [*CLI, "fetch", server.url(), "--cafile", str(tls_files.ca), "--to", str(dest),
-             "--delete", "--password-env", "TEST_POP3_PASSWORD"],
+            [*prefix, *CLI, "fetch", server.url(), "--cafile", str(tls_files.ca), "--to",
+             str(dest), "--delete", "--password-env", "TEST_POP3_PASSWORD"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while len(state_uids(state)) < 3 and time.monotonic() < deadline:
             time.sleep(0.005)
         proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=30)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:  # it ignored the signal: do not leave it behind
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == code, stderr
     word = "interrupted" if signum == signal.SIGINT else "terminated"
     assert stderr.splitlines()[-1] == f"pop3proto fetch: {word}", stderr
@@ -718,6 +788,20 @@ def test_fetch_interrupted_by_signal(
     assert stored == messages[: len(stored)]
     # No QUIT: --delete removed nothing from the server.
     assert len(list((server.maildir / "new").iterdir())) == len(messages)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_fetch_interrupted_by_signal(
+    signum: int, code: int, tmp_path: Path, tls_files: TLSFiles
+) -> None:
+    interrupt_fetch(tmp_path, tls_files, signum, code)
+
+
+def test_fetch_stops_on_sigint_even_if_started_with_it_ignored(
+    tmp_path: Path, tls_files: TLSFiles
+) -> None:
+    """A fetch whose parent ignores SIGINT still stops on SIGINT, with exit 130."""
+    interrupt_fetch(tmp_path, tls_files, signal.SIGINT, 130, prefix=SIGINT_IGNORED)
 
 
 # ---------------------------------------------------------------------------
@@ -742,10 +826,10 @@ def test_stored_but_not_recorded_is_not_duplicated(
         durable=False,
         progress=False,
     )
-    real_add = _fetch.StateFile.add
+    real_add = StateFile.add
     calls = []
 
-    def crashing_add(self: _fetch.StateFile, account: str, uid: str) -> None:
+    def crashing_add(self: StateFile, account: str, uid: str) -> None:
         calls.append(uid)
         if len(calls) == 3:
             raise Crash  # the third message is stored, its UID not recorded
@@ -753,7 +837,7 @@ def test_stored_but_not_recorded_is_not_duplicated(
 
     # The in-process fetch settles its own intent on the way out, which a
     # killed process cannot do: skip that to leave the state of a kill.
-    monkeypatch.setattr(_fetch.StateFile, "add", crashing_add)
+    monkeypatch.setattr(StateFile, "add", crashing_add)
     monkeypatch.setattr(MboxDestination, "recorded", lambda self: None)
     monkeypatch.setattr(MboxDestination, "resolve_intent", lambda self, is_recorded: None)
     with pytest.raises(Crash):
@@ -787,7 +871,7 @@ def test_partial_mbox_append_is_truncated(
     )
     fetch(FetchOptions(**{**options.__dict__, "limit": 4}))
     size = dest.stat().st_size
-    real_write = _fetch._write_all
+    real_write = _destinations._write_all
     writes = []
 
     def dying_write(fd: int, data: bytes) -> None:
@@ -798,7 +882,7 @@ def test_partial_mbox_append_is_truncated(
             raise Crash
         real_write(fd, data)
 
-    monkeypatch.setattr(_fetch, "_write_all", dying_write)
+    monkeypatch.setattr(_destinations, "_write_all", dying_write)
     monkeypatch.setattr(MboxDestination, "resolve_intent", lambda self, is_recorded: None)
     with pytest.raises(Crash):
         fetch(options)

@@ -1,4 +1,4 @@
-"""The asyncio and trio POP3 clients (adapters/_asyncio_client.py, _trio_client.py).
+"""The asyncio and trio POP3 clients (adapters/client/_async.py, _asyncio.py, _trio.py).
 
 Both clients run against every server of the project: the blocking one
 (adapters/_sync_server.py) and, when they import, the asyncio and trio ones.
@@ -6,7 +6,7 @@ Each server runs in a background thread (with its own event loop for the
 async ones) on 127.0.0.1 port 0, so any client can talk to any server; TLS
 (STLS and implicit) uses ``trustme`` certificates.  The trio client is also
 driven over ``trio.testing`` memory streams against a scripted fake server
-task (``FakeSession`` from test_client_core), with no network at all.
+task (``FakeSession`` from test_core), with no network at all.
 
 Event loops are started with ``asyncio.run`` / ``trio.run`` inside plain
 test functions: no pytest plugin is needed.
@@ -33,13 +33,17 @@ import trio.testing
 
 import pop3proto
 from pop3proto import State
-from pop3proto.adapters import _asyncio_client
 from pop3proto.adapters import asyncio as aio_public
 from pop3proto.adapters import trio as trio_public
-from pop3proto.adapters._asyncio_client import AsyncClientBase
-from pop3proto.adapters._asyncio_client import Client as AsyncioClient
-from pop3proto.adapters._client import DEFAULT_WINDOW
-from pop3proto.adapters._errors import (
+from pop3proto.adapters._maildrop import MemoryBackend
+from pop3proto.adapters._sync_server import Server as SyncServer
+from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.client import _asyncio as asyncio_runner
+from pop3proto.adapters.client import _trio as trio_runner
+from pop3proto.adapters.client._async import AsyncClientBase
+from pop3proto.adapters.client._asyncio import Client as AsyncioClient
+from pop3proto.adapters.client._base import DEFAULT_WINDOW
+from pop3proto.adapters.client._errors import (
     AuthenticationFailed,
     CommandFailed,
     ConnectionLost,
@@ -48,11 +52,8 @@ from pop3proto.adapters._errors import (
     ProtocolViolation,
     TLSUnavailable,
 )
-from pop3proto.adapters._maildrop import MemoryBackend
-from pop3proto.adapters._sync_server import Server as SyncServer
-from pop3proto.adapters._trio_client import Client as TrioClient
-from pop3proto.adapters._trio_client import connect as trio_connect
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.client._trio import Client as TrioClient
+from pop3proto.adapters.client._trio import connect as trio_connect
 from pop3proto.adapters.sync import MailboxStatus
 from tests.client.test_core import MESSAGES as CORE_MESSAGES
 from tests.client.test_core import FakeConfig, FakeSession, expected_body
@@ -746,6 +747,7 @@ def test_asyncio_cancelled_send_ends_the_session() -> None:
     async def main() -> None:
         async with await AsyncioFlavor().open(host, port, tls="none") as client:
             await client.login("alice", PASSWORD)
+            assert isinstance(client, AsyncioClient)
             writer = client.writer
             assert writer is not None
 
@@ -838,7 +840,7 @@ def test_asyncio_stls_refuses_plaintext_left_in_the_reader() -> None:
         with pytest.raises(ProtocolViolation, match="injection") as info:
             await client._start_tls(reader, None)  # type: ignore[arg-type]
         assert isinstance(info.value.error, pop3proto.RemoteProtocolError)
-        assert _asyncio_client._unread(asyncio.StreamReader()) == 0
+        assert asyncio_runner._unread(asyncio.StreamReader()) == 0
 
     asyncio.run(main())
 
@@ -1219,7 +1221,8 @@ def test_public_module(module: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert issubclass(module.AuthenticationFailed, POP3Error)
     assert module.Client.retrieve_into.__doc__
     # Inside the adapters, "asyncio" and "trio" are the real libraries.
-    assert _asyncio_client.asyncio is asyncio
+    assert asyncio_runner.asyncio is asyncio
+    assert trio_runner.trio is trio
     if module is trio_public and TrioServer is None:  # pragma: no cover
         pytest.skip("adapters/_trio_server.py does not import")
     exec(compile(_docstring_example(module.__doc__), module.__name__, "exec"), {})

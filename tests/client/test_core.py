@@ -18,14 +18,10 @@ import pytest
 
 import pop3proto
 from pop3proto import State
-from pop3proto.adapters._client import (
-    LOGIN_PREFERENCE,
-    ClientCore,
-    MailboxStatus,
-    is_loopback,
-    raise_for_err,
-)
-from pop3proto.adapters._errors import (
+from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
+from pop3proto.adapters.client._base import is_loopback
+from pop3proto.adapters.client._core import ClientCore, MailboxStatus
+from pop3proto.adapters.client._errors import (
     AuthenticationFailed,
     CommandFailed,
     ConnectionLost,
@@ -37,8 +33,13 @@ from pop3proto.adapters._errors import (
     ProtocolViolation,
     TemporaryFailure,
     TLSUnavailable,
+    raise_for_err,
 )
-from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
+from pop3proto.adapters.client._mechanisms import (
+    LOGIN_METHODS,
+    LOGIN_PREFERENCE,
+    SAFE_WITHOUT_TLS,
+)
 
 TIMESTAMP_GREETING = "POP3 ready <1896.697170952@dbc.mtview.ca.us>"
 PASSWORD = "correct horse"
@@ -474,6 +475,12 @@ def test_explicit_mechanism_is_used_even_if_weaker() -> None:
         runner.run(connect()[0].login("alice", PASSWORD, mechanism="XOAUTH2"))
 
 
+def test_login_facts_agree() -> None:
+    """fetch --auth offers the methods login() can force; the TLS-free ones are among them."""
+    assert sorted(LOGIN_METHODS) == sorted({"USER", "APOP", *LOGIN_PREFERENCE})
+    assert SAFE_WITHOUT_TLS.issubset(LOGIN_PREFERENCE)
+
+
 def test_login_methods_is_pure() -> None:
     core, runner, session = connect(tls=False, host="pop.example.org")
     caps = runner.run(core.capabilities())
@@ -558,11 +565,11 @@ def test_plain_err_falls_back_to_the_next_method() -> None:
     assert info.value.response == pop3proto.Err("Authentication failed")
 
 
-def test_fallback_reaches_a_working_method() -> None:
+def test_fallback_reaches_a_working_method(monkeypatch: pytest.MonkeyPatch) -> None:
     config = FakeConfig(auth_error="nope", sasl=("SCRAM-SHA-256", "PLAIN"))
     core, runner, session = connect(config)
     # SCRAM "fails" for this account, PLAIN works.
-    session._mechanism = _failing_scram(session._mechanism)  # type: ignore[method-assign]
+    monkeypatch.setattr(session, "_mechanism", _failing_scram(session._mechanism))
     assert runner.run(core.login("alice", PASSWORD)) == "PLAIN"
     assert session.auth_attempts == 2
 

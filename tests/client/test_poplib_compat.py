@@ -15,6 +15,7 @@ import io
 import poplib as std_poplib
 import socket
 import ssl
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -309,12 +310,9 @@ def test_debug_output_masks_apop_and_sasl_data() -> None:
 
 @contextlib.contextmanager
 def maxline(mod: ModuleType, value: int) -> Iterator[None]:
-    saved = mod._MAXLINE
-    mod._MAXLINE = value
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mod, "_MAXLINE", value)
         yield
-    finally:
-        mod._MAXLINE = saved
 
 
 def test_maxline_monkeypatch_is_honoured() -> None:
@@ -404,9 +402,9 @@ def test_error_messages_never_contain_the_password() -> None:
 
 def test_continuation_line_is_not_success() -> None:
     with serve(handler=scripted(lambda line: b"+ go ahead\r\n")) as server:
-        pop = std_poplib.POP3("127.0.0.1", server.port, timeout=10)
-        assert pop.user("alice") == b"+ go ahead"  # the poplib bug
-        pop.close()
+        std = std_poplib.POP3("127.0.0.1", server.port, timeout=10)
+        assert std.user("alice") == b"+ go ahead"  # the poplib bug
+        std.close()
         pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
         with pytest.raises(our_poplib.error_proto, match="malformed reply"):
             pop.user("alice")
@@ -433,10 +431,10 @@ def test_odd_stat_reply_is_error_proto() -> None:
 def test_odd_capa_lines_do_not_raise() -> None:
     capa = b"+OK\r\nTOP\r\n\r\nIMPLEMENTATION caf\xc3\xa9  2.0\r\nUSER\r\n.\r\n"
     with serve(handler=scripted(lambda line: capa)) as server:
-        pop = std_poplib.POP3("127.0.0.1", server.port, timeout=10)
+        std = std_poplib.POP3("127.0.0.1", server.port, timeout=10)
         with pytest.raises((IndexError, UnicodeDecodeError)):
-            pop.capa()
-        pop.close()
+            std.capa()
+        std.close()
         pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
         assert pop.capa() == {
             "TOP": [],
@@ -460,9 +458,9 @@ def test_retr_unstuffs_by_the_rfc() -> None:
     # RFC 1939 §3 and remove it (the documented deviation).
     body = b"+OK\r\n..stuffed\r\n.x\r\nplain\r\n.\r\n"
     with serve(handler=scripted(lambda line: body if line == b"RETR 1" else b"+OK\r\n")) as s:
-        pop = std_poplib.POP3("127.0.0.1", s.port, timeout=10)
-        theirs = pop.retr(1)
-        pop.close()
+        std = std_poplib.POP3("127.0.0.1", s.port, timeout=10)
+        theirs = std.retr(1)
+        std.close()
         pop = our_poplib.POP3("127.0.0.1", s.port, timeout=10)
         pop.user("a")
         pop.pass_("b")
@@ -530,7 +528,7 @@ def test_commands_in_the_wrong_state_are_not_sent() -> None:
             pop.user("two words")
         assert pop.user("alice") == b"+OK"
         assert pop.pass_("pass word with spaces") == b"+OK"
-        assert pop.stat.__self__ is pop
+        assert isinstance(pop.stat, types.MethodType) and pop.stat.__self__ is pop
         pop.close()
     assert server.received == b"USER alice\r\nPASS pass word with spaces\r\n"
 
@@ -610,7 +608,7 @@ def test_auth_like_newer_cpython() -> None:
         pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
         assert pop.auth("PLAIN", initial_response=f"\0alice\0{PASSWORD}") == b"+OK Logged in."
         pop.quit()
-        answers = iter(["alice", PASSWORD.encode()])
+        answers: Iterator[str | bytes] = iter(["alice", PASSWORD.encode()])
         pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
         assert pop.auth("LOGIN", lambda challenge: next(answers)) == b"+OK Logged in."
         pop.quit()

@@ -22,7 +22,8 @@ import pytest
 
 import pop3proto
 from pop3proto import State
-from pop3proto.adapters._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
+from pop3proto.adapters.client._batch import RetrieveBatch
+from pop3proto.adapters.client._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
 from pop3proto.adapters.sync import (
     AuthenticationFailed,
     Client,
@@ -337,7 +338,7 @@ def test_retrieve_many_after_close_takes_nothing_more() -> None:
         messages = client.retrieve_many(range(1, 11), window=8)
         assert next(messages) == (1, b"m0\r\n")
         batch = client.core._batch
-        assert batch is not None
+        assert isinstance(batch, RetrieveBatch)
         asked: list[bool] = []
         take = batch.take_buffered
 

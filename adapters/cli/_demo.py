@@ -22,6 +22,7 @@ on the loopback interface, and says so.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import random
@@ -38,12 +39,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Final
 
-from ._client import DEFAULT_WINDOW
-from ._fetch import Account, FetchOptions, fetch
-from .cli import EXIT_FAILURE, EXIT_OK, CLIError
-from .sync import Client, TLSMode
+from ..client._base import DEFAULT_WINDOW
+from ..client._options import TLSMode
+from ..client._sync import Client
+from ._account import Account
+from ._common import EXIT_FAILURE, EXIT_OK, CLIError, signals_raise
+from ._fetch import FetchOptions, fetch
 
-__all__ = ["run_demo", "generate_maildrop", "DemoCertificate", "make_certificate"]
+__all__ = [
+    "run_demo",
+    "run_demo_command",
+    "generate_maildrop",
+    "DemoCertificate",
+    "make_certificate",
+]
 
 _HOST: Final = "127.0.0.1"
 _USER: Final = "demo"
@@ -240,7 +249,7 @@ class _ServeProcess:
     def __init__(self, args: list[str], log_path: str) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
-        module = f"{__package__}.cli"
+        module = __name__.rpartition(".")[0]  # pop3proto.adapters.cli
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, "serve", "--listen", f"{_HOST}:0", *args],
             stdin=subprocess.DEVNULL,
@@ -326,6 +335,20 @@ class _Checker:
         self.octets += len(data)
         if data != self.expected[number - 1]:
             self.mismatches.append(number)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """``pop3proto demo``: run the demo with the options in *args*."""
+    # Ctrl-C ends the demo (exit 130), whatever handlers this process
+    # inherited; the server child is stopped on the way out.
+    with signals_raise(sigterm=False):
+        return run_demo(
+            messages=args.messages,
+            big_mb=args.big_mb,
+            runtime=args.runtime,
+            tls=args.tls,
+            keep=args.keep,
+        )
 
 
 def run_demo(

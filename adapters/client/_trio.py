@@ -1,8 +1,7 @@
 """The trio POP3 client, over any :class:`trio.abc.Stream`.
 
 :class:`Client` has the methods of :class:`pop3proto.adapters.sync.Client`
-as coroutines (they come from
-:class:`~pop3proto.adapters._asyncio_client.AsyncClientBase`, shared with
+as coroutines (they come from :class:`~._async.AsyncClientBase`, shared with
 the asyncio client), and runs them over a trio stream: a TCP connection
 made by :func:`connect`, a :class:`trio.SSLStream`, or anything else that
 implements :class:`trio.abc.Stream`, such as the in-memory streams of
@@ -28,10 +27,10 @@ as with the standard library's ``ssl`` module.
 
 Timeouts use :func:`trio.fail_after` around each network step (so they
 raise :class:`trio.TooSlowError`); cancellation follows the rules of the
-module docstring of :mod:`pop3proto.adapters._asyncio_client` (a cancelled
-send ends the session, a cancelled read does not).  Transport errors
-propagate as trio raises them (:class:`trio.BrokenResourceError`,
-:class:`trio.ClosedResourceError`, :class:`OSError`).
+module docstring of :mod:`._async` (a cancelled send ends the session, a
+cancelled read does not).  Transport errors propagate as trio raises them
+(:class:`trio.BrokenResourceError`, :class:`trio.ClosedResourceError`,
+:class:`OSError`).
 """
 
 from __future__ import annotations
@@ -44,18 +43,13 @@ from typing import Any, Final
 
 import trio  # type: ignore[import-untyped, unused-ignore]
 
-from ._asyncio_client import (
-    POP3_PORT,
-    POP3_SSL_PORT,
-    AsyncClientBase,
-    TLSMode,
-    _check_timeout,
-    _resolve_tls,
-)
-from ._client import DEFAULT_WINDOW, ClientCore, is_loopback
-from ._seam import Receive, Send, StartTLS
+from .._seam import Receive, Send, StartTLS
+from ._async import AsyncClientBase
+from ._base import DEFAULT_WINDOW, is_loopback
+from ._core import ClientCore
+from ._options import TLSMode, check_timeout, resolve_tls
 
-__all__ = ["Client", "connect", "TLSMode", "POP3_PORT", "POP3_SSL_PORT"]
+__all__ = ["Client", "connect", "TLSMode"]
 
 _RECV_SIZE: Final = 65536
 # How long a graceful close may take before the stream is closed forcefully.
@@ -139,7 +133,7 @@ class Client(AsyncClientBase):
         loopback: bool | None = None,
     ) -> None:
         mode = _tls_mode(tls, stream)
-        _check_timeout(timeout)
+        check_timeout(timeout)
         already_tls = isinstance(stream, trio.SSLStream)
         wraps = mode == "starttls" or (mode == "implicit" and not already_tls)
         if wraps and not server_hostname and (ssl_context is None or ssl_context.check_hostname):
@@ -288,8 +282,8 @@ async def connect(
     STLS done before this returns.  Use it as ``async with await
     connect(...) as client:``.
     """
-    mode, port = _resolve_tls(tls, port)
-    _check_timeout(timeout)
+    mode, port = resolve_tls(tls, port)
+    check_timeout(timeout)
     with trio.fail_after(math.inf if timeout is None else timeout):
         stream = await trio.open_tcp_stream(host, port)
     try:

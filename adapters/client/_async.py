@@ -1,22 +1,10 @@
-"""The asyncio POP3 client, and the async client API it shares with trio.
+"""The async client API, shared by the asyncio and trio clients.
 
-:class:`Client` is :class:`pop3proto.adapters.sync.Client` with ``await``:
-the same methods, arguments, results and typed exceptions, over
-:func:`asyncio.open_connection` streams::
-
-    from pop3proto.adapters.asyncio import Client
-
-    async with Client("pop.example.org") as client:       # STLS on port 110
-        await client.login("alice", "secret")
-        async for number, message in client.retrieve_many(await client.list()):
-            ...
-
-Like the blocking client, all protocol logic is
-:class:`~pop3proto.adapters._client.ClientCore`; this module only performs
-the core's requests (see :mod:`pop3proto.adapters._io`).  The request loop
-and every client method live in :class:`AsyncClientBase`, which the trio
-client (:mod:`pop3proto.adapters._trio_client`) shares: an async flavour only
-supplies how to send, receive, start TLS and close.
+:class:`AsyncClientBase` has every method of the blocking
+:class:`pop3proto.adapters.sync.Client` as a coroutine, and the request loop
+that runs :class:`~._core.ClientCore` operations with ``await``; a flavour
+(:mod:`._asyncio`, :mod:`._trio`) only supplies how to connect, send,
+receive, start TLS and close.
 
 Behaviour common to the async clients:
 
@@ -37,59 +25,29 @@ Behaviour common to the async clients:
   with a synchronous ``write`` or an asynchronous one (``await
   f.write(...)``, as in aiofiles or :func:`trio.open_file`), or a callable,
   plain or ``async``.
-
-asyncio specifics: STLS needs :meth:`asyncio.StreamWriter.start_tls`, which
-is Python 3.11+.  On 3.10 (:data:`STLS_SUPPORTED` false) ``tls="starttls"``
-raises :class:`NotImplementedError` from the constructor, before anything is
-sent; implicit TLS (``tls="implicit"``, port 995) works everywhere.  Network
-errors propagate as they are (:class:`OSError`, :class:`TimeoutError`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import ssl
-import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pop3proto
 from pop3proto import State
 
-from ._client import DEFAULT_WINDOW, ClientCore, MailboxStatus, RetrieveBatch, is_loopback
-from ._errors import ConnectionLost, ProtocolViolation, TLSUnavailable
-from ._seam import Deliver, Operation, Receive, Send, StartTLS
+from .._seam import Deliver, Operation, Receive, Send, StartTLS
+from ._batch import RetrieveBatch
+from ._core import ClientCore, MailboxStatus
+from ._errors import ConnectionLost, TLSUnavailable
+from ._options import TLSMode
 
-__all__ = [
-    "Client",
-    "AsyncClientBase",
-    "RetrievedMessages",
-    "Writable",
-    "STLS_SUPPORTED",
-    "TLSMode",
-]
+__all__ = ["AsyncClientBase", "RetrievedMessages", "Writable", "Sink"]
 
 T = TypeVar("T")
 _C = TypeVar("_C", bound="AsyncClientBase")
-
-#: Whether STLS works on this Python (:meth:`asyncio.StreamWriter.start_tls`
-#: is 3.11+).  Implicit TLS works everywhere.
-STLS_SUPPORTED: Final = sys.version_info >= (3, 11)
-
-#: RFC 1939 §4 / RFC 8314 §3 well-known ports.
-POP3_PORT: Final = 110
-POP3_SSL_PORT: Final = 995
-
-TLSMode = Literal["implicit", "starttls", "none"]
-
-_RECV_SIZE: Final = 65536
-# The StreamReader buffers up to twice this before pausing the socket.
-_STREAM_LIMIT: Final = 1 << 16
-# How long closing waits for the peer (a TLS close, a FIN) before aborting.
-_CLOSE_GRACE: Final = 2.0
 
 _SESSION_STATES = (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
 
@@ -124,22 +82,6 @@ async def _deliver(sink: Callable[[bytes], object] | None, data: bytes) -> None:
     result = sink(data)
     if inspect.isawaitable(result):
         await result
-
-
-def _resolve_tls(tls: TLSMode | None, port: int | None) -> tuple[TLSMode, int]:
-    """The sync client's defaults: implicit TLS on 995, STLS elsewhere."""
-    if tls is None:
-        tls = "implicit" if port == POP3_SSL_PORT else "starttls"
-    if tls not in ("implicit", "starttls", "none"):
-        raise ValueError(f"tls must be 'implicit', 'starttls' or 'none', not {tls!r}")
-    if port is None:
-        port = POP3_SSL_PORT if tls == "implicit" else POP3_PORT
-    return tls, port
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and not timeout > 0:
-        raise ValueError("timeout must be positive or None")
 
 
 class AsyncClientBase:
@@ -364,7 +306,7 @@ class AsyncClientBase:
         ``-ERR`` for a message raises (ending the iteration); leaving the
         loop early is fine: the replies still owed are read and dropped by
         the next command.  Other commands may be used inside the loop (see
-        :class:`~pop3proto.adapters._client.RetrieveBatch` for the cost).
+        :class:`~pop3proto.adapters.client._batch.RetrieveBatch` for the cost).
         """
         return RetrievedMessages(self, self._core.retrieve_many(numbers, window=window))
 
@@ -491,7 +433,7 @@ class RetrievedMessages:
     Yields ``(number, message)``.  Breaking out of the loop (or calling
     :meth:`aclose`, or leaving ``async with``) abandons the batch: the
     replies still owed are read and dropped by the client's next command.
-    The underlying :class:`~pop3proto.adapters._client.RetrieveBatch` is
+    The underlying :class:`~pop3proto.adapters.client._batch.RetrieveBatch` is
     :attr:`batch` (its ``window`` tells whether the RETRs are pipelined).
     """
 
@@ -545,220 +487,3 @@ class RetrievedMessages:
         batch = getattr(self, "_batch", None)
         if batch is not None:
             batch.abandon()
-
-
-# ---------------------------------------------------------------------------
-# asyncio
-# ---------------------------------------------------------------------------
-
-if sys.version_info >= (3, 11):
-
-    async def _within(aw: Awaitable[T], delay: float | None) -> T:
-        if delay is None:
-            return await aw
-        scope = asyncio.timeout(delay)
-        try:
-            async with scope:
-                result = await aw
-        except TimeoutError:
-            if scope.expired():
-                raise TimeoutError(f"no progress for {delay:g} s") from None
-            raise
-        return result
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(aw: Awaitable[T], delay: float | None) -> T:
-        if delay is None:
-            return await aw
-        try:
-            return await asyncio.wait_for(aw, delay)
-        except asyncio.TimeoutError as exc:
-            # 3.10's asyncio.TimeoutError is not the builtin TimeoutError.
-            raise TimeoutError(f"no progress for {delay:g} s") from exc
-
-
-def _unread(reader: asyncio.StreamReader) -> int:
-    """Octets the reader holds that were not read yet.
-
-    After ``+OK`` to STLS they came in plaintext before the handshake; the
-    reader would hand them out after it as if they were encrypted (the
-    RFC 2595 §4 response injection).  The engine checks what we read; this
-    looks at what CPython's StreamReader keeps in its private buffer.
-    """
-    buffer = getattr(reader, "_buffer", None)
-    return len(buffer) if buffer else 0
-
-
-class Client(AsyncClientBase):
-    """A modern asyncio POP3 client: typed, TLS by default, pipelined.
-
-    Args:
-        host: the server.
-        port: default 995 with ``tls="implicit"``, else 110.
-        tls: ``"starttls"`` (upgrade with STLS and refuse to go on without
-            it, raising :class:`TLSUnavailable`; Python 3.11+), ``"implicit"``
-            (TLS from the first byte, RFC 8314 §3) or ``"none"``.  The
-            default is ``"implicit"`` for port 995 and ``"starttls"``
-            otherwise.
-        ssl_context: for TLS; default ``ssl.create_default_context()``
-            (certificate and host name verified).
-        server_hostname: the name to verify the certificate against
-            (default *host*).
-        timeout: seconds allowed for each network step: connecting, each
-            write, each read, each TLS handshake (default 60; ``None``
-            waits forever).
-        window: RETRs kept in flight by :meth:`retrieve_many` when the
-            server advertises PIPELINING.
-        source_address: ``(host, port)`` to bind locally
-            (``local_addr`` of :func:`asyncio.open_connection`).
-
-    Nothing happens until :meth:`connect` (or ``async with``), which
-    connects, reads the greeting and, with ``"starttls"``, upgrades the
-    connection.  Errors are :class:`POP3Error` subclasses; network errors
-    and timeouts (:class:`OSError`, :class:`TimeoutError`) propagate as
-    they are.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int | None = None,
-        *,
-        tls: TLSMode | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        timeout: float | None = 60.0,
-        window: int = DEFAULT_WINDOW,
-        source_address: tuple[str, int] | None = None,
-    ) -> None:
-        tls, port = _resolve_tls(tls, port)
-        _check_timeout(timeout)
-        if tls == "starttls" and not STLS_SUPPORTED:  # pragma: no cover - Python 3.10
-            raise NotImplementedError(
-                "STLS over asyncio needs Python 3.11 or later (StreamWriter.start_tls); "
-                "use tls='implicit' (port 995), the trio adapter, or upgrade Python"
-            )
-        self.host = host
-        self.port = port
-        self.tls_mode = tls
-        self.timeout = timeout
-        self._context = ssl_context
-        self._server_hostname = server_hostname or host
-        self._source_address = source_address
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        super().__init__(ClientCore(host, tls=tls == "implicit", window=window), asyncio.Lock())
-
-    # -- state --------------------------------------------------------------
-
-    @property
-    def reader(self) -> asyncio.StreamReader | None:
-        """The stream reader, or ``None`` before connecting and once closed."""
-        return self._reader
-
-    @property
-    def writer(self) -> asyncio.StreamWriter | None:
-        """The stream writer (its transport is TLS once TLS is on), or
-        ``None`` before connecting and once closed."""
-        return self._writer
-
-    def _is_open(self) -> bool:
-        return self._writer is not None
-
-    def _current_task(self) -> object:
-        return asyncio.current_task()
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = ssl.create_default_context()
-        return self._context
-
-    # -- connecting -----------------------------------------------------------
-
-    async def connect(self) -> Client:
-        """Connect, read the greeting and, with ``tls="starttls"``, upgrade
-        to TLS; return the client.  Called by ``async with``; call it once.
-        On failure the connection is closed and the error raised."""
-        self._begin_connect()
-        implicit = self.tls_mode == "implicit"
-        try:
-            if implicit:
-                opening = asyncio.open_connection(
-                    self.host,
-                    self.port,
-                    ssl=self._ssl_context(),
-                    server_hostname=self._server_hostname,
-                    ssl_handshake_timeout=self.timeout,
-                    local_addr=self._source_address,
-                    limit=_STREAM_LIMIT,
-                )
-            else:
-                opening = asyncio.open_connection(
-                    self.host, self.port, local_addr=self._source_address, limit=_STREAM_LIMIT
-                )
-            reader, writer = await _within(opening, self.timeout)
-        except BaseException:
-            self._closed = True
-            raise
-        self._reader, self._writer = reader, writer
-        peer = writer.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer:
-            self._core.loopback = is_loopback(str(peer[0]))
-        try:
-            await self._negotiate(self.tls_mode == "starttls")
-        except BaseException:
-            await self._close(graceful=False)
-            raise
-        return self
-
-    # -- performing requests --------------------------------------------------
-
-    async def _perform(self, request: Send | Receive | StartTLS) -> bytes | None:
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None:
-            raise self._not_open()
-        if isinstance(request, Receive):
-            return await _within(reader.read(_RECV_SIZE), self.timeout)
-        if isinstance(request, Send):
-            writer.write(request.data)
-            await _within(writer.drain(), self.timeout)
-            return None
-        await self._start_tls(reader, writer)
-        return None
-
-    async def _start_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if _unread(reader):
-            error = pop3proto.RemoteProtocolError(
-                "the server sent data after +OK to STLS, before the TLS handshake "
-                "(response injection, RFC 2595 §4)"
-            )
-            raise ProtocolViolation(f"STLS: {error}", error=error, command="STLS")
-        if sys.version_info >= (3, 11):
-            # No await between the check above and here: the transport is
-            # paused and switched to TLS before any later byte is read.
-            await _within(
-                writer.start_tls(self._ssl_context(), server_hostname=self._server_hostname),
-                self.timeout,
-            )
-        else:  # pragma: no cover - refused by the constructor
-            raise NotImplementedError("STLS over asyncio needs Python 3.11 or later")
-
-    async def _close(self, *, graceful: bool) -> None:
-        writer = self._writer
-        self._reader = self._writer = None
-        self._closed = True
-        if writer is None:
-            return
-        if not graceful:
-            writer.transport.abort()
-            return
-        writer.close()
-        grace = _CLOSE_GRACE if self.timeout is None else min(self.timeout, _CLOSE_GRACE)
-        try:
-            await _within(writer.wait_closed(), grace)
-        except OSError:  # a reset, an unfinished TLS close, TimeoutError
-            writer.transport.abort()
-        except BaseException:
-            writer.transport.abort()
-            raise

@@ -1,0 +1,309 @@
+"""``pop3proto serve``: serve Maildirs over POP3 until SIGINT or SIGTERM.
+
+:func:`run_serve_command` builds the server configuration from the options
+(see ``pop3proto serve --help``) and runs one server per listener on the
+chosen runtime: asyncio, trio or blocking threads.  Each runtime loop installs
+its own SIGINT and SIGTERM handling, announces every listener on stderr as
+``listening on HOST:PORT (MODE)`` once it is bound, and on a signal stops
+listening and abandons the open sessions (which delete nothing without QUIT,
+RFC 1939 §6).  The server modules are imported only here, when ``serve``
+runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import ssl
+import sys
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._common import EXIT_NETWORK, EXIT_OK, EXIT_USAGE, CLIError, format_address, usage_error
+
+if TYPE_CHECKING:
+    from .._maildrop import MaildropBackend
+    from .._session import ServerConfig
+    from .._users import Authenticator
+
+__all__ = ["run_serve_command"]
+
+log = logging.getLogger("pop3proto.cli")
+
+
+@dataclass(frozen=True)
+class _Listener:
+    host: str
+    port: int
+    implicit_tls: bool
+
+
+@dataclass
+class _ServeSpec:
+    """Everything the runtime-specific loops need to build their servers."""
+
+    backend: MaildropBackend
+    authenticator: Authenticator
+    config: ServerConfig
+    ssl_context: ssl.SSLContext | None
+    listeners: list[_Listener]
+    max_connections: int
+
+    def server_kwargs(self, listener: _Listener) -> dict[str, Any]:
+        return {
+            "host": listener.host,
+            "port": listener.port,
+            "ssl_context": self.ssl_context,
+            "implicit_tls": listener.implicit_tls,
+            "config": self.config,
+            "max_connections": self.max_connections,
+        }
+
+
+def _announce(listener: _Listener, address: tuple[str, int], stls: bool) -> None:
+    if listener.implicit_tls:
+        mode = "implicit TLS"
+    elif stls:
+        mode = "STLS offered"
+    else:
+        mode = "no TLS"
+    # Printed, not logged: scripts and tests read it, whatever the log level.
+    print(f"listening on {format_address(*address)} ({mode})", file=sys.stderr, flush=True)
+
+
+def _listen_error(listener: _Listener, exc: OSError) -> CLIError:
+    where = format_address(listener.host, listener.port)
+    return CLIError(f"cannot listen on {where}: {exc.strerror or exc}", EXIT_NETWORK)
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("pop3proto")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    if args.verbose:
+        root.setLevel(logging.DEBUG)
+    elif args.quiet:
+        root.setLevel(logging.WARNING)
+    else:
+        root.setLevel(logging.INFO)
+
+
+def _server_tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_key and not args.tls_cert:
+        usage_error("--tls-key needs --tls-cert")
+    if args.tls_listen and not args.tls_cert:
+        usage_error("--tls-listen needs --tls-cert (and --tls-key)")
+    if not args.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except FileNotFoundError as exc:
+        raise CLIError(f"cannot read {exc.filename}: {exc.strerror}", EXIT_USAGE) from None
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise CLIError(f"cannot load the TLS certificate/key: {reason}", EXIT_USAGE) from None
+    return context
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    """``pop3proto serve``: listen until SIGINT or SIGTERM; return the exit status."""
+    from .._maildrop import MaildirBackend
+    from .._session import ServerConfig
+    from .._users import UsersFile
+
+    _setup_logging(args)
+    ssl_context = _server_tls_context(args)
+    if args.maildir is not None:
+        path, per_user = args.maildir, False
+    else:
+        path, per_user = args.maildir_root, True
+    if not os.path.isdir(path):
+        flag = "--maildir" if not per_user else "--maildir-root"
+        usage_error(f"{flag} {path}: no such directory")
+    try:
+        authenticator = UsersFile(args.users)
+    except OSError as exc:
+        raise CLIError(
+            f"cannot read the users file {args.users}: {exc.strerror}", EXIT_USAGE
+        ) from None
+    except ValueError as exc:
+        raise CLIError(f"bad users file: {exc}", EXIT_USAGE) from None
+    try:
+        mode = os.stat(args.users).st_mode
+    except OSError:
+        mode = 0
+    if mode & 0o077:
+        log.warning("the users file %s is readable by other users; chmod 600 it", args.users)
+    config = ServerConfig(
+        allow_plaintext_auth=True if args.allow_plaintext_auth else None,
+        idle_timeout=args.idle_timeout,
+    )
+    # The default plain listener only when no listener at all is given: a
+    # TLS-only server must be possible.
+    plain = args.listen or ([] if args.tls_listen else [("127.0.0.1", 1110)])
+    listeners = [_Listener(h, p, False) for h, p in plain]
+    listeners += [_Listener(h, p, True) for h, p in args.tls_listen]
+    spec = _ServeSpec(
+        backend=MaildirBackend(path, per_user=per_user),
+        authenticator=authenticator,
+        config=config,
+        ssl_context=ssl_context,
+        listeners=listeners,
+        max_connections=args.max_connections,
+    )
+    if args.runtime == "asyncio":
+        import asyncio
+
+        asyncio.run(_serve_asyncio(spec))
+    elif args.runtime == "trio":
+        try:
+            import trio  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
+        except ImportError:
+            raise CLIError(
+                "--runtime trio needs trio: pip install 'pop3proto[trio]'", EXIT_USAGE
+            ) from None
+        _serve_trio(spec)
+    else:
+        _serve_sync(spec)
+    print("stopped", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def _log_stop(signum: int, active: int) -> None:
+    name = signal.Signals(signum).name if signum else "signal"
+    if active:
+        log.info(
+            "%s: stopping; abandoning %d open session(s) without UPDATE (nothing they "
+            "marked deleted is removed)",
+            name,
+            active,
+        )
+    else:
+        log.info("%s: stopping", name)
+
+
+async def _serve_asyncio(spec: _ServeSpec) -> None:
+    import asyncio
+
+    from .._asyncio_server import STLS_SUPPORTED, Server
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
+    # Installed before anything is announced, so that a signal sent as soon
+    # as the address is printed is never lost.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    servers: list[Server] = []
+    try:
+        for listener in spec.listeners:
+            server = Server(spec.backend, spec.authenticator, **spec.server_kwargs(listener))
+            try:
+                await server.start()
+            except OSError as exc:
+                raise _listen_error(listener, exc) from None
+            servers.append(server)
+            stls = spec.ssl_context is not None and STLS_SUPPORTED
+            _announce(listener, server.server_address, stls)
+        await stop.wait()
+        _log_stop(received[0] if received else 0, sum(s.active_connections for s in servers))
+    finally:
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The first leaf of a (possibly nested) exception group."""
+    while True:
+        inner = getattr(exc, "exceptions", None)
+        if not inner:
+            return exc
+        exc = inner[0]
+
+
+def _serve_trio(spec: _ServeSpec) -> None:
+    import trio  # type: ignore[import-untyped, unused-ignore]
+
+    from .._trio_server import Server
+
+    async def run() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                servers: list[Server] = []
+                for listener in spec.listeners:
+                    server = Server(
+                        spec.backend, spec.authenticator, **spec.server_kwargs(listener)
+                    )
+                    try:
+                        address = await nursery.start(server.serve)
+                    except OSError as exc:
+                        raise _listen_error(listener, exc) from None
+                    servers.append(server)
+                    _announce(listener, address, spec.ssl_context is not None)
+                signum = 0
+                async for received in signals:
+                    signum = received
+                    break
+                _log_stop(signum, sum(s.active_connections for s in servers))
+                for server in servers:
+                    server.shutdown()
+
+    try:
+        trio.run(run)
+    except CLIError:
+        raise
+    except BaseException as exc:
+        # Newer trio versions wrap failures of nursery tasks in groups.
+        leaf = _first_error(exc)
+        if leaf is exc:
+            raise
+        raise leaf from None
+
+
+def _serve_sync(spec: _ServeSpec) -> None:
+    from .._sync_server import Server
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    servers: list[Server] = []
+    try:
+        for listener in spec.listeners:
+            try:
+                server = Server(spec.backend, spec.authenticator, **spec.server_kwargs(listener))
+            except OSError as exc:
+                raise _listen_error(listener, exc) from None
+            servers.append(server)
+            server.start()
+            _announce(listener, server.server_address, spec.ssl_context is not None)
+        # A timed wait, so that the signal handler gets to run promptly on
+        # every platform.
+        while not stop.wait(0.5):
+            pass
+        _log_stop(received[0] if received else 0, sum(s.active_connections for s in servers))
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,285 @@
+"""Pipelined retrieval of many messages (RFC 2449 §6.6), without I/O.
+
+:class:`RetrieveBatch` keeps a window of RETR commands in flight and streams
+each reply as :class:`~.._seam.Deliver` requests, in order; its docstring
+gives the flow control that keeps a blocking writer from deadlocking against
+a server blocked writing replies.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+import pop3proto
+
+from .._seam import Deliver, Operation
+from ._base import MAX_WINDOW, CoreBase, check_number
+from ._errors import ConnectionLost, POP3Error, raise_for_err
+
+__all__ = ["RetrieveBatch"]
+
+
+class RetrieveBatch:
+    """A pipelined RETR of several messages (RFC 2449 §6.6), I/O-free.
+
+    Made by :meth:`ClientCore.retrieve_many`.  Run :meth:`next` repeatedly:
+    each run streams the next message's octets as :class:`Deliver` requests
+    and returns its number, or returns ``None`` when every message is done.
+    :attr:`current` is the number whose octets are being delivered.  Before
+    each run a runner may call :meth:`take_buffered`, which returns a
+    message whose reply has already been received, with no requests.
+
+    Flow control: the first run sends up to *window* RETRs in one
+    :class:`Send`; whenever no more than three quarters of the window are
+    outstanding, the batch tops it up, again in one write, and it does so before
+    returning a message so that the server keeps sending while the caller
+    works.  The client therefore never has more than *window* short
+    commands unanswered: its writes always fit in the socket buffers, so it
+    cannot block writing while the server blocks writing a reply the client
+    has not read yet.  Without PIPELINING the window is 1 and nothing is
+    sent ahead.
+
+    Other operations may run between two :meth:`next` runs.  With RETRs in
+    flight, their replies precede the new command's, so the core first
+    reads them and keeps them in memory for the following runs (bounded by
+    the window, but whole messages); to delete as you go without that cost,
+    collect the numbers and use :meth:`ClientCore.delete_many` afterwards.
+
+    A ``-ERR`` for one message is raised from that run (via
+    :func:`raise_for_err`); the batch stays usable and the next run goes on
+    with the next message.  Any other exception abandons the batch, as does
+    :meth:`abandon`; the core then reads and discards the replies still
+    owed before its next operation.
+    """
+
+    def __init__(self, core: CoreBase, numbers: Iterable[int], window: int) -> None:
+        self._core = core
+        self._numbers = [check_number(n, "message number") for n in numbers]
+        self._requested = min(check_number(window, "window"), MAX_WINDOW)
+        self._window = 1
+        self._index = 0
+        self._pending: deque[int] = deque()
+        # Replies read ahead by _settle(): (number, body or -ERR).
+        self._ready: deque[tuple[int, bytes | pop3proto.Err]] = deque()
+        # The first pieces of the reply to _pending[0] when take_buffered()
+        # ran out of received data in its body (its +OK was taken).
+        self._partial: list[bytes] | None = None
+        self._started = False
+        self._done = False
+        self.abandoned = False
+        self.current: int | None = None
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        """The message numbers, in the order they are retrieved."""
+        return tuple(self._numbers)
+
+    @property
+    def window(self) -> int:
+        """The effective window: the requested one with PIPELINING, else 1
+        (meaningful once the first :meth:`next` has started)."""
+        return self._window
+
+    @property
+    def outstanding(self) -> int:
+        """How many RETRs are sent and not yet answered."""
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether replies are still owed to this batch."""
+        return bool(self._pending)
+
+    @property
+    def done(self) -> bool:
+        """Whether every message has been handled."""
+        return self._done
+
+    def abandon(self) -> None:
+        """Give up on the rest of the batch; the core drains what is owed."""
+        if not self._done:
+            self.abandoned = True
+            self._ready.clear()
+            self._partial = None
+            if self._core._batch is self:
+                self._core._batch = None
+
+    def next(self) -> Operation[int | None]:
+        """Deliver the next message; return its number, or ``None`` at the end."""
+        if self.abandoned:
+            raise RuntimeError("this retrieve_many() batch was abandoned")
+        if self._done:
+            return None
+        core = self._core
+        try:
+            if not self._started:
+                yield from core._begin("RETR", batch=self)
+                caps = yield from core.capabilities()
+                self._window = self._requested if caps.pipelining else 1
+                self._started = True
+                core._batch = self
+            if self._ready:
+                number, item = self._ready.popleft()
+                self.current = number
+                self._check_finished()
+                if isinstance(item, pop3proto.Err):
+                    raise_for_err(item, f"RETR {number}")
+                if item:
+                    yield Deliver(item)
+                return number
+            if self._check_finished():
+                return None
+            if not self._pending:
+                # Settle whatever an abandoned operation left unanswered
+                # before pipelining after it.
+                yield from core._begin("RETR", batch=self)
+            if self._wants_more():
+                yield from self._fill()
+            number = self._pending[0]
+            self.current = number
+            label = f"RETR {number}"
+            partial, self._partial = self._partial, None
+            if partial is None:
+                event = yield from core._reply(label)
+                if isinstance(event, pop3proto.Err):
+                    self._pending.popleft()
+                    self._check_finished()
+                    raise_for_err(event, label)
+                assert isinstance(event, pop3proto.MessageStart)
+            else:
+                # take_buffered() took the +OK and these pieces.
+                for piece in partial:
+                    yield Deliver(piece)
+            yield from core._stream(label)
+            self._pending.popleft()
+            if self._window > 1 and self._wants_more():
+                # Keep the server busy while the caller handles this message.
+                yield from self._fill()
+            self._check_finished()
+            return number
+        except POP3Error as exc:
+            if exc.response is None or isinstance(exc, ConnectionLost):
+                self.abandon()
+            raise
+        except BaseException:
+            self.abandon()
+            raise
+
+    def take_buffered(self) -> tuple[int, bytes] | None:
+        """The next message, if what was already received holds its whole
+        reply and no top-up is due; otherwise ``None``, and :meth:`next`
+        (which reads and writes) must run.
+
+        It does no I/O and runs no generator: with a full pipe most replies
+        are in the receive buffer already, and a runner that asks here first
+        saves the request round trips of :meth:`next` for them.  A ``-ERR``
+        for the message raises as from :meth:`next`.  A reply cut short by
+        the end of the received data is kept for :meth:`next` to finish.
+        """
+        if (
+            self._partial is not None
+            or self._ready
+            or not self._pending
+            or not self._started
+            or self.abandoned
+            or self._core._batch is not self
+            or self._wants_more()
+        ):
+            return None
+        core = self._core
+        next_event = core._conn.next_event
+        number = self._pending[0]
+        try:
+            event = next_event()
+            if event is pop3proto.NEED_DATA:
+                return None
+            self.current = number
+            if type(event) is not pop3proto.MessageStart:
+                label = f"RETR {number}"
+                event = core._accept(event if isinstance(event, pop3proto.Event) else None, label)
+                if isinstance(event, pop3proto.Err):
+                    self._pending.popleft()
+                    self._check_finished()
+                    raise_for_err(event, label)
+                raise AssertionError(f"{label}: unexpected {event!r}")  # pragma: no cover
+            pieces: list[bytes] = []
+            while True:
+                event = next_event()
+                if type(event) is pop3proto.MessageData:
+                    pieces.append(event.data)
+                elif type(event) is pop3proto.MessageEnd:
+                    break
+                elif event is pop3proto.NEED_DATA:
+                    self._partial = pieces
+                    return None
+                else:  # pragma: no cover - the engine sends nothing else in a body
+                    raise AssertionError(f"RETR {number}: unexpected {event!r} in a body")
+        except pop3proto.RemoteProtocolError as exc:
+            self.abandon()
+            raise core._broken(f"RETR {number}", exc) from exc
+        except POP3Error as exc:
+            if exc.response is None or isinstance(exc, ConnectionLost):
+                self.abandon()
+            raise
+        except BaseException:  # pragma: no cover - as in next()
+            self.abandon()
+            raise
+        self._pending.popleft()
+        self._check_finished()
+        return number, pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _check_finished(self) -> bool:
+        if self._pending or self._ready or self._index < len(self._numbers):
+            return False
+        self._done = True
+        if self._core._batch is self:
+            self._core._batch = None
+        return True
+
+    def _wants_more(self) -> bool:
+        # Top up at three quarters, not half: on a slow link each top-up
+        # costs a round trip before its replies flow, and the commands are
+        # tiny, so a fuller pipe is nearly free.
+        return self._index < len(self._numbers) and len(self._pending) <= self._window * 3 // 4
+
+    def _fill(self) -> Operation[None]:
+        pending = self._pending
+        remaining = len(self._numbers) - self._index
+        if not self._wants_more():
+            return
+        count = min(remaining, self._window - len(pending))
+        chunk = self._numbers[self._index : self._index + count]
+        self._index += count
+        yield from self._core._send(*(pop3proto.Retr(n) for n in chunk))
+        pending.extend(chunk)
+
+    def _settle(self) -> Operation[None]:
+        """Read every reply in flight and keep it for later runs."""
+        core = self._core
+        try:
+            while self._pending:
+                number = self._pending[0]
+                label = f"RETR {number}"
+                partial, self._partial = self._partial, None
+                if partial is None:
+                    event = yield from core._reply(label)
+                    if isinstance(event, pop3proto.Err):
+                        self._ready.append((number, event))
+                        self._pending.popleft()
+                        continue
+                    assert isinstance(event, pop3proto.MessageStart)
+                # take_buffered() may have taken the +OK and a first part.
+                body = bytearray(b"".join(partial or ()))
+                while True:
+                    event = yield from core._reply(label)
+                    if isinstance(event, pop3proto.MessageData):
+                        body += event.data
+                        continue
+                    assert isinstance(event, pop3proto.MessageEnd), event
+                    break
+                self._ready.append((number, bytes(body)))
+                self._pending.popleft()
+        except BaseException:
+            self.abandon()
+            raise
