@@ -13,6 +13,7 @@ RFC 1939 session states; it never does I/O.  Start with :class:`Connection`::
 
 from ._apop import apop_digest, parse_greeting_timestamp
 from ._capabilities import Capabilities
+from ._commands import command_from_line
 from ._connection import CLIENT, NEED_DATA, PAUSED, SERVER, Connection, Role
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
@@ -135,6 +136,7 @@ __all__ = [
     "Lang",
     "Extension",
     "BadCommand",
+    "command_from_line",
     # events: SASL lines
     "SaslChallenge",
     "SaslResponse",

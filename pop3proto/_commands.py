@@ -103,6 +103,7 @@ __all__ = [
     "keyword_of",
     "allowed",
     "parse_command",
+    "command_from_line",
     "parse_sasl_line",
     "write_command",
     "command_arguments",
@@ -607,12 +608,14 @@ command_keyword = keyword_of
 # ---------------------------------------------------------------------------
 
 
-def parse_command(line: bytes, *, allow_utf8: bool) -> Command:
+def parse_command(line: bytes, *, allow_utf8: bool, extensions: bool = False) -> Command:
     """Parse one command line (without CRLF) as RFC 2449 §3 defines it.
 
     ``command = keyword *(SP param) CRLF``; keywords are case-insensitive,
     one SP separates parameters.  PASS is the exception: its argument is the
-    rest of the line, spaces included (RFC 1939 §7).
+    rest of the line, spaces included (RFC 1939 §7).  A keyword the table
+    does not know is refused, or with *extensions* becomes an
+    :class:`Extension` (what a client may send).
 
     Raises :class:`BadLine` with a reason for the ``-ERR`` text.
     """
@@ -637,7 +640,12 @@ def parse_command(line: bytes, *, allow_utf8: bool) -> Command:
                 # Only credentials may be non-ASCII (RFC 6856 §2.2).
                 raise BadLine("non-ASCII parameter")
         if spec is None:
-            raise BadLine("unknown command")
+            if not extensions:
+                raise BadLine("unknown command")
+            try:
+                return Extension(keyword.decode("ascii"), tuple(p.decode() for p in params))
+            except (LocalProtocolError, UnicodeDecodeError):
+                raise BadLine("unknown command") from None
     assert spec.parse is not None  # every spec in BY_KEYWORD parses
     try:
         return spec.parse(params, allow_utf8)
@@ -646,6 +654,25 @@ def parse_command(line: bytes, *, allow_utf8: bool) -> Command:
         raise BadLine(str(exc)) from None
     except UnicodeDecodeError:
         raise BadLine("non-ASCII parameter") from None
+
+
+def command_from_line(line: bytes | str, *, utf8: bool = True) -> Command:
+    """The command event a command line stands for (public API).
+
+    *line* is one line without its CRLF, parsed as the server role parses
+    what it receives (RFC 2449 §3; PASS takes the rest of the line, RFC 1939
+    §7), so a client that is given commands as text (``poplib``'s
+    ``_shortcmd("RETR 1")``) sends exactly what a server will read back.  A
+    keyword the engine does not know becomes an :class:`Extension`.  *utf8*
+    allows UTF-8 credentials (RFC 6856 §2.2); ``str`` is encoded as UTF-8.
+
+    Raises :class:`LocalProtocolError` saying what is wrong.
+    """
+    data = line.encode("utf-8") if isinstance(line, str) else line
+    try:
+        return parse_command(data, allow_utf8=utf8, extensions=True)
+    except BadLine as exc:
+        raise LocalProtocolError(exc.reason) from None
 
 
 def parse_sasl_line(line: bytes) -> bytes | None:
