@@ -339,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MECH",
         type=str.upper,
         choices=LOGIN_METHODS,
-        help="use this login method only: USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1 "
-        "or SCRAM-SHA-256 (default: the strongest offered)",
+        help=f"use this login method only: {', '.join(LOGIN_METHODS[:-1])} "
+        f"or {LOGIN_METHODS[-1]} (default: the strongest offered)",
     )
     fetch.add_argument(
         "--all",
