@@ -155,9 +155,9 @@ def _announce(port: int) -> None:
 
 def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, size: int) -> None:
     """Run one of our servers until SIGTERM."""
-    from pop3proto.adapters._maildrop import MaildirBackend, MaildropBackend, MemoryBackend
-    from pop3proto.adapters._session import ServerConfig
-    from pop3proto.adapters._users import DictAuthenticator
+    from pop3proto.adapters.mailstore._maildir import MaildirBackend, MaildropBackend, MemoryBackend
+    from pop3proto.adapters.mailstore._users import DictAuthenticator
+    from pop3proto.adapters.server._session import ServerConfig
 
     names = users(n_users)
     backend: MaildropBackend
@@ -174,7 +174,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
         "max_connections": 10_000,
     }
     if kind == "asyncio":
-        from pop3proto.adapters._asyncio_server import Server as AsyncioServer
+        from pop3proto.adapters.server._asyncio import Server as AsyncioServer
 
         async def main_asyncio() -> None:
             async with AsyncioServer(backend, auth, **options) as server:
@@ -187,7 +187,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
     elif kind == "trio":
         import trio  # type: ignore[import-untyped, unused-ignore]
 
-        from pop3proto.adapters._trio_server import Server as TrioServer
+        from pop3proto.adapters.server._trio import Server as TrioServer
 
         async def main_trio() -> None:
             server = TrioServer(backend, auth, **options)
@@ -201,7 +201,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
 
         trio.run(main_trio)
     else:
-        from pop3proto.adapters._sync_server import Server as BlockingServer
+        from pop3proto.adapters.server._sync import Server as BlockingServer
 
         server = BlockingServer(backend, auth, **options)
         signal.signal(
@@ -773,9 +773,9 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
     adapters and of the kernel.  Prints the best and the median CPU time
     per session over batches of 20 sessions.
     """
-    from pop3proto.adapters._maildrop import MaildirBackend, MaildropBackend, MemoryBackend
-    from pop3proto.adapters._session import SendBytes, ServerConfig, ServerSession
-    from pop3proto.adapters._users import DictAuthenticator
+    from pop3proto.adapters.mailstore._maildir import MaildirBackend, MaildropBackend, MemoryBackend
+    from pop3proto.adapters.mailstore._users import DictAuthenticator
+    from pop3proto.adapters.server._session import SendBytes, ServerConfig, ServerSession
 
     work = Workload.of(messages)
     user = "user0"

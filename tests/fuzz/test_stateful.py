@@ -89,15 +89,15 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto.adapters._maildrop import MemoryBackend
-from pop3proto.adapters._session import (
+from pop3proto.adapters.mailstore._maildir import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._session import (
     Close,
     SendBytes,
     ServerConfig,
     ServerSession,
     StartTLS,
 )
-from pop3proto.adapters._users import DictAuthenticator
 from tests.helpers import BODY_PIECES, chunks_at
 
 USER = "alice"

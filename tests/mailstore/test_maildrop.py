@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pop3proto.adapters._maildrop import (
+from pop3proto.adapters.mailstore._maildir import (
     LOCK_FILE_NAME,
     CrlfNormalizer,
     MaildirBackend,
@@ -318,7 +318,7 @@ def test_maildir_lock_across_processes(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import sys
-        from pop3proto.adapters._maildrop import MaildirBackend
+        from pop3proto.adapters.mailstore._maildir import MaildirBackend
         drop = MaildirBackend(sys.argv[1]).open("u")
         print("locked", flush=True)
         sys.stdin.read()
@@ -361,7 +361,7 @@ def test_maildir_per_user(tmp_path: Path) -> None:
 
 
 def test_maildir_size_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pop3proto.adapters._maildrop as module
+    import pop3proto.adapters.mailstore._maildir as module
 
     box = tmp_path / "box"
     md, keys = make_maildir(box)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import pop3proto
-from pop3proto.adapters._users import (
+from pop3proto.adapters.mailstore._users import (
     Authenticator,
     DictAuthenticator,
     UsersFile,

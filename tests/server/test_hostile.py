@@ -44,9 +44,9 @@ import pytest
 import trio
 
 from pop3proto.adapters import sync as sync_client
-from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
-from pop3proto.adapters._session import ServerConfig, SessionStats
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.mailstore._maildir import MaildirBackend, MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._session import ServerConfig, SessionStats
 from tests.server.test_faults import (
     RUNTIMES,
     figure,

@@ -40,9 +40,9 @@ from pop3proto.adapters import sync as sync_client
 from pop3proto.adapters._client import ClientCore
 from pop3proto.adapters._errors import AuthenticationFailed, InsecureAuthenticationRefused
 from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
-from pop3proto.adapters._maildrop import MemoryBackend
-from pop3proto.adapters._session import SendBytes, ServerConfig, ServerSession
-from pop3proto.adapters._users import DictAuthenticator, hash_password
+from pop3proto.adapters.mailstore._maildir import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
+from pop3proto.adapters.server._session import SendBytes, ServerConfig, ServerSession
 from tests.server.test_faults import RUNTIMES, read_to_eof, recv_until, serve
 
 PASSWORD = "Tr0ub4dor&3 secret"
@@ -489,7 +489,7 @@ def test_engine_errors_do_not_quote_credentials() -> None:
 
 
 def test_users_file_errors_do_not_quote_passwords(tmp_path: Any) -> None:
-    from pop3proto.adapters._users import UsersFile
+    from pop3proto.adapters.mailstore._users import UsersFile
 
     bad = "{PBKDF2-SHA256}x$" + base64.b64encode(PASSWORD.encode()).decode() + "$y"
     with pytest.raises(ValueError) as info:

@@ -57,8 +57,9 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto.adapters._maildrop import MaildropError, MemoryBackend, MessageInfo
-from pop3proto.adapters._session import (
+from pop3proto.adapters.mailstore._maildir import MaildropError, MemoryBackend, MessageInfo
+from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
+from pop3proto.adapters.server._session import (
     Close,
     SendBytes,
     ServerConfig,
@@ -68,7 +69,6 @@ from pop3proto.adapters._session import (
     busy_response,
     is_loopback_address,
 )
-from pop3proto.adapters._users import DictAuthenticator, hash_password
 
 PASSWORD = "correct horse"
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
-from pop3proto.adapters._session import ServerConfig
-from pop3proto.adapters._sync_server import Server
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.mailstore._maildir import MaildirBackend, MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._session import ServerConfig
+from pop3proto.adapters.server._sync import Server
 
 PASSWORD = "correct horse"
 MESSAGES = [

@@ -1,0 +1,520 @@
+"""The asyncio POP3 server: one task per connection, on the shared session.
+
+All protocol decisions are made by :class:`~pop3proto.adapters._session.ServerSession`;
+this module only moves bytes between asyncio streams and sessions, following
+the loop in that module's docstring, with the options of the blocking server
+(:mod:`pop3proto.adapters._sync_server`):
+
+* the listening socket is made like the blocking server's (the first address
+  :func:`socket.getaddrinfo` gives for *host*) and handed to
+  :func:`asyncio.start_server`; each connection runs in the task asyncio
+  creates for it;
+* replies are written through the :class:`asyncio.StreamWriter`, and
+  whenever the transport is at its high-water mark ``await writer.drain()``
+  is called before the next action is pulled from the session, so a
+  client that stops reading stalls its own session instead of making the
+  server buffer a whole message (replies are gathered into writes of about
+  64 KiB; memory per connection stays bounded by that, the transport's
+  high-water mark and one chunk);
+* the idle timeout bounds every read and every stalled drain, so a client
+  that stops reading cannot hold a session forever;
+* STLS upgrades with :meth:`asyncio.StreamWriter.start_tls`, which needs
+  Python 3.11: on 3.10, STLS is not offered (``tls_available=False``);
+  implicit TLS (``start_server(ssl=...)``) works everywhere;
+* over ``max_connections`` a client gets ``-ERR [SYS/TEMP] too many
+  connections`` and is closed.  With implicit TLS asyncio finishes the
+  handshake before the connection reaches this module, so the refusal is
+  sent over TLS (the blocking server just closes such a connection);
+* every way out of a connection (EOF, reset, timeout, failed handshake,
+  :meth:`Server.close`, cancellation) ends in ``session.connection_lost()``,
+  which releases the maildrop lock without UPDATE.  Only QUIT deletes.
+
+The session's maildrop and authenticator calls run on the event loop: a
+Maildir read is a page-cache copy, but a slow password hash
+(``{PBKDF2-SHA256}`` with 600,000 iterations) stalls every connection for
+its duration; prefer SCRAM or fewer iterations for a busy asyncio server.
+
+Example::
+
+    import asyncio
+    from pop3proto.adapters._asyncio_server import Server
+
+    async def main():
+        async with Server(backend, authenticator, port=1110) as server:
+            await server.serve_forever()    # until cancelled or server.close()
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import sys
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ..mailstore._maildir import MaildropBackend
+from ..mailstore._users import Authenticator
+from ._session import (
+    Close,
+    SendBytes,
+    ServerBase,
+    ServerConfig,
+    ServerSession,
+    StartTLS,
+    busy_response,
+    is_loopback_address,
+)
+
+__all__ = ["Server", "serve", "STLS_SUPPORTED"]
+
+log = logging.getLogger("pop3proto.server")
+
+T = TypeVar("T")
+
+#: Whether this Python can upgrade a stream to TLS (STLS): 3.11 and later.
+STLS_SUPPORTED = sys.version_info >= (3, 11)
+
+_RECV_SIZE = 65536
+_LINGER_LIMIT = 65536
+# Replies are gathered up to this size before a write (and a drain).
+_FLUSH_SIZE = 65536
+# Session end reasons after which the peer has gone or misbehaved: no
+# lingering close for them (as in the blocking server).
+_NO_LINGER = frozenset({"eof", "connection lost", "protocol error", "I/O error"})
+# ... and after which nothing more can be sent: the transport is aborted.
+_ABORT = frozenset({"connection lost", "I/O error"})
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(aw: Awaitable[T], delay: float) -> T:
+        async with asyncio.timeout(delay):
+            return await aw
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(aw: Awaitable[T], delay: float) -> T:
+        return await asyncio.wait_for(aw, delay)
+
+
+class _SendStalled(Exception):
+    """The client did not read our replies for a whole idle timeout."""
+
+
+def _format_peer(address: Any) -> tuple[str, str]:
+    """``(ip, "ip:port")`` for a peer address."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        shown = f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+        return host, shown
+    return "", str(address)
+
+
+def _take_buffered(reader: asyncio.StreamReader) -> bytes:
+    """Bytes the reader holds that nobody has read yet.
+
+    After ``+OK`` to STLS they were sent in plaintext before the handshake;
+    ``start_tls`` would hand them out as if they had come over TLS (the
+    CVE-2011-0411 injection).  :class:`asyncio.StreamReader` has no public
+    way to ask, so this takes them from its ``_buffer`` (CPython's
+    implementation; with no such attribute nothing is found).
+    """
+    buffer = getattr(reader, "_buffer", None)
+    if not buffer:
+        return b""
+    data = bytes(buffer)
+    buffer.clear()
+    return data
+
+
+class _Connection:
+    """The streams of one client and the replies waiting to be written."""
+
+    __slots__ = ("_out", "_out_size", "reader", "timeout", "writer")
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.timeout = timeout
+        self._out: list[bytes] = []
+        self._out_size = 0
+
+    def _must_drain(self) -> bool:
+        """Whether :meth:`flush` has to wait on ``drain()``: when the
+        transport holds its high-water mark or more (``drain()`` would
+        block) or is closing (``drain()`` raises, or lets the loop run the
+        connection's end).  Otherwise ``drain()`` would return at once, and
+        skipping it saves a timeout and two coroutines per write."""
+        transport = self.writer.transport
+        if transport.is_closing():
+            return True
+        try:
+            high = transport.get_write_buffer_limits()[1]
+        except (AttributeError, NotImplementedError):
+            return True
+        return bool(transport.get_write_buffer_size() >= high)
+
+    def queue(self, data: bytes) -> bool:
+        """Queue *data*; return whether enough is gathered to :meth:`flush`.
+
+        (A plain method: the loop calls it for every reply, and a coroutine
+        per call would cost more than the queueing.)"""
+        self._out.append(data)
+        self._out_size += len(data)
+        return self._out_size >= _FLUSH_SIZE
+
+    async def flush(self) -> None:
+        """Write what is queued and wait until the transport wants more."""
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        writer = self.writer
+        writer.write(data)
+        if not self._must_drain():
+            return
+        # The transport is above its high-water mark (a slow client, or one
+        # not reading at all): wait, but not forever.  Raises if the peer
+        # is gone.
+        try:
+            await _within(writer.drain(), self.timeout)
+        except asyncio.TimeoutError:
+            raise _SendStalled from None
+
+
+class Server(ServerBase):
+    """An asyncio POP3 server.
+
+    Args:
+        backend: the :class:`~pop3proto.adapters._maildrop.MaildropBackend`.
+        authenticator: the :class:`~pop3proto.adapters._users.Authenticator`.
+        host, port: where to listen (port ``0`` picks a free one; see
+            :attr:`server_address`).  Like the blocking server, only the
+            first address *host* resolves to is bound.
+        ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
+            (RFC 2595; Python 3.11+, see :data:`STLS_SUPPORTED`), or
+            implicit TLS with *implicit_tls*.
+        implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
+        config: the :class:`~pop3proto.adapters._session.ServerConfig`;
+            ``tls_available`` is set from *ssl_context*, *implicit_tls* and
+            the Python version.
+        max_connections: concurrent sessions; more are refused.
+        handshake_timeout: seconds allowed for a TLS handshake.
+        linger: after the server itself closes a session (QUIT, too many
+            errors, timeout), how long to drain what the client still sends
+            so that the last reply is not destroyed by a TCP reset.
+        backlog: the listen queue length.
+        trust_loopback: treat clients on a loopback address as local (the
+            default plaintext policy lets them log in without TLS).  Turn it
+            off behind a proxy on the same host.
+
+    Nothing is bound until :meth:`start` (or ``async with``, or
+    :meth:`serve_forever`).  :meth:`close` stops listening and abandons
+    every session (no UPDATE: nothing is deleted, locks are released);
+    :meth:`wait_closed` waits until they are all gone.
+    """
+
+    stls_supported = STLS_SUPPORTED
+
+    def _init_io(self) -> None:
+        stls_wanted = self.ssl_context is not None and not self.implicit_tls
+        if stls_wanted and not STLS_SUPPORTED:  # pragma: no cover
+            log.warning("STLS needs Python 3.11 or later; it is not offered")
+        self._listener: socket.socket | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sessions = 0
+        self._closing = False
+        self._stopped: asyncio.Event | None = None
+
+    # -- public API ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind, listen and start accepting connections."""
+        if self._server is not None or self._closing:
+            raise RuntimeError("the server was already started")
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        listener = socket.create_server(address, family=family, backlog=self.backlog)
+        try:
+            implicit = self.ssl_context if self.implicit_tls else None
+            self._server = await asyncio.start_server(
+                self._handle,
+                sock=listener,
+                ssl=implicit,
+                ssl_handshake_timeout=self.handshake_timeout if implicit else None,
+                limit=_RECV_SIZE,
+            )
+        except BaseException:
+            listener.close()
+            raise
+        self._listener = listener
+        self._stopped = asyncio.Event()
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """``(host, port)`` the server listens on (after :meth:`start`)."""
+        if self._listener is None:
+            raise RuntimeError("the server is not started")
+        name = self._listener.getsockname()
+        return str(name[0]), int(name[1])
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets (``asyncio.Server.sockets``); empty when closed."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)
+
+    @property
+    def active_connections(self) -> int:
+        """Sessions being served right now."""
+        return self._sessions
+
+    @property
+    def is_serving(self) -> bool:
+        """Whether the server accepts connections."""
+        return self._server is not None and not self._closing
+
+    async def serve_forever(self) -> None:
+        """Start if needed, then serve until :meth:`close` is called (returns)
+        or this task is cancelled (the server is then closed)."""
+        if self._server is None:
+            await self.start()
+        assert self._stopped is not None
+        try:
+            await self._stopped.wait()
+        finally:
+            self.close()
+            await self.wait_closed()
+
+    def close(self) -> None:
+        """Stop listening and abandon every open session (no UPDATE).
+
+        Safe to call more than once; see :meth:`wait_closed`.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._stopped is not None:
+            self._stopped.set()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait until the sessions abandoned by :meth:`close` have ended."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        if self._server is None:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def __repr__(self) -> str:
+        where = "-"
+        if self._listener is not None and not self._closing:
+            host, port = self.server_address
+            where = f"{host}:{port}"
+        return f"<Server {where} active={self._sessions}>"
+
+    # -- one connection -------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if self._closing:
+            writer.transport.abort()
+            return
+        self._tasks.add(task)
+        try:
+            if self._sessions >= self.max_connections:
+                await self._refuse(writer)
+                return
+            self._sessions += 1
+            try:
+                await self._serve_client(reader, writer)
+            finally:
+                self._sessions -= 1
+        except asyncio.CancelledError:
+            # close() (or the loop shutting down) abandoned the session; the
+            # cleanup is done.  The task ends normally: on Python 3.11 the
+            # stream machinery's done-callback calls task.exception(), which
+            # raises (and logs a traceback) for a cancelled task.
+            writer.transport.abort()
+        finally:
+            self._tasks.discard(task)
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        log.warning("connection refused: %d sessions already open", self.max_connections)
+        try:
+            writer.write(busy_response())
+            writer.close()
+            await _within(writer.wait_closed(), 1.0)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        ip, peer = _format_peer(writer.get_extra_info("peername"))
+        session = ServerSession(
+            self.backend,
+            self.authenticator,
+            self.config,
+            tls=self.implicit_tls,
+            is_loopback=self.trust_loopback and is_loopback_address(ip),
+            peer=peer,
+        )
+        conn = _Connection(reader, writer, self.config.idle_timeout)
+        try:
+            conn.queue(session.greeting())
+            await self._loop(conn, session)
+        except (OSError, _SendStalled, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+            log.debug("connection from %s ended: %s", peer, exc or type(exc).__name__)
+        except Exception:
+            log.exception("unexpected error serving %s", peer)
+        finally:
+            # Cancellation (close(), or the loop shutting down) comes
+            # through here too: no UPDATE, the lock is released.
+            session.connection_lost()
+            await self._close(conn, session.stats.reason)
+
+    async def _loop(self, conn: _Connection, session: ServerSession) -> None:
+        reader = conn.reader
+        while not session.closed:
+            actions = session.actions()
+            try:
+                for action in actions:
+                    if isinstance(action, SendBytes):
+                        if conn.queue(action.data):
+                            await conn.flush()
+                    elif isinstance(action, StartTLS):
+                        await conn.flush()
+                        leftover = _take_buffered(reader)
+                        if leftover:
+                            # Plaintext pipelined after STLS: the session
+                            # sees it and drops the connection.
+                            session.receive(leftover)
+                        else:
+                            await self._start_tls(conn)
+                            session.tls_started()
+                    else:
+                        assert isinstance(action, Close)
+            finally:
+                # If a send failed in the middle of a body, this closes the
+                # message being streamed now rather than at collection.
+                actions.close()
+            await conn.flush()
+            if session.closed or self._closing:
+                return
+            try:
+                data = await _within(reader.read(_RECV_SIZE), conn.timeout)
+            except asyncio.TimeoutError:
+                for action in session.timed_out():
+                    if isinstance(action, SendBytes):
+                        conn.queue(action.data)
+                await conn.flush()
+                return
+            session.receive(data)
+
+    async def _start_tls(self, conn: _Connection) -> None:
+        context = self.ssl_context
+        assert context is not None
+        if sys.version_info >= (3, 11):
+            await conn.writer.start_tls(context, ssl_handshake_timeout=self.handshake_timeout)
+        else:  # pragma: no cover - STLS is not offered on 3.10
+            raise RuntimeError("STLS needs Python 3.11")
+
+    async def _close(self, conn: _Connection, reason: str) -> None:
+        # When the server closes first, data the client already sent (a
+        # pipelined command after QUIT, say) would make the kernel answer
+        # with a reset that can destroy our last reply in flight: half-close
+        # (plaintext only: TLS has no half-close), then drain briefly
+        # ("lingering close").  Abandoned or broken connections are aborted.
+        writer = conn.writer
+        transport = writer.transport
+        if self._closing or reason in _ABORT:
+            transport.abort()
+            return
+        try:
+            if reason not in _NO_LINGER and self.linger > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await _within(self._linger(conn), self.linger)
+            writer.close()
+            await _within(writer.wait_closed(), max(self.linger, 1.0))
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            transport.abort()  # a no-op once closed; else drops what is unsent
+
+    async def _linger(self, conn: _Connection) -> None:
+        writer = conn.writer
+        if writer.can_write_eof():
+            writer.write_eof()
+        drained = 0
+        while drained < _LINGER_LIMIT:
+            chunk = await conn.reader.read(4096)
+            if not chunk:
+                break
+            drained += len(chunk)
+
+
+async def serve(
+    backend: MaildropBackend,
+    authenticator: Authenticator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 1110,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    config: ServerConfig | None = None,
+    max_connections: int = 100,
+    handshake_timeout: float = 30.0,
+    trust_loopback: bool = True,
+) -> None:
+    """Serve POP3 until cancelled (``asyncio.run(serve(...))``, Ctrl-C);
+    see :class:`Server`."""
+    async with Server(
+        backend,
+        authenticator,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        implicit_tls=implicit_tls,
+        config=config,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        trust_loopback=trust_loopback,
+    ) as server:
+        host_shown, port_shown = server.server_address
+        log.info("serving POP3 on %s port %d", host_shown, port_shown)
+        await server.serve_forever()
