@@ -4,7 +4,7 @@ import them from here.
 Temporary: removed when the client side moves.
 """
 
+from .mailstore._base import MaildropBackend as MaildropBackend
 from .mailstore._maildir import MaildirBackend as MaildirBackend
 from .mailstore._maildir import MaildirMaildrop as MaildirMaildrop
-from .mailstore._maildir import MaildropBackend as MaildropBackend
-from .mailstore._maildir import MemoryBackend as MemoryBackend
+from .mailstore._memory import MemoryBackend as MemoryBackend

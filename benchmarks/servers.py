@@ -155,7 +155,9 @@ def _announce(port: int) -> None:
 
 def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, size: int) -> None:
     """Run one of our servers until SIGTERM."""
-    from pop3proto.adapters.mailstore._maildir import MaildirBackend, MaildropBackend, MemoryBackend
+    from pop3proto.adapters.mailstore._base import MaildropBackend
+    from pop3proto.adapters.mailstore._maildir import MaildirBackend
+    from pop3proto.adapters.mailstore._memory import MemoryBackend
     from pop3proto.adapters.mailstore._users import DictAuthenticator
     from pop3proto.adapters.server._session import ServerConfig
 
@@ -773,7 +775,9 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
     adapters and of the kernel.  Prints the best and the median CPU time
     per session over batches of 20 sessions.
     """
-    from pop3proto.adapters.mailstore._maildir import MaildirBackend, MaildropBackend, MemoryBackend
+    from pop3proto.adapters.mailstore._base import MaildropBackend
+    from pop3proto.adapters.mailstore._maildir import MaildirBackend
+    from pop3proto.adapters.mailstore._memory import MemoryBackend
     from pop3proto.adapters.mailstore._users import DictAuthenticator
     from pop3proto.adapters.server._session import SendBytes, ServerConfig, ServerSession
 

@@ -58,7 +58,7 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ..mailstore._maildir import MaildropBackend
+from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
 from ._session import (
     Close,

@@ -142,13 +142,7 @@ from pop3proto import (
     Utf8,
 )
 
-from ..mailstore._maildir import (
-    Maildrop,
-    MaildropBackend,
-    MaildropError,
-    MaildropInUse,
-    MessageInfo,
-)
+from ..mailstore._base import Maildrop, MaildropBackend, MaildropError, MaildropInUse, MessageInfo
 from ..mailstore._users import Authenticator
 
 __all__ = [

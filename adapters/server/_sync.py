@@ -42,7 +42,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from ..mailstore._maildir import MaildropBackend
+from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
 from ._session import (
     Close,

@@ -58,7 +58,7 @@ from typing import Any
 
 import trio  # type: ignore[import-untyped, unused-ignore]
 
-from ..mailstore._maildir import MaildropBackend
+from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
 from ._session import (
     Close,

@@ -89,7 +89,7 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto.adapters.mailstore._maildir import MemoryBackend
+from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator
 from pop3proto.adapters.server._session import (
     Close,

@@ -1,4 +1,4 @@
-"""Maildrop backends (adapters/_maildrop.py): Maildir and in-memory."""
+"""Maildrop backends (adapters/mailstore/): Maildir and in-memory."""
 
 from __future__ import annotations
 
@@ -13,19 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pop3proto.adapters.mailstore._maildir import (
-    LOCK_FILE_NAME,
-    CrlfNormalizer,
-    MaildirBackend,
+from pop3proto.adapters.mailstore._base import (
     Maildrop,
     MaildropBackend,
     MaildropError,
     MaildropInUse,
-    MemoryBackend,
-    maildir_uid,
-    normalized_chunks,
-    top_of,
 )
+from pop3proto.adapters.mailstore._crlf import CrlfNormalizer, normalized_chunks, top_of
+from pop3proto.adapters.mailstore._maildir import LOCK_FILE_NAME, MaildirBackend, maildir_uid
+from pop3proto.adapters.mailstore._memory import MemoryBackend
 
 
 def crlf(data: bytes) -> bytes:
@@ -368,13 +364,13 @@ def test_maildir_size_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     backend = MaildirBackend(box)
     backend.open("u").close()
     calls = []
-    real = module._normalized_size
+    real = module.normalized_size
 
     def counting(chunks: object) -> int:
         calls.append(1)
         return real(chunks)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(module, "_normalized_size", counting)
+    monkeypatch.setattr(module, "normalized_size", counting)
     backend.open("u").close()
     assert calls == []  # sizes came from the cache
     path = os.path.join(str(box), md._lookup(keys[0]))  # type: ignore[attr-defined]

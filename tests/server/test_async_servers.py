@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 import pytest
 import trio
 
-from pop3proto.adapters.mailstore._maildir import MaildirBackend, MemoryBackend
+from pop3proto.adapters.mailstore._maildir import MaildirBackend
+from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator
 from pop3proto.adapters.server import _asyncio as _asyncio_server
 from pop3proto.adapters.server._asyncio import Server as AsyncioServer

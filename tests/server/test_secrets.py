@@ -40,7 +40,7 @@ from pop3proto.adapters import sync as sync_client
 from pop3proto.adapters._client import ClientCore
 from pop3proto.adapters._errors import AuthenticationFailed, InsecureAuthenticationRefused
 from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
-from pop3proto.adapters.mailstore._maildir import MemoryBackend
+from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
 from pop3proto.adapters.server._session import SendBytes, ServerConfig, ServerSession
 from tests.server.test_faults import RUNTIMES, read_to_eof, recv_until, serve

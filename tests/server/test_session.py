@@ -57,7 +57,8 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto.adapters.mailstore._maildir import MaildropError, MemoryBackend, MessageInfo
+from pop3proto.adapters.mailstore._base import MaildropError, MessageInfo
+from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
 from pop3proto.adapters.server._session import (
     Close,

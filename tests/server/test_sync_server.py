@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from pop3proto.adapters.mailstore._maildir import MaildirBackend, MemoryBackend
+from pop3proto.adapters.mailstore._maildir import MaildirBackend
+from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator
 from pop3proto.adapters.server._session import ServerConfig
 from pop3proto.adapters.server._sync import Server
