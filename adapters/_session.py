@@ -1,7 +1,5 @@
 """Old home of the server session's names, re-exported for the modules that
-still import them from here.
+still import them from here."""
 
-Temporary: removed when the client side moves.
-"""
-
-from .server._session import ServerConfig as ServerConfig
+# temporary: removed when the client side moves
+from .server._config import ServerConfig as ServerConfig

@@ -1,8 +1,6 @@
 """Old home of the blocking server, re-exported for the modules that still
-import it from here.
+import it from here."""
 
-Temporary: removed when the client side moves.
-"""
-
+# temporary: removed when the client side moves
 from .server._sync import Server as Server
 from .server._sync import serve as serve

@@ -159,7 +159,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
     from pop3proto.adapters.mailstore._maildir import MaildirBackend
     from pop3proto.adapters.mailstore._memory import MemoryBackend
     from pop3proto.adapters.mailstore._users import DictAuthenticator
-    from pop3proto.adapters.server._session import ServerConfig
+    from pop3proto.adapters.server._config import ServerConfig
 
     names = users(n_users)
     backend: MaildropBackend
@@ -775,11 +775,13 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
     adapters and of the kernel.  Prints the best and the median CPU time
     per session over batches of 20 sessions.
     """
+    from pop3proto.adapters._seam import Send
     from pop3proto.adapters.mailstore._base import MaildropBackend
     from pop3proto.adapters.mailstore._maildir import MaildirBackend
     from pop3proto.adapters.mailstore._memory import MemoryBackend
     from pop3proto.adapters.mailstore._users import DictAuthenticator
-    from pop3proto.adapters.server._session import SendBytes, ServerConfig, ServerSession
+    from pop3proto.adapters.server._config import ServerConfig
+    from pop3proto.adapters.server._session import ServerSession
 
     work = Workload.of(messages)
     user = "user0"
@@ -805,7 +807,7 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
                         pass
                 session.receive(work.batch)
                 actions = session.actions()
-                return b"".join([a.data for a in actions if isinstance(a, SendBytes)])
+                return b"".join([a.data for a in actions if isinstance(a, Send)])
 
             work.check(one())
             times: list[float] = []

@@ -58,18 +58,12 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .._seam import Close, Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
-from ._session import (
-    Close,
-    SendBytes,
-    ServerBase,
-    ServerConfig,
-    ServerSession,
-    StartTLS,
-    busy_response,
-    is_loopback_address,
-)
+from ._base import ServerBase
+from ._config import ServerConfig, busy_response, is_loopback_address
+from ._session import ServerSession
 
 __all__ = ["Server", "serve", "STLS_SUPPORTED"]
 
@@ -414,7 +408,7 @@ class Server(ServerBase):
             actions = session.actions()
             try:
                 for action in actions:
-                    if isinstance(action, SendBytes):
+                    if isinstance(action, Send):
                         if conn.queue(action.data):
                             await conn.flush()
                     elif isinstance(action, StartTLS):
@@ -440,7 +434,7 @@ class Server(ServerBase):
                 data = await _within(reader.read(_RECV_SIZE), conn.timeout)
             except asyncio.TimeoutError:
                 for action in session.timed_out():
-                    if isinstance(action, SendBytes):
+                    if isinstance(action, Send):
                         conn.queue(action.data)
                 await conn.flush()
                 return

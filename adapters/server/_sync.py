@@ -42,18 +42,12 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from .._seam import Close, Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
-from ._session import (
-    Close,
-    SendBytes,
-    ServerBase,
-    ServerConfig,
-    ServerSession,
-    StartTLS,
-    busy_response,
-    is_loopback_address,
-)
+from ._base import ServerBase
+from ._config import ServerConfig, busy_response, is_loopback_address
+from ._session import ServerSession
 
 __all__ = ["Server", "serve"]
 
@@ -299,7 +293,7 @@ class Server(ServerBase):
             actions = session.actions()
             try:
                 for action in actions:
-                    if isinstance(action, SendBytes):
+                    if isinstance(action, Send):
                         out.append(action.data)
                         queued += len(action.data)
                         if queued >= _FLUSH_SIZE:
@@ -321,7 +315,7 @@ class Server(ServerBase):
                 data = client.sock.recv(_RECV_SIZE)
             except TimeoutError:
                 for action in session.timed_out():
-                    if isinstance(action, SendBytes):
+                    if isinstance(action, Send):
                         client.sock.sendall(action.data)
                 return
             if self._shutdown_requested:

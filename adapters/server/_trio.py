@@ -58,18 +58,12 @@ from typing import Any
 
 import trio  # type: ignore[import-untyped, unused-ignore]
 
+from .._seam import Close, Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
-from ._session import (
-    Close,
-    SendBytes,
-    ServerBase,
-    ServerConfig,
-    ServerSession,
-    StartTLS,
-    busy_response,
-    is_loopback_address,
-)
+from ._base import ServerBase
+from ._config import ServerConfig, busy_response, is_loopback_address
+from ._session import ServerSession
 
 __all__ = ["Server", "serve"]
 
@@ -354,7 +348,7 @@ class Server(ServerBase):
             if conn.waiting != "receive":
                 raise _Stalled("send timed out")
             for action in session.timed_out():
-                if isinstance(action, SendBytes):
+                if isinstance(action, Send):
                     conn.queue(action.data)
             await conn.flush()
 
@@ -363,7 +357,7 @@ class Server(ServerBase):
             actions = session.actions()
             try:
                 for action in actions:
-                    if isinstance(action, SendBytes):
+                    if isinstance(action, Send):
                         if conn.queue(action.data):
                             await conn.flush()
                     elif isinstance(action, StartTLS):

@@ -1,4 +1,4 @@
-"""The asyncio and trio servers (adapters/_asyncio_server.py, _trio_server.py)
+"""The asyncio and trio servers (adapters/server/_asyncio.py, _trio.py)
 over real sockets.
 
 Every behavioural test runs on both servers (the ``flavor`` fixture) and most
@@ -34,7 +34,7 @@ from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator
 from pop3proto.adapters.server import _asyncio as _asyncio_server
 from pop3proto.adapters.server._asyncio import Server as AsyncioServer
-from pop3proto.adapters.server._session import ServerConfig, SessionStats, busy_response
+from pop3proto.adapters.server._config import ServerConfig, SessionStats, busy_response
 from pop3proto.adapters.server._trio import Server as TrioServer
 
 T = TypeVar("T")

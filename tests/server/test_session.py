@@ -1,4 +1,4 @@
-"""The I/O-free server session (adapters/_session.py), driven with bytes only.
+"""The I/O-free server session (adapters/server/_session.py), driven with bytes only.
 
 Every test joins a :class:`ServerSession` to a client-role
 :class:`pop3proto.Connection`: what the session emits is fed to the client
@@ -57,19 +57,17 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto.adapters._seam import Close, Send, StartTLS
 from pop3proto.adapters.mailstore._base import MaildropError, MessageInfo
 from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
-from pop3proto.adapters.server._session import (
-    Close,
-    SendBytes,
+from pop3proto.adapters.server._config import (
     ServerConfig,
-    ServerSession,
     SessionStats,
-    StartTLS,
     busy_response,
     is_loopback_address,
 )
+from pop3proto.adapters.server._session import ServerSession
 
 PASSWORD = "correct horse"
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"
@@ -123,7 +121,7 @@ class Harness:
             peer="192.0.2.1:1234",
         )
         self.client = Connection(CLIENT, tls=tls, allow_unadvertised_pipelining=allow_pipelining)
-        self.actions: list[SendBytes | StartTLS | Close] = []
+        self.actions: list[Send | StartTLS | Close] = []
         self.closed = False
         self.tls_requested = False
         self.client.receive_data(self.session.greeting())
@@ -144,7 +142,7 @@ class Harness:
         self.output = bytearray()
         for action in self.session.actions():
             self.actions.append(action)
-            if isinstance(action, SendBytes):
+            if isinstance(action, Send):
                 assert not self.closed, "bytes after Close"
                 self.output += action.data
                 if feed_client:
@@ -404,7 +402,7 @@ def test_disconnect_deletes_nothing(how: str) -> None:
     else:
         actions = h.session.timed_out()
         assert isinstance(actions[-1], Close)
-        assert isinstance(actions[0], SendBytes)
+        assert isinstance(actions[0], Send)
         assert actions[0].data == b"-ERR disconnected for inactivity\r\n"
         assert h.session.timed_out() == []
     assert h.session.closed
@@ -532,10 +530,10 @@ def test_body_is_streamed_lazily() -> None:
     h.session.receive(h.client.send(Retr(1)))
     actions = h.session.actions()
     first = next(actions)
-    assert isinstance(first, SendBytes) and first.data.startswith(b"+OK")
+    assert isinstance(first, Send) and first.data.startswith(b"+OK")
     assert maildrop.chunks_read == 1
     pieces = [next(actions) for _ in range(3)]  # one 100-octet chunk in 40-octet pieces
-    assert [len(p.data) for p in pieces if isinstance(p, SendBytes)] == [40, 40, 20]
+    assert [len(p.data) for p in pieces if isinstance(p, Send)] == [40, 40, 20]
     assert maildrop.chunks_read == 1
     # An adapter that stops pulling (connection dropped) closes the stream.
     actions.close()  # type: ignore[attr-defined]
@@ -624,7 +622,7 @@ def test_apop_refused_when_disabled() -> None:
     h = Harness(config=ServerConfig(apop=False))
     h.session.receive(b"APOP alice " + b"0" * 32 + b"\r\n")
     actions = list(h.session.actions())
-    assert actions == [SendBytes(b"-ERR APOP is not available\r\n")]
+    assert actions == [Send(b"-ERR APOP is not available\r\n")]
 
 
 def client_mechanisms(
@@ -979,5 +977,5 @@ def test_tls_requested_is_last_action() -> None:
     h = Harness(config=ServerConfig(tls_available=True))
     h.session.receive(b"STLS\r\n")
     actions = list(h.session.actions())
-    assert [type(a) for a in actions] == [SendBytes, StartTLS]
+    assert [type(a) for a in actions] == [Send, StartTLS]
     assert h.session.state is State.TLS_PENDING
