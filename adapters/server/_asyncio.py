@@ -1,9 +1,8 @@
-"""The asyncio POP3 server: one task per connection, on the shared session.
+"""The asyncio POP3 server: one task per connection.
 
-All protocol decisions are made by :class:`~pop3proto.adapters._session.ServerSession`;
-this module only moves bytes between asyncio streams and sessions, following
-the loop in that module's docstring, with the options of the blocking server
-(:mod:`pop3proto.adapters._sync_server`):
+The session decides what to answer and :func:`~._loop.serve_session` how
+to batch it; this module only moves bytes between asyncio streams and that
+loop, with the options of the blocking server (:mod:`._sync`):
 
 * the listening socket is made like the blocking server's (the first address
   :func:`socket.getaddrinfo` gives for *host*) and handed to
@@ -11,11 +10,10 @@ the loop in that module's docstring, with the options of the blocking server
   creates for it;
 * replies are written through the :class:`asyncio.StreamWriter`, and
   whenever the transport is at its high-water mark ``await writer.drain()``
-  is called before the next action is pulled from the session, so a
+  is called before the loop pulls the next action from the session, so a
   client that stops reading stalls its own session instead of making the
-  server buffer a whole message (replies are gathered into writes of about
-  64 KiB; memory per connection stays bounded by that, the transport's
-  high-water mark and one chunk);
+  server buffer a whole message (memory per connection stays bounded by
+  the loop's batch, the transport's high-water mark and one chunk);
 * the idle timeout bounds every read and every stalled drain, so a client
   that stops reading cannot hold a session forever;
 * STLS upgrades with :meth:`asyncio.StreamWriter.start_tls`, which needs
@@ -27,7 +25,8 @@ the loop in that module's docstring, with the options of the blocking server
   sent over TLS (the blocking server just closes such a connection);
 * every way out of a connection (EOF, reset, timeout, failed handshake,
   :meth:`Server.close`, cancellation) ends in ``session.connection_lost()``,
-  which releases the maildrop lock without UPDATE.  Only QUIT deletes.
+  which releases the maildrop lock without UPDATE.  Only QUIT deletes.  The
+  transport is then closed as :func:`~._loop.closing` decides.
 
 The session's maildrop and authenticator calls run on the event loop: a
 Maildir read is a page-cache copy, but a slow password hash
@@ -37,7 +36,7 @@ its duration; prefer SCRAM or fewer iterations for a busy asyncio server.
 Example::
 
     import asyncio
-    from pop3proto.adapters._asyncio_server import Server
+    from pop3proto.adapters.asyncio import Server
 
     async def main():
         async with Server(backend, authenticator, port=1110) as server:
@@ -54,16 +53,24 @@ import logging
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .._seam import Close, Send, StartTLS
+from .._seam import Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
-from ._base import ServerBase
-from ._config import ServerConfig, busy_response, is_loopback_address
-from ._session import ServerSession
+from ._base import ServerBase, format_peer
+from ._config import ServerConfig, busy_response
+from ._loop import (
+    LINGER_LIMIT,
+    LINGER_READ,
+    RECV_SIZE,
+    Closing,
+    LoopRequest,
+    closing,
+    serve_session,
+)
 
 __all__ = ["Server", "serve", "STLS_SUPPORTED"]
 
@@ -73,17 +80,6 @@ T = TypeVar("T")
 
 #: Whether this Python can upgrade a stream to TLS (STLS): 3.11 and later.
 STLS_SUPPORTED = sys.version_info >= (3, 11)
-
-_RECV_SIZE = 65536
-_LINGER_LIMIT = 65536
-# Replies are gathered up to this size before a write (and a drain).
-_FLUSH_SIZE = 65536
-# Session end reasons after which the peer has gone or misbehaved: no
-# lingering close for them (as in the blocking server).
-_NO_LINGER = frozenset({"eof", "connection lost", "protocol error", "I/O error"})
-# ... and after which nothing more can be sent: the transport is aborted.
-_ABORT = frozenset({"connection lost", "I/O error"})
-
 
 if sys.version_info >= (3, 11):
 
@@ -99,15 +95,6 @@ else:  # pragma: no cover - Python 3.10
 
 class _SendStalled(Exception):
     """The client did not read our replies for a whole idle timeout."""
-
-
-def _format_peer(address: Any) -> tuple[str, str]:
-    """``(ip, "ip:port")`` for a peer address."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        shown = f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-        return host, shown
-    return "", str(address)
 
 
 def _take_buffered(reader: asyncio.StreamReader) -> bytes:
@@ -128,9 +115,9 @@ def _take_buffered(reader: asyncio.StreamReader) -> bytes:
 
 
 class _Connection:
-    """The streams of one client and the replies waiting to be written."""
+    """The streams of one client."""
 
-    __slots__ = ("_out", "_out_size", "reader", "timeout", "writer")
+    __slots__ = ("reader", "timeout", "writer")
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
@@ -138,15 +125,13 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.timeout = timeout
-        self._out: list[bytes] = []
-        self._out_size = 0
 
-    def _must_drain(self) -> bool:
-        """Whether :meth:`flush` has to wait on ``drain()``: when the
-        transport holds its high-water mark or more (``drain()`` would
-        block) or is closing (``drain()`` raises, or lets the loop run the
-        connection's end).  Otherwise ``drain()`` would return at once, and
-        skipping it saves a timeout and two coroutines per write."""
+    def must_drain(self) -> bool:
+        """Whether a write has to wait on ``drain()``: when the transport
+        holds its high-water mark or more (``drain()`` would block) or is
+        closing (``drain()`` raises, or lets the loop run the connection's
+        end).  Otherwise ``drain()`` would return at once, and skipping it
+        saves a timeout and two coroutines per write."""
         transport = self.writer.transport
         if transport.is_closing():
             return True
@@ -156,32 +141,11 @@ class _Connection:
             return True
         return bool(transport.get_write_buffer_size() >= high)
 
-    def queue(self, data: bytes) -> bool:
-        """Queue *data*; return whether enough is gathered to :meth:`flush`.
-
-        (A plain method: the loop calls it for every reply, and a coroutine
-        per call would cost more than the queueing.)"""
-        self._out.append(data)
-        self._out_size += len(data)
-        return self._out_size >= _FLUSH_SIZE
-
-    async def flush(self) -> None:
-        """Write what is queued and wait until the transport wants more."""
-        out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._out_size = 0
-        writer = self.writer
-        writer.write(data)
-        if not self._must_drain():
-            return
-        # The transport is above its high-water mark (a slow client, or one
-        # not reading at all): wait, but not forever.  Raises if the peer
-        # is gone.
+    async def drain(self) -> None:
+        """Wait until the transport wants more, but not forever (a slow
+        client, or one not reading at all).  Raises if the peer is gone."""
         try:
-            await _within(writer.drain(), self.timeout)
+            await _within(self.writer.drain(), self.timeout)
         except asyncio.TimeoutError:
             raise _SendStalled from None
 
@@ -190,8 +154,8 @@ class Server(ServerBase):
     """An asyncio POP3 server.
 
     Args:
-        backend: the :class:`~pop3proto.adapters._maildrop.MaildropBackend`.
-        authenticator: the :class:`~pop3proto.adapters._users.Authenticator`.
+        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
+        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
         host, port: where to listen (port ``0`` picks a free one; see
             :attr:`server_address`).  Like the blocking server, only the
             first address *host* resolves to is bound.
@@ -199,7 +163,7 @@ class Server(ServerBase):
             (RFC 2595; Python 3.11+, see :data:`STLS_SUPPORTED`), or
             implicit TLS with *implicit_tls*.
         implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
-        config: the :class:`~pop3proto.adapters._session.ServerConfig`;
+        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
             ``tls_available`` is set from *ssl_context*, *implicit_tls* and
             the Python version.
         max_connections: concurrent sessions; more are refused.
@@ -250,7 +214,7 @@ class Server(ServerBase):
                 sock=listener,
                 ssl=implicit,
                 ssl_handshake_timeout=self.handshake_timeout if implicit else None,
-                limit=_RECV_SIZE,
+                limit=RECV_SIZE,
             )
         except BaseException:
             listener.close()
@@ -379,19 +343,12 @@ class Server(ServerBase):
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        ip, peer = _format_peer(writer.get_extra_info("peername"))
-        session = ServerSession(
-            self.backend,
-            self.authenticator,
-            self.config,
-            tls=self.implicit_tls,
-            is_loopback=self.trust_loopback and is_loopback_address(ip),
-            peer=peer,
-        )
+        ip, peer = format_peer(writer.get_extra_info("peername"))
+        session = self._new_session(ip, peer)
         conn = _Connection(reader, writer, self.config.idle_timeout)
+        loop = serve_session(session)
         try:
-            conn.queue(session.greeting())
-            await self._loop(conn, session)
+            await self._run(conn, loop)
         except (OSError, _SendStalled, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
             log.debug("connection from %s ended: %s", peer, exc or type(exc).__name__)
         except Exception:
@@ -399,46 +356,40 @@ class Server(ServerBase):
         finally:
             # Cancellation (close(), or the loop shutting down) comes
             # through here too: no UPDATE, the lock is released.
+            loop.close()
             session.connection_lost()
-            await self._close(conn, session.stats.reason)
+            how = closing(session.stats.reason, abandoned=self._closing, linger=self.linger)
+            await self._close(conn, how)
 
-    async def _loop(self, conn: _Connection, session: ServerSession) -> None:
-        reader = conn.reader
-        while not session.closed:
-            actions = session.actions()
+    async def _run(
+        self, conn: _Connection, loop: Generator[LoopRequest, bytes | None, None]
+    ) -> None:
+        """Perform what the loop asks until it ends (see :mod:`._loop`)."""
+        reader, writer = conn.reader, conn.writer
+        answer: bytes | None = None
+        while True:
             try:
-                for action in actions:
-                    if isinstance(action, Send):
-                        if conn.queue(action.data):
-                            await conn.flush()
-                    elif isinstance(action, StartTLS):
-                        await conn.flush()
-                        leftover = _take_buffered(reader)
-                        if leftover:
-                            # Plaintext pipelined after STLS: the session
-                            # sees it and drops the connection.
-                            session.receive(leftover)
-                        else:
-                            await self._start_tls(conn)
-                            session.tls_started()
-                    else:
-                        assert isinstance(action, Close)
-            finally:
-                # If a send failed in the middle of a body, this closes the
-                # message being streamed now rather than at collection.
-                actions.close()
-            await conn.flush()
-            if session.closed or self._closing:
+                request = loop.send(answer)
+            except StopIteration:
                 return
-            try:
-                data = await _within(reader.read(_RECV_SIZE), conn.timeout)
-            except asyncio.TimeoutError:
-                for action in session.timed_out():
-                    if isinstance(action, Send):
-                        conn.queue(action.data)
-                await conn.flush()
-                return
-            session.receive(data)
+            answer = None
+            if type(request) is Send:
+                writer.write(request.data)
+                if conn.must_drain():
+                    await conn.drain()
+            elif type(request) is StartTLS:
+                leftover = _take_buffered(reader)
+                if leftover:
+                    answer = leftover  # no handshake: the session drops us
+                else:
+                    await self._start_tls(conn)
+            else:
+                if self._closing:
+                    return
+                try:
+                    answer = await _within(reader.read(RECV_SIZE), conn.timeout)
+                except asyncio.TimeoutError:
+                    continue  # None: the idle timeout
 
     async def _start_tls(self, conn: _Connection) -> None:
         context = self.ssl_context
@@ -448,19 +399,14 @@ class Server(ServerBase):
         else:  # pragma: no cover - STLS is not offered on 3.10
             raise RuntimeError("STLS needs Python 3.11")
 
-    async def _close(self, conn: _Connection, reason: str) -> None:
-        # When the server closes first, data the client already sent (a
-        # pipelined command after QUIT, say) would make the kernel answer
-        # with a reset that can destroy our last reply in flight: half-close
-        # (plaintext only: TLS has no half-close), then drain briefly
-        # ("lingering close").  Abandoned or broken connections are aborted.
+    async def _close(self, conn: _Connection, how: Closing) -> None:
         writer = conn.writer
         transport = writer.transport
-        if self._closing or reason in _ABORT:
+        if how is Closing.ABORT:
             transport.abort()
             return
         try:
-            if reason not in _NO_LINGER and self.linger > 0:
+            if how is Closing.LINGER:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await _within(self._linger(conn), self.linger)
             writer.close()
@@ -471,12 +417,14 @@ class Server(ServerBase):
             transport.abort()  # a no-op once closed; else drops what is unsent
 
     async def _linger(self, conn: _Connection) -> None:
+        # See Closing.LINGER: half-close (plaintext only: TLS has no
+        # half-close), then drain.
         writer = conn.writer
         if writer.can_write_eof():
             writer.write_eof()
         drained = 0
-        while drained < _LINGER_LIMIT:
-            chunk = await conn.reader.read(4096)
+        while drained < LINGER_LIMIT:
+            chunk = await conn.reader.read(LINGER_READ)
             if not chunk:
                 break
             drained += len(chunk)

@@ -1,8 +1,7 @@
-"""The blocking POP3 server: one thread per connection, on the shared session.
+"""The blocking POP3 server: one thread per connection.
 
-All protocol decisions are made by :class:`~pop3proto.adapters._session.ServerSession`;
-this module only moves bytes between sockets and sessions, following the
-loop in that module's docstring:
+The session decides what to answer and :func:`~._loop.serve_session` how
+to batch it; this module only moves bytes between sockets and that loop:
 
 * the accept loop waits on the listening socket and on a wake-up socket
   pair (so :meth:`Server.shutdown` returns at once), and hands each client
@@ -10,22 +9,19 @@ loop in that module's docstring:
 * over ``max_connections``, a client gets ``-ERR [SYS/TEMP] too many
   connections`` and is closed (with implicit TLS it is just closed: a
   plaintext line would be garbage to a TLS client);
-* replies are gathered into sends of up to about 64 KiB (the replies to
-  pipelined commands go out together); each ``sendall`` finishes before
-  the next action is pulled from the session, so memory per connection
-  stays bounded by that and one chunk;
+* each write (``sendall``) finishes before the loop pulls the next action
+  from the session, so memory per connection stays bounded;
 * the idle timeout is the socket timeout while waiting for a command;
   sends are bounded by it too, so a client that stops reading cannot hold
   a thread forever; TLS handshakes have their own ``handshake_timeout``;
 * every way out of a connection (EOF, reset, timeout, failed handshake,
   shutdown) ends in ``session.connection_lost()``, which releases the
-  maildrop lock without UPDATE.  Only QUIT deletes.
+  maildrop lock without UPDATE.  Only QUIT deletes.  The socket is then
+  closed as :func:`~._loop.closing` decides.
 
 Example::
 
-    from pop3proto.adapters._maildrop import MaildirBackend
-    from pop3proto.adapters._users import UsersFile
-    from pop3proto.adapters._sync_server import Server
+    from pop3proto.adapters.sync import MaildirBackend, Server, UsersFile
 
     with Server(MaildirBackend("/var/mail/alice"), UsersFile("users"), port=1110) as server:
         server.serve_forever()      # Ctrl-C, or server.shutdown() from another thread
@@ -39,33 +35,28 @@ import selectors
 import socket
 import ssl
 import threading
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from .._seam import Close, Send, StartTLS
+from .._seam import Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
-from ._base import ServerBase
-from ._config import ServerConfig, busy_response, is_loopback_address
-from ._session import ServerSession
+from ._base import ServerBase, format_peer
+from ._config import ServerConfig, busy_response
+from ._loop import (
+    LINGER_LIMIT,
+    LINGER_READ,
+    RECV_SIZE,
+    Closing,
+    LoopRequest,
+    closing,
+    serve_session,
+)
 
 __all__ = ["Server", "serve"]
 
 log = logging.getLogger("pop3proto.server")
-
-_RECV_SIZE = 65536
-_LINGER_LIMIT = 65536
-# Replies are gathered up to this size before a send.
-_FLUSH_SIZE = 65536
-
-
-def _flush(sock: socket.socket, out: list[bytes]) -> int:
-    """Send the replies gathered in *out* and empty it; return 0 (what is
-    left queued)."""
-    if out:
-        sock.sendall(out[0] if len(out) == 1 else b"".join(out))
-        out.clear()
-    return 0
 
 
 class _Client:
@@ -78,28 +69,19 @@ class _Client:
         self.thread: threading.Thread | None = None
 
 
-def _format_peer(address: Any) -> tuple[str, str]:
-    """``(ip, "ip:port")`` for an accepted socket's address."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        shown = f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-        return host, shown
-    return "", str(address)
-
-
 class Server(ServerBase):
     """A blocking, thread-per-connection POP3 server.
 
     Args:
-        backend: the :class:`~pop3proto.adapters._maildrop.MaildropBackend`.
-        authenticator: the :class:`~pop3proto.adapters._users.Authenticator`.
+        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
+        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
         host, port: where to listen (port ``0`` picks a free one; see
             :attr:`server_address`).  The socket is bound and listening when
             the constructor returns.
         ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
             (RFC 2595), or implicit TLS with *implicit_tls*.
         implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
-        config: the :class:`~pop3proto.adapters._session.ServerConfig`;
+        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
             ``tls_available`` is set from *ssl_context* and *implicit_tls*.
         max_connections: concurrent sessions; more are refused.
         handshake_timeout: seconds allowed for a TLS handshake.
@@ -228,7 +210,7 @@ class Server(ServerBase):
         thread = threading.Thread(
             target=self._serve_client,
             args=(client, address),
-            name=f"pop3proto-{_format_peer(address)[1]}",
+            name=f"pop3proto-{format_peer(address)[1]}",
             daemon=True,
         )
         client.thread = thread
@@ -258,88 +240,71 @@ class Server(ServerBase):
         return tls_sock
 
     def _serve_client(self, client: _Client, address: Any) -> None:
-        ip, peer = _format_peer(address)
-        session = ServerSession(
-            self.backend,
-            self.authenticator,
-            self.config,
-            tls=self.implicit_tls,
-            is_loopback=self.trust_loopback and is_loopback_address(ip),
-            peer=peer,
-        )
+        ip, peer = format_peer(address)
+        session = self._new_session(ip, peer)
+        loop = serve_session(session)
         try:
             if self.implicit_tls:
                 self._start_tls(client)
             client.sock.settimeout(self.config.idle_timeout)
-            client.sock.sendall(session.greeting())
-            self._loop(client, session)
+            self._run(client, loop)
         except (OSError, ssl.SSLError) as exc:
             log.debug("connection from %s ended: %s", peer, exc)
         except Exception:
             log.exception("unexpected error serving %s", peer)
         finally:
+            loop.close()
             session.connection_lost()
-            self._close(client.sock, session.stats.reason)
+            how = closing(
+                session.stats.reason, abandoned=self._shutdown_requested, linger=self.linger
+            )
+            self._close(client.sock, how)
             with self._lock:
                 self._clients.discard(client)
 
-    def _loop(self, client: _Client, session: ServerSession) -> None:
-        # Replies are gathered (up to _FLUSH_SIZE octets) and sent together
-        # before the next read, a TLS handshake or the end: one sendall for
-        # a batch of pipelined commands rather than one per reply.
-        out: list[bytes] = []
-        queued = 0
-        while not session.closed:
-            actions = session.actions()
+    def _run(self, client: _Client, loop: Generator[LoopRequest, bytes | None, None]) -> None:
+        """Perform what the loop asks until it ends (see :mod:`._loop`)."""
+        answer: bytes | None = None
+        while True:
             try:
-                for action in actions:
-                    if isinstance(action, Send):
-                        out.append(action.data)
-                        queued += len(action.data)
-                        if queued >= _FLUSH_SIZE:
-                            queued = _flush(client.sock, out)
-                    elif isinstance(action, StartTLS):
-                        queued = _flush(client.sock, out)
-                        self._start_tls(client)
-                        session.tls_started()
-                    else:
-                        assert isinstance(action, Close)
-            finally:
-                # If a send failed in the middle of a body, this closes the
-                # message being streamed now rather than at collection.
-                actions.close()
-            queued = _flush(client.sock, out)
-            if session.closed or self._shutdown_requested:
+                request = loop.send(answer)
+            except StopIteration:
                 return
-            try:
-                data = client.sock.recv(_RECV_SIZE)
-            except TimeoutError:
-                for action in session.timed_out():
-                    if isinstance(action, Send):
-                        client.sock.sendall(action.data)
-                return
-            if self._shutdown_requested:
-                return
-            session.receive(data)
+            answer = None
+            if type(request) is Send:
+                client.sock.sendall(request.data)
+            elif type(request) is StartTLS:
+                self._start_tls(client)
+            else:
+                if self._shutdown_requested:
+                    return
+                try:
+                    answer = client.sock.recv(RECV_SIZE)
+                except TimeoutError:
+                    continue  # None: the idle timeout
+                if self._shutdown_requested:
+                    return
 
-    def _close(self, sock: socket.socket, reason: str) -> None:
-        # When the server closes first, data the client already sent (a
-        # pipelined command after QUIT, say) would make the kernel answer
-        # with a reset that can destroy our last reply in flight: half-close,
-        # then drain briefly ("lingering close").
+    def _close(self, sock: socket.socket, how: Closing) -> None:
         try:
-            if reason not in ("eof", "connection lost", "protocol error") and self.linger > 0:
+            if how is Closing.LINGER:
+                # Half-close, then drain what the client still sends (see
+                # Closing.LINGER).  The base-class calls act on the
+                # descriptor itself, under TLS too: what is drained is
+                # thrown away.
                 socket.socket.shutdown(sock, socket.SHUT_WR)
                 sock.settimeout(self.linger)
                 drained = 0
-                while drained < _LINGER_LIMIT:
-                    chunk = socket.socket.recv(sock, 4096)
+                while drained < LINGER_LIMIT:
+                    chunk = socket.socket.recv(sock, LINGER_READ)
                     if not chunk:
                         break
                     drained += len(chunk)
         except OSError:
             pass
         finally:
+            # A blocking socket has nothing left unsent once sendall has
+            # returned: aborting and closing are the same here.
             sock.close()
 
 

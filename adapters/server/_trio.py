@@ -1,10 +1,9 @@
-"""The trio POP3 server: one task per connection, on the shared session.
+"""The trio POP3 server: one task per connection.
 
-All protocol decisions are made by :class:`~pop3proto.adapters._session.ServerSession`;
-this module only moves bytes between trio streams and sessions, following
-the loop in that module's docstring, with the options of the blocking server
-(:mod:`pop3proto.adapters._sync_server`) and of the asyncio one
-(:mod:`pop3proto.adapters._asyncio_server`):
+The session decides what to answer and :func:`~._loop.serve_session` how
+to batch it; this module only moves bytes between trio streams and that
+loop, with the options of the blocking server (:mod:`._sync`) and of the
+asyncio one (:mod:`._asyncio`):
 
 * :meth:`Server.serve` binds like the blocking server (the first address
   :func:`socket.getaddrinfo` gives for *host*), reports the bound
@@ -12,10 +11,9 @@ the loop in that module's docstring, with the options of the blocking server
   ``address = await nursery.start(server.serve)`` works) and runs
   :func:`trio.serve_listeners`; each connection is a :class:`trio.abc.Stream`
   in a task of the server's nursery;
-* each reply is sent with ``await stream.send_all()`` before the next action
-  is pulled from the session (replies are gathered into sends of about
-  64 KiB), so a client that stops reading stalls its own session and memory
-  per connection stays bounded;
+* each write is an ``await stream.send_all()`` that finishes before the
+  loop pulls the next action from the session, so a client that stops
+  reading stalls its own session and memory per connection stays bounded;
 * the idle timeout bounds every receive and every send
   (:func:`trio.move_on_after`);
 * STLS wraps the stream in ``trio.SSLStream(stream, ctx, server_side=True)``
@@ -27,7 +25,8 @@ the loop in that module's docstring, with the options of the blocking server
 * every way out of a connection (EOF, reset, timeout, failed handshake,
   :meth:`Server.shutdown`, cancellation of the nursery) ends in
   ``session.connection_lost()``, which releases the maildrop lock without
-  UPDATE.  Only QUIT deletes.
+  UPDATE.  Only QUIT deletes.  The stream is then closed as
+  :func:`~._loop.closing` decides.
 
 Like the asyncio server, the session's maildrop and authenticator calls run
 in the trio thread: a slow password hash stalls every connection while it
@@ -36,7 +35,7 @@ runs.
 Example::
 
     import trio
-    from pop3proto.adapters._trio_server import Server
+    from pop3proto.adapters.trio import Server
 
     async def main():
         server = Server(backend, authenticator, port=1110)
@@ -54,30 +53,29 @@ import logging
 import math
 import socket
 import ssl
-from typing import Any
+from collections.abc import Generator
 
 import trio  # type: ignore[import-untyped, unused-ignore]
 
-from .._seam import Close, Send, StartTLS
+from .._seam import Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
-from ._base import ServerBase
-from ._config import ServerConfig, busy_response, is_loopback_address
-from ._session import ServerSession
+from ._base import ServerBase, format_peer
+from ._config import ServerConfig, busy_response
+from ._loop import (
+    LINGER_LIMIT,
+    LINGER_READ,
+    RECV_SIZE,
+    Closing,
+    LoopRequest,
+    closing,
+    serve_session,
+)
 
 __all__ = ["Server", "serve"]
 
 log = logging.getLogger("pop3proto.server")
 
-_RECV_SIZE = 65536
-_LINGER_LIMIT = 65536
-# Replies are gathered up to this size before a send.
-_FLUSH_SIZE = 65536
-# Session end reasons after which the peer has gone or misbehaved: no
-# lingering close for them (as in the blocking server) ...
-_NO_LINGER = frozenset({"eof", "connection lost", "protocol error", "I/O error"})
-# ... and after which nothing more can be sent: the stream is closed at once.
-_ABORT = frozenset({"connection lost", "I/O error"})
 # What a broken or closed transport raises.
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -86,53 +84,25 @@ class _Stalled(Exception):
     """The client did not read our replies (or finish a handshake) in time."""
 
 
-def _format_peer(address: Any) -> tuple[str, str]:
-    """``(ip, "ip:port")`` for a peer address."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        shown = f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-        return host, shown
-    return "", str(address)
-
-
 class _Connection:
-    """The stream of one client (replaced when TLS starts) and the replies
-    waiting to be sent.
+    """The stream of one client (replaced when TLS starts).
 
-    While :meth:`Server._loop` runs, every send and receive is bounded by
+    While :meth:`Server._run` runs, every send and receive is bounded by
     one cancel scope per connection (:attr:`scope`) whose deadline is moved
     before each of them: cheaper than a new ``move_on_after`` each time.
     :attr:`waiting` says which of them was under way when it expired.
-    Outside it (before, and after a timeout), each send gets a scope of its
-    own."""
+    After a timeout, each send gets a scope of its own."""
 
-    __slots__ = ("_out", "_out_size", "scope", "stream", "timeout", "waiting")
+    __slots__ = ("scope", "stream", "timeout", "waiting")
 
     def __init__(self, stream: trio.abc.Stream, timeout: float) -> None:
         self.stream = stream
         self.timeout = timeout
-        self._out: list[bytes] = []
-        self._out_size = 0
         self.scope: trio.CancelScope | None = None
         self.waiting = ""
 
-    def queue(self, data: bytes) -> bool:
-        """Queue *data*; return whether enough is gathered to :meth:`flush`.
-
-        (A plain method: the loop calls it for every reply, and a coroutine
-        per call would cost more than the queueing.)"""
-        self._out.append(data)
-        self._out_size += len(data)
-        return self._out_size >= _FLUSH_SIZE
-
-    async def flush(self) -> None:
-        """Send what is queued, within the idle timeout."""
-        out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._out_size = 0
+    async def send(self, data: bytes) -> None:
+        """Send *data*, within the idle timeout."""
         scope = self.scope
         if scope is not None:
             self.waiting = "send"
@@ -151,7 +121,7 @@ class _Connection:
         assert scope is not None
         self.waiting = "receive"
         scope.deadline = trio.current_time() + self.timeout
-        data = await self.stream.receive_some(_RECV_SIZE)
+        data = await self.stream.receive_some(RECV_SIZE)
         return data if isinstance(data, bytes) else bytes(data)
 
 
@@ -159,15 +129,15 @@ class Server(ServerBase):
     """A trio POP3 server.
 
     Args:
-        backend: the :class:`~pop3proto.adapters._maildrop.MaildropBackend`.
-        authenticator: the :class:`~pop3proto.adapters._users.Authenticator`.
+        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
+        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
         host, port: where to listen (port ``0`` picks a free one; see
             :attr:`server_address` and :meth:`serve`).  Only the first
             address *host* resolves to is bound.
         ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
             (RFC 2595), or implicit TLS with *implicit_tls*.
         implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
-        config: the :class:`~pop3proto.adapters._session.ServerConfig`;
+        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
             ``tls_available`` is set from *ssl_context* and *implicit_tls*.
         max_connections: concurrent sessions; more are refused.
         handshake_timeout: seconds allowed for a TLS handshake.
@@ -267,7 +237,7 @@ class Server(ServerBase):
     async def _handle(self, stream: trio.SocketStream) -> None:
         current: trio.abc.Stream = stream
         try:
-            ip, peer = _format_peer(stream.socket.getpeername())
+            ip, peer = format_peer(stream.socket.getpeername())
             if self.implicit_tls:
                 wrapped = await self._handshake(stream, peer)
                 if wrapped is None:
@@ -314,18 +284,11 @@ class Server(ServerBase):
                 pass
 
     async def _serve_client(self, stream: trio.abc.Stream, ip: str, peer: str) -> None:
-        session = ServerSession(
-            self.backend,
-            self.authenticator,
-            self.config,
-            tls=self.implicit_tls,
-            is_loopback=self.trust_loopback and is_loopback_address(ip),
-            peer=peer,
-        )
+        session = self._new_session(ip, peer)
         conn = _Connection(stream, self.config.idle_timeout)
+        loop = serve_session(session)
         try:
-            conn.queue(session.greeting())
-            await self._loop(conn, session)
+            await self._run(conn, loop)
         except (*_STREAM_ERRORS, _Stalled) as exc:
             log.debug("connection from %s ended: %s", peer, exc)
         except Exception:
@@ -333,73 +296,68 @@ class Server(ServerBase):
         finally:
             # Cancellation (shutdown(), or the nursery being cancelled)
             # comes through here too: no UPDATE, the lock is released.
+            loop.close()
             session.connection_lost()
-            await self._close(conn, session.stats.reason)
+            how = closing(session.stats.reason, abandoned=self._closing, linger=self.linger)
+            await self._close(conn, how)
 
-    async def _loop(self, conn: _Connection, session: ServerSession) -> None:
+    async def _run(
+        self, conn: _Connection, loop: Generator[LoopRequest, bytes | None, None]
+    ) -> None:
+        """Perform what the loop asks until it ends (see :mod:`._loop`)."""
         with trio.CancelScope() as scope:
             conn.scope = scope
             try:
-                await self._steps(conn, session)
+                await self._steps(conn, loop)
             finally:
                 conn.scope = None
         if scope.cancelled_caught:
             # The idle timeout expired (see _Connection).
             if conn.waiting != "receive":
                 raise _Stalled("send timed out")
-            for action in session.timed_out():
-                if isinstance(action, Send):
-                    conn.queue(action.data)
-            await conn.flush()
+            # Tell the loop (a receive answered None): it sends the
+            # session's last words, each send with a timeout of its own.
+            await self._steps(conn, loop, None)
 
-    async def _steps(self, conn: _Connection, session: ServerSession) -> None:
-        while not session.closed:
-            actions = session.actions()
+    async def _steps(
+        self,
+        conn: _Connection,
+        loop: Generator[LoopRequest, bytes | None, None],
+        answer: bytes | None = None,
+    ) -> None:
+        while True:
             try:
-                for action in actions:
-                    if isinstance(action, Send):
-                        if conn.queue(action.data):
-                            await conn.flush()
-                    elif isinstance(action, StartTLS):
-                        # Nothing is buffered above the socket: plaintext
-                        # sent after STLS stays in the kernel and breaks the
-                        # handshake (no injection, RFC 2595 §4).
-                        await conn.flush()
-                        # Only the handshake timeout applies to the handshake.
-                        assert conn.scope is not None
-                        conn.scope.deadline = math.inf
-                        conn.stream = await self._tls_wrap(conn.stream)
-                        session.tls_started()
-                    else:
-                        assert isinstance(action, Close)
-            finally:
-                # If a send failed in the middle of a body, this closes the
-                # message being streamed now rather than at collection.
-                actions.close()
-            await conn.flush()
-            if session.closed:
+                request = loop.send(answer)
+            except StopIteration:
                 return
-            session.receive(await conn.receive())
+            answer = None
+            if type(request) is Send:
+                await conn.send(request.data)
+            elif type(request) is StartTLS:
+                # Nothing is buffered above the socket: plaintext sent after
+                # STLS stays in the kernel and breaks the handshake (no
+                # injection, RFC 2595 §4).  Only the handshake timeout
+                # applies to the handshake.
+                assert conn.scope is not None
+                conn.scope.deadline = math.inf
+                conn.stream = await self._tls_wrap(conn.stream)
+            else:
+                answer = await conn.receive()
 
-    async def _close(self, conn: _Connection, reason: str) -> None:
-        # When the server closes first, data the client already sent (a
-        # pipelined command after QUIT, say) would make the kernel answer
-        # with a reset that can destroy our last reply in flight: half-close
-        # (plaintext only: TLS has no half-close), then drain briefly
-        # ("lingering close").  Abandoned or broken connections are closed
-        # at once.
+    async def _close(self, conn: _Connection, how: Closing) -> None:
         stream = conn.stream
         closed = False
         try:
-            if self._closing or reason in _ABORT:
+            if how is Closing.ABORT:
                 return
-            if reason not in _NO_LINGER and self.linger > 0:
+            if how is Closing.LINGER:
+                # See Closing.LINGER (TLS has no half-close: drain only).
                 with trio.move_on_after(self.linger):
                     if isinstance(stream, trio.abc.HalfCloseableStream):
                         await stream.send_eof()
                     drained = 0
-                    while drained < _LINGER_LIMIT:
-                        chunk = await stream.receive_some(4096)
+                    while drained < LINGER_LIMIT:
+                        chunk = await stream.receive_some(LINGER_READ)
                         if not chunk:
                             break
                         drained += len(chunk)
