@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 import pytest
 
@@ -67,7 +68,7 @@ from pop3proto.adapters.server._config import (
     busy_response,
     is_loopback_address,
 )
-from pop3proto.adapters.server._session import ServerSession
+from pop3proto.adapters.server._session import _HANDLERS, ServerSession
 
 PASSWORD = "correct horse"
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"
@@ -945,6 +946,62 @@ def test_overlong_sasl_line_closes() -> None:
 
 
 # ---------------------------------------------------------------------------
+# The dispatch table
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Novel(Command):
+    """A command event the session has no handler for."""
+
+
+class QuietNoop(Noop):
+    """A subclass of an event the session handles."""
+
+
+def hand_over(monkeypatch: pytest.MonkeyPatch, kind: type[Event], instead: Event) -> None:
+    """Make the engine hand out *instead* wherever it would hand out a *kind*."""
+    real = Connection.next_event
+
+    def next_event(self: Connection) -> object:
+        event = real(self)
+        return instead if type(event) is kind else event
+
+    monkeypatch.setattr(Connection, "next_event", next_event)
+
+
+def test_every_command_class_has_a_handler() -> None:
+    """Every command class the engine hands a server has an entry in the table."""
+    commands = {
+        cls
+        for cls in (getattr(pop3proto, name) for name in pop3proto.__all__)
+        if isinstance(cls, type) and issubclass(cls, Command)
+    }
+    # Extension is the client role's: a server gets BadCommand instead.
+    assert commands - set(_HANDLERS) == {Command, pop3proto.Extension}
+    assert {ConnectionClosed, SaslResponse, SaslCancel} <= set(_HANDLERS)
+
+
+def test_command_without_a_handler_is_not_implemented(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command with no entry in the table gets -ERR command not implemented."""
+    h = Harness()
+    h.login()
+    hand_over(monkeypatch, Noop, Novel())
+    assert h.one(Noop()) == Err("command not implemented")
+    assert not h.closed and h.session.stats.commands == 3
+    monkeypatch.undo()
+    assert h.one(Stat()) == StatOk(3, sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3)))
+
+
+def test_event_subclass_is_answered_as_its_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event of a subclass is answered by its nearest base class's handler."""
+    h = Harness()
+    h.login()
+    hand_over(monkeypatch, Noop, QuietNoop())
+    assert h.one(Noop()) == Ok()
+
+
+# ---------------------------------------------------------------------------
 # Logging and the session-end hook
 # ---------------------------------------------------------------------------
 
@@ -968,7 +1025,7 @@ def test_session_end_log_and_hook(caplog: pytest.LogCaptureFixture) -> None:
     lines = [r.getMessage() for r in caplog.records if r.name == "pop3proto.server"]
     assert len([line for line in lines if line.startswith("session end")]) == 1
     text = "\n".join(lines)
-    assert "user=alice" in text and "deleted=1" in text
+    assert "user=alice" in text and "reason=quit" in text and "deleted=1" in text
     for secret in (PASSWORD, "hunter2", "plain-secret"):
         assert secret not in text
 
