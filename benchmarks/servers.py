@@ -824,12 +824,13 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
 
 #: Where a profiled function lives -> the layer it belongs to.
 _LAYERS = (
-    ("adapters/_session.py", "session (adapters/_session.py)"),
-    ("adapters/_maildrop.py", "maildrop (adapters/_maildrop.py)"),
-    ("adapters/_users.py", "authenticator (adapters/_users.py)"),
-    ("adapters/_asyncio_server.py", "asyncio adapter"),
-    ("adapters/_trio_server.py", "trio adapter"),
-    ("adapters/_sync_server.py", "blocking adapter"),
+    ("adapters/server/_asyncio.py", "asyncio adapter"),
+    ("adapters/server/_trio.py", "trio adapter"),
+    ("adapters/server/_sync.py", "blocking adapter"),
+    ("adapters/server/_loop.py", "server loop (adapters/server/_loop.py)"),
+    ("adapters/server/", "session (adapters/server/)"),
+    ("adapters/mailstore/_users.py", "authenticator (adapters/mailstore/_users.py)"),
+    ("adapters/mailstore/", "maildrop (adapters/mailstore/)"),
     ("/pop3proto/", "engine (pop3proto/)"),
     ("/asyncio/", "asyncio library"),
     ("/trio/", "trio library"),

@@ -1,4 +1,4 @@
-"""Authenticators (adapters/_users.py)."""
+"""Authenticators (adapters/mailstore/_users.py)."""
 
 from __future__ import annotations
 
