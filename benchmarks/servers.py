@@ -155,9 +155,11 @@ def _announce(port: int) -> None:
 
 def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, size: int) -> None:
     """Run one of our servers until SIGTERM."""
-    from pop3proto.adapters._maildrop import MaildirBackend, MaildropBackend, MemoryBackend
-    from pop3proto.adapters._session import ServerConfig
-    from pop3proto.adapters._users import DictAuthenticator
+    from pop3proto.adapters.mailstore._base import MaildropBackend
+    from pop3proto.adapters.mailstore._maildir import MaildirBackend
+    from pop3proto.adapters.mailstore._memory import MemoryBackend
+    from pop3proto.adapters.mailstore._users import DictAuthenticator
+    from pop3proto.adapters.server._config import ServerConfig
 
     names = users(n_users)
     backend: MaildropBackend
@@ -174,7 +176,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
         "max_connections": 10_000,
     }
     if kind == "asyncio":
-        from pop3proto.adapters._asyncio_server import Server as AsyncioServer
+        from pop3proto.adapters.server._asyncio import Server as AsyncioServer
 
         async def main_asyncio() -> None:
             async with AsyncioServer(backend, auth, **options) as server:
@@ -187,7 +189,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
     elif kind == "trio":
         import trio  # type: ignore[import-untyped, unused-ignore]
 
-        from pop3proto.adapters._trio_server import Server as TrioServer
+        from pop3proto.adapters.server._trio import Server as TrioServer
 
         async def main_trio() -> None:
             server = TrioServer(backend, auth, **options)
@@ -201,7 +203,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
 
         trio.run(main_trio)
     else:
-        from pop3proto.adapters._sync_server import Server as BlockingServer
+        from pop3proto.adapters.server._sync import Server as BlockingServer
 
         server = BlockingServer(backend, auth, **options)
         signal.signal(
@@ -773,9 +775,13 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
     adapters and of the kernel.  Prints the best and the median CPU time
     per session over batches of 20 sessions.
     """
-    from pop3proto.adapters._maildrop import MaildirBackend, MaildropBackend, MemoryBackend
-    from pop3proto.adapters._session import SendBytes, ServerConfig, ServerSession
-    from pop3proto.adapters._users import DictAuthenticator
+    from pop3proto.adapters._seam import Send
+    from pop3proto.adapters.mailstore._base import MaildropBackend
+    from pop3proto.adapters.mailstore._maildir import MaildirBackend
+    from pop3proto.adapters.mailstore._memory import MemoryBackend
+    from pop3proto.adapters.mailstore._users import DictAuthenticator
+    from pop3proto.adapters.server._config import ServerConfig
+    from pop3proto.adapters.server._session import ServerSession
 
     work = Workload.of(messages)
     user = "user0"
@@ -801,7 +807,7 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
                         pass
                 session.receive(work.batch)
                 actions = session.actions()
-                return b"".join([a.data for a in actions if isinstance(a, SendBytes)])
+                return b"".join([a.data for a in actions if isinstance(a, Send)])
 
             work.check(one())
             times: list[float] = []
@@ -818,12 +824,13 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
 
 #: Where a profiled function lives -> the layer it belongs to.
 _LAYERS = (
-    ("adapters/_session.py", "session (adapters/_session.py)"),
-    ("adapters/_maildrop.py", "maildrop (adapters/_maildrop.py)"),
-    ("adapters/_users.py", "authenticator (adapters/_users.py)"),
-    ("adapters/_asyncio_server.py", "asyncio adapter"),
-    ("adapters/_trio_server.py", "trio adapter"),
-    ("adapters/_sync_server.py", "blocking adapter"),
+    ("adapters/server/_asyncio.py", "asyncio adapter"),
+    ("adapters/server/_trio.py", "trio adapter"),
+    ("adapters/server/_sync.py", "blocking adapter"),
+    ("adapters/server/_loop.py", "server loop (adapters/server/_loop.py)"),
+    ("adapters/server/", "session (adapters/server/)"),
+    ("adapters/mailstore/_users.py", "authenticator (adapters/mailstore/_users.py)"),
+    ("adapters/mailstore/", "maildrop (adapters/mailstore/)"),
     ("/pop3proto/", "engine (pop3proto/)"),
     ("/asyncio/", "asyncio library"),
     ("/trio/", "trio library"),

@@ -1,8 +1,8 @@
 """Stateful fuzzing of the server session against a model of RFC 1939.
 
 A Hypothesis :class:`RuleBasedStateMachine` drives a
-:class:`~pop3proto.adapters._session.ServerSession` over a
-:class:`~pop3proto.adapters._maildrop.MemoryBackend` with bytes produced by
+:class:`~pop3proto.adapters.server._session.ServerSession` over a
+:class:`~pop3proto.adapters.mailstore._memory.MemoryBackend` with bytes produced by
 a client-role :class:`pop3proto.Connection`, and checks every reply against
 :class:`Pop3Model`, a small reference implementation of the RFC 1939
 semantics written for this test (it shares no code with the server).
@@ -89,15 +89,11 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto.adapters._maildrop import MemoryBackend
-from pop3proto.adapters._session import (
-    Close,
-    SendBytes,
-    ServerConfig,
-    ServerSession,
-    StartTLS,
-)
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters._seam import Close, Send, StartTLS
+from pop3proto.adapters.mailstore._memory import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._config import ServerConfig
+from pop3proto.adapters.server._session import ServerSession
 from tests.helpers import BODY_PIECES, chunks_at
 
 USER = "alice"
@@ -478,7 +474,7 @@ class SessionMachine(RuleBasedStateMachine):
         session, client = self.session, self.client
         assert session is not None and client is not None
         for action in session.actions():
-            if isinstance(action, SendBytes):
+            if isinstance(action, Send):
                 if client.state not in (State.CLOSED, State.ERROR):
                     client.receive_data(action.data)
                     self._client_events()
@@ -710,7 +706,7 @@ class SessionMachine(RuleBasedStateMachine):
         session.receive(line + b"\r\n")
         replies = b""
         for action in session.actions():
-            assert isinstance(action, SendBytes), action
+            assert isinstance(action, Send), action
             replies += action.data
         assert replies.startswith(b"-ERR") and replies.count(b"\r\n") == 1, (line, replies)
         assert session.state is before, (line, before, session.state)
@@ -756,7 +752,7 @@ class SessionMachine(RuleBasedStateMachine):
         actions = session.timed_out()
         assert isinstance(actions[-1], Close)
         for action in actions[:-1]:
-            assert isinstance(action, SendBytes)
+            assert isinstance(action, Send)
             client.receive_data(action.data)
         client.receive_data(b"")
         events = []
@@ -790,7 +786,7 @@ class SessionMachine(RuleBasedStateMachine):
             blob = pop3proto.sasl_b64encode(b"\x00alice\x00" + PASSWORD.encode())
             line = b"AUTH PLAIN " + blob + b"\r\n"
         other.receive(line)
-        out = b"".join(a.data for a in other.actions() if isinstance(a, SendBytes))
+        out = b"".join(a.data for a in other.actions() if isinstance(a, Send))
         assert out.splitlines()[-1].startswith(b"-ERR [IN-USE]"), out
         other.receive(b"")
         list(other.actions())

@@ -1,4 +1,4 @@
-"""Maildrop backends (adapters/_maildrop.py): Maildir and in-memory."""
+"""Maildrop backends (adapters/mailstore/): Maildir and in-memory."""
 
 from __future__ import annotations
 
@@ -13,19 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pop3proto.adapters._maildrop import (
-    LOCK_FILE_NAME,
-    CrlfNormalizer,
-    MaildirBackend,
+from pop3proto.adapters.mailstore._base import (
     Maildrop,
     MaildropBackend,
     MaildropError,
     MaildropInUse,
-    MemoryBackend,
-    maildir_uid,
-    normalized_chunks,
-    top_of,
 )
+from pop3proto.adapters.mailstore._crlf import CrlfNormalizer, normalized_chunks, top_of
+from pop3proto.adapters.mailstore._maildir import LOCK_FILE_NAME, MaildirBackend, maildir_uid
+from pop3proto.adapters.mailstore._memory import MemoryBackend
 
 
 def crlf(data: bytes) -> bytes:
@@ -318,7 +314,7 @@ def test_maildir_lock_across_processes(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import sys
-        from pop3proto.adapters._maildrop import MaildirBackend
+        from pop3proto.adapters.mailstore._maildir import MaildirBackend
         drop = MaildirBackend(sys.argv[1]).open("u")
         print("locked", flush=True)
         sys.stdin.read()
@@ -361,20 +357,20 @@ def test_maildir_per_user(tmp_path: Path) -> None:
 
 
 def test_maildir_size_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pop3proto.adapters._maildrop as module
+    import pop3proto.adapters.mailstore._maildir as module
 
     box = tmp_path / "box"
     md, keys = make_maildir(box)
     backend = MaildirBackend(box)
     backend.open("u").close()
     calls = []
-    real = module._normalized_size
+    real = module.normalized_size
 
     def counting(chunks: object) -> int:
         calls.append(1)
         return real(chunks)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(module, "_normalized_size", counting)
+    monkeypatch.setattr(module, "normalized_size", counting)
     backend.open("u").close()
     assert calls == []  # sizes came from the cache
     path = os.path.join(str(box), md._lookup(keys[0]))  # type: ignore[attr-defined]

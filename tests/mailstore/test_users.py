@@ -1,4 +1,4 @@
-"""Authenticators (adapters/_users.py)."""
+"""Authenticators (adapters/mailstore/_users.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import pop3proto
-from pop3proto.adapters._users import (
+from pop3proto.adapters.mailstore._users import (
     Authenticator,
     DictAuthenticator,
     UsersFile,

@@ -1,4 +1,4 @@
-"""The asyncio and trio servers (adapters/_asyncio_server.py, _trio_server.py)
+"""The asyncio and trio servers (adapters/server/_asyncio.py, _trio.py)
 over real sockets.
 
 Every behavioural test runs on both servers (the ``flavor`` fixture) and most
@@ -29,12 +29,13 @@ from typing import Any, TypeVar
 import pytest
 import trio
 
-from pop3proto.adapters import _asyncio_server
-from pop3proto.adapters._asyncio_server import Server as AsyncioServer
-from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
-from pop3proto.adapters._session import ServerConfig, SessionStats, busy_response
-from pop3proto.adapters._trio_server import Server as TrioServer
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.mailstore._maildir import MaildirBackend
+from pop3proto.adapters.mailstore._memory import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server import _asyncio as _asyncio_server
+from pop3proto.adapters.server._asyncio import Server as AsyncioServer
+from pop3proto.adapters.server._config import ServerConfig, SessionStats, busy_response
+from pop3proto.adapters.server._trio import Server as TrioServer
 
 T = TypeVar("T")
 
@@ -782,7 +783,7 @@ def test_closed_before_serving() -> None:
 async def _trio_serve_function(
     backend: MemoryBackend, *, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
-    from pop3proto.adapters._trio_server import serve
+    from pop3proto.adapters.server._trio import serve
 
     await serve(backend, AUTH, port=0, task_status=task_status)
 

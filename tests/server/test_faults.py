@@ -47,10 +47,10 @@ from typing import Any
 import pytest
 import trio
 
-from pop3proto.adapters._asyncio_server import Server as AsyncioServer
-from pop3proto.adapters._maildrop import LOCK_FILE_NAME, MaildirBackend
-from pop3proto.adapters._sync_server import Server as SyncServer
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.mailstore._maildir import LOCK_FILE_NAME, MaildirBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._asyncio import Server as AsyncioServer
+from pop3proto.adapters.server._sync import Server as SyncServer
 
 RUNTIMES = ("sync", "asyncio", "trio")
 USER = "alice"
@@ -135,7 +135,7 @@ def serve(kind: str, backend: Any, auth: Any = AUTH, **kwargs: Any) -> Iterator[
             box["loop"].call_soon_threadsafe(box["stop"].set)
 
     elif kind == "trio":
-        from pop3proto.adapters._trio_server import Server as TrioServer
+        from pop3proto.adapters.server._trio import Server as TrioServer
 
         async def tmain() -> None:
             server = TrioServer(backend, auth, **kwargs)
@@ -396,8 +396,8 @@ LAUNCHER = textwrap.dedent(
     """
     import asyncio, functools, os, sys, time
 
-    from pop3proto.adapters._maildrop import MaildirBackend, MaildirMaildrop
-    from pop3proto.adapters._users import DictAuthenticator
+    from pop3proto.adapters.mailstore._maildir import MaildirBackend, MaildirMaildrop
+    from pop3proto.adapters.mailstore._users import DictAuthenticator
 
     kind, root, progress, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     auth = DictAuthenticator({"alice": "correct horse"})
@@ -431,13 +431,13 @@ LAUNCHER = textwrap.dedent(
 
 
     if kind == "sync":
-        from pop3proto.adapters._sync_server import Server
+        from pop3proto.adapters.server._sync import Server
 
         server = Server(backend, auth, port=0, linger=0)
         ready(server.server_address[1])
         server.serve_forever()
     elif kind == "asyncio":
-        from pop3proto.adapters._asyncio_server import Server
+        from pop3proto.adapters.server._asyncio import Server
 
         async def main():
             async with Server(backend, auth, port=0, linger=0) as server:
@@ -447,7 +447,7 @@ LAUNCHER = textwrap.dedent(
         asyncio.run(main())
     else:
         import trio
-        from pop3proto.adapters._trio_server import Server
+        from pop3proto.adapters.server._trio import Server
 
         async def main():
             server = Server(backend, auth, port=0, linger=0)

@@ -44,9 +44,10 @@ import pytest
 import trio
 
 from pop3proto.adapters import sync as sync_client
-from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
-from pop3proto.adapters._session import ServerConfig, SessionStats
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.mailstore._maildir import MaildirBackend
+from pop3proto.adapters.mailstore._memory import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._config import ServerConfig, SessionStats
 from tests.server.test_faults import (
     RUNTIMES,
     figure,

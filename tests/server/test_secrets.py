@@ -37,12 +37,13 @@ import pytest
 import pop3proto
 from pop3proto import State
 from pop3proto.adapters import sync as sync_client
-from pop3proto.adapters._client import ClientCore
-from pop3proto.adapters._errors import AuthenticationFailed, InsecureAuthenticationRefused
-from pop3proto.adapters._maildrop import MemoryBackend
 from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
-from pop3proto.adapters._session import SendBytes, ServerConfig, ServerSession
-from pop3proto.adapters._users import DictAuthenticator, hash_password
+from pop3proto.adapters.client._core import ClientCore
+from pop3proto.adapters.client._errors import AuthenticationFailed, InsecureAuthenticationRefused
+from pop3proto.adapters.mailstore._memory import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
+from pop3proto.adapters.server._config import ServerConfig
+from pop3proto.adapters.server._session import ServerSession
 from tests.server.test_faults import RUNTIMES, read_to_eof, recv_until, serve
 
 PASSWORD = "Tr0ub4dor&3 secret"
@@ -101,7 +102,7 @@ class Pair:
                     self.sent += request.data
                     self.session.receive(request.data)
                     for action in self.session.actions():
-                        if isinstance(action, SendBytes):
+                        if isinstance(action, Send):
                             self.inbox += action.data
                 elif isinstance(request, Receive):
                     answer = bytes(self.inbox) if self.inbox else b""
@@ -188,7 +189,7 @@ def test_apop_compares_the_digest_sent(compare_calls: Callable[[bool | None], li
     assert timestamp is not None
     digest = pop3proto.apop_digest(timestamp, WRONG)
     pair.session.receive(f"APOP alice {digest}\r\n".encode())
-    out = b"".join(a.data for a in pair.session.actions() if isinstance(a, SendBytes))
+    out = b"".join(a.data for a in pair.session.actions() if isinstance(a, Send))
     assert out.startswith(b"-ERR [AUTH]")
     expected = pop3proto.apop_digest(timestamp, PASSWORD).encode()
     assert (expected, digest.encode()) in calls
@@ -246,7 +247,7 @@ def test_cram_md5_challenges_unique() -> None:
         session.greeting()
         session.receive(b"AUTH CRAM-MD5\r\n")
         [action] = list(session.actions())
-        assert isinstance(action, SendBytes) and action.data.startswith(b"+ ")
+        assert isinstance(action, Send) and action.data.startswith(b"+ ")
         challenges.add(base64.b64decode(action.data[2:-2]))
     assert len(challenges) == 1000
 
@@ -258,7 +259,7 @@ def test_cram_md5_challenges_unique() -> None:
 
 def _answers(session: ServerSession, data: bytes) -> bytes:
     session.receive(data)
-    return b"".join(a.data for a in session.actions() if isinstance(a, SendBytes))
+    return b"".join(a.data for a in session.actions() if isinstance(a, Send))
 
 
 def test_session_refuses_plaintext_off_loopback_by_default() -> None:
@@ -489,7 +490,7 @@ def test_engine_errors_do_not_quote_credentials() -> None:
 
 
 def test_users_file_errors_do_not_quote_passwords(tmp_path: Any) -> None:
-    from pop3proto.adapters._users import UsersFile
+    from pop3proto.adapters.mailstore._users import UsersFile
 
     bad = "{PBKDF2-SHA256}x$" + base64.b64encode(PASSWORD.encode()).decode() + "$y"
     with pytest.raises(ValueError) as info:

@@ -1,4 +1,4 @@
-"""The I/O-free server session (adapters/_session.py), driven with bytes only.
+"""The I/O-free server session (adapters/server/_session.py), driven with bytes only.
 
 Every test joins a :class:`ServerSession` to a client-role
 :class:`pop3proto.Connection`: what the session emits is fed to the client
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 import pytest
 
@@ -57,18 +58,17 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto.adapters._maildrop import MaildropError, MemoryBackend, MessageInfo
-from pop3proto.adapters._session import (
-    Close,
-    SendBytes,
+from pop3proto.adapters._seam import Close, Send, StartTLS
+from pop3proto.adapters.mailstore._base import MaildropError, MessageInfo
+from pop3proto.adapters.mailstore._memory import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
+from pop3proto.adapters.server._config import (
     ServerConfig,
-    ServerSession,
     SessionStats,
-    StartTLS,
     busy_response,
     is_loopback_address,
 )
-from pop3proto.adapters._users import DictAuthenticator, hash_password
+from pop3proto.adapters.server._session import _HANDLERS, ServerSession
 
 PASSWORD = "correct horse"
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"
@@ -122,7 +122,7 @@ class Harness:
             peer="192.0.2.1:1234",
         )
         self.client = Connection(CLIENT, tls=tls, allow_unadvertised_pipelining=allow_pipelining)
-        self.actions: list[SendBytes | StartTLS | Close] = []
+        self.actions: list[Send | StartTLS | Close] = []
         self.closed = False
         self.tls_requested = False
         self.client.receive_data(self.session.greeting())
@@ -143,7 +143,7 @@ class Harness:
         self.output = bytearray()
         for action in self.session.actions():
             self.actions.append(action)
-            if isinstance(action, SendBytes):
+            if isinstance(action, Send):
                 assert not self.closed, "bytes after Close"
                 self.output += action.data
                 if feed_client:
@@ -403,7 +403,7 @@ def test_disconnect_deletes_nothing(how: str) -> None:
     else:
         actions = h.session.timed_out()
         assert isinstance(actions[-1], Close)
-        assert isinstance(actions[0], SendBytes)
+        assert isinstance(actions[0], Send)
         assert actions[0].data == b"-ERR disconnected for inactivity\r\n"
         assert h.session.timed_out() == []
     assert h.session.closed
@@ -531,10 +531,10 @@ def test_body_is_streamed_lazily() -> None:
     h.session.receive(h.client.send(Retr(1)))
     actions = h.session.actions()
     first = next(actions)
-    assert isinstance(first, SendBytes) and first.data.startswith(b"+OK")
+    assert isinstance(first, Send) and first.data.startswith(b"+OK")
     assert maildrop.chunks_read == 1
     pieces = [next(actions) for _ in range(3)]  # one 100-octet chunk in 40-octet pieces
-    assert [len(p.data) for p in pieces if isinstance(p, SendBytes)] == [40, 40, 20]
+    assert [len(p.data) for p in pieces if isinstance(p, Send)] == [40, 40, 20]
     assert maildrop.chunks_read == 1
     # An adapter that stops pulling (connection dropped) closes the stream.
     actions.close()  # type: ignore[attr-defined]
@@ -623,7 +623,7 @@ def test_apop_refused_when_disabled() -> None:
     h = Harness(config=ServerConfig(apop=False))
     h.session.receive(b"APOP alice " + b"0" * 32 + b"\r\n")
     actions = list(h.session.actions())
-    assert actions == [SendBytes(b"-ERR APOP is not available\r\n")]
+    assert actions == [Send(b"-ERR APOP is not available\r\n")]
 
 
 def client_mechanisms(
@@ -946,6 +946,62 @@ def test_overlong_sasl_line_closes() -> None:
 
 
 # ---------------------------------------------------------------------------
+# The dispatch table
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Novel(Command):
+    """A command event the session has no handler for."""
+
+
+class QuietNoop(Noop):
+    """A subclass of an event the session handles."""
+
+
+def hand_over(monkeypatch: pytest.MonkeyPatch, kind: type[Event], instead: Event) -> None:
+    """Make the engine hand out *instead* wherever it would hand out a *kind*."""
+    real = Connection.next_event
+
+    def next_event(self: Connection) -> object:
+        event = real(self)
+        return instead if type(event) is kind else event
+
+    monkeypatch.setattr(Connection, "next_event", next_event)
+
+
+def test_every_command_class_has_a_handler() -> None:
+    """Every command class the engine hands a server has an entry in the table."""
+    commands = {
+        cls
+        for cls in (getattr(pop3proto, name) for name in pop3proto.__all__)
+        if isinstance(cls, type) and issubclass(cls, Command)
+    }
+    # Extension is the client role's: a server gets BadCommand instead.
+    assert commands - set(_HANDLERS) == {Command, pop3proto.Extension}
+    assert {ConnectionClosed, SaslResponse, SaslCancel} <= set(_HANDLERS)
+
+
+def test_command_without_a_handler_is_not_implemented(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command with no entry in the table gets -ERR command not implemented."""
+    h = Harness()
+    h.login()
+    hand_over(monkeypatch, Noop, Novel())
+    assert h.one(Noop()) == Err("command not implemented")
+    assert not h.closed and h.session.stats.commands == 3
+    monkeypatch.undo()
+    assert h.one(Stat()) == StatOk(3, sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3)))
+
+
+def test_event_subclass_is_answered_as_its_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event of a subclass is answered by its nearest base class's handler."""
+    h = Harness()
+    h.login()
+    hand_over(monkeypatch, Noop, QuietNoop())
+    assert h.one(Noop()) == Ok()
+
+
+# ---------------------------------------------------------------------------
 # Logging and the session-end hook
 # ---------------------------------------------------------------------------
 
@@ -969,7 +1025,7 @@ def test_session_end_log_and_hook(caplog: pytest.LogCaptureFixture) -> None:
     lines = [r.getMessage() for r in caplog.records if r.name == "pop3proto.server"]
     assert len([line for line in lines if line.startswith("session end")]) == 1
     text = "\n".join(lines)
-    assert "user=alice" in text and "deleted=1" in text
+    assert "user=alice" in text and "reason=quit" in text and "deleted=1" in text
     for secret in (PASSWORD, "hunter2", "plain-secret"):
         assert secret not in text
 
@@ -978,5 +1034,5 @@ def test_tls_requested_is_last_action() -> None:
     h = Harness(config=ServerConfig(tls_available=True))
     h.session.receive(b"STLS\r\n")
     actions = list(h.session.actions())
-    assert [type(a) for a in actions] == [SendBytes, StartTLS]
+    assert [type(a) for a in actions] == [Send, StartTLS]
     assert h.session.state is State.TLS_PENDING

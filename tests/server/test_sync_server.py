@@ -1,4 +1,4 @@
-"""The blocking server (adapters/_sync_server.py) over real sockets.
+"""The blocking server (adapters/server/_sync.py) over real sockets.
 
 The client is the stdlib :mod:`poplib`, so these tests also check that the
 server interoperates with a client written independently of the engine.
@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from pop3proto.adapters._maildrop import MaildirBackend, MemoryBackend
-from pop3proto.adapters._session import ServerConfig
-from pop3proto.adapters._sync_server import Server
-from pop3proto.adapters._users import DictAuthenticator
+from pop3proto.adapters.mailstore._maildir import MaildirBackend
+from pop3proto.adapters.mailstore._memory import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._config import ServerConfig
+from pop3proto.adapters.server._sync import Server
 
 PASSWORD = "correct horse"
 MESSAGES = [

@@ -1,0 +1,378 @@
+"""Maildrops stored as Maildirs: :class:`MaildirBackend`.
+
+A Maildir (``new/``, ``cur/``, ``tmp/``, the layout the stdlib
+:mod:`mailbox` module writes), either one shared maildrop or one per user
+below a root.  Messages stream from disk in chunks, never read whole, with
+CRLF line ends (:mod:`._crlf`); the lock is an :func:`fcntl.flock` on a
+``.pop3proto.lock`` file inside the Maildir, so it also excludes other
+server processes.  POSIX only.  See :mod:`._base` for the protocols it
+implements.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from typing import NamedTuple
+
+from ._base import DEFAULT_CHUNK, MaildropError, MaildropInUse, MessageInfo, check_chunk_size
+from ._crlf import CrlfNormalizer, normalized_size, normalized_whole, top_of
+
+__all__ = ["MaildirBackend", "MaildirMaildrop", "maildir_uid", "LOCK_FILE_NAME"]
+
+log = logging.getLogger("pop3proto.server")
+
+#: Name of the lock file :class:`MaildirBackend` creates inside a Maildir.
+LOCK_FILE_NAME = ".pop3proto.lock"
+
+
+def _by_mtime_and_name(item: tuple[int, str, str, int]) -> tuple[int, str]:
+    return item[0], item[1]
+
+
+def maildir_uid(unique: str) -> str:
+    """The POP3 unique-id for a Maildir unique name (the part before ':').
+
+    RFC 1939 §7 allows 1-70 characters in 0x21-0x7E.  Maildir unique names
+    usually qualify as they are (``1700000000.M1P2Q3.host``) and are then
+    used verbatim, which keeps UIDs readable and stable across restarts;
+    any other name (too long, or with spaces, non-ASCII or control
+    characters) is replaced by the SHA-256 of its bytes in hex (64
+    characters), which is just as stable.
+    """
+    if 1 <= len(unique) <= 70 and all("\x21" <= c <= "\x7e" for c in unique):
+        return unique
+    raw = os.fsencode(unique)
+    return hashlib.sha256(raw).hexdigest()
+
+
+class _MaildirEntry(NamedTuple):
+    unique: str
+    path: str
+    stored: int  # octets in the file when it was listed
+    info: MessageInfo  # CRLF octets and unique-id
+
+
+class _FileStream:
+    """The octets of an open file with CRLF line ends, chunk by chunk (what
+    :func:`normalized_chunks` over the file's chunks yields), starting with
+    chunks already read.  Owns the descriptor: it is closed at the end, by
+    :meth:`close` or when the stream is dropped."""
+
+    __slots__ = ("_fd", "_norm", "_pending", "_size")
+
+    def __init__(self, fd: int, size: int, pending: list[bytes]) -> None:
+        self._fd = fd
+        self._size = size
+        self._pending = pending
+        self._norm = CrlfNormalizer()
+
+    def __iter__(self) -> _FileStream:
+        return self
+
+    def __next__(self) -> bytes:
+        norm = self._norm
+        pending = self._pending
+        while True:
+            if pending:
+                chunk = pending.pop(0)
+            else:
+                fd = self._fd
+                if fd < 0:
+                    raise StopIteration
+                chunk = os.read(fd, self._size)
+                if not chunk:
+                    self.close()
+                    tail = norm.end()
+                    if tail:
+                        return tail
+                    raise StopIteration
+            out = norm.feed(chunk)
+            if out:
+                return out
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
+
+class MaildirMaildrop:
+    """One opened Maildir; see :class:`Maildrop`.  Created by
+    :meth:`MaildirBackend.open`."""
+
+    def __init__(
+        self,
+        path: str,
+        lock_fd: int,
+        entries: list[_MaildirEntry],
+        *,
+        chunk_size: int,
+        colon: str,
+    ) -> None:
+        """Wrap an already locked Maildir (use :meth:`MaildirBackend.open`)."""
+        self.path = path
+        self._lock_fd: int | None = lock_fd
+        self._entries = entries
+        self._chunk_size = chunk_size
+        self._colon = colon
+        # The backend caches each file's MessageInfo (size and unique-id)
+        # by file identity, so a login computes neither.
+        self._infos = [e.info for e in entries]
+
+    def messages(self) -> Sequence[MessageInfo]:
+        """See :meth:`Maildrop.messages`."""
+        return list(self._infos)
+
+    def _find(self, entry: _MaildirEntry) -> str:
+        # Another agent (a MUA sharing the Maildir) may have moved the file
+        # from new/ to cur/ or changed its flags; both keep the unique name.
+        for sub in ("cur", "new"):
+            folder = os.path.join(self.path, sub)
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name.split(self._colon, 1)[0] == entry.unique:
+                    return os.path.join(folder, name)
+        raise FileNotFoundError(errno.ENOENT, "message vanished from the Maildir", entry.path)
+
+    def _resolve(self, index: int) -> str:
+        entry = self._entries[index]
+        if os.path.exists(entry.path):
+            return entry.path
+        return self._find(entry)
+
+    def _open(self, index: int) -> int:
+        # Open where the scan saw the file, and look for it only if it is no
+        # longer there (no stat before every open).
+        entry = self._entries[index]
+        try:
+            return os.open(entry.path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        return os.open(self._find(entry), os.O_RDONLY)
+
+    def open_message(self, index: int) -> Iterator[bytes]:
+        """See :meth:`Maildrop.open_message`; streams from disk.
+
+        A file that fits in one read (``chunk_size``) is read, converted and
+        closed at once and comes out as a single chunk; a larger one streams
+        chunk by chunk from the open file.
+        """
+        fd = self._open(index)
+        size = self._chunk_size
+        try:
+            first = os.read(fd, size)
+            if first and not len(first) == self._entries[index].stored < size:
+                second = os.read(fd, size)
+            else:
+                # Empty, or a short read of exactly the size the listing
+                # saw: the end of the file (a file that grew since gives
+                # more octets, one that shrank a shorter read: then the
+                # next read says where the end is).
+                second = b""
+        except BaseException:
+            os.close(fd)
+            raise
+        if not second:
+            os.close(fd)
+            return iter((normalized_whole(first),) if first else ())
+        return _FileStream(fd, size, [first, second])
+
+    def top(self, index: int, lines: int) -> Iterator[bytes]:
+        """See :meth:`Maildrop.top`."""
+        return top_of(self.open_message(index), lines)
+
+    def commit(self, deleted: AbstractSet[int]) -> bool:
+        """See :meth:`Maildrop.commit`: unlink the marked files.
+
+        A file that is already gone counts as removed.  The directories are
+        fsync'ed afterwards so that the removal survives a crash.
+        """
+        ok = True
+        for index in sorted(deleted):
+            try:
+                path = self._resolve(index)
+            except FileNotFoundError:
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("could not remove %s: %s", path, exc.strerror)
+                ok = False
+        if deleted:
+            for sub in ("new", "cur"):
+                try:
+                    fd = os.open(os.path.join(self.path, sub), os.O_RDONLY)
+                except OSError:
+                    continue
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+        return ok
+
+    def close(self) -> None:
+        """Release the flock (closing the descriptor releases it)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"<MaildirMaildrop {self.path!r} messages={len(self._entries)}>"
+
+
+class MaildirBackend:
+    """Maildrops stored as Maildirs (``new/``, ``cur/``, ``tmp/``).
+
+    Args:
+        root: with ``per_user=False`` (the default) the one Maildir every
+            user sees; with ``per_user=True`` a directory holding one Maildir
+            per user, ``root/<user>``.
+        per_user: see *root*.  User names that could escape the root (empty,
+            containing ``/`` or NUL, or starting with ``.``) are refused.
+        create: create a missing Maildir (and its sub-directories) on open,
+            as :class:`mailbox.Maildir` does with ``create=True``.
+        chunk_size: how many octets to read from disk at a time.
+        colon: the separator between a Maildir file's unique name and its
+            info (``:`` on POSIX, as in :mod:`mailbox`).
+
+    Messages are listed from ``new/`` and ``cur/`` (files whose name starts
+    with ``.`` are skipped, as Maildir readers do), sorted by modification
+    time (the delivery time) and then by name.  Their unique-ids come from
+    the unique part of the file name (:func:`maildir_uid`), so they stay the
+    same across sessions, restarts and moves from ``new/`` to ``cur/``.
+    Sizes are counted once, by streaming the file, and cached with the
+    unique-id by ``(unique name, stored size, mtime)`` for the life of the
+    backend.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        per_user: bool = False,
+        create: bool = True,
+        chunk_size: int = DEFAULT_CHUNK,
+        colon: str = ":",
+    ) -> None:
+        """See the class docstring."""
+        self.root = os.fspath(root)
+        self.per_user = per_user
+        self.create = create
+        self.chunk_size = check_chunk_size(chunk_size)
+        if len(colon) != 1:
+            raise ValueError("colon must be a single character")
+        self.colon = colon
+        # (unique name, stored size, mtime) -> MessageInfo
+        self._infos: dict[tuple[str, int, int], MessageInfo] = {}
+        self._infos_lock = threading.Lock()
+
+    def path_for(self, user: str) -> str:
+        """The Maildir that *user* gets."""
+        if not self.per_user:
+            return self.root
+        if not user or user.startswith(".") or "/" in user or "\0" in user or os.sep in user:
+            raise MaildropError("user name not usable as a Maildir name")
+        return os.path.join(self.root, user)
+
+    def _ensure(self, path: str) -> None:
+        subs = ("cur", "new", "tmp")
+        missing = [sub for sub in subs if not os.path.isdir(os.path.join(path, sub))]
+        if not missing:
+            return
+        if not self.create:
+            raise MaildropError("no Maildir for this user")
+        for sub in missing:
+            os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+
+    def open(self, user: str) -> MaildirMaildrop:
+        """Lock and snapshot the Maildir of *user*; see :class:`MaildropBackend`."""
+        path = self.path_for(user)
+        try:
+            self._ensure(path)
+            fd = os.open(os.path.join(path, LOCK_FILE_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise MaildropError(f"cannot open the Maildir: {exc.strerror}") from exc
+        try:
+            # Non-blocking: a second session must get -ERR [IN-USE] at once
+            # (RFC 1939 §8 and RFC 2449 §8.1.2), not hang.  flock locks
+            # belong to the open file description, so this also excludes
+            # other threads of this process, which open their own.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MaildropInUse("maildrop already locked") from None
+        except OSError as exc:
+            os.close(fd)
+            raise MaildropError(f"cannot lock the Maildir: {exc.strerror}") from exc
+        try:
+            entries = self._scan(path)
+        except OSError as exc:
+            os.close(fd)
+            raise MaildropError(f"cannot read the Maildir: {exc.strerror}") from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)
+
+    def _scan(self, path: str) -> list[_MaildirEntry]:
+        found: list[tuple[int, str, str, int]] = []
+        colon = self.colon
+        for sub in ("new", "cur"):
+            folder = os.path.join(path, sub)
+            with os.scandir(folder) as it:
+                for entry in it:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # removed while we looked
+                    found.append((st.st_mtime_ns, name.split(colon, 1)[0], entry.path, st.st_size))
+        found.sort(key=_by_mtime_and_name)
+        cache = self._infos
+        with self._infos_lock:
+            infos = [cache.get((unique, stored, mtime)) for mtime, unique, _, stored in found]
+        entries: list[_MaildirEntry] = []
+        for (mtime, unique, file_path, stored_size), info in zip(found, infos, strict=True):
+            if info is None:
+                try:
+                    info = self._info(unique, file_path, stored_size, mtime)
+                except FileNotFoundError:
+                    continue
+            entries.append(_MaildirEntry(unique, file_path, stored_size, info))
+        return entries
+
+    def _info(self, unique: str, path: str, stored_size: int, mtime: int) -> MessageInfo:
+        """Count the CRLF size of a file not in the cache yet; cache it with
+        the file's unique-id."""
+        with open(path, "rb") as f:
+            size = normalized_size(iter(lambda: f.read(self.chunk_size), b""))
+        info = MessageInfo(size, maildir_uid(unique))
+        with self._infos_lock:
+            self._infos[(unique, stored_size, mtime)] = info
+        return info
+
+    def __repr__(self) -> str:
+        return f"<MaildirBackend {self.root!r} per_user={self.per_user}>"

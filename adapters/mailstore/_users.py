@@ -1,0 +1,373 @@
+"""Authenticators for the POP3 server: who may log in, and with what.
+
+The server session asks an :class:`Authenticator` three questions, one per
+family of authentication methods:
+
+* :meth:`~Authenticator.check_password`: USER/PASS (RFC 1939 §7), SASL
+  PLAIN (RFC 4616) and LOGIN, which all send the password itself;
+* :meth:`~Authenticator.get_secret`: APOP (RFC 1939 §7) and CRAM-MD5
+  (RFC 2195), which prove knowledge of a *shared secret* and so need it in
+  the clear on the server;
+* :meth:`~Authenticator.scram_credentials`: SCRAM-SHA-256 (RFC 5802,
+  RFC 7677), which needs only derived keys.
+
+Two ready implementations store users as ``name -> stored password``, where a
+stored password takes one of these forms:
+
+``secret`` or ``{PLAIN}secret``
+    The password itself.  Every method works (SCRAM keys are derived from
+    it on demand).  Use ``{PLAIN}`` when the password itself starts with
+    one of these scheme prefixes.
+``{PBKDF2-SHA256}iterations$salt_b64$hash_b64``
+    PBKDF2-HMAC-SHA256 (standard base64, 32-byte hash).  Only the
+    password-sending methods work: USER/PASS, PLAIN, LOGIN.
+``{SCRAM-SHA-256}iterations$salt_b64$storedkey_b64$serverkey_b64``
+    RFC 5802 §3 keys.  SCRAM-SHA-256 works, and so do USER/PASS, PLAIN and
+    LOGIN (the password is checked by deriving the stored key again).
+
+:func:`hash_password` produces the last two.  :class:`UsersFile` reads them
+from a file of ``name:stored`` lines; :class:`DictAuthenticator` takes a
+mapping.  Passwords are compared in constant time, unknown users cost the
+same work as known ones, and nothing here ever logs a password.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import pop3proto
+
+__all__ = [
+    "Authenticator",
+    "DictAuthenticator",
+    "UsersFile",
+    "hash_password",
+    "PBKDF2_ITERATIONS",
+    "SCRAM_ITERATIONS",
+]
+
+log = logging.getLogger("pop3proto.server")
+
+#: Default PBKDF2-HMAC-SHA256 work factor (OWASP's 2023 recommendation).
+PBKDF2_ITERATIONS = 600_000
+#: Default SCRAM iteration count (RFC 7677 §4 asks for at least 4096).
+SCRAM_ITERATIONS = 4096
+
+_PLAIN = "{PLAIN}"
+_PBKDF2 = "{PBKDF2-SHA256}"
+_SCRAM = "{SCRAM-SHA-256}"
+
+
+@runtime_checkable
+class Authenticator(Protocol):
+    """What the server asks about credentials; see the module docstring.
+
+    Implementations must answer an unknown user exactly like a wrong
+    password (``False`` / ``None``) and should take the same time doing it,
+    so that the server cannot be used to find out which users exist
+    (RFC 1939 §13).
+    """
+
+    def check_password(self, user: str, password: str) -> bool:
+        """Whether *password* is *user*'s password (constant time)."""
+        ...
+
+    def get_secret(self, user: str) -> str | None:
+        """*user*'s shared secret in the clear (for APOP and CRAM-MD5), or
+        ``None`` if unknown or only a hash is stored."""
+        ...
+
+    def scram_credentials(self, user: str) -> pop3proto.ScramCredentials | None:
+        """*user*'s SCRAM-SHA-256 keys, or ``None``."""
+        ...
+
+
+def _prep(text: str) -> str:
+    # RFC 4013 SASLprep, as the SASL mechanisms apply it to what they
+    # receive (RFC 4616 §2); falling back to the raw string keeps passwords
+    # with characters newer than Unicode 3.2 usable, like the engine does.
+    try:
+        return pop3proto.saslprep(text, allow_unassigned=True)
+    except ValueError:
+        return text
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _pbkdf2(password: str, salt: bytes, iterations: int, size: int = 32) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", _prep(password).encode("utf-8"), salt, iterations, size)
+
+
+def hash_password(
+    password: str,
+    *,
+    scheme: str = "PBKDF2-SHA256",
+    iterations: int | None = None,
+    salt: bytes | None = None,
+) -> str:
+    """Return the stored form of *password* for a users file.
+
+    *scheme* is ``"PBKDF2-SHA256"`` (the default; *iterations* defaults to
+    :data:`PBKDF2_ITERATIONS`) or ``"SCRAM-SHA-256"`` (*iterations*
+    defaults to :data:`SCRAM_ITERATIONS`; allows SCRAM logins too).  *salt*
+    defaults to 16 random bytes.  Hashed users cannot use APOP or CRAM-MD5,
+    which need the secret itself.
+
+    >>> hash_password("s3cret", iterations=1000, salt=b"0123456789abcdef")[:28]
+    '{PBKDF2-SHA256}1000$MDEyMzQ1'
+    """
+    if not password:
+        raise ValueError("password must not be empty")
+    if salt is None:
+        salt = secrets.token_bytes(16)
+    elif not salt:
+        raise ValueError("salt must not be empty")
+    scheme = scheme.upper()
+    if scheme == "PBKDF2-SHA256":
+        n = PBKDF2_ITERATIONS if iterations is None else iterations
+        if n < 1:
+            raise ValueError("iterations must be >= 1")
+        return f"{_PBKDF2}{n}${_b64(salt)}${_b64(_pbkdf2(password, salt, n))}"
+    if scheme == "SCRAM-SHA-256":
+        n = SCRAM_ITERATIONS if iterations is None else iterations
+        creds = pop3proto.scram_credentials(password, salt=salt, iterations=n)
+        return f"{_SCRAM}{n}${_b64(creds.salt)}${_b64(creds.stored_key)}${_b64(creds.server_key)}"
+    raise ValueError(f"unknown password scheme {scheme!r}")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    plain: str | None = field(default=None, repr=False)
+    pbkdf2: tuple[int, bytes, bytes] | None = field(default=None, repr=False)
+    scram: pop3proto.ScramCredentials | None = field(default=None, repr=False)
+
+
+def _parse_stored(stored: str) -> _Entry:
+    """Parse one stored password; ValueError (without quoting it) if bad."""
+    if stored.startswith(_PLAIN):
+        stored = stored[len(_PLAIN) :]
+    elif stored.startswith(_PBKDF2):
+        parts = stored[len(_PBKDF2) :].split("$")
+        if len(parts) != 3 or not parts[0].isdecimal():
+            raise ValueError("malformed {PBKDF2-SHA256} entry")
+        try:
+            salt, digest = _unb64(parts[1]), _unb64(parts[2])
+        except (binascii.Error, UnicodeEncodeError):
+            raise ValueError("bad base64 in {PBKDF2-SHA256} entry") from None
+        iterations = int(parts[0])
+        if iterations < 1 or not salt or len(digest) < 16:
+            raise ValueError("malformed {PBKDF2-SHA256} entry")
+        return _Entry(pbkdf2=(iterations, salt, digest))
+    elif stored.startswith(_SCRAM):
+        parts = stored[len(_SCRAM) :].split("$")
+        if len(parts) != 4 or not parts[0].isdecimal():
+            raise ValueError("malformed {SCRAM-SHA-256} entry")
+        try:
+            salt, stored_key, server_key = (_unb64(p) for p in parts[1:])
+            creds = pop3proto.ScramCredentials(
+                salt=salt, iterations=int(parts[0]), stored_key=stored_key, server_key=server_key
+            )
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            raise ValueError("malformed {SCRAM-SHA-256} entry") from None
+        if len(stored_key) != 32 or not salt:
+            raise ValueError("{SCRAM-SHA-256} keys must be SHA-256 digests")
+        return _Entry(scram=creds)
+    if not stored:
+        raise ValueError("empty password")
+    return _Entry(plain=stored)
+
+
+class _TableAuthenticator:
+    """The logic shared by :class:`DictAuthenticator` and :class:`UsersFile`."""
+
+    def __init__(self) -> None:
+        self._table: dict[str, _Entry] = {}
+        # A per-process key: the derived SCRAM salt of a plaintext user is
+        # stable while the server runs (as the engine's fake salts for
+        # unknown users are), so asking twice reveals nothing.
+        self._salt_key = secrets.token_bytes(32)
+        self._scram_cache: dict[tuple[str, str], pop3proto.ScramCredentials] = {}
+        self._cache_lock = threading.Lock()
+        self._dummy_salt = secrets.token_bytes(16)
+
+    def _entries(self) -> dict[str, _Entry]:
+        return self._table
+
+    def _lookup(self, user: str) -> _Entry | None:
+        return self._entries().get(user)
+
+    def _dummy_work(self) -> None:
+        # Unknown user: spend about what a known user of the most expensive
+        # kind stored here would cost, so timing does not reveal existence.
+        iterations = max(
+            (e.pbkdf2[0] if e.pbkdf2 else e.scram.iterations if e.scram else 0)
+            for e in [*self._entries().values(), _Entry()]
+        )
+        if iterations:
+            hashlib.pbkdf2_hmac("sha256", b"x", self._dummy_salt, iterations)
+
+    def check_password(self, user: str, password: str) -> bool:
+        """See :meth:`Authenticator.check_password`."""
+        entry = self._lookup(user)
+        if entry is None:
+            self._dummy_work()
+            return False
+        if entry.plain is not None:
+            # Compare digests, not the strings: equal lengths, so the time
+            # does not depend on how long the stored password is.
+            want = hashlib.sha256(_prep(entry.plain).encode("utf-8", "surrogatepass")).digest()
+            got = hashlib.sha256(_prep(password).encode("utf-8", "surrogatepass")).digest()
+            return hmac.compare_digest(want, got)
+        if entry.pbkdf2 is not None:
+            iterations, salt, digest = entry.pbkdf2
+            return hmac.compare_digest(digest, _pbkdf2(password, salt, iterations, len(digest)))
+        assert entry.scram is not None
+        creds = entry.scram
+        derived = pop3proto.scram_credentials(
+            password, salt=creds.salt, iterations=creds.iterations
+        )
+        return hmac.compare_digest(derived.stored_key, creds.stored_key)
+
+    def get_secret(self, user: str) -> str | None:
+        """See :meth:`Authenticator.get_secret`."""
+        entry = self._lookup(user)
+        return None if entry is None else entry.plain
+
+    def scram_credentials(self, user: str) -> pop3proto.ScramCredentials | None:
+        """See :meth:`Authenticator.scram_credentials`; derived (and cached)
+        for users stored in plaintext."""
+        entry = self._lookup(user)
+        if entry is None:
+            return None
+        if entry.scram is not None:
+            return entry.scram
+        if entry.plain is None:
+            return None
+        key = (user, entry.plain)
+        with self._cache_lock:
+            cached = self._scram_cache.get(key)
+        if cached is not None:
+            return cached
+        salt = hmac.digest(self._salt_key, user.encode("utf-8", "surrogatepass"), "sha256")[:16]
+        creds = pop3proto.scram_credentials(entry.plain, salt=salt, iterations=SCRAM_ITERATIONS)
+        with self._cache_lock:
+            self._scram_cache[key] = creds
+        return creds
+
+
+class DictAuthenticator(_TableAuthenticator):
+    """An :class:`Authenticator` over a mapping ``{user: stored password}``.
+
+    Values take any form of the module docstring (plain, ``{PLAIN}``,
+    ``{PBKDF2-SHA256}``, ``{SCRAM-SHA-256}``).  The mapping is copied.
+    """
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        """Parse *users*; ValueError names the bad user, never the password."""
+        super().__init__()
+        table: dict[str, _Entry] = {}
+        for name, stored in users.items():
+            if not name:
+                raise ValueError("empty user name")
+            try:
+                table[name] = _parse_stored(stored)
+            except ValueError as exc:
+                raise ValueError(f"user {name!r}: {exc}") from None
+        self._table = table
+
+    def __repr__(self) -> str:
+        return f"<DictAuthenticator users={len(self._table)}>"
+
+
+class UsersFile(_TableAuthenticator):
+    """An :class:`Authenticator` reading a ``name:stored password`` file.
+
+    Format, one user per line::
+
+        # comments start with '#'; blank lines are ignored
+        alice:correct horse battery staple
+        bob:{PBKDF2-SHA256}600000$c2FsdA==$...
+        carol:{SCRAM-SHA-256}4096$...$...$...
+
+    The name ends at the first ``:``; everything after it, spaces included,
+    is the stored password (only the line end is stripped).  The file is
+    read at construction (errors raise :class:`ValueError` with the line
+    number, never the line) and read again when its size or modification
+    time changes; a broken edit is then logged and the previous contents
+    kept.  Keep it readable only by the server (mode 0600).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Read *path*; see the class docstring."""
+        super().__init__()
+        self.path = os.fspath(path)
+        self._reload_lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._load()
+
+    def _load(self) -> None:
+        st = os.stat(self.path)
+        with open(self.path, "rb") as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Not from the except block: its message quotes the bad octet,
+            # which may belong to a password.
+            text = None
+        if text is None:
+            raise ValueError(f"{self.path}: not valid UTF-8")
+        self._table = self._parse_text(text, self.path)
+        self._stamp = (st.st_mtime_ns, st.st_size)
+
+    @staticmethod
+    def _parse_text(text: str, source: str = "<users>") -> dict[str, _Entry]:
+        """Parse users-file *text* (``source`` names it in errors)."""
+        table: dict[str, _Entry] = {}
+        for number, raw in enumerate(text.splitlines(), 1):
+            stripped = raw.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            name, sep, stored = raw.partition(":")
+            name = name.strip()
+            if not sep or not name:
+                raise ValueError(f"{source}:{number}: expected 'name:password'")
+            try:
+                table[name] = _parse_stored(stored)
+            except ValueError as exc:
+                raise ValueError(f"{source}:{number}: {exc}") from None
+        return table
+
+    def _entries(self) -> dict[str, _Entry]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return self._table
+        if (st.st_mtime_ns, st.st_size) != self._stamp:
+            with self._reload_lock:
+                if (st.st_mtime_ns, st.st_size) != self._stamp:
+                    try:
+                        self._load()
+                    except (OSError, ValueError) as exc:
+                        log.error("users file not reloaded: %s", exc)
+                        self._stamp = (st.st_mtime_ns, st.st_size)
+        return self._table
+
+    def __repr__(self) -> str:
+        return f"<UsersFile {self.path!r} users={len(self._table)}>"

@@ -1,0 +1,462 @@
+"""The asyncio POP3 server: one task per connection.
+
+The session decides what to answer and :func:`~._loop.serve_session` how
+to batch it; this module only moves bytes between asyncio streams and that
+loop, with the options of the blocking server (:mod:`._sync`):
+
+* the listening socket is made like the blocking server's (the first address
+  :func:`socket.getaddrinfo` gives for *host*) and handed to
+  :func:`asyncio.start_server`; each connection runs in the task asyncio
+  creates for it;
+* replies are written through the :class:`asyncio.StreamWriter`, and
+  whenever the transport is at its high-water mark ``await writer.drain()``
+  is called before the loop pulls the next action from the session, so a
+  client that stops reading stalls its own session instead of making the
+  server buffer a whole message (memory per connection stays bounded by
+  the loop's batch, the transport's high-water mark and one chunk);
+* the idle timeout bounds every read and every stalled drain, so a client
+  that stops reading cannot hold a session forever;
+* STLS upgrades with :meth:`asyncio.StreamWriter.start_tls`, which needs
+  Python 3.11: on 3.10, STLS is not offered (``tls_available=False``);
+  implicit TLS (``start_server(ssl=...)``) works everywhere;
+* over ``max_connections`` a client gets ``-ERR [SYS/TEMP] too many
+  connections`` and is closed.  With implicit TLS asyncio finishes the
+  handshake before the connection reaches this module, so the refusal is
+  sent over TLS (the blocking server just closes such a connection);
+* every way out of a connection (EOF, reset, timeout, failed handshake,
+  :meth:`Server.close`, cancellation) ends in ``session.connection_lost()``,
+  which releases the maildrop lock without UPDATE.  Only QUIT deletes.  The
+  transport is then closed as :func:`~._loop.closing` decides.
+
+The session's maildrop and authenticator calls run on the event loop: a
+Maildir read is a page-cache copy, but a slow password hash
+(``{PBKDF2-SHA256}`` with 600,000 iterations) stalls every connection for
+its duration; prefer SCRAM or fewer iterations for a busy asyncio server.
+
+Example::
+
+    import asyncio
+    from pop3proto.adapters.asyncio import Server
+
+    async def main():
+        async with Server(backend, authenticator, port=1110) as server:
+            await server.serve_forever()    # until cancelled or server.close()
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import sys
+from collections.abc import Awaitable, Generator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .._seam import Send, StartTLS
+from ..mailstore._base import MaildropBackend
+from ..mailstore._users import Authenticator
+from ._base import ServerBase, format_peer
+from ._config import ServerConfig, busy_response
+from ._loop import (
+    LINGER_LIMIT,
+    LINGER_READ,
+    RECV_SIZE,
+    Closing,
+    LoopRequest,
+    closing,
+    serve_session,
+)
+
+__all__ = ["Server", "serve", "STLS_SUPPORTED"]
+
+log = logging.getLogger("pop3proto.server")
+
+T = TypeVar("T")
+
+#: Whether this Python can upgrade a stream to TLS (STLS): 3.11 and later.
+STLS_SUPPORTED = sys.version_info >= (3, 11)
+
+if sys.version_info >= (3, 11):
+
+    async def _within(aw: Awaitable[T], delay: float) -> T:
+        async with asyncio.timeout(delay):
+            return await aw
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(aw: Awaitable[T], delay: float) -> T:
+        return await asyncio.wait_for(aw, delay)
+
+
+class _SendStalled(Exception):
+    """The client did not read our replies for a whole idle timeout."""
+
+
+def _take_buffered(reader: asyncio.StreamReader) -> bytes:
+    """Bytes the reader holds that nobody has read yet.
+
+    After ``+OK`` to STLS they were sent in plaintext before the handshake;
+    ``start_tls`` would hand them out as if they had come over TLS (the
+    CVE-2011-0411 injection).  :class:`asyncio.StreamReader` has no public
+    way to ask, so this takes them from its ``_buffer`` (CPython's
+    implementation; with no such attribute nothing is found).
+    """
+    buffer = getattr(reader, "_buffer", None)
+    if not buffer:
+        return b""
+    data = bytes(buffer)
+    buffer.clear()
+    return data
+
+
+class _Connection:
+    """The streams of one client."""
+
+    __slots__ = ("reader", "timeout", "writer")
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.timeout = timeout
+
+    def must_drain(self) -> bool:
+        """Whether a write has to wait on ``drain()``: when the transport
+        holds its high-water mark or more (``drain()`` would block) or is
+        closing (``drain()`` raises, or lets the loop run the connection's
+        end).  Otherwise ``drain()`` would return at once, and skipping it
+        saves a timeout and two coroutines per write."""
+        transport = self.writer.transport
+        if transport.is_closing():
+            return True
+        try:
+            high = transport.get_write_buffer_limits()[1]
+        except (AttributeError, NotImplementedError):
+            return True
+        return bool(transport.get_write_buffer_size() >= high)
+
+    async def drain(self) -> None:
+        """Wait until the transport wants more, but not forever (a slow
+        client, or one not reading at all).  Raises if the peer is gone."""
+        try:
+            await _within(self.writer.drain(), self.timeout)
+        except asyncio.TimeoutError:
+            raise _SendStalled from None
+
+
+class Server(ServerBase):
+    """An asyncio POP3 server.
+
+    Args:
+        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
+        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
+        host, port: where to listen (port ``0`` picks a free one; see
+            :attr:`server_address`).  Like the blocking server, only the
+            first address *host* resolves to is bound.
+        ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
+            (RFC 2595; Python 3.11+, see :data:`STLS_SUPPORTED`), or
+            implicit TLS with *implicit_tls*.
+        implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
+        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
+            ``tls_available`` is set from *ssl_context*, *implicit_tls* and
+            the Python version.
+        max_connections: concurrent sessions; more are refused.
+        handshake_timeout: seconds allowed for a TLS handshake.
+        linger: after the server itself closes a session (QUIT, too many
+            errors, timeout), how long to drain what the client still sends
+            so that the last reply is not destroyed by a TCP reset.
+        backlog: the listen queue length.
+        trust_loopback: treat clients on a loopback address as local (the
+            default plaintext policy lets them log in without TLS).  Turn it
+            off behind a proxy on the same host.
+
+    Nothing is bound until :meth:`start` (or ``async with``, or
+    :meth:`serve_forever`).  :meth:`close` stops listening and abandons
+    every session (no UPDATE: nothing is deleted, locks are released);
+    :meth:`wait_closed` waits until they are all gone.
+    """
+
+    stls_supported = STLS_SUPPORTED
+
+    def _init_io(self) -> None:
+        stls_wanted = self.ssl_context is not None and not self.implicit_tls
+        if stls_wanted and not STLS_SUPPORTED:  # pragma: no cover
+            log.warning("STLS needs Python 3.11 or later; it is not offered")
+        self._listener: socket.socket | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sessions = 0
+        self._closing = False
+        self._stopped: asyncio.Event | None = None
+
+    # -- public API ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind, listen and start accepting connections."""
+        if self._server is not None or self._closing:
+            raise RuntimeError("the server was already started")
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        listener = socket.create_server(address, family=family, backlog=self.backlog)
+        try:
+            implicit = self.ssl_context if self.implicit_tls else None
+            self._server = await asyncio.start_server(
+                self._handle,
+                sock=listener,
+                ssl=implicit,
+                ssl_handshake_timeout=self.handshake_timeout if implicit else None,
+                limit=RECV_SIZE,
+            )
+        except BaseException:
+            listener.close()
+            raise
+        self._listener = listener
+        self._stopped = asyncio.Event()
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """``(host, port)`` the server listens on (after :meth:`start`)."""
+        if self._listener is None:
+            raise RuntimeError("the server is not started")
+        name = self._listener.getsockname()
+        return str(name[0]), int(name[1])
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets (``asyncio.Server.sockets``); empty when closed."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)
+
+    @property
+    def active_connections(self) -> int:
+        """Sessions being served right now."""
+        return self._sessions
+
+    @property
+    def is_serving(self) -> bool:
+        """Whether the server accepts connections."""
+        return self._server is not None and not self._closing
+
+    async def serve_forever(self) -> None:
+        """Start if needed, then serve until :meth:`close` is called (returns)
+        or this task is cancelled (the server is then closed)."""
+        if self._server is None:
+            await self.start()
+        assert self._stopped is not None
+        try:
+            await self._stopped.wait()
+        finally:
+            self.close()
+            await self.wait_closed()
+
+    def close(self) -> None:
+        """Stop listening and abandon every open session (no UPDATE).
+
+        Safe to call more than once; see :meth:`wait_closed`.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._stopped is not None:
+            self._stopped.set()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait until the sessions abandoned by :meth:`close` have ended."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        if self._server is None:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def __repr__(self) -> str:
+        where = "-"
+        if self._listener is not None and not self._closing:
+            host, port = self.server_address
+            where = f"{host}:{port}"
+        return f"<Server {where} active={self._sessions}>"
+
+    # -- one connection -------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if self._closing:
+            writer.transport.abort()
+            return
+        self._tasks.add(task)
+        try:
+            if self._sessions >= self.max_connections:
+                await self._refuse(writer)
+                return
+            self._sessions += 1
+            try:
+                await self._serve_client(reader, writer)
+            finally:
+                self._sessions -= 1
+        except asyncio.CancelledError:
+            # close() (or the loop shutting down) abandoned the session; the
+            # cleanup is done.  The task ends normally: on Python 3.11 the
+            # stream machinery's done-callback calls task.exception(), which
+            # raises (and logs a traceback) for a cancelled task.
+            writer.transport.abort()
+        finally:
+            self._tasks.discard(task)
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        log.warning("connection refused: %d sessions already open", self.max_connections)
+        try:
+            writer.write(busy_response())
+            writer.close()
+            await _within(writer.wait_closed(), 1.0)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        ip, peer = format_peer(writer.get_extra_info("peername"))
+        session = self._new_session(ip, peer)
+        conn = _Connection(reader, writer, self.config.idle_timeout)
+        loop = serve_session(session)
+        try:
+            await self._run(conn, loop)
+        except (OSError, _SendStalled, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+            log.debug("connection from %s ended: %s", peer, exc or type(exc).__name__)
+        except Exception:
+            log.exception("unexpected error serving %s", peer)
+        finally:
+            # Cancellation (close(), or the loop shutting down) comes
+            # through here too: no UPDATE, the lock is released.
+            loop.close()
+            session.connection_lost()
+            how = closing(session.stats.reason, abandoned=self._closing, linger=self.linger)
+            await self._close(conn, how)
+
+    async def _run(
+        self, conn: _Connection, loop: Generator[LoopRequest, bytes | None, None]
+    ) -> None:
+        """Perform what the loop asks until it ends (see :mod:`._loop`)."""
+        reader, writer = conn.reader, conn.writer
+        answer: bytes | None = None
+        while True:
+            try:
+                request = loop.send(answer)
+            except StopIteration:
+                return
+            answer = None
+            if type(request) is Send:
+                writer.write(request.data)
+                if conn.must_drain():
+                    await conn.drain()
+            elif type(request) is StartTLS:
+                leftover = _take_buffered(reader)
+                if leftover:
+                    answer = leftover  # no handshake: the session drops us
+                else:
+                    await self._start_tls(conn)
+            else:
+                if self._closing:
+                    return
+                try:
+                    answer = await _within(reader.read(RECV_SIZE), conn.timeout)
+                except asyncio.TimeoutError:
+                    continue  # None: the idle timeout
+
+    async def _start_tls(self, conn: _Connection) -> None:
+        context = self.ssl_context
+        assert context is not None
+        if sys.version_info >= (3, 11):
+            await conn.writer.start_tls(context, ssl_handshake_timeout=self.handshake_timeout)
+        else:  # pragma: no cover - STLS is not offered on 3.10
+            raise RuntimeError("STLS needs Python 3.11")
+
+    async def _close(self, conn: _Connection, how: Closing) -> None:
+        writer = conn.writer
+        transport = writer.transport
+        if how is Closing.ABORT:
+            transport.abort()
+            return
+        try:
+            if how is Closing.LINGER:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await _within(self._linger(conn), self.linger)
+            writer.close()
+            await _within(writer.wait_closed(), max(self.linger, 1.0))
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            transport.abort()  # a no-op once closed; else drops what is unsent
+
+    async def _linger(self, conn: _Connection) -> None:
+        # See Closing.LINGER: half-close (plaintext only: TLS has no
+        # half-close), then drain.
+        writer = conn.writer
+        if writer.can_write_eof():
+            writer.write_eof()
+        drained = 0
+        while drained < LINGER_LIMIT:
+            chunk = await conn.reader.read(LINGER_READ)
+            if not chunk:
+                break
+            drained += len(chunk)
+
+
+async def serve(
+    backend: MaildropBackend,
+    authenticator: Authenticator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 1110,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    config: ServerConfig | None = None,
+    max_connections: int = 100,
+    handshake_timeout: float = 30.0,
+    trust_loopback: bool = True,
+) -> None:
+    """Serve POP3 until cancelled (``asyncio.run(serve(...))``, Ctrl-C);
+    see :class:`Server`."""
+    async with Server(
+        backend,
+        authenticator,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        implicit_tls=implicit_tls,
+        config=config,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        trust_loopback=trust_loopback,
+    ) as server:
+        host_shown, port_shown = server.server_address
+        log.info("serving POP3 on %s port %d", host_shown, port_shown)
+        await server.serve_forever()

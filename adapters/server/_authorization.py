@@ -1,0 +1,268 @@
+"""The AUTHORIZATION state of a server session: who is logging in, and how.
+
+:class:`Authorization` checks one session's credentials by every method
+the server offers: USER/PASS and APOP (RFC 1939 §7), and SASL (RFC 5034)
+with the mechanisms of :data:`~._config.SUPPORTED_MECHANISMS`.  It
+*decides*; the session *acts*.  Each command's method returns an
+:data:`Outcome`:
+
+* a reply event to send (``+OK send PASS``, a SASL challenge, a refusal);
+* :class:`LoggedIn`: the credentials are good, the session opens the
+  user's maildrop (RFC 1939 §4);
+* :data:`FAILED`: they are not.  The session answers every failure the
+  same way, ``-ERR [AUTH] authentication failed`` (RFC 3206 §5), counts
+  it and closes after ``max_auth_failures``; why it failed (unknown user,
+  wrong password, bad SASL proof) stays here.
+
+Policy choices:
+
+* Plaintext logins (USER/PASS, SASL PLAIN and LOGIN) are refused, and not
+  advertised, unless the connection is TLS or loopback
+  (``ServerConfig.allow_plaintext_auth=None``, RFC 5034 §4, RFC 2595 §2.3).
+* USER is answered ``+OK`` for any name (no user enumeration, RFC 1939
+  §13), and an unknown user costs APOP the same digest as a known one.
+* The APOP timestamp (and the CRAM-MD5 challenge) is unique and
+  unpredictable for each greeting (RFC 1939 §7, RFC 2195 §2).
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass
+
+import pop3proto
+from pop3proto import (
+    Apop,
+    Auth,
+    Connection,
+    Err,
+    Event,
+    Ok,
+    Pass,
+    SaslCancel,
+    SaslChallenge,
+    SaslResponse,
+    User,
+)
+
+from ..mailstore._users import Authenticator
+from ._config import _PLAINTEXT_MECHANISMS, ServerConfig
+
+__all__ = ["Authorization", "LoggedIn", "Failed", "FAILED", "Outcome"]
+
+log = logging.getLogger("pop3proto.server")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """The credentials are good: *user* may open their maildrop."""
+
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The credentials are wrong (see the module docstring for the answer)."""
+
+
+#: The one :class:`Failed` outcome.
+FAILED = Failed()
+
+#: What each command's method returns: a reply to send, or a verdict.
+Outcome = Event | LoggedIn | Failed
+
+
+_timestamp_counter = itertools.count(1)
+_HOST_RE = re.compile(r"[^A-Za-z0-9.\-]")
+
+
+def apop_timestamp(hostname: str) -> str:
+    """A new ``<pid.counter.random@host>`` msg-id for a greeting.
+
+    RFC 1939 §7: a msg-id that MUST be different for each greeting: the
+    process id, a counter and 64 random bits make it unique and
+    unpredictable (predictability would allow precomputed replies).
+    """
+    host = _HOST_RE.sub("", hostname) or "localhost"
+    return f"<{os.getpid()}.{next(_timestamp_counter)}.{secrets.token_hex(8)}@{host}>"
+
+
+def _plaintext_refused() -> Err:
+    # RFC 5034 §4 / RFC 2595 §2.3: no cleartext passwords without TLS.
+    return Err("plaintext authentication disallowed without TLS", pop3proto.AUTH)
+
+
+class Authorization:
+    """The logins of one session; see the module docstring.
+
+    Args:
+        authenticator: checks credentials.
+        config: the server-wide settings (mechanisms, APOP, the plaintext
+            policy).
+        conn: the session's engine connection, read (never fed) for
+            whether the transport is TLS right now.
+        is_loopback: the client connects from a loopback address.
+    """
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        config: ServerConfig,
+        conn: Connection,
+        *,
+        is_loopback: bool,
+    ) -> None:
+        """See the class docstring."""
+        self.authenticator = authenticator
+        self.config = config
+        self.is_loopback = is_loopback
+        self._conn = conn
+        #: The APOP timestamp of this session's greeting, if any.
+        self.timestamp: str | None = None
+        self._pending_user: str | None = None
+        self._mechanism: pop3proto.SaslServerMechanism | None = None
+
+    def greeting_text(self) -> str:
+        """The greeting's text, with a new APOP timestamp if APOP is on."""
+        text = self.config.greeting
+        if self.config.apop:
+            self.timestamp = apop_timestamp(self.config.hostname)
+            text = f"{text} {self.timestamp}"
+        return text
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        """Whether USER/PASS, PLAIN and LOGIN are allowed right now."""
+        allow = self.config.allow_plaintext_auth
+        if allow is None:
+            return self.is_loopback or self._conn.tls
+        return allow
+
+    @property
+    def mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms allowed (and advertised) right now."""
+        plaintext = self.plaintext_allowed
+        return tuple(
+            m for m in self.config.sasl_mechanisms if plaintext or m not in _PLAINTEXT_MECHANISMS
+        )
+
+    # -- what the session tells us -------------------------------------------
+
+    def bad_line(self) -> None:
+        """A line the engine refused: one inside AUTH that is neither base64
+        nor "*" ends the exchange (RFC 5034 §4, answered -ERR)."""
+        self._mechanism = None
+
+    def tls_starting(self) -> None:
+        """STLS was accepted: a USER given in plaintext does not carry over."""
+        self._pending_user = None
+
+    def end(self) -> None:
+        """The session is over: drop a SASL exchange in progress."""
+        self._mechanism = None
+
+    # -- the commands ----------------------------------------------------------
+
+    def user(self, event: User) -> Outcome:
+        """USER (RFC 1939 §7)."""
+        if not self.plaintext_allowed:
+            return _plaintext_refused()
+        # RFC 1939 §13: +OK whatever the name, so USER reveals nothing.
+        self._pending_user = event.name
+        return Ok("send PASS")
+
+    def password(self, event: Pass) -> Outcome:
+        """PASS (RFC 1939 §7), after USER."""
+        user, self._pending_user = self._pending_user, None
+        if user is None or not self.plaintext_allowed:  # pragma: no cover - engine order
+            return _plaintext_refused()
+        if not self._check_password(user, event.password):
+            return FAILED
+        return LoggedIn(user)
+
+    def apop(self, event: Apop) -> Outcome:
+        """APOP (RFC 1939 §7)."""
+        timestamp = self.timestamp
+        if timestamp is None:  # the engine refuses APOP without one
+            return Err("APOP not available")
+        try:
+            secret = self.authenticator.get_secret(event.name)
+        except Exception:
+            log.exception("authenticator failed")
+            secret = None
+        # RFC 1939 §7: MD5(timestamp + secret).  An unknown user costs the
+        # same digest and comparison as a wrong one.
+        expected = pop3proto.apop_digest(
+            timestamp, secret if secret is not None else secrets.token_hex(16)
+        )
+        matches = hmac.compare_digest(expected.encode("ascii"), event.digest.encode("ascii"))
+        if not matches or secret is None:
+            return FAILED
+        return LoggedIn(event.name)
+
+    def auth(self, event: Auth) -> Outcome:
+        """AUTH mechanism [initial-response] (RFC 5034 §4)."""
+        name = event.mechanism
+        if name not in self.config.sasl_mechanisms:
+            return Err("unsupported authentication mechanism")
+        if name in _PLAINTEXT_MECHANISMS and not self.plaintext_allowed:
+            return _plaintext_refused()
+        mechanism = self._make_mechanism(name)
+        if mechanism.server_first and event.initial_response is not None:
+            # RFC 5034 §4: an initial response to a mechanism without a
+            # client-first step is answered -ERR.
+            return Err(f"{name} does not take an initial response")
+        self._mechanism = mechanism
+        return self._sasl_step(event.initial_response)
+
+    def sasl_line(self, event: SaslResponse | SaslCancel) -> Outcome:
+        """A client line inside an AUTH exchange (RFC 5034 §4)."""
+        if isinstance(event, SaslCancel):
+            # RFC 5034 §4: "*" cancels; the server MUST answer -ERR.
+            self._mechanism = None
+            return Err("authentication cancelled")
+        return self._sasl_step(event.data)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _check_password(self, user: str, password: str) -> bool:
+        try:
+            return bool(self.authenticator.check_password(user, password))
+        except Exception:
+            log.exception("authenticator failed")
+            return False
+
+    def _make_mechanism(self, name: str) -> pop3proto.SaslServerMechanism:
+        auth = self.authenticator
+        if name == "PLAIN":
+            return pop3proto.PlainServer(self._check_password)
+        if name == "LOGIN":
+            return pop3proto.LoginServer(self._check_password)
+        if name == "CRAM-MD5":
+            # RFC 2195 §2: a unique msg-id-like challenge.
+            challenge = apop_timestamp(self.config.hostname)
+            return pop3proto.CramMD5Server(auth.get_secret, challenge=challenge)
+        assert name == "SCRAM-SHA-256"
+        return pop3proto.ScramServer(auth.scram_credentials)
+
+    def _sasl_step(self, response: bytes | None) -> Outcome:
+        mechanism = self._mechanism
+        assert mechanism is not None
+        try:
+            challenge = mechanism.step(response)
+        except (pop3proto.SaslError, ValueError):
+            # The reason (bad proof, malformed message) stays private: the
+            # client gets the same answer as for a wrong password.
+            self._mechanism = None
+            return FAILED
+        if challenge is not None:
+            return SaslChallenge(challenge)
+        self._mechanism = None
+        user = mechanism.authenticated_user
+        assert user is not None
+        return LoggedIn(user)

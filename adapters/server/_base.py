@@ -1,0 +1,99 @@
+"""What the blocking, asyncio and trio servers share before any I/O.
+
+:class:`ServerBase` takes the options all three servers take, checks them
+once, derives the session config from them and makes the
+:class:`~._session.ServerSession` of each accepted connection, so that a
+new option or a new check is written here, not three times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from typing import Any, ClassVar
+
+from ..mailstore._base import MaildropBackend
+from ..mailstore._users import Authenticator
+from ._config import ServerConfig, is_loopback_address
+from ._session import ServerSession
+
+__all__ = ["ServerBase", "format_peer"]
+
+
+def format_peer(address: Any) -> tuple[str, str]:
+    """``(ip, "ip:port")`` for a peer address (``[ip]:port`` for IPv6);
+    ``("", str(address))`` for anything else (a Unix socket, a test pipe)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        shown = f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+        return host, shown
+    return "", str(address)
+
+
+class ServerBase:
+    """The options of every server, checked, and the session config derived
+    from them.
+
+    A server subclasses it with its I/O layer's state in :meth:`_init_io`,
+    so that all three take the same arguments (see each ``Server``'s
+    docstring) from one place.  STLS is offered (``tls_available``) when
+    there is a TLS context, TLS is not implicit, and the I/O layer can start
+    TLS mid-stream (:attr:`stls_supported`: asyncio needs Python 3.11).
+    """
+
+    #: Whether this I/O layer can start TLS in the middle of a stream (STLS).
+    stls_supported: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        backend: MaildropBackend,
+        authenticator: Authenticator,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1110,
+        ssl_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        config: ServerConfig | None = None,
+        max_connections: int = 100,
+        handshake_timeout: float = 30.0,
+        linger: float = 1.0,
+        backlog: int = 128,
+        trust_loopback: bool = True,
+    ) -> None:
+        """Check the arguments; see the class docstring."""
+        if implicit_tls and ssl_context is None:
+            raise ValueError("implicit_tls needs an ssl_context")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if not handshake_timeout > 0:
+            raise ValueError("handshake_timeout must be positive")
+        stls = ssl_context is not None and not implicit_tls and self.stls_supported
+        base = config if config is not None else ServerConfig()
+        self.config = dataclasses.replace(base, tls_available=stls)
+        self.backend = backend
+        self.authenticator = authenticator
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.implicit_tls = implicit_tls
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.linger = linger
+        self.backlog = backlog
+        self.trust_loopback = trust_loopback
+        self._init_io()
+
+    def _init_io(self) -> None:
+        """Set up the I/O layer's own state (the blocking server binds here)."""
+
+    def _new_session(self, ip: str, peer: str) -> ServerSession:
+        """The session of a client accepted from *ip* (*peer* as logged;
+        see :func:`format_peer`)."""
+        return ServerSession(
+            self.backend,
+            self.authenticator,
+            self.config,
+            tls=self.implicit_tls,
+            is_loopback=self.trust_loopback and is_loopback_address(ip),
+            peer=peer,
+        )

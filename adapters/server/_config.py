@@ -1,0 +1,215 @@
+"""What a POP3 server is configured with, and what it reports.
+
+* :class:`ServerConfig`: the server-wide settings every session reads.
+* :class:`SessionStats` and :class:`EndReason`: what a session did and why
+  it ended (logged, and passed to the ``on_session_end`` hook).
+* :data:`SUPPORTED_MECHANISMS`: the SASL mechanisms a session can run.
+* Policy helpers for the runtime loops: :func:`is_loopback_address` (the
+  default plaintext policy trusts loopback peers) and
+  :func:`busy_response` (the refusal over the connection cap).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pop3proto
+from pop3proto import SERVER, Connection, Err
+
+__all__ = [
+    "EndReason",
+    "ServerConfig",
+    "SessionStats",
+    "SUPPORTED_MECHANISMS",
+    "busy_response",
+    "is_loopback_address",
+]
+
+#: The SASL mechanisms the session can run (RFC 4616, draft-murchison-sasl-login,
+#: RFC 2195, RFC 7677), strongest first.
+SUPPORTED_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN")
+# Mechanisms that send the password itself.
+_PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
+
+
+class EndReason(str, enum.Enum):
+    """Why a session ended: :attr:`SessionStats.reason`.
+
+    A ``str`` (``EndReason.QUIT == "quit"``) that prints as its value, so
+    the session-end log line and the hook's users read plain words.  How a
+    runtime closes the transport after each one is decided in one place,
+    :func:`pop3proto.adapters.server._loop.closing`.
+    """
+
+    #: The client sent QUIT (after UPDATE, if it had logged in).
+    QUIT = "quit"
+    #: The client closed its side without QUIT (RFC 1939 §6: no UPDATE).
+    EOF = "eof"
+    #: The client was silent for ``idle_timeout`` seconds.
+    TIMEOUT = "timeout"
+    #: Input nothing sensible can answer (bytes pipelined after STLS, an
+    #: oversize SASL line): the connection is dropped.
+    PROTOCOL_ERROR = "protocol error"
+    #: ``max_bad_commands`` reached.
+    TOO_MANY_BAD_COMMANDS = "too many bad commands"
+    #: ``max_auth_failures`` reached.
+    TOO_MANY_AUTH_FAILURES = "too many authentication failures"
+    #: The transport failed or closed under the session, or the server
+    #: abandoned it (shutdown).
+    CONNECTION_LOST = "connection lost"
+    #: The maildrop failed in the middle of a message: half a body is on
+    #: the wire and no -ERR can follow a +OK, so the connection is dropped.
+    IO_ERROR = "I/O error"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+@dataclass
+class SessionStats:
+    """What a session did; logged (and passed to the ``on_session_end``
+    hook) when it ends.  Never holds credentials.
+
+    Fields:
+        peer: the client's address, as the adapter gave it.
+        user: the authenticated user, or ``None``.
+        tls: whether the session ended on a TLS transport.
+        commands: commands received (well formed or not).
+        bytes_received / bytes_sent: octets in and out, at the POP3 level.
+        retrieved: messages sent in full by RETR.
+        deleted: messages removed in UPDATE.
+        auth_failures: failed authentication attempts.
+        reason: why the session ended, an :class:`EndReason` (a ``str``:
+            ``"quit"``, ``"eof"``, ``"timeout"``...); ``""`` before.
+    """
+
+    peer: str = ""
+    user: str | None = None
+    tls: bool = False
+    commands: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    retrieved: int = 0
+    deleted: int = 0
+    auth_failures: int = 0
+    reason: str = ""
+
+
+def _default_hostname() -> str:
+    return socket.gethostname()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Server-wide settings, shared by every connection.
+
+    Per-connection facts (implicit TLS, a loopback peer, the peer's address)
+    are arguments of :class:`ServerSession` instead, so one frozen config
+    serves every connection.
+
+    Fields:
+        hostname: the host part of the APOP timestamp ``<...@hostname>``.
+        greeting: the greeting text before the timestamp.
+        allow_plaintext_auth: ``True``/``False`` to allow or refuse
+            USER/PASS, SASL PLAIN and LOGIN everywhere; ``None`` (the
+            default) allows them only over TLS or from a loopback address
+            (RFC 5034 §4: servers SHOULD by default refuse plaintext
+            mechanisms without TLS).
+        tls_available: STLS can be offered (the adapter has a server TLS
+            context).  It is offered only before TLS and before UTF8.
+        apop: put an APOP timestamp in the greeting and accept APOP.
+        sasl_mechanisms: the SASL mechanisms offered, from
+            :data:`SUPPORTED_MECHANISMS`, in the order advertised.
+        idle_timeout: seconds of client silence before the adapter calls
+            :meth:`ServerSession.timed_out`.  RFC 1939 §3: at least 10
+            minutes (600, the default); smaller values are accepted for
+            tests and special deployments.
+        max_bad_commands: unknown, malformed or out-of-state commands
+            tolerated; the last one is answered ``-ERR`` and the connection
+            closed.
+        max_auth_failures: failed logins per connection before closing.
+        expire: advertise ``EXPIRE n`` or ``EXPIRE NEVER`` (RFC 2449 §6.7);
+            ``0`` also removes retrieved messages at UPDATE.
+        login_delay: advertise ``LOGIN-DELAY n`` (RFC 2449 §6.5).  Not
+            enforced by the session.
+        implementation: the ``IMPLEMENTATION`` text (RFC 2449 §6.9), or
+            ``None`` to omit it.
+        chunk_size: the largest body piece per ``Send`` action.
+        strict_user: the engine's ``strict_user`` (only PASS or QUIT may
+            follow USER).
+        on_session_end: called with the :class:`SessionStats` when a session
+            ends (after the log line).
+    """
+
+    hostname: str = field(default_factory=_default_hostname)
+    greeting: str = "POP3 server ready"
+    allow_plaintext_auth: bool | None = None
+    tls_available: bool = False
+    apop: bool = True
+    sasl_mechanisms: tuple[str, ...] = SUPPORTED_MECHANISMS
+    idle_timeout: float = 600.0
+    max_bad_commands: int = 20
+    max_auth_failures: int = 3
+    expire: int | Literal["NEVER"] | None = None
+    login_delay: int | None = None
+    implementation: str | None = f"pop3proto {pop3proto.__version__}"
+    chunk_size: int = 65536
+    strict_user: bool = True
+    on_session_end: Callable[[SessionStats], None] | None = None
+
+    def __post_init__(self) -> None:
+        mechanisms = tuple(m.upper() for m in self.sasl_mechanisms)
+        unknown = [m for m in mechanisms if m not in SUPPORTED_MECHANISMS]
+        if unknown:
+            raise ValueError(f"unsupported SASL mechanisms: {', '.join(unknown)}")
+        object.__setattr__(self, "sasl_mechanisms", mechanisms)
+        if not self.idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive")
+        for name in ("max_bad_commands", "max_auth_failures", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        expire = self.expire
+        if (
+            expire is not None
+            and expire != "NEVER"
+            and (isinstance(expire, bool) or not isinstance(expire, int) or expire < 0)
+        ):
+            raise ValueError("expire must be None, 'NEVER' or a number of days >= 0")
+        if self.login_delay is not None and self.login_delay < 0:
+            raise ValueError("login_delay must be >= 0")
+        if self.implementation is not None and not (
+            self.implementation.strip()
+            and self.implementation.isascii()
+            and self.implementation.isprintable()
+        ):
+            raise ValueError("implementation must be non-empty printable ASCII")
+        if not (self.greeting.isascii() and self.greeting.isprintable()) or "<" in self.greeting:
+            raise ValueError("greeting must be printable ASCII without '<'")
+
+
+def is_loopback_address(host: str) -> bool:
+    """Whether *host* (an IP address string, maybe with an IPv6 zone) is a
+    loopback address, including IPv4-mapped ``::ffff:127.x.y.z``."""
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+def busy_response(text: str = "too many connections") -> bytes:
+    """A negative greeting ``-ERR [SYS/TEMP] text`` for a connection the
+    server will not serve (over its connection cap); close after sending.
+
+    RFC 1939 §4 expects a positive greeting, but a ``-ERR`` one with a
+    ``SYS/TEMP`` code (RFC 3206 §4) tells the client to retry later, and
+    the engine's client role reports it as an :class:`~pop3proto.Err`.
+    """
+    return Connection(SERVER).send(Err(text, pop3proto.SYS_TEMP))

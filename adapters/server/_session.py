@@ -1,0 +1,613 @@
+"""The I/O-free POP3 server session shared by every server.
+
+:class:`ServerSession` decides what a POP3 server *does*: it owns a server
+:class:`pop3proto.Connection`, answers each command event (RFC 1939 §§4-7,
+RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH, RFC 6856 UTF8/LANG), opens and
+locks the maildrop after authentication and applies deletions only in the
+UPDATE state.  It never touches a socket: bytes go in with
+:meth:`~ServerSession.receive` and come out as *actions*, the seam's
+requests (:mod:`pop3proto.adapters._seam`): :class:`Send`,
+:class:`StartTLS` and :class:`Close`.  The one loop that drives a session
+(gathering its sends into writes, reading between batches, the idle
+timeout) is :func:`pop3proto.adapters.server._loop.serve_session`; each
+runtime performs what that loop asks.
+
+What a session promises whoever drives it:
+
+* :meth:`~ServerSession.greeting` comes first, exactly once.
+* :meth:`~ServerSession.actions` is a generator that processes the
+  commands already received, in order (RFC 2449 §6.6: pipelined commands
+  are answered one after another), and stops when it needs more bytes.
+  Message bodies (RETR, TOP) are streamed from the maildrop: the status
+  line goes out with as much of the body as fits in
+  ``ServerConfig.chunk_size`` (a small message, terminator included, is a
+  single :class:`Send`), and each further chunk is produced only when the
+  driver asks for the next action, so a driver that finishes each write
+  before pulling the next action never holds much more than one chunk of
+  a message in memory.
+* :class:`StartTLS` is always the last action of a batch.  Call
+  :meth:`~ServerSession.tls_started` once the handshake is done, before
+  reading again.
+* :class:`Close` is always the last action; the session is then
+  :attr:`~ServerSession.closed`.  Close the transport after sending every
+  :class:`Send` before it.
+* :meth:`~ServerSession.connection_lost` (end of stream, reset, failed TLS
+  handshake, server shutdown) and :meth:`~ServerSession.timed_out` end the
+  session **without** UPDATE: the maildrop lock is released and nothing is
+  deleted (RFC 1939 §3, §6).  Abandoning an :meth:`actions` generator in
+  the middle of a body is fine: closing it (or letting it be collected)
+  closes the message being read.
+
+Each command is answered by the handler :data:`_HANDLERS` maps its event
+class to (the engine has already checked that the command is allowed in
+the current state, RFC 1939 §3): answering a new command is one entry
+there.  An event with no handler is answered ``-ERR command not
+implemented``.  Logins are decided by :mod:`._authorization`; once the
+user is in, :mod:`._transaction` answers from the open maildrop.
+
+Policy choices (each one documented where it is made):
+
+* After ``max_auth_failures`` failed logins, and after
+  ``max_bad_commands`` bad commands, the server closes (RFC 1939 §4
+  allows it).
+* An idle timeout sends ``-ERR disconnected for inactivity``
+  before closing.  RFC 1939 §3 says the server closes "without ... sending
+  any response", but real servers (Dovecot, WildDuck) send one, the engine's
+  client role understands it, and it tells a human what happened.  No
+  message is removed either way.
+* ``EXPIRE 0`` (RFC 2449 §6.7), when configured, removes the messages
+  retrieved in full by RETR, at UPDATE only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+import pop3proto
+from pop3proto import (
+    NEED_DATA,
+    PAUSED,
+    SERVER,
+    Apop,
+    Auth,
+    BadCommand,
+    Capa,
+    Capabilities,
+    CapaOk,
+    Command,
+    Connection,
+    ConnectionClosed,
+    Dele,
+    Err,
+    Event,
+    Greeting,
+    Lang,
+    LangOk,
+    List,
+    Noop,
+    Ok,
+    Pass,
+    Quit,
+    RemoteProtocolError,
+    Retr,
+    Rset,
+    SaslCancel,
+    SaslResponse,
+    Stat,
+    State,
+    Stls,
+    Top,
+    Uidl,
+    User,
+    Utf8,
+)
+
+from .._seam import Close, Send, StartTLS
+from ..mailstore._base import MaildropBackend, MaildropError, MaildropInUse
+from ..mailstore._users import Authenticator
+from ._authorization import Authorization, Failed, LoggedIn, Outcome
+from ._config import EndReason, ServerConfig, SessionStats
+from ._transaction import MaildropFailed, Transaction
+
+__all__ = ["Action", "ServerSession"]
+
+log = logging.getLogger("pop3proto.server")
+
+#: What :meth:`ServerSession.actions` yields.
+Action = Send | StartTLS | Close
+
+_AUTH_FAILED = "authentication failed"
+
+
+class _Stop(Exception):
+    """Internal: a handler closed the session (``actions()`` yields
+    :class:`Close` for it)."""
+
+
+class ServerSession:
+    """One POP3 server session, I/O-free; see the module docstring.
+
+    Args:
+        backend: opens the user's maildrop after authentication.
+        authenticator: checks credentials.
+        config: server-wide settings (default ``ServerConfig()``).
+        tls: the transport is already TLS (implicit TLS, RFC 8314 §3).
+        is_loopback: the client connects from a loopback address (see
+            :func:`~._config.is_loopback_address`); with the default policy
+            this allows plaintext logins without TLS.
+        peer: the client's address, for the session-end log line.
+    """
+
+    def __init__(
+        self,
+        backend: MaildropBackend,
+        authenticator: Authenticator,
+        config: ServerConfig | None = None,
+        *,
+        tls: bool = False,
+        is_loopback: bool = False,
+        peer: str = "",
+    ) -> None:
+        """See the class docstring."""
+        self.config = config if config is not None else ServerConfig()
+        self.backend = backend
+        self.authenticator = authenticator
+        self.stats = SessionStats(peer=peer, tls=tls)
+        self._conn = Connection(SERVER, tls=tls, strict_user=self.config.strict_user)
+        self._authorization = Authorization(
+            authenticator, self.config, self._conn, is_loopback=is_loopback
+        )
+        self._greeted = False
+        self._closed = False
+        self._eof = False
+        self._transaction: Transaction | None = None
+        self._bad_commands = 0
+
+    # -- properties --------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The engine connection (read it; do not feed or send on it)."""
+        return self._conn
+
+    @property
+    def state(self) -> State:
+        """The engine's session state."""
+        return self._conn.state
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session is over (after :class:`Close`,
+        :meth:`connection_lost` or :meth:`timed_out`)."""
+        return self._closed
+
+    @property
+    def tls(self) -> bool:
+        """Whether the transport is TLS."""
+        return self._conn.tls
+
+    @property
+    def user(self) -> str | None:
+        """The authenticated user, once in TRANSACTION."""
+        return self.stats.user
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds of client silence the adapter allows (``config.idle_timeout``)."""
+        return self.config.idle_timeout
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the client connects from a loopback address."""
+        return self._authorization.is_loopback
+
+    @property
+    def timestamp(self) -> str | None:
+        """The APOP timestamp of this session's greeting, if any."""
+        return self._authorization.timestamp
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        """Whether USER/PASS, PLAIN and LOGIN are allowed right now."""
+        return self._authorization.plaintext_allowed
+
+    @property
+    def mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms allowed (and advertised) right now."""
+        return self._authorization.mechanisms
+
+    def capabilities(self) -> Capabilities:
+        """What CAPA answers now (RFC 2449 §5): only what works right now.
+
+        Capabilities of the AUTHORIZATION state (USER, SASL, UTF8) are
+        announced in TRANSACTION too, as RFC 2449 §5 requires; STLS only
+        in AUTHORIZATION, before TLS and before UTF8 (RFC 2595 §4,
+        RFC 6856 §2.1).
+        """
+        config = self.config
+        items: list[str | tuple[str, ...]] = [
+            "TOP",
+            "UIDL",
+            "PIPELINING",
+            "RESP-CODES",
+            "AUTH-RESP-CODE",
+        ]
+        if self.plaintext_allowed:
+            items.append("USER")
+        mechanisms = self.mechanisms
+        if mechanisms:
+            items.append(("SASL", *mechanisms))
+        conn = self._conn
+        if (
+            config.tls_available
+            and not conn.tls
+            and not conn.utf8
+            and conn.state in (State.AUTHORIZATION, State.USER_OK)
+        ):
+            items.append("STLS")
+        items.append("UTF8")
+        items.append("LANG")
+        if config.expire is not None:
+            items.append(("EXPIRE", str(config.expire)))
+        if config.login_delay is not None:
+            items.append(("LOGIN-DELAY", str(config.login_delay)))
+        if config.implementation is not None:
+            items.append(("IMPLEMENTATION", *config.implementation.split()))
+        return Capabilities.build(*items)
+
+    # -- the adapter API ---------------------------------------------------
+
+    def greeting(self) -> bytes:
+        """The greeting to send first (``+OK text <timestamp>``).
+
+        Each call on a new session makes a new, unique APOP timestamp
+        (RFC 1939 §7).  Call it exactly once, before anything else.
+        """
+        if self._greeted:
+            raise RuntimeError("greeting() was already called")
+        self._greeted = True
+        data = self._conn.send(Greeting(self._authorization.greeting_text()))
+        self.stats.bytes_sent += len(data)
+        return data
+
+    def receive(self, data: bytes) -> None:
+        """Feed bytes from the client; ``b""`` means it closed its side.
+
+        Then pull :meth:`actions`.  Bytes after the end are ignored.
+        """
+        if self._closed or self._eof:
+            return
+        if not data:
+            self._eof = True
+        self.stats.bytes_received += len(data)
+        self._conn.receive_data(data)
+
+    def actions(self) -> Generator[Action, None, None]:
+        """Process the commands received so far; yield what to do.
+
+        Stops when more input is needed, after :class:`StartTLS` and after
+        :class:`Close`.  See the module docstring for the rules.
+        """
+        if not self._greeted:
+            raise RuntimeError("send greeting() first")
+        conn = self._conn
+        handlers = _HANDLERS
+        while not self._closed:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as exc:
+                # An injection attempt after STLS or an oversize SASL line:
+                # nothing sensible can be answered; drop the connection
+                # without UPDATE.
+                log.info("protocol error from %s: %s", self.stats.peer or "client", exc)
+                self._end(EndReason.PROTOCOL_ERROR)
+                yield Close()
+                return
+            if event is NEED_DATA or event is PAUSED:
+                return
+            assert isinstance(event, Event)
+            handler = handlers.get(type(event)) or _inherited_handler(type(event))
+            if isinstance(event, Command):
+                self.stats.commands += 1
+            try:
+                yield from handler(self, event)
+            except _Stop:
+                yield Close()
+                return
+            except MaildropFailed:
+                self._end(EndReason.IO_ERROR)
+                yield Close()
+                return
+
+    def tls_started(self) -> None:
+        """The TLS handshake after :class:`StartTLS` succeeded.
+
+        The session is in a fresh AUTHORIZATION state: capabilities are
+        recomputed (STLS disappears; USER and PLAIN may appear).  If the
+        engine finds plaintext bytes buffered from before the handshake, the
+        session ends instead (check :attr:`closed`).
+        """
+        try:
+            self._conn.tls_established()
+        except pop3proto.ProtocolError as exc:
+            # Plaintext bytes arrived before the handshake: possible
+            # injection (RFC 2595 §4).  The session is then closed.
+            log.info("protocol error from %s: %s", self.stats.peer or "client", exc)
+            self._end(EndReason.PROTOCOL_ERROR)
+            return
+        self.stats.tls = True
+
+    def timed_out(self) -> list[Action]:
+        """The client was idle for :attr:`idle_timeout` seconds.
+
+        Ends the session without UPDATE and returns the actions to perform:
+        a ``-ERR`` line when one can be sent (not in the middle of a SASL
+        exchange or a TLS handshake), then :class:`Close`.
+        """
+        if self._closed:
+            return []
+        out: list[Action] = []
+        conn = self._conn
+        if (
+            self._greeted
+            and conn.state in (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
+            and not conn.outstanding
+        ):
+            out.append(self._send(Err("disconnected for inactivity")))
+        self._end(EndReason.TIMEOUT)
+        out.append(Close())
+        return out
+
+    def connection_lost(self) -> None:
+        """The transport failed or closed: end without UPDATE.  Idempotent."""
+        self._end(EndReason.CONNECTION_LOST)
+
+    # -- internals: sending and ending -------------------------------------
+
+    def _send(self, event: Event) -> Send:
+        data = self._conn.send(event)
+        self.stats.bytes_sent += len(data)
+        return Send(data)
+
+    def _release(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            transaction.release()
+
+    def _end(self, reason: EndReason) -> None:
+        """End the session (idempotent): release the maildrop without
+        UPDATE unless a QUIT already committed, log one line, call the hook."""
+        if self._closed:
+            return
+        self._closed = True
+        self._authorization.end()
+        self._release()
+        if self._conn.state not in (State.CLOSED, State.ERROR):
+            self._conn.send(ConnectionClosed())
+        stats = self.stats
+        stats.reason = reason
+        log.info(
+            "session end: peer=%s user=%s reason=%s tls=%s commands=%d received=%d "
+            "sent=%d retrieved=%d deleted=%d auth_failures=%d",
+            stats.peer or "-",
+            stats.user or "-",
+            reason,
+            stats.tls,
+            stats.commands,
+            stats.bytes_received,
+            stats.bytes_sent,
+            stats.retrieved,
+            stats.deleted,
+            stats.auth_failures,
+        )
+        hook = self.config.on_session_end
+        if hook is not None:
+            try:
+                hook(stats)
+            except Exception:
+                log.exception("on_session_end hook failed")
+
+    def _close_after(self, event: Event, reason: EndReason) -> Iterator[Action]:
+        """Send *event* (the reply owed), then end the session."""
+        yield self._send(event)
+        self._stop(reason)
+
+    def _stop(self, reason: EndReason) -> NoReturn:
+        """End the session now; ``actions()`` yields the :class:`Close`."""
+        self._end(reason)
+        raise _Stop
+
+    # -- the handlers (see _HANDLERS) ---------------------------------------
+
+    def _end_of_stream(self, event: ConnectionClosed) -> NoReturn:
+        # RFC 1939 §6: the client closed without QUIT: no UPDATE.
+        self._stop(EndReason.EOF)
+
+    def _bad_command(self, event: BadCommand) -> Iterator[Action]:
+        self._authorization.bad_line()
+        self._bad_commands += 1
+        reason = event.reason[:200]
+        if self._bad_commands >= self.config.max_bad_commands:
+            yield from self._close_after(
+                Err(f"{reason}; too many bad commands, closing"),
+                EndReason.TOO_MANY_BAD_COMMANDS,
+            )
+        yield self._send(Err(reason))
+
+    def _not_implemented(self, event: Event) -> Iterator[Action]:
+        # Anything else the engine might grow: refuse rather than guess.
+        yield self._send(Err("command not implemented"))
+
+    # -- AUTHORIZATION ------------------------------------------------------
+
+    def _authorize(self, outcome: Outcome) -> Iterator[Action]:
+        """Act on what :class:`~._authorization.Authorization` decided."""
+        if isinstance(outcome, LoggedIn):
+            return self._login(outcome.user)
+        if isinstance(outcome, Failed):
+            return self._auth_failure()
+        return iter((self._send(outcome),))
+
+    def _auth_failure(self) -> Iterator[Action]:
+        self.stats.auth_failures += 1
+        reply = Err(_AUTH_FAILED, pop3proto.AUTH)
+        if self.stats.auth_failures >= self.config.max_auth_failures:
+            yield from self._close_after(reply, EndReason.TOO_MANY_AUTH_FAILURES)
+        yield self._send(reply)
+
+    def _login(self, user: str) -> Iterator[Action]:
+        """Credentials are good: lock and open the maildrop (RFC 1939 §4)."""
+        try:
+            maildrop = self.backend.open(user)
+        except MaildropInUse:
+            # RFC 2449 §8.1.2: credentials fine, maildrop busy.
+            yield self._send(Err("maildrop already locked", pop3proto.IN_USE))
+            return
+        except (MaildropError, OSError) as exc:
+            log.error("cannot open the maildrop of %s: %s", user, exc)
+            yield self._send(Err("unable to open maildrop", pop3proto.SYS_TEMP))
+            return
+        try:
+            messages = list(maildrop.messages())
+        except Exception:
+            log.exception("cannot list the maildrop of %s", user)
+            maildrop.close()
+            yield self._send(Err("unable to open maildrop", pop3proto.SYS_TEMP))
+            return
+        self._transaction = transaction = Transaction(
+            maildrop,
+            messages,
+            conn=self._conn,
+            stats=self.stats,
+            chunk_size=self.config.chunk_size,
+        )
+        self.stats.user = user
+        yield self._send(transaction.summary())
+
+    def _stls(self, event: Stls) -> Iterator[Action]:
+        # The engine refuses STLS when TLS is active, after UTF8 and with
+        # bytes pipelined after it (the CVE-2011-0411 class).
+        if not self.config.tls_available:
+            yield self._send(Err("TLS not available"))
+            return
+        self._authorization.tls_starting()
+        yield self._send(Ok("Begin TLS negotiation now"))
+        yield StartTLS()
+
+    def _capa(self, event: Capa) -> CapaOk:
+        return CapaOk(self.capabilities(), "Capability list follows")
+
+    def _utf8(self, event: Utf8) -> Ok:
+        # RFC 6856 §2: UTF-8 mode.  Messages are served as stored.
+        return Ok("UTF8 enabled")
+
+    def _lang(self, event: Lang) -> Ok | Err | LangOk:
+        # RFC 6856 §3, with English as the only language.
+        if event.language is None:
+            return LangOk((("en", "English"),), "Language listing follows")
+        wanted = event.language.lower()
+        if wanted == "*" or wanted.split("-", 1)[0] == "en":
+            return Ok("en Language unchanged")
+        return Err("unsupported language")
+
+    def _noop(self, event: Noop) -> Ok:
+        return Ok()
+
+    # -- TRANSACTION and UPDATE -----------------------------------------------
+
+    def _in_transaction(self) -> Transaction:
+        # The engine hands out TRANSACTION commands only after a login.
+        transaction = self._transaction
+        assert transaction is not None
+        return transaction
+
+    def _quit(self, event: Quit) -> Iterator[Action]:
+        transaction = self._transaction
+        if transaction is None:
+            # RFC 1939 §4: QUIT in AUTHORIZATION, no UPDATE.
+            reply: Ok | Err = Ok("bye")
+        else:
+            # RFC 1939 §6: the UPDATE state.  Remove what was marked,
+            # release the lock, then answer.
+            reply = transaction.update(expire_retrieved=self.config.expire == 0)
+            self._release()
+        return self._close_after(reply, EndReason.QUIT)
+
+
+# ---------------------------------------------------------------------------
+# The dispatch table
+# ---------------------------------------------------------------------------
+
+_E = TypeVar("_E", bound=Event)
+#: A handler answers one event: it returns (or yields) the session's actions.
+Handler = Callable[[ServerSession, Any], Iterable[Action]]
+
+
+def _reply(method: Callable[[ServerSession, _E], Event]) -> Handler:
+    """A handler from a method that returns the one reply to send."""
+
+    def handler(session: ServerSession, event: _E) -> Iterable[Action]:
+        return (session._send(method(session, event)),)
+
+    return handler
+
+
+def _login_step(method: Callable[[Authorization, _E], Outcome]) -> Handler:
+    """A handler from an :class:`~._authorization.Authorization` method."""
+
+    def handler(session: ServerSession, event: _E) -> Iterable[Action]:
+        return session._authorize(method(session._authorization, event))
+
+    return handler
+
+
+def _maildrop_step(method: Callable[[Transaction, _E], Iterable[Action]]) -> Handler:
+    """A handler from a :class:`~._transaction.Transaction` method."""
+
+    def handler(session: ServerSession, event: _E) -> Iterable[Action]:
+        return method(session._in_transaction(), event)
+
+    return handler
+
+
+#: Event class -> its handler.  The engine only hands out events allowed in
+#: the current state (RFC 1939 §3), so a handler needs no state check.
+_HANDLERS: dict[type[Event], Handler] = {
+    # The end of the client's stream, and lines that are not commands.
+    ConnectionClosed: ServerSession._end_of_stream,
+    BadCommand: ServerSession._bad_command,
+    # AUTHORIZATION (RFC 1939 §4, §7; RFC 5034; RFC 2595).
+    User: _login_step(Authorization.user),
+    Pass: _login_step(Authorization.password),
+    Apop: _login_step(Authorization.apop),
+    Auth: _login_step(Authorization.auth),
+    SaslResponse: _login_step(Authorization.sasl_line),
+    SaslCancel: _login_step(Authorization.sasl_line),
+    Stls: ServerSession._stls,
+    # Any state (RFC 2449, RFC 6856, RFC 1939 §5-6).
+    Capa: _reply(ServerSession._capa),
+    Utf8: _reply(ServerSession._utf8),
+    Lang: _reply(ServerSession._lang),
+    Noop: _reply(ServerSession._noop),
+    Quit: ServerSession._quit,
+    # TRANSACTION (RFC 1939 §5, §7).
+    Stat: _maildrop_step(Transaction.stat),
+    List: _maildrop_step(Transaction.list),
+    Uidl: _maildrop_step(Transaction.uidl),
+    Retr: _maildrop_step(Transaction.retr),
+    Top: _maildrop_step(Transaction.top),
+    Dele: _maildrop_step(Transaction.dele),
+    Rset: _maildrop_step(Transaction.rset),
+}
+
+
+def _inherited_handler(kind: type[Event]) -> Handler:
+    """The handler of the nearest base class of *kind* in the table (an
+    event class is looked up exactly first), else "not implemented"."""
+    for base in kind.__mro__:
+        handler = _HANDLERS.get(base)
+        if handler is not None:
+            return handler
+    return ServerSession._not_implemented

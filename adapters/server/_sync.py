@@ -1,0 +1,340 @@
+"""The blocking POP3 server: one thread per connection.
+
+The session decides what to answer and :func:`~._loop.serve_session` how
+to batch it; this module only moves bytes between sockets and that loop:
+
+* the accept loop waits on the listening socket and on a wake-up socket
+  pair (so :meth:`Server.shutdown` returns at once), and hands each client
+  to a new daemon thread;
+* over ``max_connections``, a client gets ``-ERR [SYS/TEMP] too many
+  connections`` and is closed (with implicit TLS it is just closed: a
+  plaintext line would be garbage to a TLS client);
+* each write (``sendall``) finishes before the loop pulls the next action
+  from the session, so memory per connection stays bounded;
+* the idle timeout is the socket timeout while waiting for a command;
+  sends are bounded by it too, so a client that stops reading cannot hold
+  a thread forever; TLS handshakes have their own ``handshake_timeout``;
+* every way out of a connection (EOF, reset, timeout, failed handshake,
+  shutdown) ends in ``session.connection_lost()``, which releases the
+  maildrop lock without UPDATE.  Only QUIT deletes.  The socket is then
+  closed as :func:`~._loop.closing` decides.
+
+Example::
+
+    from pop3proto.adapters.sync import MaildirBackend, Server, UsersFile
+
+    with Server(MaildirBackend("/var/mail/alice"), UsersFile("users"), port=1110) as server:
+        server.serve_forever()      # Ctrl-C, or server.shutdown() from another thread
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import ssl
+import threading
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from .._seam import Send, StartTLS
+from ..mailstore._base import MaildropBackend
+from ..mailstore._users import Authenticator
+from ._base import ServerBase, format_peer
+from ._config import ServerConfig, busy_response
+from ._loop import (
+    LINGER_LIMIT,
+    LINGER_READ,
+    RECV_SIZE,
+    Closing,
+    LoopRequest,
+    closing,
+    serve_session,
+)
+
+__all__ = ["Server", "serve"]
+
+log = logging.getLogger("pop3proto.server")
+
+
+class _Client:
+    """The current socket of one connection (replaced when TLS starts)."""
+
+    __slots__ = ("sock", "thread")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.thread: threading.Thread | None = None
+
+
+class Server(ServerBase):
+    """A blocking, thread-per-connection POP3 server.
+
+    Args:
+        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
+        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
+        host, port: where to listen (port ``0`` picks a free one; see
+            :attr:`server_address`).  The socket is bound and listening when
+            the constructor returns.
+        ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
+            (RFC 2595), or implicit TLS with *implicit_tls*.
+        implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
+        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
+            ``tls_available`` is set from *ssl_context* and *implicit_tls*.
+        max_connections: concurrent sessions; more are refused.
+        handshake_timeout: seconds allowed for a TLS handshake.
+        linger: after the server itself closes a session (QUIT, too many
+            errors, timeout), how long to drain what the client still sends
+            so that the last reply is not destroyed by a TCP reset.
+        backlog: the listen queue length.
+        trust_loopback: treat clients on a loopback address as local (the
+            default plaintext policy lets them log in without TLS).  Turn it
+            off behind a proxy on the same host, where every client looks
+            local.
+    """
+
+    def _init_io(self) -> None:
+        """Bind and listen."""
+        infos = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        self._listener = socket.create_server(address, family=family, backlog=self.backlog)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._lock = threading.Lock()
+        self._clients: set[_Client] = set()
+        self._shutdown_requested = False
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._closed = False
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """``(host, port)`` the server listens on."""
+        name = self._listener.getsockname()
+        return str(name[0]), int(name[1])
+
+    @property
+    def active_connections(self) -> int:
+        """Sessions being served right now."""
+        with self._lock:
+            return len(self._clients)
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown` is called."""
+        if self._closed:
+            raise RuntimeError("the server is closed")
+        self._stopped.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._listener, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._shutdown_requested:
+                    for key, _ in selector.select():
+                        if key.fileobj is self._wake_r:
+                            break
+                        self._accept()
+        finally:
+            self._stopped.set()
+
+    def start(self) -> threading.Thread:
+        """Run :meth:`serve_forever` in a daemon thread; return it."""
+        thread = threading.Thread(target=self.serve_forever, name="pop3proto-accept", daemon=True)
+        thread.start()
+        return thread
+
+    def shutdown(self, timeout: float | None = 5.0) -> None:
+        """Stop accepting, abandon open sessions (no UPDATE: nothing is
+        deleted, locks are released) and wait up to *timeout* seconds for
+        their threads.  Safe to call more than once and from any thread
+        except a connection's own."""
+        self._shutdown_requested = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._stopped.wait(timeout)
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            # The base-class shutdown acts on the descriptor only, so it is
+            # safe on an SSLSocket another thread is reading from; the
+            # reader then sees end-of-stream and abandons its session.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(client.sock, socket.SHUT_RDWR)
+        for client in clients:
+            if client.thread is not None and client.thread is not threading.current_thread():
+                client.thread.join(timeout)
+
+    def server_close(self) -> None:
+        """Close the listening socket (after :meth:`shutdown`)."""
+        if not self._closed:
+            self._closed = True
+            for sock in (self._listener, self._wake_r, self._wake_w):
+                sock.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def __repr__(self) -> str:
+        host, port = self.server_address if not self._closed else ("-", 0)
+        return f"<Server {host}:{port} active={self.active_connections}>"
+
+    # -- accepting ------------------------------------------------------------
+
+    def _accept(self) -> None:
+        try:
+            sock, address = self._listener.accept()
+        except OSError as exc:  # ECONNABORTED, EMFILE...: keep serving
+            log.warning("accept failed: %s", exc)
+            return
+        client = _Client(sock)
+        with self._lock:
+            full = len(self._clients) >= self.max_connections
+            if not full:
+                self._clients.add(client)
+        if full:
+            self._refuse(sock)
+            return
+        thread = threading.Thread(
+            target=self._serve_client,
+            args=(client, address),
+            name=f"pop3proto-{format_peer(address)[1]}",
+            daemon=True,
+        )
+        client.thread = thread
+        thread.start()
+
+    def _refuse(self, sock: socket.socket) -> None:
+        log.warning("connection refused: %d sessions already open", self.max_connections)
+        try:
+            if not self.implicit_tls:
+                # A fresh socket's send buffer is empty: this cannot block
+                # the accept loop for long.
+                sock.settimeout(1.0)
+                sock.sendall(busy_response())
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    # -- one connection -------------------------------------------------------
+
+    def _start_tls(self, client: _Client) -> ssl.SSLSocket:
+        assert self.ssl_context is not None
+        client.sock.settimeout(self.handshake_timeout)
+        tls_sock = self.ssl_context.wrap_socket(client.sock, server_side=True)
+        client.sock = tls_sock
+        tls_sock.settimeout(self.config.idle_timeout)
+        return tls_sock
+
+    def _serve_client(self, client: _Client, address: Any) -> None:
+        ip, peer = format_peer(address)
+        session = self._new_session(ip, peer)
+        loop = serve_session(session)
+        try:
+            if self.implicit_tls:
+                self._start_tls(client)
+            client.sock.settimeout(self.config.idle_timeout)
+            self._run(client, loop)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("connection from %s ended: %s", peer, exc)
+        except Exception:
+            log.exception("unexpected error serving %s", peer)
+        finally:
+            loop.close()
+            session.connection_lost()
+            how = closing(
+                session.stats.reason, abandoned=self._shutdown_requested, linger=self.linger
+            )
+            self._close(client.sock, how)
+            with self._lock:
+                self._clients.discard(client)
+
+    def _run(self, client: _Client, loop: Generator[LoopRequest, bytes | None, None]) -> None:
+        """Perform what the loop asks until it ends (see :mod:`._loop`)."""
+        answer: bytes | None = None
+        while True:
+            try:
+                request = loop.send(answer)
+            except StopIteration:
+                return
+            answer = None
+            if type(request) is Send:
+                client.sock.sendall(request.data)
+            elif type(request) is StartTLS:
+                self._start_tls(client)
+            else:
+                if self._shutdown_requested:
+                    return
+                try:
+                    answer = client.sock.recv(RECV_SIZE)
+                except TimeoutError:
+                    continue  # None: the idle timeout
+                if self._shutdown_requested:
+                    return
+
+    def _close(self, sock: socket.socket, how: Closing) -> None:
+        try:
+            if how is Closing.LINGER:
+                # Half-close, then drain what the client still sends (see
+                # Closing.LINGER).  The base-class calls act on the
+                # descriptor itself, under TLS too: what is drained is
+                # thrown away.
+                socket.socket.shutdown(sock, socket.SHUT_WR)
+                sock.settimeout(self.linger)
+                drained = 0
+                while drained < LINGER_LIMIT:
+                    chunk = socket.socket.recv(sock, LINGER_READ)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+        except OSError:
+            pass
+        finally:
+            # A blocking socket has nothing left unsent once sendall has
+            # returned: aborting and closing are the same here.
+            sock.close()
+
+
+def serve(
+    backend: MaildropBackend,
+    authenticator: Authenticator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 1110,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    config: ServerConfig | None = None,
+    max_connections: int = 100,
+    handshake_timeout: float = 30.0,
+    trust_loopback: bool = True,
+) -> None:
+    """Serve POP3 until interrupted (Ctrl-C); see :class:`Server`."""
+    with Server(
+        backend,
+        authenticator,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        implicit_tls=implicit_tls,
+        config=config,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        trust_loopback=trust_loopback,
+    ) as server:
+        host_shown, port_shown = server.server_address
+        log.info("serving POP3 on %s port %d", host_shown, port_shown)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()

@@ -1,0 +1,403 @@
+"""The trio POP3 server: one task per connection.
+
+The session decides what to answer and :func:`~._loop.serve_session` how
+to batch it; this module only moves bytes between trio streams and that
+loop, with the options of the blocking server (:mod:`._sync`) and of the
+asyncio one (:mod:`._asyncio`):
+
+* :meth:`Server.serve` binds like the blocking server (the first address
+  :func:`socket.getaddrinfo` gives for *host*), reports the bound
+  ``(host, port)`` through ``task_status.started()`` (so
+  ``address = await nursery.start(server.serve)`` works) and runs
+  :func:`trio.serve_listeners`; each connection is a :class:`trio.abc.Stream`
+  in a task of the server's nursery;
+* each write is an ``await stream.send_all()`` that finishes before the
+  loop pulls the next action from the session, so a client that stops
+  reading stalls its own session and memory per connection stays bounded;
+* the idle timeout bounds every receive and every send
+  (:func:`trio.move_on_after`);
+* STLS wraps the stream in ``trio.SSLStream(stream, ctx, server_side=True)``
+  and runs ``do_handshake()`` within ``handshake_timeout``; implicit TLS
+  does the same before the greeting;
+* over ``max_connections`` a client gets ``-ERR [SYS/TEMP] too many
+  connections`` and is closed (with implicit TLS, after the handshake, as
+  the asyncio server does);
+* every way out of a connection (EOF, reset, timeout, failed handshake,
+  :meth:`Server.shutdown`, cancellation of the nursery) ends in
+  ``session.connection_lost()``, which releases the maildrop lock without
+  UPDATE.  Only QUIT deletes.  The stream is then closed as
+  :func:`~._loop.closing` decides.
+
+Like the asyncio server, the session's maildrop and authenticator calls run
+in the trio thread: a slow password hash stalls every connection while it
+runs.
+
+Example::
+
+    import trio
+    from pop3proto.adapters.trio import Server
+
+    async def main():
+        server = Server(backend, authenticator, port=1110)
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(server.serve)
+            ...                     # server.shutdown() ends server.serve()
+
+    trio.run(main)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import socket
+import ssl
+from collections.abc import Generator
+
+import trio  # type: ignore[import-untyped, unused-ignore]
+
+from .._seam import Send, StartTLS
+from ..mailstore._base import MaildropBackend
+from ..mailstore._users import Authenticator
+from ._base import ServerBase, format_peer
+from ._config import ServerConfig, busy_response
+from ._loop import (
+    LINGER_LIMIT,
+    LINGER_READ,
+    RECV_SIZE,
+    Closing,
+    LoopRequest,
+    closing,
+    serve_session,
+)
+
+__all__ = ["Server", "serve"]
+
+log = logging.getLogger("pop3proto.server")
+
+# What a broken or closed transport raises.
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class _Stalled(Exception):
+    """The client did not read our replies (or finish a handshake) in time."""
+
+
+class _Connection:
+    """The stream of one client (replaced when TLS starts).
+
+    While :meth:`Server._run` runs, every send and receive is bounded by
+    one cancel scope per connection (:attr:`scope`) whose deadline is moved
+    before each of them: cheaper than a new ``move_on_after`` each time.
+    :attr:`waiting` says which of them was under way when it expired.
+    After a timeout, each send gets a scope of its own."""
+
+    __slots__ = ("scope", "stream", "timeout", "waiting")
+
+    def __init__(self, stream: trio.abc.Stream, timeout: float) -> None:
+        self.stream = stream
+        self.timeout = timeout
+        self.scope: trio.CancelScope | None = None
+        self.waiting = ""
+
+    async def send(self, data: bytes) -> None:
+        """Send *data*, within the idle timeout."""
+        scope = self.scope
+        if scope is not None:
+            self.waiting = "send"
+            scope.deadline = trio.current_time() + self.timeout
+            await self.stream.send_all(data)
+            return
+        with trio.move_on_after(self.timeout) as own:
+            await self.stream.send_all(data)
+        if own.cancelled_caught:
+            raise _Stalled("send timed out")
+
+    async def receive(self) -> bytes:
+        """Some bytes (``b""`` at end of stream), within the idle timeout
+        (inside :attr:`scope` only)."""
+        scope = self.scope
+        assert scope is not None
+        self.waiting = "receive"
+        scope.deadline = trio.current_time() + self.timeout
+        data = await self.stream.receive_some(RECV_SIZE)
+        return data if isinstance(data, bytes) else bytes(data)
+
+
+class Server(ServerBase):
+    """A trio POP3 server.
+
+    Args:
+        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
+        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
+        host, port: where to listen (port ``0`` picks a free one; see
+            :attr:`server_address` and :meth:`serve`).  Only the first
+            address *host* resolves to is bound.
+        ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
+            (RFC 2595), or implicit TLS with *implicit_tls*.
+        implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
+        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
+            ``tls_available`` is set from *ssl_context* and *implicit_tls*.
+        max_connections: concurrent sessions; more are refused.
+        handshake_timeout: seconds allowed for a TLS handshake.
+        linger: after the server itself closes a session (QUIT, too many
+            errors, timeout), how long to drain what the client still sends
+            so that the last reply is not destroyed by a TCP reset.
+        backlog: the listen queue length.
+        trust_loopback: treat clients on a loopback address as local (the
+            default plaintext policy lets them log in without TLS).  Turn it
+            off behind a proxy on the same host.
+
+    Run it with ``await nursery.start(server.serve)``; :meth:`shutdown` (or
+    cancelling the nursery) stops it and abandons every session (no UPDATE:
+    nothing is deleted, locks are released).  A server serves once.
+    """
+
+    def _init_io(self) -> None:
+        self._listener: trio.SocketListener | None = None
+        self._address: tuple[str, int] | None = None
+        self._scope: trio.CancelScope | None = None
+        self._sessions = 0
+        self._started = False
+        self._closing = False
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """``(host, port)`` the server listens on (once :meth:`serve` has
+        started)."""
+        if self._address is None:
+            raise RuntimeError("the server is not started")
+        return self._address
+
+    @property
+    def listeners(self) -> list[trio.SocketListener]:
+        """The listener while serving (one), else an empty list."""
+        if self._listener is None or self._closing:
+            return []
+        return [self._listener]
+
+    @property
+    def active_connections(self) -> int:
+        """Sessions being served right now."""
+        return self._sessions
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Bind, listen, report ``(host, port)`` to *task_status* and serve
+        until :meth:`shutdown` or cancellation; then abandon every session
+        and return."""
+        if self._started:
+            raise RuntimeError("a server serves once")
+        self._started = True
+        infos = await trio.socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        sock = socket.create_server(address, family=family, backlog=self.backlog)
+        name = sock.getsockname()
+        self._address = (str(name[0]), int(name[1]))
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        self._listener = listener
+        log.info("serving POP3 on %s port %d", *self._address)
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(
+                        functools.partial(
+                            trio.serve_listeners, self._handle, [listener], handler_nursery=nursery
+                        )
+                    )
+                    task_status.started(self._address)
+                    if self._closing:  # shutdown() came first
+                        scope.cancel()
+        finally:
+            self._closing = True
+            await trio.aclose_forcefully(listener)
+
+    def shutdown(self) -> None:
+        """Stop listening and abandon every open session (no UPDATE);
+        :meth:`serve` returns once they are all gone.  Idempotent."""
+        self._closing = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def __repr__(self) -> str:
+        where = "-"
+        if self._address is not None and not self._closing:
+            where = "{}:{}".format(*self._address)
+        return f"<Server {where} active={self._sessions}>"
+
+    # -- one connection -------------------------------------------------------
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        current: trio.abc.Stream = stream
+        try:
+            ip, peer = format_peer(stream.socket.getpeername())
+            if self.implicit_tls:
+                wrapped = await self._handshake(stream, peer)
+                if wrapped is None:
+                    return
+                current = wrapped
+            if self._sessions >= self.max_connections:
+                await self._refuse(current)
+                return
+            self._sessions += 1
+            try:
+                await self._serve_client(current, ip, peer)
+            finally:
+                self._sessions -= 1
+        except OSError as exc:  # getpeername on a connection already reset
+            log.debug("connection ended before its session: %s", exc)
+        finally:
+            # A served session has closed its stream already (_close).
+            if stream.socket.fileno() != -1:
+                await trio.aclose_forcefully(current)
+
+    async def _tls_wrap(self, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
+        assert self.ssl_context is not None
+        tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
+        with trio.move_on_after(self.handshake_timeout) as scope:
+            await tls.do_handshake()
+        if scope.cancelled_caught:
+            raise _Stalled("TLS handshake timed out")
+        return tls
+
+    async def _handshake(self, stream: trio.SocketStream, peer: str) -> trio.abc.Stream | None:
+        try:
+            return await self._tls_wrap(stream)
+        except (*_STREAM_ERRORS, _Stalled) as exc:
+            log.debug("TLS handshake with %s failed: %s", peer, exc)
+            return None
+
+    async def _refuse(self, stream: trio.abc.Stream) -> None:
+        log.warning("connection refused: %d sessions already open", self.max_connections)
+        with trio.move_on_after(1.0):
+            try:
+                await stream.send_all(busy_response())
+                await stream.aclose()
+            except _STREAM_ERRORS:
+                pass
+
+    async def _serve_client(self, stream: trio.abc.Stream, ip: str, peer: str) -> None:
+        session = self._new_session(ip, peer)
+        conn = _Connection(stream, self.config.idle_timeout)
+        loop = serve_session(session)
+        try:
+            await self._run(conn, loop)
+        except (*_STREAM_ERRORS, _Stalled) as exc:
+            log.debug("connection from %s ended: %s", peer, exc)
+        except Exception:
+            log.exception("unexpected error serving %s", peer)
+        finally:
+            # Cancellation (shutdown(), or the nursery being cancelled)
+            # comes through here too: no UPDATE, the lock is released.
+            loop.close()
+            session.connection_lost()
+            how = closing(session.stats.reason, abandoned=self._closing, linger=self.linger)
+            await self._close(conn, how)
+
+    async def _run(
+        self, conn: _Connection, loop: Generator[LoopRequest, bytes | None, None]
+    ) -> None:
+        """Perform what the loop asks until it ends (see :mod:`._loop`)."""
+        with trio.CancelScope() as scope:
+            conn.scope = scope
+            try:
+                await self._steps(conn, loop)
+            finally:
+                conn.scope = None
+        if scope.cancelled_caught:
+            # The idle timeout expired (see _Connection).
+            if conn.waiting != "receive":
+                raise _Stalled("send timed out")
+            # Tell the loop (a receive answered None): it sends the
+            # session's last words, each send with a timeout of its own.
+            await self._steps(conn, loop, None)
+
+    async def _steps(
+        self,
+        conn: _Connection,
+        loop: Generator[LoopRequest, bytes | None, None],
+        answer: bytes | None = None,
+    ) -> None:
+        while True:
+            try:
+                request = loop.send(answer)
+            except StopIteration:
+                return
+            answer = None
+            if type(request) is Send:
+                await conn.send(request.data)
+            elif type(request) is StartTLS:
+                # Nothing is buffered above the socket: plaintext sent after
+                # STLS stays in the kernel and breaks the handshake (no
+                # injection, RFC 2595 §4).  Only the handshake timeout
+                # applies to the handshake.
+                assert conn.scope is not None
+                conn.scope.deadline = math.inf
+                conn.stream = await self._tls_wrap(conn.stream)
+            else:
+                answer = await conn.receive()
+
+    async def _close(self, conn: _Connection, how: Closing) -> None:
+        stream = conn.stream
+        closed = False
+        try:
+            if how is Closing.ABORT:
+                return
+            if how is Closing.LINGER:
+                # See Closing.LINGER (TLS has no half-close: drain only).
+                with trio.move_on_after(self.linger):
+                    if isinstance(stream, trio.abc.HalfCloseableStream):
+                        await stream.send_eof()
+                    drained = 0
+                    while drained < LINGER_LIMIT:
+                        chunk = await stream.receive_some(LINGER_READ)
+                        if not chunk:
+                            break
+                        drained += len(chunk)
+            with trio.move_on_after(max(self.linger, 1.0)) as scope:
+                await stream.aclose()
+            closed = not scope.cancelled_caught
+        except _STREAM_ERRORS:
+            pass
+        finally:
+            if not closed:
+                await trio.aclose_forcefully(stream)
+
+
+async def serve(
+    backend: MaildropBackend,
+    authenticator: Authenticator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 1110,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    config: ServerConfig | None = None,
+    max_connections: int = 100,
+    handshake_timeout: float = 30.0,
+    trust_loopback: bool = True,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve POP3 until cancelled (``trio.run(serve, ...)`` via
+    :func:`functools.partial`, Ctrl-C); see :class:`Server`.  Reports the
+    bound ``(host, port)`` through *task_status*."""
+    server = Server(
+        backend,
+        authenticator,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        implicit_tls=implicit_tls,
+        config=config,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        trust_loopback=trust_loopback,
+    )
+    await server.serve(task_status=task_status)
