@@ -45,10 +45,6 @@ and timeouts are :class:`OSError` / :class:`TimeoutError`.
 
 from __future__ import annotations
 
-from ._asyncio_server import Server, serve
-from ._maildrop import MaildirBackend, MemoryBackend
-from ._session import ServerConfig
-from ._users import DictAuthenticator, UsersFile, hash_password
 from .client._asyncio import STLS_SUPPORTED, Client, TLSMode
 from .client._core import MailboxStatus
 from .client._errors import (
@@ -64,6 +60,11 @@ from .client._errors import (
     TemporaryFailure,
     TLSUnavailable,
 )
+from .mailstore._maildir import MaildirBackend
+from .mailstore._memory import MemoryBackend
+from .mailstore._users import DictAuthenticator, UsersFile, hash_password
+from .server._asyncio import Server, serve
+from .server._config import ServerConfig
 
 __all__ = [
     # the client

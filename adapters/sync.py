@@ -82,14 +82,6 @@ from __future__ import annotations
 import sys
 import types
 
-from ._maildrop import MaildirBackend as MaildirBackend
-from ._maildrop import MemoryBackend as MemoryBackend
-from ._session import ServerConfig as ServerConfig
-from ._sync_server import Server as Server
-from ._sync_server import serve as serve
-from ._users import DictAuthenticator as DictAuthenticator
-from ._users import UsersFile as UsersFile
-from ._users import hash_password as hash_password
 from .client import _poplib
 from .client._core import MailboxStatus as MailboxStatus
 from .client._errors import AuthenticationFailed as AuthenticationFailed
@@ -115,6 +107,14 @@ from .client._poplib import LF as LF
 from .client._poplib import POP3 as POP3
 from .client._poplib import POP3_SSL as POP3_SSL
 from .client._sync import Client as Client
+from .mailstore._maildir import MaildirBackend as MaildirBackend
+from .mailstore._memory import MemoryBackend as MemoryBackend
+from .mailstore._users import DictAuthenticator as DictAuthenticator
+from .mailstore._users import UsersFile as UsersFile
+from .mailstore._users import hash_password as hash_password
+from .server._config import ServerConfig as ServerConfig
+from .server._sync import Server as Server
+from .server._sync import serve as serve
 
 # Exactly the standard library's: ``from ... import *`` must bring what
 # ``from poplib import *`` brings.  The modern API is imported by name.

@@ -58,10 +58,6 @@ except ImportError as exc:  # pragma: no cover - trio is an optional extra
         "pop3proto.adapters.trio needs trio, an optional dependency: pip install 'pop3proto[trio]'"
     ) from exc
 
-from ._maildrop import MaildirBackend, MemoryBackend
-from ._session import ServerConfig
-from ._trio_server import Server, serve
-from ._users import DictAuthenticator, UsersFile, hash_password
 from .client._core import MailboxStatus
 from .client._errors import (
     AuthenticationFailed,
@@ -77,6 +73,11 @@ from .client._errors import (
     TLSUnavailable,
 )
 from .client._trio import Client, TLSMode, connect
+from .mailstore._maildir import MaildirBackend
+from .mailstore._memory import MemoryBackend
+from .mailstore._users import DictAuthenticator, UsersFile, hash_password
+from .server._config import ServerConfig
+from .server._trio import Server, serve
 
 __all__ = [
     # the client

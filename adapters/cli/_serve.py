@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from ._common import EXIT_NETWORK, EXIT_OK, EXIT_USAGE, CLIError, format_address, usage_error
 
 if TYPE_CHECKING:
-    from .._maildrop import MaildropBackend
-    from .._session import ServerConfig
-    from .._users import Authenticator
+    from ..mailstore._base import MaildropBackend
+    from ..mailstore._users import Authenticator
+    from ..server._config import ServerConfig
 
 __all__ = ["run_serve_command"]
 
@@ -113,9 +113,9 @@ def _server_tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def run_serve_command(args: argparse.Namespace) -> int:
     """``pop3proto serve``: listen until SIGINT or SIGTERM; return the exit status."""
-    from .._maildrop import MaildirBackend
-    from .._session import ServerConfig
-    from .._users import UsersFile
+    from ..mailstore._maildir import MaildirBackend
+    from ..mailstore._users import UsersFile
+    from ..server._config import ServerConfig
 
     _setup_logging(args)
     ssl_context = _server_tls_context(args)
@@ -191,7 +191,7 @@ def _log_stop(signum: int, active: int) -> None:
 async def _serve_asyncio(spec: _ServeSpec) -> None:
     import asyncio
 
-    from .._asyncio_server import STLS_SUPPORTED, Server
+    from ..server._asyncio import STLS_SUPPORTED, Server
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -239,7 +239,7 @@ def _first_error(exc: BaseException) -> BaseException:
 def _serve_trio(spec: _ServeSpec) -> None:
     import trio  # type: ignore[import-untyped, unused-ignore]
 
-    from .._trio_server import Server
+    from ..server._trio import Server
 
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -276,7 +276,7 @@ def _serve_trio(spec: _ServeSpec) -> None:
 
 
 def _serve_sync(spec: _ServeSpec) -> None:
-    from .._sync_server import Server
+    from ..server._sync import Server
 
     stop = threading.Event()
     received: list[int] = []
