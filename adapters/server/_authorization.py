@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pop3proto
@@ -51,7 +52,7 @@ from pop3proto import (
 )
 
 from ..mailstore._users import Authenticator
-from ._config import _PLAINTEXT_MECHANISMS, ServerConfig
+from ._config import ServerConfig
 
 __all__ = ["Authorization", "LoggedIn", "Failed", "FAILED", "Outcome"]
 
@@ -148,7 +149,9 @@ class Authorization:
         """The SASL mechanisms allowed (and advertised) right now."""
         plaintext = self.plaintext_allowed
         return tuple(
-            m for m in self.config.sasl_mechanisms if plaintext or m not in _PLAINTEXT_MECHANISMS
+            m
+            for m in self.config.sasl_mechanisms
+            if plaintext or not pop3proto.MECHANISMS[m].sends_password
         )
 
     # -- what the session tells us -------------------------------------------
@@ -210,9 +213,10 @@ class Authorization:
         name = event.mechanism
         if name not in self.config.sasl_mechanisms:
             return Err("unsupported authentication mechanism")
-        if name in _PLAINTEXT_MECHANISMS and not self.plaintext_allowed:
+        entry = pop3proto.MECHANISMS[name]
+        if entry.sends_password and not self.plaintext_allowed:
             return _plaintext_refused()
-        mechanism = self._make_mechanism(name)
+        mechanism = _BUILDERS[entry.server_credential](self, entry)
         if mechanism.server_first and event.initial_response is not None:
             # RFC 5034 §4: an initial response to a mechanism without a
             # client-first step is answered -ERR.
@@ -237,18 +241,16 @@ class Authorization:
             log.exception("authenticator failed")
             return False
 
-    def _make_mechanism(self, name: str) -> pop3proto.SaslServerMechanism:
-        auth = self.authenticator
-        if name == "PLAIN":
-            return pop3proto.PlainServer(self._check_password)
-        if name == "LOGIN":
-            return pop3proto.LoginServer(self._check_password)
-        if name == "CRAM-MD5":
-            # RFC 2195 §2: a unique msg-id-like challenge.
-            challenge = apop_timestamp(self.config.hostname)
-            return pop3proto.CramMD5Server(auth.get_secret, challenge=challenge)
-        assert name == "SCRAM-SHA-256"
-        return pop3proto.ScramServer(auth.scram_credentials)
+    def _with_password(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        return entry.server(self._check_password)  # type: ignore[call-arg]
+
+    def _with_secret(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        # RFC 2195 §2: a unique msg-id-like challenge.
+        challenge = apop_timestamp(self.config.hostname)
+        return entry.server(self.authenticator.get_secret, challenge=challenge)  # type: ignore[call-arg]
+
+    def _with_scram_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        return entry.server(self.authenticator.scram_credentials)  # type: ignore[call-arg]
 
     def _sasl_step(self, response: bytes | None) -> Outcome:
         mechanism = self._mechanism
@@ -266,3 +268,15 @@ class Authorization:
         user = mechanism.authenticated_user
         assert user is not None
         return LoggedIn(user)
+
+
+#: How to build the server side of a mechanism from what the authenticator
+#: gives, by the registry's name for the credential it needs (the keys are
+#: :data:`~._config.AUTHENTICATOR_CREDENTIALS`).
+_BUILDERS: dict[
+    str, Callable[[Authorization, pop3proto.Mechanism], pop3proto.SaslServerMechanism]
+] = {
+    "password": Authorization._with_password,
+    "secret": Authorization._with_secret,
+    "scram-sha-256": Authorization._with_scram_keys,
+}

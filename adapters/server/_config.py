@@ -26,15 +26,25 @@ __all__ = [
     "ServerConfig",
     "SessionStats",
     "SUPPORTED_MECHANISMS",
+    "AUTHENTICATOR_CREDENTIALS",
     "busy_response",
     "is_loopback_address",
 ]
 
-#: The SASL mechanisms the session can run (RFC 4616, draft-murchison-sasl-login,
-#: RFC 2195, RFC 7677), strongest first.
-SUPPORTED_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN")
-# Mechanisms that send the password itself.
-_PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
+#: What an :class:`~pop3proto.adapters.mailstore._users.Authenticator` can
+#: verify, in the engine registry's words (:attr:`pop3proto.Mechanism.server_credential`):
+#: a password (``check_password``), a shared secret (``get_secret``) and
+#: SCRAM-SHA-256 keys (``scram_credentials``).
+AUTHENTICATOR_CREDENTIALS: frozenset[str] = frozenset({"password", "secret", "scram-sha-256"})
+
+#: The SASL mechanisms the session can run, strongest first: those of the
+#: engine's registry whose server side needs only what an authenticator gives
+#: (SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN).
+SUPPORTED_MECHANISMS: tuple[str, ...] = tuple(
+    name
+    for name, entry in pop3proto.MECHANISMS.items()
+    if entry.server_credential in AUTHENTICATOR_CREDENTIALS
+)
 
 
 class EndReason(str, enum.Enum):
