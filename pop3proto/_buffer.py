@@ -118,7 +118,7 @@ class ReceiveBuffer:
         """Remove and return one line without its end-of-line octets.
 
         A line ends with CRLF, or also with a bare LF when *bare_lf* is true
-        (a lenient option for real servers, checklist §3).  Returns ``None``
+        (a lenient option for real servers, CONFORMANCE.md §3.1).  Returns ``None``
         when no complete line is buffered.  *max_size* counts the line end,
         as RFC 1939/2449 do ("255 octets, including the terminating CRLF").
 

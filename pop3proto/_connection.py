@@ -54,7 +54,7 @@ class Connection:
             port 995, RFC 8314 §3): STLS is then refused.
         strict_user: when true (the default) only PASS or QUIT may follow a
             successful USER; when false a second USER, CAPA, etc. may come
-            between (checklist §1).
+            between (CONFORMANCE.md §2.5).
         bare_lf: accept a bare LF as a line end from the peer (a lenient
             option for broken peers; CRLF only by default, which is also the
             boundary the STLS injection check uses).

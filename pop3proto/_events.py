@@ -577,7 +577,7 @@ class Greeting(Response):
         """The APOP timestamp ``<...@...>`` in the text, or ``None``.
 
         Exactly one ``<...>`` containing ``@`` and no whitespace counts;
-        anything else means APOP is unavailable (checklist §3).
+        anything else means APOP is unavailable (CONFORMANCE.md §3.7).
         """
         return parse_greeting_timestamp(self.text)
 
@@ -830,7 +830,7 @@ class ConnectionClosed(Event):
     Fields:
         outcome_unknown: ``True`` when the client sent QUIT from TRANSACTION
             and the connection closed before any reply: whether the server
-            removed the marked messages is unknown (checklist §2).
+            removed the marked messages is unknown (CONFORMANCE.md §2.6).
     """
 
     outcome_unknown: bool = False

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 RFC 1939 names three states: AUTHORIZATION, TRANSACTION and UPDATE.  A
-faithful engine needs a few more (checklist §0): before the greeting, after a
-successful USER (waiting for PASS), inside a SASL exchange, between a
+faithful engine needs a few more (CONFORMANCE.md §2.1): before the greeting,
+after a successful USER (waiting for PASS), inside a SASL exchange, between a
 successful STLS and the end of the TLS handshake, and the terminal CLOSED and
 ERROR.
 
@@ -51,7 +51,7 @@ class State(enum.Enum):
 
     AWAIT_GREETING, AUTHORIZATION, TRANSACTION and UPDATE are RFC 1939's
     (plus the wait for the greeting); USER_OK, SASL and TLS_PENDING are the
-    sub-states of AUTHORIZATION the checklist (§0) names; CLOSED and ERROR
+    sub-states of AUTHORIZATION CONFORMANCE.md §2.1 names; CLOSED and ERROR
     are terminal.
     """
 
@@ -101,7 +101,7 @@ START_TRANSITIONS: dict[tuple[State, str], State] = {
 #: (state, command kind, positive?) -> state after the final reply.
 REPLY_TRANSITIONS: dict[tuple[State, str, bool], State] = {
     (AWAIT_GREETING, GREETING, True): AUTHORIZATION,
-    # A negative greeting: the server will close (checklist §10, Greeting).
+    # A negative greeting: the server will close (CONFORMANCE.md §2.6).
     (AWAIT_GREETING, GREETING, False): CLOSED,
     (AUTHORIZATION, "USER", True): USER_OK,
     (USER_OK, "USER", True): USER_OK,

@@ -17,8 +17,8 @@ Message octets are always served with CRLF line endings, and the size
 reported is the number of octets actually streamed (RFC 1939 §11: a store
 that keeps LF-only text counts each LF as two octets).  A stored message
 that does not end with a line end is served with a CRLF appended (the
-server must end the content with CRLF before the terminating ".", checklist
-§3), and that CRLF is counted, so that a LIST size always equals what RETR
+server must end the content with CRLF before the terminating ".",
+CONFORMANCE.md §3.3), and that CRLF is counted, so that a LIST size always equals what RETR
 delivers (RFC 6856 §2.1).  :mod:`._crlf` does that conversion for every
 backend.
 
