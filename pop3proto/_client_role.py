@@ -38,8 +38,6 @@ from ._commands import (
     BAD_COMMAND_SPEC,
     BY_TYPE,
     CommandSpec,
-    Framing,
-    Reply,
     allowed,
     keyword_of,
     sasl_line,
@@ -62,6 +60,7 @@ from ._events import (
     SaslResponse,
 )
 from ._readers import BodyReader, find_block_end, parse_status, raw_status_text, trusted
+from ._replies import Framing, Reply
 from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
 from ._state import (
     AWAIT_GREETING,

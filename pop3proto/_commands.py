@@ -16,9 +16,10 @@ that is not a transition of the session state:
   RFC 2449 §6.6, RFC 2595 §4, RFC 5034 §4), whether it is a login attempt,
   and any precondition on the session (``check``), which both roles apply:
   the client before sending, the server on receipt.
-* **The shape of the reply** (a :class:`Reply`): a status line, a one-line
-  payload, a multi-line listing, a streamed body or a SASL exchange, with
-  the parser the client role reads it with and the mode it switches on.
+* **The shape of the reply** (a :class:`~pop3proto._replies.Reply`): a
+  status line, a one-line payload, a multi-line listing, a streamed body or
+  a SASL exchange, with the parser the client role reads it with and the
+  mode it switches on.
   The server role writes each response event with the writer that
   :data:`pop3proto._writers.WRITERS` has for its type, and the reply's
   ``events`` say which events may answer the command.
@@ -33,7 +34,6 @@ event class in :mod:`pop3proto._events` (and a transition, if it has one).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -44,54 +44,46 @@ from ._events import (
     Auth,
     BadCommand,
     Capa,
-    CapaOk,
     Command,
     Dele,
-    Err,
     Event,
     Extension,
     Greeting,
     Lang,
-    LangOk,
     List,
-    ListEntryOk,
-    ListOk,
-    MessageStart,
     Noop,
-    Ok,
     Pass,
     Quit,
-    Response,
     Retr,
     Rset,
-    SaslChallenge,
     Stat,
-    StatOk,
     Stls,
     Top,
     Uidl,
-    UidlEntryOk,
-    UidlOk,
     User,
     Utf8,
 )
-from ._readers import (
-    BadLine,
-    read_capa_listing,
-    read_lang_listing,
-    read_list_entry,
-    read_list_listing,
-    read_stat,
-    read_uidl_entry,
-    read_uidl_listing,
+from ._readers import BadLine
+from ._replies import (
+    BODY,
+    CAPA_LISTING,
+    ERR_ONLY,
+    LANG_LISTING,
+    LANG_SWITCH,
+    LIST_ENTRY,
+    LIST_LISTING,
+    SASL_EXCHANGE,
+    STAT,
+    STATUS,
+    UIDL_ENTRY,
+    UIDL_LISTING,
+    UTF8_SWITCH,
+    Reply,
 )
 from ._state import AUTHORIZATION, EXTENSION, TRANSACTION, USER_OK, State
 from .sasl._codec import sasl_b64decode, sasl_b64encode
 
 __all__ = [
-    "Framing",
-    "Effect",
-    "Reply",
     "CommandSpec",
     "COMMANDS",
     "BY_TYPE",
@@ -109,95 +101,6 @@ __all__ = [
     "command_arguments",
     "command_keyword",
 ]
-
-
-# ---------------------------------------------------------------------------
-# Reply shapes
-# ---------------------------------------------------------------------------
-
-
-class Framing(enum.Enum):
-    """How a positive reply is laid out on the wire."""
-
-    #: ``+OK text``: one line, delivered as :class:`Ok`.
-    STATUS = "status"
-    #: ``+OK payload``: one line whose text carries values (STAT, ``LIST n``).
-    LINE = "line"
-    #: ``+OK``, lines, ``.``: a listing parsed whole (bare LIST, UIDL, CAPA, LANG).
-    LISTING = "listing"
-    #: ``+OK``, a message, ``.``: streamed (RETR, TOP; RFC 1939 §3).
-    BODY = "body"
-    #: ``+ challenge`` lines until ``+OK``/``-ERR`` (AUTH; RFC 5034 §4).
-    SASL = "sasl"
-
-
-class Effect(enum.Enum):
-    """What a positive reply changes beyond the session state."""
-
-    #: UTF-8 mode is on, from this very reply (RFC 6856 §2).
-    UTF8_MODE = "utf8"
-    #: Response text is UTF-8, from this very reply (RFC 6856 §3).
-    LANG_MODE = "lang"
-    #: The capabilities are the ones this reply lists (RFC 2449 §5).
-    CAPABILITIES = "capabilities"
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Reply:
-    """The shape of the reply to one kind of command.
-
-    Fields:
-        name: for error messages and debugging.
-        framing: how a positive reply is laid out.
-        events: the response events a server may answer with (``Err``
-            always among them).
-        read: client role: builds the positive event from the status text
-            (``LINE``: ``read(text)``) or from the listing
-            (``LISTING``: ``read(block, text, bare_lf, decode)``).
-        effect: what a positive reply changes, if anything.
-        utf8_text: the ``+OK`` line is UTF-8 whatever the session's mode:
-            the new language or UTF-8 mode applies "starting with the
-            response to the LANG command" (RFC 6856 §3), and a language
-            listing is in UTF-8.
-    """
-
-    name: str
-    framing: Framing
-    events: tuple[type[Response], ...]
-    read: Callable[..., Event] | None = None
-    effect: Effect | None = None
-    utf8_text: bool = False
-
-
-def _reply(
-    name: str,
-    framing: Framing,
-    positive: type[Response],
-    read: Callable[..., Event] | None = None,
-    effect: Effect | None = None,
-    utf8_text: bool = False,
-) -> Reply:
-    return Reply(name, framing, (positive, Err), read, effect, utf8_text)
-
-
-STATUS: Final = _reply("status", Framing.STATUS, Ok)
-STAT: Final = _reply("STAT", Framing.LINE, StatOk, read_stat)
-LIST_ENTRY: Final = _reply("LIST n", Framing.LINE, ListEntryOk, read_list_entry)
-UIDL_ENTRY: Final = _reply("UIDL n", Framing.LINE, UidlEntryOk, read_uidl_entry)
-LIST_LISTING: Final = _reply("LIST", Framing.LISTING, ListOk, read_list_listing)
-UIDL_LISTING: Final = _reply("UIDL", Framing.LISTING, UidlOk, read_uidl_listing)
-CAPA_LISTING: Final = _reply(
-    "CAPA", Framing.LISTING, CapaOk, read_capa_listing, Effect.CAPABILITIES
-)
-LANG_LISTING: Final = _reply("LANG", Framing.LISTING, LangOk, read_lang_listing, utf8_text=True)
-UTF8_SWITCH: Final = _reply("UTF8", Framing.STATUS, Ok, effect=Effect.UTF8_MODE, utf8_text=True)
-LANG_SWITCH: Final = _reply(
-    "LANG range", Framing.STATUS, Ok, effect=Effect.LANG_MODE, utf8_text=True
-)
-BODY: Final = _reply("body", Framing.BODY, MessageStart)
-SASL_EXCHANGE: Final = Reply("AUTH", Framing.SASL, (SaslChallenge, Ok, Err))
-#: A refused command (and a cancelled AUTH) can only be answered -ERR.
-ERR_ONLY: Final = Reply("refused", Framing.STATUS, (Err,))
 
 
 # ---------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from ._buffer import ReceiveBuffer
 from ._capabilities import Capabilities
-from ._commands import Effect
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import CapaOk, Event, Greeting
+from ._replies import Effect
 from ._state import SessionState
 
 __all__ = ["RoleCore"]

@@ -28,9 +28,6 @@ from ._commands import (
     BAD_COMMAND_SPEC,
     BY_KEYWORD,
     BY_TYPE,
-    ERR_ONLY,
-    Framing,
-    Reply,
     allowed,
     parse_command,
     parse_sasl_line,
@@ -55,6 +52,7 @@ from ._events import (
     SaslResponse,
 )
 from ._readers import BadLine
+from ._replies import ERR_ONLY, Framing, Reply
 from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
 from ._state import AWAIT_GREETING, CLOSED, GREETING, TLS_PENDING, SessionState, State
 from ._writers import WRITERS, BodyWriter

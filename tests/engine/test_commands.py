@@ -12,7 +12,6 @@ from pop3proto._commands import (
     BY_TYPE,
     COMMANDS,
     EXTENSION_SPEC,
-    Framing,
     command_arguments,
     parse_command,
     spec_of,
@@ -20,6 +19,7 @@ from pop3proto._commands import (
 )
 from pop3proto._events import KNOWN_COMMANDS
 from pop3proto._readers import BadLine
+from pop3proto._replies import Framing
 from pop3proto._state import EXTENSION
 
 # One instance of every command the engine knows, with parameters where it takes any.
