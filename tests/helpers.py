@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from hypothesis import strategies as st
 
@@ -75,6 +75,9 @@ from pop3proto import (
     sasl_b64decode,
     sasl_b64encode,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "ASCII_TEXT",
@@ -239,6 +242,125 @@ def interesting_splits(data: bytes) -> list[int]:
 
 
 # ---------------------------------------------------------------------------
+# One connection, driven by hand
+# ---------------------------------------------------------------------------
+
+
+class Options(TypedDict, total=False):
+    """The keyword arguments of :class:`Connection`, so helpers can pass them on typed."""
+
+    tls: bool
+    strict_user: bool
+    bare_lf: bool
+    lenient_end: bool
+    allow_unadvertised_pipelining: bool
+    max_command_size: int
+    max_status_size: int | None
+    max_sasl_size: int
+    max_listing_size: int
+
+
+#: The APOP timestamp of RFC 1939 §7's example, and the digest it gives with
+#: the secret ``tanstaaf``.
+TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
+APOP_DIGEST = "c4c9334bac560ecc979e58001b3e22fb"
+#: The greeting the hand-driven connections use, as text and as a line.
+GREETING_TEXT = "POP3 server ready " + TIMESTAMP
+GREETING_LINE = b"+OK " + GREETING_TEXT.encode() + b"\r\n"
+
+
+def new_client(greeting: bytes = GREETING_LINE, **kw: Unpack[Options]) -> Connection:
+    """A client that has received *greeting* (in AUTHORIZATION unless it was ``-ERR``)."""
+    conn = Connection(CLIENT, **kw)
+    evs = feed_through_wait(conn, greeting)
+    assert isinstance(evs[0], Greeting), evs
+    return conn
+
+
+def ask(conn: Connection, cmd: Event, data: bytes) -> list[object]:
+    """Client: send *cmd*, receive *data*, return the events through the wait."""
+    conn.send(cmd)
+    return feed_through_wait(conn, data)
+
+
+def client_tx(**kw: Unpack[Options]) -> Connection:
+    """A client logged in with USER/PASS, in TRANSACTION."""
+    conn = new_client(**kw)
+    assert isinstance(ask(conn, User("mrose"), b"+OK\r\n")[0], Ok)
+    assert isinstance(ask(conn, Pass("secret"), b"+OK\r\n")[0], Ok)
+    assert conn.state is State.TRANSACTION
+    return conn
+
+
+def pipelining_client(**kw: Unpack[Options]) -> Connection:
+    """A client in AUTHORIZATION that has learnt from CAPA that it may pipeline."""
+    conn = new_client(**kw)
+    ask(conn, Capa(), b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n")
+    assert conn.capabilities is not None and conn.capabilities.pipelining
+    return conn
+
+
+def new_server(text: str = GREETING_TEXT, **kw: Unpack[Options]) -> Connection:
+    """A server that has sent the greeting *text*, in AUTHORIZATION."""
+    conn = Connection(SERVER, **kw)
+    assert conn.send(Greeting(text)) == b"+OK " + text.encode() + b"\r\n"
+    assert conn.state is State.AUTHORIZATION
+    return conn
+
+
+def first(conn: Connection, data: bytes) -> object:
+    """Receive *data*, return the first event (a server's command, mostly)."""
+    return feed_through_wait(conn, data)[0]
+
+
+def server_tx(**kw: Unpack[Options]) -> Connection:
+    """A server that accepted USER/PASS, in TRANSACTION."""
+    conn = new_server(**kw)
+    assert first(conn, b"USER mrose\r\n") == User("mrose")
+    conn.send(Ok())
+    assert first(conn, b"PASS secret\r\n") == Pass("secret")
+    conn.send(Ok())
+    assert conn.state is State.TRANSACTION
+    return conn
+
+
+def bad_server_line(line: bytes, state: str = "TRANSACTION") -> BadCommand:
+    """Feed *line* to a server in *state* (TRANSACTION or AUTHORIZATION): it must
+    be a :class:`BadCommand` whose ``-ERR`` changes no state; return it."""
+    conn = server_tx() if state == "TRANSACTION" else new_server()
+    ev = first(conn, line)
+    assert isinstance(ev, BadCommand), ev
+    before = conn.state
+    conn.send(Err(ev.reason))
+    assert conn.state is before
+    return ev
+
+
+def eof(conn: Connection) -> list[object]:
+    """Receive EOF, return the events through the wait."""
+    conn.receive_data(b"")
+    return events_through_wait(conn)
+
+
+def body_of(evs: Iterable[object]) -> bytes:
+    """The concatenated :class:`MessageData` among *evs*."""
+    return b"".join(e.data for e in evs if isinstance(e, MessageData))
+
+
+def merged(evs: Sequence[object]) -> list[object]:
+    """Drop NEED_DATA and join adjacent MessageData (their boundaries carry no meaning)."""
+    out: list[object] = []
+    for ev in evs:
+        if ev is NEED_DATA:
+            continue
+        if isinstance(ev, MessageData) and out and isinstance(out[-1], MessageData):
+            out[-1] = MessageData(out[-1].data + ev.data)
+        else:
+            out.append(ev)
+    return out
+
+
+# ---------------------------------------------------------------------------
 # What the peer receives for what was sent
 # ---------------------------------------------------------------------------
 
@@ -295,17 +417,27 @@ def expected_received(sent: Sequence[Event]) -> list[Event]:
 
 class ConnectionPair:
     """A client :class:`Connection` and a server :class:`Connection` whose
-    output is fed to each other (h11's ``ConnectionPair``)."""
+    output is fed to each other (h11's ``ConnectionPair``).
+
+    Two ways to drive it: :meth:`send` checks that what one side sends is
+    what the other receives; :meth:`command` and :meth:`reply` just carry the
+    bytes across and return the receiver's events up to the wait, for tests
+    that assert on those themselves.  With *greeting* the server greets at
+    once (and the client must receive it); without, the server still owes it.
+    """
 
     def __init__(
         self,
         *,
-        client_kwargs: dict[str, object] | None = None,
-        server_kwargs: dict[str, object] | None = None,
+        client_kwargs: Options | None = None,
+        server_kwargs: Options | None = None,
+        greeting: Greeting | Err | None = None,
     ) -> None:
-        self.client = Connection(CLIENT, **(client_kwargs or {}))  # type: ignore[arg-type]
-        self.server = Connection(SERVER, **(server_kwargs or {}))  # type: ignore[arg-type]
+        self.client = Connection(CLIENT, **(client_kwargs or {}))
+        self.server = Connection(SERVER, **(server_kwargs or {}))
         self.conn: dict[Role, Connection] = {CLIENT: self.client, SERVER: self.server}
+        if greeting is not None:
+            assert self.reply(greeting)[0] == greeting
 
     @staticmethod
     def other(role: Role) -> Role:
@@ -375,6 +507,15 @@ class ConnectionPair:
         )
         return data
 
+    def command(self, cmd: Event) -> list[object]:
+        """The client sends *cmd*; return the server's events through the wait."""
+        return feed_through_wait(self.server, self.client.send(cmd))
+
+    def reply(self, *responses: Event) -> list[object]:
+        """The server sends *responses*; return the client's events through the wait."""
+        data = b"".join(self.server.send(r) for r in responses)
+        return feed_through_wait(self.client, data)
+
     def send_batch(self, commands: Sequence[Event]) -> bytes:
         """The client sends several commands at once (pipelining); the bytes
         are fed to the server but no event is pulled yet."""
@@ -401,12 +542,14 @@ def login(
 ) -> None:
     """Drive *pair* from the greeting to TRANSACTION with USER/PASS.
 
-    With ``capa`` (implied by ``pipelining``) the client first asks CAPA and
-    the server answers Dovecot's list, with or without PIPELINING; with
+    The server sends *greeting* unless the pair was built with one.  With
+    ``capa`` (implied by ``pipelining``) the client first asks CAPA and the
+    server answers Dovecot's list, with or without PIPELINING; with
     ``pipelining`` USER and PASS then go out as one batch (RFC 2449 §6.6).
     """
-    assert pair.server.next_event() is PAUSED  # the server owes the greeting
-    pair.send(SERVER, greeting)
+    if pair.server.state is State.AWAIT_GREETING:
+        assert pair.server.next_event() is PAUSED  # the server owes the greeting
+        pair.send(SERVER, greeting)
     assert pair.assert_in_step() is State.AUTHORIZATION
     if capa or pipelining:
         pair.send(CLIENT, Capa())

@@ -379,3 +379,23 @@ def test_util_check_number() -> None:
     for bad in (True, 1.0, "1", None):
         with pytest.raises(LocalProtocolError, match="must be int"):
             check_number(bad, "n")
+
+
+# ---------------------------------------------------------------------------
+# What a client cannot even build (CONFORMANCE.md §3.4)
+# ---------------------------------------------------------------------------
+
+
+def test_arguments_client_cannot_build_bad_arguments() -> None:
+    """Bad message numbers and empty or spaced credentials cannot even be built as events."""
+    for make in (
+        lambda: List(0),
+        lambda: List(-1),
+        lambda: Top(1, -1),
+        lambda: Retr(0),
+        lambda: Pass(""),
+        lambda: User(""),
+        lambda: User("a b"),
+    ):
+        with pytest.raises(LocalProtocolError):
+            make()
