@@ -602,6 +602,32 @@ class TranscriptResult:
 _CLIENT_COMMAND_STATES = (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
 
 
+def _replay(
+    conn: Connection,
+    data: bytes,
+    splits: Iterable[int],
+    *,
+    eof: bool,
+    pump: Callable[[], None],
+    closed: Callable[[], bool],
+) -> type[ProtocolError] | None:
+    """Feed *data* to *conn* cut at *splits* (then EOF if *eof*), calling *pump*
+    first and after each chunk, until *closed*; return the ProtocolError raised."""
+    try:
+        pump()
+        for chunk in chunks_at(data, splits):
+            if closed():
+                break
+            conn.receive_data(chunk)
+            pump()
+        if eof and not closed():
+            conn.receive_data(b"")
+            pump()
+    except ProtocolError as exc:
+        return type(exc)
+    return None
+
+
 def run_client_transcript(
     steps: Sequence[Sequence[Event]],
     server_bytes: bytes,
@@ -650,19 +676,7 @@ def run_client_transcript(
             events.append(event)
             closed = isinstance(event, ConnectionClosed)
 
-    error: type[ProtocolError] | None = None
-    try:
-        pump()
-        for chunk in chunks_at(server_bytes, splits):
-            if closed:
-                break
-            conn.receive_data(chunk)
-            pump()
-        if eof and not closed:
-            conn.receive_data(b"")
-            pump()
-    except ProtocolError as exc:
-        error = type(exc)
+    error = _replay(conn, server_bytes, splits, eof=eof, pump=pump, closed=lambda: closed)
     return TranscriptResult(normalize_data_events(events), bytes(sent), conn.state, error)
 
 
@@ -744,19 +758,7 @@ def run_server_transcript(
             for reply in responder(event):
                 sent.extend(conn.send(reply))
 
-    error: type[ProtocolError] | None = None
-    try:
-        pump()
-        for chunk in chunks_at(client_bytes, splits):
-            if closed:
-                break
-            conn.receive_data(chunk)
-            pump()
-        if eof and not closed:
-            conn.receive_data(b"")
-            pump()
-    except ProtocolError as exc:
-        error = type(exc)
+    error = _replay(conn, client_bytes, splits, eof=eof, pump=pump, closed=lambda: closed)
     return TranscriptResult(events, bytes(sent), conn.state, error)
 
 
