@@ -1,18 +1,29 @@
-"""Test helpers for pop3proto, in the style of h11's ``tests/helpers.py``.
+"""Test helpers for pop3proto, in the style of h11's ``tests/helpers.py``: the
+one home of everything more than one test module uses (fixtures are in
+``conftest.py``).  No test module imports another.
 
 * :func:`get_all_events`, :func:`receive_and_get`, :func:`feed_in_chunks` and
-  :func:`normalize_data_events` pull events out of one connection.
-* :class:`ConnectionPair` joins a client and a server: whatever one side
-  sends is fed to the other, and the events received must be the events sent
-  (message bodies compared as the concatenation of their ``MessageData``,
-  because chunking carries no meaning).
-* :func:`login` drives a pair from the greeting to TRANSACTION.
+  :func:`normalize_data_events` pull events out of one connection;
+  :func:`events_through_wait` and :func:`feed_through_wait` keep the
+  NEED_DATA or PAUSED that ends them.
+* :func:`new_client`, :func:`client_tx`, :func:`new_server`, :func:`server_tx`
+  and friends drive one connection by hand to a known state, with the typed
+  :class:`Options` of :class:`Connection`.
+* :class:`ConnectionPair` joins a client and a server: :meth:`~ConnectionPair.send`
+  checks that the events received are the events sent (message bodies compared
+  as the concatenation of their ``MessageData``, because chunking carries no
+  meaning); :meth:`~ConnectionPair.command` and :meth:`~ConnectionPair.reply`
+  just carry the bytes across.  :func:`login` drives a pair to TRANSACTION.
 * :func:`run_client_transcript` / :func:`run_server_transcript` replay a
   recorded byte stream into one role, chunked at given offsets, answering as
   a real peer would; the split-invariance properties compare their results.
+* :class:`FakeSession` is a POP3 server on ``Connection(SERVER)`` over an
+  in-memory maildrop, configured by :class:`FakeConfig` to misbehave as the
+  client tests need; :class:`ThreadedServer` serves it on 127.0.0.1.
 * :func:`run_exchange` drives a SASL client and server mechanism against each
   other through the base64 framing; :func:`secret_free` checks that an
   exception and its chain quote no secret.
+* Hypothesis strategies for valid field values, bodies and server replies.
 """
 
 from __future__ import annotations
@@ -86,45 +97,76 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
-    "ASCII_TEXT",
-    "BODY_PIECES",
-    "KNOWN_KEYWORDS",
-    "bodies",
-    "capabilities",
-    "chunkings",
-    "extension_names",
-    "message_numbers",
-    "passwords",
-    "replies_for",
-    "response_codes",
-    "status_texts",
-    "tokens",
-    "uids",
-    "DOVECOT_CAPABILITIES",
-    "DOVECOT_GREETING",
-    "ConnectionPair",
-    "TranscriptResult",
+    # Pulling events out of one connection
     "chunks_at",
-    "expected_body",
-    "expected_received",
     "events_through_wait",
-    "every_split",
     "feed_in_chunks",
     "feed_through_wait",
     "get_all_events",
     "interesting_splits",
-    "login",
     "normalize_data_events",
     "receive_and_get",
+    # One connection, driven by hand
+    "GREETING_LINE",
+    "GREETING_TEXT",
+    "PASSWORD",
+    "TIMESTAMP",
+    "Options",
+    "ask",
+    "bad_server_line",
+    "body_of",
+    "client_tx",
+    "eof",
+    "first",
+    "merged",
+    "new_client",
+    "new_server",
+    "pipelining_client",
+    "server_tx",
+    # What the peer receives, a client and a server joined, transcripts
+    "DOVECOT_CAPABILITIES",
+    "DOVECOT_GREETING",
+    "ConnectionPair",
+    "TranscriptResult",
+    "expected_body",
+    "expected_received",
+    "login",
     "run_client_transcript",
     "run_server_transcript",
     "standard_reply",
+    # A fake POP3 server for the client tests
+    "FAKE_MESSAGES",
+    "FakeConfig",
+    "FakeSession",
+    "ThreadedServer",
+    "serve",
+    # SASL exchanges
     "PASSWORDS",
+    "RFC2195_CHALLENGE",
     "check_password",
     "get_password",
     "run_exchange",
     "secret_free",
     "wire",
+    # Hypothesis strategies
+    "ASCII_TEXT",
+    "BODY_PIECES",
+    "KNOWN_KEYWORDS",
+    "UNICODE_TEXT",
+    "bodies",
+    "capabilities",
+    "chunkings",
+    "extension_names",
+    "message_numbers",
+    "message_replies",
+    "optional_codes",
+    "passwords",
+    "replies_for",
+    "response_codes",
+    "sizes",
+    "status_texts",
+    "tokens",
+    "uids",
 ]
 
 #: A realistic Dovecot greeting; Dovecot's APOP timestamp is
@@ -266,10 +308,8 @@ class Options(TypedDict, total=False):
     max_listing_size: int
 
 
-#: The APOP timestamp of RFC 1939 §7's example, and the digest it gives with
-#: the secret ``tanstaaf``.
+#: The APOP timestamp of RFC 1939 §7's example.
 TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
-APOP_DIGEST = "c4c9334bac560ecc979e58001b3e22fb"
 #: The password alice has everywhere in the tests.
 PASSWORD = "correct horse"
 #: The greeting the hand-driven connections use, as text and as a line.
@@ -760,12 +800,6 @@ def run_server_transcript(
 
     error = _replay(conn, client_bytes, splits, eof=eof, pump=pump, closed=lambda: closed)
     return TranscriptResult(events, bytes(sent), conn.state, error)
-
-
-def every_split(data: bytes) -> Iterator[list[int]]:
-    """One split at every offset of *data*."""
-    for i in range(1, len(data)):
-        yield [i]
 
 
 # ---------------------------------------------------------------------------
