@@ -132,7 +132,7 @@ def test_greeting_timestamps(text: str, timestamp: str | None) -> None:
         assert first(srv, b"APOP mrose " + digest.encode() + b"\r\n") == Apop("mrose", digest)
 
 
-def test_state_apop_without_timestamp() -> None:
+def test_apop_without_timestamp() -> None:
     """APOP without a greeting timestamp: LocalProtocolError in the client, BadCommand in the
     server."""
     digest = "c4c9334bac560ecc979e58001b3e22fb"

@@ -30,7 +30,7 @@ from tests.helpers import (
 )
 
 
-def test_state_stls_in_transaction() -> None:
+def test_stls_in_transaction() -> None:
     """STLS in TRANSACTION is refused by both roles (RFC 2595 §4)."""
     with pytest.raises(LocalProtocolError):
         client_tx().send(Stls())
@@ -38,7 +38,7 @@ def test_state_stls_in_transaction() -> None:
     assert ev.command == Stls()
 
 
-def test_state_stls_twice() -> None:
+def test_stls_twice() -> None:
     """STLS after TLS is up is refused by both roles."""
     pair = ConnectionPair(greeting=Greeting(GREETING_TEXT))
     pair.command(Stls())
@@ -52,7 +52,7 @@ def test_state_stls_twice() -> None:
     assert isinstance(ev, BadCommand) and "TLS" in ev.reason
 
 
-def test_state_stls_after_utf8() -> None:
+def test_stls_after_utf8() -> None:
     """STLS after UTF8 is refused by both roles (RFC 6856 §2.1)."""
     pair = ConnectionPair(greeting=Greeting(GREETING_TEXT))
     pair.command(Utf8())
@@ -64,7 +64,7 @@ def test_state_stls_after_utf8() -> None:
     assert isinstance(ev, BadCommand) and "UTF8" in ev.reason
 
 
-def test_state_stls_over_implicit_tls() -> None:
+def test_stls_over_implicit_tls() -> None:
     """STLS over implicit TLS (tls=True) is refused by both roles (CONFORMANCE.md §8.3)."""
     conn = new_client(tls=True)
     assert conn.tls
