@@ -1,32 +1,48 @@
-"""Test helpers for pop3proto, in the style of h11's ``tests/helpers.py``.
+"""Test helpers for pop3proto, in the style of h11's ``tests/helpers.py``: the
+one home of everything more than one test module uses (fixtures are in
+``conftest.py``).  No test module imports another.
 
 * :func:`get_all_events`, :func:`receive_and_get`, :func:`feed_in_chunks` and
-  :func:`normalize_data_events` pull events out of one connection.
-* :class:`ConnectionPair` joins a client and a server: whatever one side
-  sends is fed to the other, and the events received must be the events sent
-  (message bodies compared as the concatenation of their ``MessageData``,
-  because chunking carries no meaning).
-* :func:`login` drives a pair from the greeting to TRANSACTION.
+  :func:`normalize_data_events` pull events out of one connection;
+  :func:`events_through_wait` and :func:`feed_through_wait` keep the
+  NEED_DATA or PAUSED that ends them.
+* :func:`new_client`, :func:`client_tx`, :func:`new_server`, :func:`server_tx`
+  and friends drive one connection by hand to a known state, with the typed
+  :class:`Options` of :class:`Connection`.
+* :class:`ConnectionPair` joins a client and a server: :meth:`~ConnectionPair.send`
+  checks that the events received are the events sent (message bodies compared
+  as the concatenation of their ``MessageData``, because chunking carries no
+  meaning); :meth:`~ConnectionPair.command` and :meth:`~ConnectionPair.reply`
+  just carry the bytes across.  :func:`login` drives a pair to TRANSACTION.
 * :func:`run_client_transcript` / :func:`run_server_transcript` replay a
   recorded byte stream into one role, chunked at given offsets, answering as
   a real peer would; the split-invariance properties compare their results.
+* :class:`FakeSession` is a POP3 server on ``Connection(SERVER)`` over an
+  in-memory maildrop, configured by :class:`FakeConfig` to misbehave as the
+  client tests need; :class:`ThreadedServer` serves it on 127.0.0.1.
 * :func:`run_exchange` drives a SASL client and server mechanism against each
   other through the base64 framing; :func:`secret_free` checks that an
   exception and its chain quote no secret.
+* Hypothesis strategies for valid field values, bodies and server replies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import socket
+import ssl
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from hypothesis import strategies as st
 
+import pop3proto
 from pop3proto import (
     CLIENT,
     NEED_DATA,
@@ -75,47 +91,82 @@ from pop3proto import (
     sasl_b64decode,
     sasl_b64encode,
 )
+from pop3proto.adapters.client._mechanisms import LOGIN_PREFERENCE
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
-    "ASCII_TEXT",
-    "BODY_PIECES",
-    "KNOWN_KEYWORDS",
-    "bodies",
-    "capabilities",
-    "chunkings",
-    "extension_names",
-    "message_numbers",
-    "passwords",
-    "replies_for",
-    "response_codes",
-    "status_texts",
-    "tokens",
-    "uids",
-    "DOVECOT_CAPABILITIES",
-    "DOVECOT_GREETING",
-    "ConnectionPair",
-    "TranscriptResult",
+    # Pulling events out of one connection
     "chunks_at",
-    "expected_body",
-    "expected_received",
     "events_through_wait",
-    "every_split",
     "feed_in_chunks",
     "feed_through_wait",
     "get_all_events",
     "interesting_splits",
-    "login",
     "normalize_data_events",
     "receive_and_get",
+    # One connection, driven by hand
+    "GREETING_LINE",
+    "GREETING_TEXT",
+    "PASSWORD",
+    "TIMESTAMP",
+    "Options",
+    "ask",
+    "bad_server_line",
+    "body_of",
+    "client_tx",
+    "eof",
+    "first",
+    "merged",
+    "new_client",
+    "new_server",
+    "pipelining_client",
+    "server_tx",
+    # What the peer receives, a client and a server joined, transcripts
+    "DOVECOT_CAPABILITIES",
+    "DOVECOT_GREETING",
+    "ConnectionPair",
+    "TranscriptResult",
+    "expected_body",
+    "expected_received",
+    "login",
     "run_client_transcript",
     "run_server_transcript",
     "standard_reply",
+    # A fake POP3 server for the client tests
+    "FAKE_MESSAGES",
+    "FakeConfig",
+    "FakeSession",
+    "ThreadedServer",
+    "serve",
+    # SASL exchanges
     "PASSWORDS",
+    "RFC2195_CHALLENGE",
     "check_password",
     "get_password",
     "run_exchange",
     "secret_free",
     "wire",
+    # Hypothesis strategies
+    "ASCII_TEXT",
+    "BODY_PIECES",
+    "KNOWN_KEYWORDS",
+    "UNICODE_TEXT",
+    "bodies",
+    "capabilities",
+    "chunkings",
+    "extension_names",
+    "message_numbers",
+    "message_replies",
+    "optional_codes",
+    "passwords",
+    "replies_for",
+    "response_codes",
+    "sizes",
+    "status_texts",
+    "tokens",
+    "uids",
 ]
 
 #: A realistic Dovecot greeting; Dovecot's APOP timestamp is
@@ -239,6 +290,125 @@ def interesting_splits(data: bytes) -> list[int]:
 
 
 # ---------------------------------------------------------------------------
+# One connection, driven by hand
+# ---------------------------------------------------------------------------
+
+
+class Options(TypedDict, total=False):
+    """The keyword arguments of :class:`Connection`, so helpers can pass them on typed."""
+
+    tls: bool
+    strict_user: bool
+    bare_lf: bool
+    lenient_end: bool
+    allow_unadvertised_pipelining: bool
+    max_command_size: int
+    max_status_size: int | None
+    max_sasl_size: int
+    max_listing_size: int
+
+
+#: The APOP timestamp of RFC 1939 §7's example.
+TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
+#: The password alice has everywhere in the tests.
+PASSWORD = "correct horse"
+#: The greeting the hand-driven connections use, as text and as a line.
+GREETING_TEXT = "POP3 server ready " + TIMESTAMP
+GREETING_LINE = b"+OK " + GREETING_TEXT.encode() + b"\r\n"
+
+
+def new_client(greeting: bytes = GREETING_LINE, **kw: Unpack[Options]) -> Connection:
+    """A client that has received *greeting* (in AUTHORIZATION unless it was ``-ERR``)."""
+    conn = Connection(CLIENT, **kw)
+    evs = feed_through_wait(conn, greeting)
+    assert isinstance(evs[0], Greeting), evs
+    return conn
+
+
+def ask(conn: Connection, cmd: Event, data: bytes) -> list[object]:
+    """Client: send *cmd*, receive *data*, return the events through the wait."""
+    conn.send(cmd)
+    return feed_through_wait(conn, data)
+
+
+def client_tx(**kw: Unpack[Options]) -> Connection:
+    """A client logged in with USER/PASS, in TRANSACTION."""
+    conn = new_client(**kw)
+    assert isinstance(ask(conn, User("mrose"), b"+OK\r\n")[0], Ok)
+    assert isinstance(ask(conn, Pass("secret"), b"+OK\r\n")[0], Ok)
+    assert conn.state is State.TRANSACTION
+    return conn
+
+
+def pipelining_client(**kw: Unpack[Options]) -> Connection:
+    """A client in AUTHORIZATION that has learnt from CAPA that it may pipeline."""
+    conn = new_client(**kw)
+    ask(conn, Capa(), b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n")
+    assert conn.capabilities is not None and conn.capabilities.pipelining
+    return conn
+
+
+def new_server(text: str = GREETING_TEXT, **kw: Unpack[Options]) -> Connection:
+    """A server that has sent the greeting *text*, in AUTHORIZATION."""
+    conn = Connection(SERVER, **kw)
+    assert conn.send(Greeting(text)) == b"+OK " + text.encode() + b"\r\n"
+    assert conn.state is State.AUTHORIZATION
+    return conn
+
+
+def first(conn: Connection, data: bytes) -> object:
+    """Receive *data*, return the first event (a server's command, mostly)."""
+    return feed_through_wait(conn, data)[0]
+
+
+def server_tx(**kw: Unpack[Options]) -> Connection:
+    """A server that accepted USER/PASS, in TRANSACTION."""
+    conn = new_server(**kw)
+    assert first(conn, b"USER mrose\r\n") == User("mrose")
+    conn.send(Ok())
+    assert first(conn, b"PASS secret\r\n") == Pass("secret")
+    conn.send(Ok())
+    assert conn.state is State.TRANSACTION
+    return conn
+
+
+def bad_server_line(line: bytes, state: str = "TRANSACTION") -> BadCommand:
+    """Feed *line* to a server in *state* (TRANSACTION or AUTHORIZATION): it must
+    be a :class:`BadCommand` whose ``-ERR`` changes no state; return it."""
+    conn = server_tx() if state == "TRANSACTION" else new_server()
+    ev = first(conn, line)
+    assert isinstance(ev, BadCommand), ev
+    before = conn.state
+    conn.send(Err(ev.reason))
+    assert conn.state is before
+    return ev
+
+
+def eof(conn: Connection) -> list[object]:
+    """Receive EOF, return the events through the wait."""
+    conn.receive_data(b"")
+    return events_through_wait(conn)
+
+
+def body_of(evs: Iterable[object]) -> bytes:
+    """The concatenated :class:`MessageData` among *evs*."""
+    return b"".join(e.data for e in evs if isinstance(e, MessageData))
+
+
+def merged(evs: Sequence[object]) -> list[object]:
+    """Drop NEED_DATA and join adjacent MessageData (their boundaries carry no meaning)."""
+    out: list[object] = []
+    for ev in evs:
+        if ev is NEED_DATA:
+            continue
+        if isinstance(ev, MessageData) and out and isinstance(out[-1], MessageData):
+            out[-1] = MessageData(out[-1].data + ev.data)
+        else:
+            out.append(ev)
+    return out
+
+
+# ---------------------------------------------------------------------------
 # What the peer receives for what was sent
 # ---------------------------------------------------------------------------
 
@@ -295,17 +465,27 @@ def expected_received(sent: Sequence[Event]) -> list[Event]:
 
 class ConnectionPair:
     """A client :class:`Connection` and a server :class:`Connection` whose
-    output is fed to each other (h11's ``ConnectionPair``)."""
+    output is fed to each other (h11's ``ConnectionPair``).
+
+    Two ways to drive it: :meth:`send` checks that what one side sends is
+    what the other receives; :meth:`command` and :meth:`reply` just carry the
+    bytes across and return the receiver's events up to the wait, for tests
+    that assert on those themselves.  With *greeting* the server greets at
+    once (and the client must receive it); without, the server still owes it.
+    """
 
     def __init__(
         self,
         *,
-        client_kwargs: dict[str, object] | None = None,
-        server_kwargs: dict[str, object] | None = None,
+        client_kwargs: Options | None = None,
+        server_kwargs: Options | None = None,
+        greeting: Greeting | Err | None = None,
     ) -> None:
-        self.client = Connection(CLIENT, **(client_kwargs or {}))  # type: ignore[arg-type]
-        self.server = Connection(SERVER, **(server_kwargs or {}))  # type: ignore[arg-type]
+        self.client = Connection(CLIENT, **(client_kwargs or {}))
+        self.server = Connection(SERVER, **(server_kwargs or {}))
         self.conn: dict[Role, Connection] = {CLIENT: self.client, SERVER: self.server}
+        if greeting is not None:
+            assert self.reply(greeting)[0] == greeting
 
     @staticmethod
     def other(role: Role) -> Role:
@@ -375,6 +555,15 @@ class ConnectionPair:
         )
         return data
 
+    def command(self, cmd: Event) -> list[object]:
+        """The client sends *cmd*; return the server's events through the wait."""
+        return feed_through_wait(self.server, self.client.send(cmd))
+
+    def reply(self, *responses: Event) -> list[object]:
+        """The server sends *responses*; return the client's events through the wait."""
+        data = b"".join(self.server.send(r) for r in responses)
+        return feed_through_wait(self.client, data)
+
     def send_batch(self, commands: Sequence[Event]) -> bytes:
         """The client sends several commands at once (pipelining); the bytes
         are fed to the server but no event is pulled yet."""
@@ -397,16 +586,18 @@ def login(
     capa: bool = False,
     pipelining: bool = False,
     user: str = "alice",
-    password: str = "correct horse",
+    password: str = PASSWORD,
 ) -> None:
     """Drive *pair* from the greeting to TRANSACTION with USER/PASS.
 
-    With ``capa`` (implied by ``pipelining``) the client first asks CAPA and
-    the server answers Dovecot's list, with or without PIPELINING; with
+    The server sends *greeting* unless the pair was built with one.  With
+    ``capa`` (implied by ``pipelining``) the client first asks CAPA and the
+    server answers Dovecot's list, with or without PIPELINING; with
     ``pipelining`` USER and PASS then go out as one batch (RFC 2449 §6.6).
     """
-    assert pair.server.next_event() is PAUSED  # the server owes the greeting
-    pair.send(SERVER, greeting)
+    if pair.server.state is State.AWAIT_GREETING:
+        assert pair.server.next_event() is PAUSED  # the server owes the greeting
+        pair.send(SERVER, greeting)
     assert pair.assert_in_step() is State.AUTHORIZATION
     if capa or pipelining:
         pair.send(CLIENT, Capa())
@@ -449,6 +640,32 @@ class TranscriptResult:
 
 
 _CLIENT_COMMAND_STATES = (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
+
+
+def _replay(
+    conn: Connection,
+    data: bytes,
+    splits: Iterable[int],
+    *,
+    eof: bool,
+    pump: Callable[[], None],
+    closed: Callable[[], bool],
+) -> type[ProtocolError] | None:
+    """Feed *data* to *conn* cut at *splits* (then EOF if *eof*), calling *pump*
+    first and after each chunk, until *closed*; return the ProtocolError raised."""
+    try:
+        pump()
+        for chunk in chunks_at(data, splits):
+            if closed():
+                break
+            conn.receive_data(chunk)
+            pump()
+        if eof and not closed():
+            conn.receive_data(b"")
+            pump()
+    except ProtocolError as exc:
+        return type(exc)
+    return None
 
 
 def run_client_transcript(
@@ -499,19 +716,7 @@ def run_client_transcript(
             events.append(event)
             closed = isinstance(event, ConnectionClosed)
 
-    error: type[ProtocolError] | None = None
-    try:
-        pump()
-        for chunk in chunks_at(server_bytes, splits):
-            if closed:
-                break
-            conn.receive_data(chunk)
-            pump()
-        if eof and not closed:
-            conn.receive_data(b"")
-            pump()
-    except ProtocolError as exc:
-        error = type(exc)
+    error = _replay(conn, server_bytes, splits, eof=eof, pump=pump, closed=lambda: closed)
     return TranscriptResult(normalize_data_events(events), bytes(sent), conn.state, error)
 
 
@@ -593,26 +798,374 @@ def run_server_transcript(
             for reply in responder(event):
                 sent.extend(conn.send(reply))
 
-    error: type[ProtocolError] | None = None
-    try:
-        pump()
-        for chunk in chunks_at(client_bytes, splits):
-            if closed:
-                break
-            conn.receive_data(chunk)
-            pump()
-        if eof and not closed:
-            conn.receive_data(b"")
-            pump()
-    except ProtocolError as exc:
-        error = type(exc)
+    error = _replay(conn, client_bytes, splits, eof=eof, pump=pump, closed=lambda: closed)
     return TranscriptResult(events, bytes(sent), conn.state, error)
 
 
-def every_split(data: bytes) -> Iterator[list[int]]:
-    """One split at every offset of *data*."""
-    for i in range(1, len(data)):
-        yield [i]
+# ---------------------------------------------------------------------------
+# A fake POP3 server for the client tests
+# ---------------------------------------------------------------------------
+# FakeSession is a server built on Connection(SERVER) over an in-memory
+# maildrop, transport-free, with switches for the misbehaviours the clients
+# must survive.  ThreadedServer serves it on 127.0.0.1 for the socket tests.
+
+#: The fake server's default maildrop: every dot-stuffing hazard (dot lines
+#: first, last and alone), an empty message, no final CRLF (the server appends
+#: one), 8-bit octets, bare CR and LF.
+FAKE_MESSAGES = [
+    b"Subject: one\r\n\r\nhello\r\n",
+    b".starts with a dot\r\n..two dots\r\n.\r\n...\r\nend\r\n",
+    b"Subject: three\r\n\r\nno final line end",
+    b"",
+    b"Subject: five\r\n\r\n\xff\xfe 8-bit \r\nbare\rcr and bare\nlf\r\n.",
+]
+
+
+@dataclass
+class FakeConfig:
+    """What the fake server offers and how it misbehaves."""
+
+    messages: list[bytes] = field(default_factory=lambda: list(FAKE_MESSAGES))
+    users: dict[str, str] = field(default_factory=lambda: {"alice": PASSWORD})
+    greeting: str = GREETING_TEXT
+    capa: bool = True
+    pipelining: bool = True
+    stls: bool = False
+    user_command: bool = True
+    utf8: bool = False
+    sasl: tuple[str, ...] = LOGIN_PREFERENCE
+    auth_error: str = "[AUTH] Authentication failed"
+    #: Sent instead of +OK for correct credentials (e.g. "[IN-USE] locked").
+    login_error: str | None = None
+    close_after_auth_failure: bool = False
+    #: Replace the SCRAM server signature / skip it and answer +OK at once.
+    scram_tamper: bool = False
+    scram_skip_final: bool = False
+    #: Close without answering QUIT from TRANSACTION.
+    quit_no_reply: bool = False
+    quit_error: bool = False
+    #: Raw bytes sent right after the +OK to STLS (a response injection).
+    after_stls: bytes = b""
+    implicit_tls: bool = False
+    chunk: int = 65536
+
+
+class FakeSession:
+    """One server-side POP3 session over an in-memory maildrop."""
+
+    def __init__(self, config: FakeConfig | None = None) -> None:
+        self.config = config = config or FakeConfig()
+        self.conn = pop3proto.Connection(pop3proto.SERVER, tls=config.implicit_tls)
+        self.commands: list[pop3proto.Event] = []
+        self.deleted: set[int] = set()
+        self.committed: list[int] | None = None
+        self.closing = False
+        self.tls_requested = False
+        self.authenticated: str | None = None
+        self.auth_attempts = 0
+        self._user: str | None = None
+        self._mech: pop3proto.SaslServerMechanism | None = None
+
+    # -- transport interface -------------------------------------------------
+
+    def greeting(self) -> bytes:
+        assert self.conn.next_event() is pop3proto.PAUSED
+        return self.conn.send(pop3proto.Greeting(self.config.greeting))
+
+    def receive(self, data: bytes) -> Iterator[bytes]:
+        """Feed client bytes (b"" = EOF); yield the bytes to send back."""
+        conn = self.conn
+        conn.receive_data(data)
+        while not self.closing:
+            event = conn.next_event()
+            if event is pop3proto.NEED_DATA:
+                return
+            if event is pop3proto.PAUSED:
+                if conn.state is State.TLS_PENDING:
+                    self.tls_requested = True
+                return
+            if isinstance(event, pop3proto.ConnectionClosed):
+                self.closing = True
+                return
+            assert isinstance(event, pop3proto.Event)
+            self.commands.append(event)
+            for reply in self.handle(event):
+                if isinstance(reply, bytes):
+                    yield reply
+                else:
+                    yield conn.send(reply)
+
+    def tls_established(self) -> None:
+        assert self.tls_requested
+        self.tls_requested = False
+        self.conn.tls_established()
+
+    # -- the mailbox -------------------------------------------------------------
+
+    def live(self, number: int) -> bool:
+        return 1 <= number <= len(self.config.messages) and number not in self.deleted
+
+    def capabilities(self) -> pop3proto.Capabilities:
+        cfg = self.config
+        items: list[str | tuple[str, ...]] = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE"]
+        if cfg.user_command:
+            items.append("USER")
+        if cfg.pipelining:
+            items.append("PIPELINING")
+        if cfg.stls and not self.conn.tls:
+            items.append("STLS")
+        if cfg.sasl:
+            items.append(("SASL", *cfg.sasl))
+        if cfg.utf8:
+            items.append("UTF8")
+        return pop3proto.Capabilities.build(*items)
+
+    def _mechanism(self, name: str) -> pop3proto.SaslServerMechanism:
+        users = self.config.users
+
+        def check(user: str, password: str) -> bool:
+            return users.get(user) == password
+
+        if name == "PLAIN":
+            return pop3proto.PlainServer(check)
+        if name == "LOGIN":
+            return pop3proto.LoginServer(check)
+        if name == "CRAM-MD5":
+            return pop3proto.CramMD5Server(users.get)
+        hash_name = "sha1" if name == "SCRAM-SHA-1" else "sha256"
+        creds = {u: pop3proto.scram_credentials(p, hash_name=hash_name) for u, p in users.items()}
+        return pop3proto.ScramServer(creds.get, hash_name=hash_name)
+
+    def _logged_in(self, user: str) -> list[Any]:
+        if self.config.login_error is not None:
+            return [pop3proto.Err(self.config.login_error)]
+        self.authenticated = user
+        return [pop3proto.Ok("Logged in.")]
+
+    def _auth_failed(self) -> list[Any]:
+        if self.config.close_after_auth_failure:
+            self.closing = True
+        return [pop3proto.Err(self.config.auth_error)]
+
+    def _sasl_step(self, data: bytes | None) -> list[Any]:
+        mech = self._mech
+        assert mech is not None
+        try:
+            challenge = mech.step(data)
+        except pop3proto.SaslError:
+            self._mech = None
+            return self._auth_failed()
+        if challenge is None:
+            self._mech = None
+            assert mech.authenticated_user is not None
+            return self._logged_in(mech.authenticated_user)
+        if challenge.startswith(b"v="):
+            if self.config.scram_skip_final:
+                self._mech = None
+                return self._logged_in("alice")
+            if self.config.scram_tamper:
+                challenge = b"v=" + pop3proto.sasl_b64encode(b"\0" * 32)
+        return [pop3proto.SaslChallenge(challenge)]
+
+    def handle(self, event: pop3proto.Event) -> Iterable[Any]:
+        """The replies to one received event (events or raw bytes)."""
+        cfg = self.config
+        if isinstance(event, pop3proto.BadCommand):
+            return [pop3proto.Err(event.reason)]
+        if isinstance(event, pop3proto.SaslCancel):
+            self._mech = None
+            return [pop3proto.Err("cancelled")]
+        if isinstance(event, pop3proto.SaslResponse):
+            return self._sasl_step(event.data)
+        if isinstance(event, pop3proto.Capa):
+            return [pop3proto.CapaOk(self.capabilities())] if cfg.capa else [pop3proto.Err("?")]
+        if isinstance(event, pop3proto.Stls):
+            if not cfg.stls:
+                return [pop3proto.Err("no TLS here")]
+            return (
+                [pop3proto.Ok("Begin TLS"), cfg.after_stls]
+                if cfg.after_stls
+                else [pop3proto.Ok("Begin TLS")]
+            )
+        if isinstance(event, pop3proto.Utf8):
+            return [pop3proto.Ok("UTF8 on")] if cfg.utf8 else [pop3proto.Err("no")]
+        if isinstance(event, pop3proto.User):
+            if not cfg.user_command:
+                return [pop3proto.Err("USER disabled")]
+            self._user = event.name
+            return [pop3proto.Ok("send PASS")]
+        if isinstance(event, pop3proto.Pass):
+            self.auth_attempts += 1
+            if self._user is not None and cfg.users.get(self._user) == event.password:
+                return self._logged_in(self._user)
+            return self._auth_failed()
+        if isinstance(event, pop3proto.Apop):
+            self.auth_attempts += 1
+            secret = cfg.users.get(event.name)
+            ts = pop3proto.Greeting(cfg.greeting).timestamp
+            if secret is not None and ts and pop3proto.apop_digest(ts, secret) == event.digest:
+                return self._logged_in(event.name)
+            return self._auth_failed()
+        if isinstance(event, pop3proto.Auth):
+            self.auth_attempts += 1
+            if event.mechanism not in cfg.sasl:
+                return [pop3proto.Err("unsupported mechanism")]
+            self._mech = self._mechanism(event.mechanism)
+            return self._sasl_step(event.initial_response)
+        if isinstance(event, pop3proto.Quit):
+            if self.conn.state is State.UPDATE:
+                if cfg.quit_no_reply:
+                    self.closing = True
+                    return []
+                if cfg.quit_error:
+                    self.closing = True
+                    return [pop3proto.Err("some deleted messages not removed")]
+                self.committed = sorted(self.deleted)
+            self.closing = True
+            return [pop3proto.Ok("bye")]
+        return self._transaction(event)
+
+    def _transaction(self, event: pop3proto.Event) -> Iterable[Any]:
+        msgs = self.config.messages
+        live = [n for n in range(1, len(msgs) + 1) if n not in self.deleted]
+        if isinstance(event, pop3proto.Stat):
+            return [pop3proto.StatOk(len(live), sum(len(msgs[n - 1]) for n in live))]
+        if isinstance(event, pop3proto.Noop):
+            return [pop3proto.Ok()]
+        if isinstance(event, pop3proto.Rset):
+            self.deleted.clear()
+            return [pop3proto.Ok("reset")]
+        if isinstance(event, pop3proto.List) and event.number is None:
+            return [pop3proto.ListOk({n: len(msgs[n - 1]) for n in live})]
+        if isinstance(event, pop3proto.Uidl) and event.number is None:
+            return [pop3proto.UidlOk({n: f"uid-{n:04d}" for n in live})]
+        number = getattr(event, "number", None)
+        assert isinstance(number, int), event
+        if not self.live(number):
+            return [pop3proto.Err("no such message")]
+        body = msgs[number - 1]
+        if isinstance(event, pop3proto.List):
+            return [pop3proto.ListEntryOk(number, len(body))]
+        if isinstance(event, pop3proto.Uidl):
+            return [pop3proto.UidlEntryOk(number, f"uid-{number:04d}")]
+        if isinstance(event, pop3proto.Dele):
+            self.deleted.add(number)
+            return [pop3proto.Ok("deleted")]
+        if isinstance(event, pop3proto.Top):
+            head, sep, rest = body.partition(b"\r\n\r\n")
+            lines = rest.split(b"\r\n")[: event.lines] if sep else []
+            body = head + sep + b"\r\n".join(lines) + (b"\r\n" if lines else b"")
+        assert isinstance(event, (pop3proto.Retr, pop3proto.Top)), event
+        return self._stream(body)
+
+    def _stream(self, body: bytes) -> Iterator[Any]:
+        # Lazily, so that a 20 MB message is never copied whole.
+        yield pop3proto.MessageStart(f"{len(body)} octets")
+        step = self.config.chunk
+        for i in range(0, len(body), step):
+            yield pop3proto.MessageData(body[i : i + step])
+        yield pop3proto.MessageEnd()
+
+
+class ThreadedServer:
+    """A POP3 server thread on 127.0.0.1:0 serving :class:`FakeSession` s.
+
+    Connections are served one after another, each with a fresh session of
+    *config* (copied).  ``sessions`` keeps them for inspection; exceptions in
+    the thread are kept in ``errors``.  Use as a context manager: the thread
+    is joined and every socket closed on exit.
+    """
+
+    def __init__(
+        self,
+        config: FakeConfig | None = None,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        handler: Callable[[socket.socket, ThreadedServer], None] | None = None,
+    ) -> None:
+        self.config = config or FakeConfig()
+        self.tls_context = tls_context
+        self.handler = handler
+        self.sessions: list[FakeSession] = []
+        self.errors: list[BaseException] = []
+        self.received = bytearray()
+        self.active: socket.socket | None = None
+        self._stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port: int = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, name="fake-pop3", daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        active = self.active
+        if active is not None:
+            # Unblock a handler waiting on a client the test left open.
+            with contextlib.suppress(OSError):
+                active.shutdown(socket.SHUT_RDWR)
+        self.thread.join(10)
+        self.listener.close()
+        assert not self.thread.is_alive(), "the server thread did not stop"
+
+    @property
+    def session(self) -> FakeSession:
+        return self.sessions[-1]
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.settimeout(10)
+            self.active = sock
+            try:
+                if self.handler is not None:
+                    self.handler(sock, self)
+                else:
+                    self._session(sock)
+            except Exception as exc:  # the client may abort on purpose
+                self.errors.append(exc)
+            finally:
+                self.active = None
+                sock.close()
+
+    def _wrap(self, sock: socket.socket) -> socket.socket:
+        assert self.tls_context is not None
+        return self.tls_context.wrap_socket(sock, server_side=True)
+
+    def _session(self, sock: socket.socket) -> None:
+        session = FakeSession(replace(self.config))
+        self.sessions.append(session)
+        conn = sock
+        try:
+            if session.config.implicit_tls:
+                conn = self._wrap(sock)
+            conn.sendall(session.greeting())
+            while not session.closing:
+                data = conn.recv(65536)
+                self.received += data
+                for chunk in session.receive(data):
+                    conn.sendall(chunk)
+                if session.tls_requested:
+                    conn = self._wrap(conn)
+                    session.tls_established()
+                if not data:
+                    break
+        finally:
+            if conn is not sock:
+                conn.close()
+
+
+def serve(config: FakeConfig | None = None, **kwargs: Any) -> ThreadedServer:
+    """A :class:`ThreadedServer` for *config*, to use in a ``with`` block."""
+    return ThreadedServer(config, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -660,7 +1213,10 @@ def run_exchange(
 
 
 #: The users the SASL tests know (tim's password is RFC 2195's example).
-PASSWORDS = {"tim": "tanstaaftanstaaf", "alice": "correct horse"}
+PASSWORDS = {"tim": "tanstaaftanstaaf", "alice": PASSWORD}
+#: RFC 2195's example CRAM-MD5 challenge (its digest with tim's password is
+#: ``b913a602c7eda7a495b4e6e7334d3890``).
+RFC2195_CHALLENGE = "<1896.697170952@postoffice.reston.mci.net>"
 
 
 def check_password(user: str, password: str) -> bool:

@@ -54,12 +54,15 @@ from tests.dovecot import (
     TEST_MESSAGES,
     DovecotServer,
 )
+from tests.helpers import (
+    PASSWORD,
+    expected_body,
+)
 
 trustme = pytest.importorskip("trustme")
 
 HOST = "127.0.0.1"
 USER = "alice"
-PASSWORD = "correct horse"
 CLI = [sys.executable, "-m", "pop3proto.adapters.cli"]
 START_TIMEOUT = 20.0
 
@@ -74,12 +77,6 @@ MESSAGES: tuple[bytes, ...] = (
     b"Subject: big\n\n" + b"".join(b"line %06d %s\n" % (n, b"x" * 32) for n in range(6000)),
     b"Subject: last\n\nbye\n",
 )
-
-
-def wire(message: bytes) -> bytes:
-    """What the server sends for a stored message (RFC 1939 §11: CRLF)."""
-    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return out if out.endswith(b"\r\n") else out + b"\r\n"
 
 
 def make_maildir(path: Path, messages: Sequence[bytes], start: int = 1_700_000_000) -> list[Path]:
@@ -223,7 +220,7 @@ def test_serve(runtime: str, tmp_path: Path, tls_files: TLSFiles) -> None:
     try:
         plain = server.port("STLS offered")
         implicit = server.port("implicit TLS")
-        expected = [wire(m) for m in MESSAGES]
+        expected = [expected_body(m) for m in MESSAGES]
 
         # -- poplib, plaintext on loopback (allowed by the default policy) --
         pop = poplib.POP3(HOST, plain, timeout=10)

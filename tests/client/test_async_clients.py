@@ -6,7 +6,7 @@ Each server runs in a background thread (with its own event loop for the
 async ones) on 127.0.0.1 port 0, so any client can talk to any server; TLS
 (STLS and implicit) uses ``trustme`` certificates.  The trio client is also
 driven over ``trio.testing`` memory streams against a scripted fake server
-task (``FakeSession`` from test_core), with no network at all.
+task (``FakeSession`` from tests/helpers.py), with no network at all.
 
 Event loops are started with ``asyncio.run`` / ``trio.run`` inside plain
 test functions: no pytest plugin is needed.
@@ -55,8 +55,13 @@ from pop3proto.adapters.client._errors import (
 from pop3proto.adapters.client._trio import Client as TrioClient
 from pop3proto.adapters.client._trio import connect as trio_connect
 from pop3proto.adapters.sync import MailboxStatus
-from tests.client.test_core import MESSAGES as CORE_MESSAGES
-from tests.client.test_core import FakeConfig, FakeSession, expected_body
+from tests.helpers import (
+    FAKE_MESSAGES,
+    PASSWORD,
+    FakeConfig,
+    FakeSession,
+    expected_body,
+)
 
 try:
     from pop3proto.adapters._asyncio_server import Server as AsyncioServer
@@ -69,17 +74,7 @@ except Exception:  # pragma: no cover
 
 T = TypeVar("T")
 
-PASSWORD = "correct horse"
 TIMEOUT = 10.0
-
-
-def crlf(data: bytes) -> bytes:
-    """A stored message as the servers send it: CRLF line ends, and a final
-    CRLF if it had none."""
-    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if out and not out.endswith(b"\r\n"):
-        out += b"\r\n"
-    return out
 
 
 #: A multi-megabyte message; a third of its lines start with a dot.
@@ -93,7 +88,7 @@ MESSAGES = [
     b"",
     BIG,
 ]
-EXPECTED = [crlf(m) for m in MESSAGES]
+EXPECTED = [expected_body(m) for m in MESSAGES]
 BIG_NUMBER = len(MESSAGES)
 
 
@@ -981,12 +976,12 @@ def test_trio_memory_stream_session() -> None:
         async with client:
             assert client.stream is stream
             assert await client.login("alice", "correct horse") == "SCRAM-SHA-256"
-            for number, sent in enumerate(CORE_MESSAGES, 1):
+            for number, sent in enumerate(FAKE_MESSAGES, 1):
                 assert await client.retrieve(number) == expected_body(sent)
-            numbers = list(range(1, len(CORE_MESSAGES) + 1))
+            numbers = list(range(1, len(FAKE_MESSAGES) + 1))
             messages = client.retrieve_many(numbers)
             got = [item async for item in messages]
-            assert got == [(n, expected_body(CORE_MESSAGES[n - 1])) for n in numbers]
+            assert got == [(n, expected_body(FAKE_MESSAGES[n - 1])) for n in numbers]
             assert messages.batch.window == DEFAULT_WINDOW
             await client.delete(2)
             await client.delete(4)
@@ -996,14 +991,14 @@ def test_trio_memory_stream_session() -> None:
 
     server = run_with_fake_server(body)
     assert server.session.committed == [2, 4]
-    assert server.most_retrs_at_once == len(CORE_MESSAGES)  # pipelined in one write
+    assert server.most_retrs_at_once == len(FAKE_MESSAGES)  # pipelined in one write
 
 
 def test_trio_without_pipelining_one_retr_at_a_time() -> None:
     async def body(stream: Any, server: TrioFakeServer) -> None:
         async with TrioClient.from_stream(stream, loopback=True) as client:
             await client.login("alice", "correct horse")
-            numbers = list(range(1, len(CORE_MESSAGES) + 1))
+            numbers = list(range(1, len(FAKE_MESSAGES) + 1))
             messages = client.retrieve_many(numbers)
             got = [n async for n, _ in messages]
             assert got == numbers
@@ -1047,7 +1042,7 @@ def test_trio_starttls_over_memory_streams(
             assert client.tls
             assert isinstance(client.stream, trio.SSLStream)
             assert await client.login("alice", "correct horse", mechanism="PLAIN") == "PLAIN"
-            assert await client.retrieve(1) == expected_body(CORE_MESSAGES[0])
+            assert await client.retrieve(1) == expected_body(FAKE_MESSAGES[0])
 
     run_with_fake_server(body, FakeConfig(stls=True), server_context=server_context)
 

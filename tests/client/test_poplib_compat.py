@@ -25,10 +25,13 @@ import pytest
 
 import pop3proto
 from pop3proto.adapters import sync as our_poplib
-from tests.client.test_core import MESSAGES, PASSWORD, FakeConfig
-
-# Reuse the module-scoped TLS fixtures.
-from tests.client.test_sync_client import ThreadedServer, serve
+from tests.helpers import (
+    FAKE_MESSAGES,
+    PASSWORD,
+    FakeConfig,
+    ThreadedServer,
+    serve,
+)
 
 IMPLEMENTATIONS = [std_poplib, our_poplib]
 Result = tuple[Any, ...]
@@ -78,7 +81,7 @@ def full_session(mod: ModuleType, port: int, call: Recorder) -> None:
         call(pop.list, "3")
         call(pop.uidl)
         call(pop.uidl, 1)
-        for number in range(1, len(MESSAGES) + 1):
+        for number in range(1, len(FAKE_MESSAGES) + 1):
             call(pop.retr, number)
         call(pop.retr, 99)
         call(pop.top, 1, 0)
@@ -122,7 +125,7 @@ def auth_script(mod: ModuleType, port: int, call: Recorder) -> None:
 def test_apop_utf8_rpop_match() -> None:
     theirs, ours, _ = run_both(auth_script, FakeConfig(utf8=True))
     assert ours == theirs
-    assert ("returned", (len(MESSAGES), sum(map(len, MESSAGES)))) in ours
+    assert ("returned", (len(FAKE_MESSAGES), sum(map(len, FAKE_MESSAGES)))) in ours
 
 
 def test_apop_without_timestamp_matches() -> None:
@@ -596,7 +599,7 @@ def test_unread_listing_does_not_desynchronise() -> None:
         ("returned", b"+OK"),
         ("returned", b"+OK"),
         ("returned", b"+OK 23 octets"),
-        ("returned", (len(MESSAGES), sum(map(len, MESSAGES)))),
+        ("returned", (len(FAKE_MESSAGES), sum(map(len, FAKE_MESSAGES)))),
     ]
     # poplib reads the first listing line as NOOP's reply.
     assert theirs[3] == ("raised", "error_proto", (b"1 23",))

@@ -1,22 +1,17 @@
 """sync.Client over real sockets on 127.0.0.1 against a threaded fake server.
 
-:class:`ThreadedServer` serves :class:`FakeSession` (from ``test_client_core``)
+:class:`~tests.helpers.ThreadedServer` serves :class:`~tests.helpers.FakeSession`
 on an ephemeral port, one connection after another, doing STLS and implicit
-TLS with ``trustme`` certificates.  ``test_poplib_compat`` reuses it.
+TLS with ``trustme`` certificates.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import socket
 import ssl
-import threading
 import time
 import tracemalloc
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
 
 import pytest
 
@@ -32,108 +27,14 @@ from pop3proto.adapters.sync import (
     MailboxStatus,
     POP3Error,
 )
-from tests.client.test_core import MESSAGES, PASSWORD, FakeConfig, FakeSession, expected_body
-
-
-class ThreadedServer:
-    """A POP3 server thread on 127.0.0.1:0 serving :class:`FakeSession` s.
-
-    Connections are served one after another, each with a fresh session of
-    *config* (copied).  ``sessions`` keeps them for inspection; exceptions in
-    the thread are kept in ``errors``.  Use as a context manager: the thread
-    is joined and every socket closed on exit.
-    """
-
-    def __init__(
-        self,
-        config: FakeConfig | None = None,
-        *,
-        tls_context: ssl.SSLContext | None = None,
-        handler: Callable[[socket.socket, ThreadedServer], None] | None = None,
-    ) -> None:
-        self.config = config or FakeConfig()
-        self.tls_context = tls_context
-        self.handler = handler
-        self.sessions: list[FakeSession] = []
-        self.errors: list[BaseException] = []
-        self.received = bytearray()
-        self.active: socket.socket | None = None
-        self._stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.port: int = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, name="fake-pop3", daemon=True)
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        active = self.active
-        if active is not None:
-            # Unblock a handler waiting on a client the test left open.
-            with contextlib.suppress(OSError):
-                active.shutdown(socket.SHUT_RDWR)
-        self.thread.join(10)
-        self.listener.close()
-        assert not self.thread.is_alive(), "the server thread did not stop"
-
-    @property
-    def session(self) -> FakeSession:
-        return self.sessions[-1]
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(10)
-            self.active = sock
-            try:
-                if self.handler is not None:
-                    self.handler(sock, self)
-                else:
-                    self._session(sock)
-            except Exception as exc:  # the client may abort on purpose
-                self.errors.append(exc)
-            finally:
-                self.active = None
-                sock.close()
-
-    def _wrap(self, sock: socket.socket) -> socket.socket:
-        assert self.tls_context is not None
-        return self.tls_context.wrap_socket(sock, server_side=True)
-
-    def _session(self, sock: socket.socket) -> None:
-        session = FakeSession(replace(self.config))
-        self.sessions.append(session)
-        conn = sock
-        try:
-            if session.config.implicit_tls:
-                conn = self._wrap(sock)
-            conn.sendall(session.greeting())
-            while not session.closing:
-                data = conn.recv(65536)
-                self.received += data
-                for chunk in session.receive(data):
-                    conn.sendall(chunk)
-                if session.tls_requested:
-                    conn = self._wrap(conn)
-                    session.tls_established()
-                if not data:
-                    break
-        finally:
-            if conn is not sock:
-                conn.close()
-
-
-def serve(config: FakeConfig | None = None, **kwargs: Any) -> ThreadedServer:
-    return ThreadedServer(config, **kwargs)
-
+from tests.helpers import (
+    FAKE_MESSAGES,
+    PASSWORD,
+    FakeConfig,
+    ThreadedServer,
+    expected_body,
+    serve,
+)
 
 # ---------------------------------------------------------------------------
 # Plain, STLS, implicit TLS
@@ -146,12 +47,12 @@ def test_plain_session_end_to_end() -> None:
         assert not client.tls
         # Loopback: password methods are allowed, the strongest is picked.
         assert client.login("alice", PASSWORD) == "SCRAM-SHA-256"
-        sizes = {n: len(m) for n, m in enumerate(MESSAGES, 1)}
-        assert client.stat() == MailboxStatus(len(MESSAGES), sum(sizes.values()))
+        sizes = {n: len(m) for n, m in enumerate(FAKE_MESSAGES, 1)}
+        assert client.stat() == MailboxStatus(len(FAKE_MESSAGES), sum(sizes.values()))
         assert client.list() == sizes
         assert client.uidl() == {n: f"uid-{n:04d}" for n in sizes}
         assert client.size(1) == sizes[1] and client.uid(2) == "uid-0002"
-        for number, message in enumerate(MESSAGES, 1):
+        for number, message in enumerate(FAKE_MESSAGES, 1):
             assert client.retrieve(number) == expected_body(message)
         assert client.top(1, 0) == b"Subject: one\r\n\r\n"
         client.noop()
@@ -173,7 +74,7 @@ def test_starttls_is_the_default_and_verifies_the_certificate(
             assert isinstance(client.sock, ssl.SSLSocket)
             assert client.capabilities().sasl == ("PLAIN",)
             assert client.login("alice", PASSWORD) == "PLAIN"
-            assert client.retrieve(2) == expected_body(MESSAGES[1])
+            assert client.retrieve(2) == expected_body(FAKE_MESSAGES[1])
         assert server.session.conn.tls
         assert server.received.startswith(b"CAPA\r\nSTLS\r\n")
         # After the handshake nothing was sent in the clear.
@@ -212,8 +113,8 @@ def test_implicit_tls(server_context: ssl.SSLContext, client_context: ssl.SSLCon
             assert client.tls and isinstance(client.sock, ssl.SSLSocket)
             assert client.login("alice", PASSWORD) == "LOGIN"
             assert [b for _, b in client.retrieve_many([1, 2])] == [
-                expected_body(MESSAGES[0]),
-                expected_body(MESSAGES[1]),
+                expected_body(FAKE_MESSAGES[0]),
+                expected_body(FAKE_MESSAGES[1]),
             ]
         assert server.session.committed == []
 
@@ -313,7 +214,7 @@ def test_retrieve_many_into_sink_marks_message_ends() -> None:
         else:
             ends.append(number)
     assert ends == [2, 4, 1]
-    assert bodies == {2: expected_body(MESSAGES[1]), 1: expected_body(MESSAGES[0])}
+    assert bodies == {2: expected_body(FAKE_MESSAGES[1]), 1: expected_body(FAKE_MESSAGES[0])}
 
 
 def test_leaving_retrieve_many_early_then_more_commands() -> None:

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from pop3proto import (
+    Apop,
+    BadCommand,
+    Greeting,
+    LocalProtocolError,
+)
 from pop3proto._apop import apop_digest, parse_greeting_timestamp
-from tests.helpers import secret_free
+from tests.helpers import (
+    TIMESTAMP,
+    first,
+    new_client,
+    new_server,
+    secret_free,
+)
 
 
 def test_apop_digest_rfc1939_vector() -> None:
@@ -86,3 +98,45 @@ def test_parse_greeting_timestamp(text: str, expected: str | None) -> None:
 def test_parse_greeting_timestamp_huge_adversarial(text: str, expected: str | None) -> None:
     # Linear-time by construction; this just has to finish (no timing assert).
     assert parse_greeting_timestamp(text) == expected
+
+
+# -- APOP needs a timestamp in the greeting (CONFORMANCE.md §3.7) ------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "timestamp"),
+    [
+        ("POP3 ready " + TIMESTAMP, TIMESTAMP),
+        ("POP3 ready", None),  # no <>
+        ("ready <1@a> <2@b>", None),  # two of them
+        ("ready <>", None),
+        ("ready <a b@c>", None),
+        ("ready <1@a", None),  # unclosed
+    ],
+)
+def test_greeting_timestamps(text: str, timestamp: str | None) -> None:
+    """A greeting with no ``<…>``, two, ``<>``, ``<a b@c>`` or an unclosed ``<`` has no
+    timestamp, so both roles refuse APOP (CONFORMANCE.md §3.7)."""
+    conn = new_client(b"+OK " + text.encode() + b"\r\n")
+    assert conn.greeting == Greeting(text)
+    assert conn.greeting.timestamp == timestamp
+    srv = new_server(text)
+    digest = "c4c9334bac560ecc979e58001b3e22fb"
+    if timestamp is None:
+        with pytest.raises(LocalProtocolError, match="APOP"):
+            conn.send(Apop("mrose", digest))
+        ev = first(srv, b"APOP mrose " + digest.encode() + b"\r\n")
+        assert isinstance(ev, BadCommand) and ev.command == Apop("mrose", digest)
+    else:
+        assert conn.send(Apop("mrose", digest)) == b"APOP mrose " + digest.encode() + b"\r\n"
+        assert first(srv, b"APOP mrose " + digest.encode() + b"\r\n") == Apop("mrose", digest)
+
+
+def test_apop_without_timestamp() -> None:
+    """APOP without a greeting timestamp: LocalProtocolError in the client, BadCommand in the
+    server."""
+    digest = "c4c9334bac560ecc979e58001b3e22fb"
+    with pytest.raises(LocalProtocolError):
+        new_client(b"+OK ready\r\n").send(Apop("mrose", digest))
+    ev = first(new_server("ready"), b"APOP mrose " + digest.encode() + b"\r\n")
+    assert isinstance(ev, BadCommand) and "APOP" in ev.reason

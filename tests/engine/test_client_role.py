@@ -6,7 +6,7 @@ Checklist references are to /work/shared/pop3-conformance.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict, cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -61,59 +61,25 @@ from pop3proto import (
     Utf8,
     apop_digest,
 )
+from tests.helpers import (
+    TIMESTAMP,
+    Options,
+    ask,
+    client_tx,
+    new_client,
+    pipelining_client,
+)
 from tests.helpers import events_through_wait as events
 from tests.helpers import feed_through_wait as feed
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
-GREETING = b"+OK POP3 server ready " + TIMESTAMP.encode() + b"\r\n"
-
-
-class Options(TypedDict, total=False):
-    """The keyword arguments of :class:`Connection`, so helpers can pass them on typed."""
-
-    tls: bool
-    strict_user: bool
-    bare_lf: bool
-    lenient_end: bool
-    allow_unadvertised_pipelining: bool
-    max_command_size: int
-    max_status_size: int | None
-    max_sasl_size: int
-    max_listing_size: int
-
-
-def new_client(greeting: bytes = GREETING, **kw: Unpack[Options]) -> Connection:
-    conn = Connection(CLIENT, **kw)
-    assert isinstance(feed(conn, greeting)[0], Greeting)
-    return conn
-
-
-def ask(conn: Connection, cmd: Event, data: bytes) -> list[object]:
-    conn.send(cmd)
-    return feed(conn, data)
-
-
-def client_tx(**kw: Unpack[Options]) -> Connection:
-    conn = new_client(**kw)
-    ask(conn, User("mrose"), b"+OK\r\n")
-    ask(conn, Pass("secret"), b"+OK\r\n")
-    assert conn.state is State.TRANSACTION
-    return conn
-
 
 def capabilities(conn: Connection) -> Capabilities:
     """The capabilities *conn* learnt from CAPA (which the caller has sent)."""
     assert conn.capabilities is not None
     return conn.capabilities
-
-
-def pipelining_client(**kw: Unpack[Options]) -> Connection:
-    conn = new_client(**kw)
-    ask(conn, Capa(), b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n")
-    return conn
 
 
 # ---------------------------------------------------------------------------
@@ -415,68 +381,6 @@ def test_non_ascii_credentials() -> None:
         conn.send(User("jös"))
 
 
-# ---------------------------------------------------------------------------
-# Pipelining
-# ---------------------------------------------------------------------------
-
-
-def test_pipelining_refused_without_capability() -> None:
-    conn = new_client()
-    conn.send(Capa())
-    with pytest.raises(LocalProtocolError, match="PIPELINING"):
-        conn.send(User("a"))
-    # A CAPA without PIPELINING does not help either.
-    conn = new_client()
-    ask(conn, Capa(), b"+OK\r\nUSER\r\n.\r\n")
-    conn.send(User("a"))
-    with pytest.raises(LocalProtocolError, match="PIPELINING"):
-        conn.send(Pass("b"))
-
-
-def test_pipelining_with_capability() -> None:
-    conn = pipelining_client()
-    data = conn.send(User("a")) + conn.send(Pass("b")) + conn.send(Stat()) + conn.send(List())
-    assert data == b"USER a\r\nPASS b\r\nSTAT\r\nLIST\r\n"
-    assert conn.outstanding == (User("a"), Pass("b"), Stat(), List())
-    # State follows replies, not commands.
-    assert conn.state is State.AUTHORIZATION
-    evs = feed(conn, b"+OK\r\n+OK\r\n+OK 1 5\r\n+OK\r\n1 5\r\n.\r\n")
-    assert evs == [Ok(), Ok(), StatOk(1, 5), ListOk({1: 5}), NEED_DATA]
-    assert conn.state is State.TRANSACTION and conn.outstanding == ()
-
-
-def test_pipelining_state_follows_each_reply() -> None:
-    conn = pipelining_client()
-    for cmd in (User("a"), Pass("b"), Stat()):
-        conn.send(cmd)
-    conn.receive_data(b"+OK\r\n")
-    assert conn.next_event() == Ok()
-    assert conn.state is State.USER_OK
-    conn.receive_data(b"+OK\r\n")
-    assert conn.next_event() == Ok()
-    assert conn.state is State.TRANSACTION
-    assert conn.outstanding == (Stat(),)
-
-
-def test_allow_unadvertised_pipelining() -> None:
-    conn = new_client(allow_unadvertised_pipelining=True)
-    assert conn.send(Capa()) + conn.send(User("a")) == b"CAPA\r\nUSER a\r\n"
-    assert feed(conn, b"+OK\r\n.\r\n+OK\r\n") == [CapaOk(Capabilities(())), Ok(), NEED_DATA]
-    assert conn.state is State.USER_OK
-
-
-def test_pipelining_uses_the_projected_state() -> None:
-    """A command is checked against the state its predecessors would reach on +OK."""
-    conn = pipelining_client()
-    conn.send(User("a"))
-    conn.send(Pass("b"))
-    assert conn.send(Retr(1)) == b"RETR 1\r\n"  # legal once PASS succeeds
-    conn = pipelining_client()
-    conn.send(User("a"))
-    with pytest.raises(LocalProtocolError, match="USER_OK"):
-        conn.send(Stat())
-
-
 def test_eof_after_failed_authentication_is_a_clean_close() -> None:
     """Checklist §0: the server may close after a failed PASS; pipelined commands are moot."""
     conn = pipelining_client()
@@ -672,6 +576,16 @@ def test_malformed_listing(wire: bytes) -> None:
     conn.receive_data(wire)
     with pytest.raises(RemoteProtocolError):
         conn.next_event()
+
+
+def test_list_entry_with_message_number_zero() -> None:
+    """Message number 0 in a LIST reply is a RemoteProtocolError (CONFORMANCE.md §9.1)."""
+    conn = client_tx()
+    conn.send(List(1))
+    conn.receive_data(b"+OK 0 200\r\n")
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+    assert conn.state is State.ERROR
 
 
 def test_listing_size_limit() -> None:

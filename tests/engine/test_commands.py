@@ -5,6 +5,22 @@ from __future__ import annotations
 import pytest
 
 import pop3proto as p
+from pop3proto import (
+    NEED_DATA,
+    BadCommand,
+    Dele,
+    Err,
+    Greeting,
+    List,
+    Ok,
+    Pass,
+    Retr,
+    Stat,
+    State,
+    Top,
+    Uidl,
+    User,
+)
 from pop3proto._commands import (
     ALLOWED,
     BAD_COMMAND_SPEC,
@@ -21,6 +37,18 @@ from pop3proto._events import KNOWN_COMMANDS
 from pop3proto._readers import BadLine
 from pop3proto._replies import Framing
 from pop3proto._state import EXTENSION
+from tests.helpers import (
+    GREETING_TEXT,
+    ConnectionPair,
+    ask,
+    bad_server_line,
+    first,
+    login,
+    new_client,
+    new_server,
+    server_tx,
+)
+from tests.helpers import feed_through_wait as feed
 
 # One instance of every command the engine knows, with parameters where it takes any.
 SAMPLES: list[p.Command] = [
@@ -135,3 +163,134 @@ def test_parse_command_reasons(line: bytes, reason: str) -> None:
     with pytest.raises(BadLine) as info:
         parse_command(line, allow_utf8=True)
     assert info.value.reason == reason
+
+
+# ---------------------------------------------------------------------------
+# Command syntax and arguments, as the server reads them (CONFORMANCE.md §3.4)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"LIST 0",
+        b"LIST -1",
+        b"LIST +1",
+        b"LIST 01",
+        b"LIST 1 2",
+        b"LIST 1x",
+        b"LIST  1",
+        b"LIST 1 ",
+        b"LIST\t1",
+        b"LIST 1\t",
+        b"LIST 999999999999999999999",  # 21 digits
+        b"LIST \xd9\xa1",  # ARABIC-INDIC DIGIT ONE
+        b"LIST 1_0",
+    ],
+)
+def test_arguments_bad_message_numbers(line: bytes) -> None:
+    """``LIST 0``, ``-1``, ``+1``, ``01``, ``1 2``, ``1x``, doubled or trailing spaces and TABs
+    are BadCommands that change no state."""
+    srv = server_tx()
+    ev = first(srv, line + b"\r\nSTAT\r\n")
+    assert isinstance(ev, BadCommand) and ev.line == line
+    srv.send(Err(ev.reason))
+    assert srv.state is State.TRANSACTION
+    assert first(srv, b"") == Stat()
+
+
+def test_arguments_huge_message_number() -> None:
+    """``LIST 99999999999999999999`` reaches the application, which answers -ERR: no crash."""
+    pair = ConnectionPair(greeting=Greeting(GREETING_TEXT))
+    login(pair, user="a", password="b")
+    evs = feed(pair.server, b"LIST 99999999999999999999\r\n")
+    assert evs[0] == List(99999999999999999999)
+    pair.client.send(List(99999999999999999999))
+    assert pair.reply(Err("no such message")) == [Err("no such message"), NEED_DATA]
+
+
+@pytest.mark.parametrize(
+    ("line", "event"),
+    [
+        (b"list", List()),
+        (b"LiSt 1", List(1)),
+        (b"uidl", Uidl()),
+        (b"retr 2", Retr(2)),
+        (b"top 1 0", Top(1, 0)),
+        (b"TOP 1 99999", Top(1, 99999)),
+        (b"dele 1", Dele(1)),
+        (b"Stat", Stat()),
+    ],
+)
+def test_arguments_mixed_case_keywords(line: bytes, event: object) -> None:
+    """Keywords are case-insensitive; ``TOP m 0`` and a large n are the application's business."""
+    assert first(server_tx(), line + b"\r\n") == event
+
+
+@pytest.mark.parametrize(
+    "line", [b"LISTS", b"", b" LIST", b"TOP 1", b"TOP 1 -1", b"TOP 1 x", b"TOP 1 0 0", b"RETR"]
+)
+def test_arguments_malformed_commands(line: bytes) -> None:
+    """A 5-letter keyword, an empty line, ``TOP m`` and ``TOP m -1`` are BadCommands."""
+    assert isinstance(bad_server_line(line + b"\r\n"), BadCommand)
+
+
+@pytest.mark.parametrize(
+    ("line", "password"),
+    [(b"PASS a b", "a b"), (b"PASS  x", " x"), (b"PASS x ", "x "), (b"pass   ", "  ")],
+)
+def test_arguments_pass_keeps_spaces(line: bytes, password: str) -> None:
+    """PASS takes the rest of the line, leading spaces too, and the client writes it back the
+    same (RFC 1939 §7)."""
+    srv = new_server()
+    first(srv, b"USER mrose\r\n")
+    srv.send(Ok())
+    assert first(srv, line + b"\r\n") == Pass(password)
+    conn = new_client()
+    ask(conn, User("mrose"), b"+OK\r\n")
+    assert conn.send(Pass(password)) == b"PASS " + password.encode() + b"\r\n"
+
+
+@pytest.mark.parametrize("line", [b"PASS", b"PASS "])
+def test_arguments_pass_without_argument(line: bytes) -> None:
+    """PASS with no argument is a BadCommand whose -ERR counts as a failed PASS, as the client
+    sees it (CONFORMANCE.md §2.4)."""
+    srv = new_server()
+    first(srv, b"USER mrose\r\n")
+    srv.send(Ok())
+    ev = first(srv, line + b"\r\n")
+    assert isinstance(ev, BadCommand) and ev.command is None
+    srv.send(Err())
+    assert srv.state is State.AUTHORIZATION
+
+
+@pytest.mark.parametrize(
+    ("line", "after"),
+    [
+        ("PASS pässword".encode(), State.AUTHORIZATION),  # malformed PASS: fails as a PASS
+        (b"APOP mrose xyz", State.AUTHORIZATION),  # malformed APOP (lenient USER_OK)
+        (b"CAPA x", State.USER_OK),  # malformed CAPA: nothing to undo
+    ],
+)
+def test_arguments_malformed_auth_command_in_user_ok(line: bytes, after: State) -> None:
+    """A malformed USER, PASS, APOP or AUTH fails as that command would, so both roles agree
+    (CONFORMANCE.md §2.4)."""
+    srv = new_server(strict_user=False)
+    first(srv, b"USER mrose\r\n")
+    srv.send(Ok())
+    ev = first(srv, line + b"\r\n")
+    assert isinstance(ev, BadCommand) and ev.command is None
+    srv.send(Err())
+    assert srv.state is after
+
+
+@pytest.mark.parametrize("line", [b"USER", b"USER ", b"USER a b"])
+def test_arguments_user_without_argument(line: bytes) -> None:
+    """USER with no argument, or two, is a BadCommand."""
+    ev = bad_server_line(line + b"\r\n", "AUTHORIZATION")
+    assert ev.command is None
+
+
+def test_real_world_bare_auth_is_refused_by_the_server() -> None:
+    """A bare ``AUTH`` (a legacy mechanism listing) is a BadCommand."""
+    assert bad_server_line(b"AUTH\r\n", "AUTHORIZATION").command is None

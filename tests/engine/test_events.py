@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 
@@ -120,6 +121,7 @@ VALID: list[Event] = [
 @pytest.mark.parametrize("event", VALID, ids=repr)
 def test_valid_events_are_frozen_and_hashable_where_possible(event: Event) -> None:
     assert isinstance(event, Event)
+    # Event is a base class; every concrete event is a dataclass.
     fields = dataclasses.fields(event)  # type: ignore[arg-type]
     if fields:
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -163,12 +165,13 @@ def test_keywords() -> None:
 
 def test_normalisation() -> None:
     assert Auth("scram-sha-1").mechanism == "SCRAM-SHA-1"
-    ext = Extension("xtnd", ["XLST", "Subject"])  # type: ignore[arg-type]
+    # Lists where the fields want tuples, on purpose: the events normalise them.
+    ext = Extension("xtnd", cast("tuple[str, ...]", ["XLST", "Subject"]))
     assert ext.name == "XTND" and ext.arguments == ("XLST", "Subject")
     assert ListOk({2: 5, 1: 3}).sizes == {2: 5, 1: 3}
     assert list(ListOk({2: 5, 1: 3}).sizes) == [2, 1]  # listing order kept
     assert type(UidlOk({1: "a"}).uids) is dict
-    langs = LangOk([["en", "English"]])  # type: ignore[list-item]
+    langs = LangOk(cast("tuple[tuple[str, str], ...]", [["en", "English"]]))
     assert langs.languages == (("en", "English"),)
 
 
@@ -196,6 +199,8 @@ def test_repr_hides_secrets() -> None:
 # Invalid construction
 # ---------------------------------------------------------------------------
 
+# Each entry builds an event from bad fields on purpose; the wrong types are what
+# is tested, hence the ``type: ignore`` comments.
 INVALID: list[tuple[str, Callable[[], object]]] = [
     ("User int", lambda: User(1)),  # type: ignore[arg-type]
     ("User empty", lambda: User("")),
@@ -379,3 +384,23 @@ def test_util_check_number() -> None:
     for bad in (True, 1.0, "1", None):
         with pytest.raises(LocalProtocolError, match="must be int"):
             check_number(bad, "n")
+
+
+# ---------------------------------------------------------------------------
+# What a client cannot even build (CONFORMANCE.md §3.4)
+# ---------------------------------------------------------------------------
+
+
+def test_arguments_client_cannot_build_bad_arguments() -> None:
+    """Bad message numbers and empty or spaced credentials cannot even be built as events."""
+    for make in (
+        lambda: List(0),
+        lambda: List(-1),
+        lambda: Top(1, -1),
+        lambda: Retr(0),
+        lambda: Pass(""),
+        lambda: User(""),
+        lambda: User("a b"),
+    ):
+        with pytest.raises(LocalProtocolError):
+            make()

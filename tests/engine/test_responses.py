@@ -1,4 +1,5 @@
-"""Tests for extended response codes (RFC 2449 §8, RFC 3206, RFC 6856 §5)."""
+"""Extended response codes (RFC 2449 §8, RFC 3206, RFC 6856 §5), and status lines as a
+client connection reads them (CONFORMANCE.md §3.6, §4)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pop3proto import (
+    NEED_DATA,
+    Err,
+    Greeting,
+    MessageEnd,
+    MessageStart,
+    Noop,
+    Ok,
+    Pass,
+    RemoteProtocolError,
+    Retr,
+    State,
+    User,
+)
 from pop3proto._errors import LocalProtocolError
 from pop3proto._responses import (
     AUTH,
@@ -17,6 +32,15 @@ from pop3proto._responses import (
     ResponseCode,
     format_status_text,
     split_response_code,
+)
+from tests.helpers import (
+    GREETING_TEXT,
+    ConnectionPair,
+    ask,
+    client_tx,
+    first,
+    new_client,
+    server_tx,
 )
 
 # rchar (RFC 2449 §3), minus DEL.
@@ -278,3 +302,83 @@ def test_parse_str_round_trip(levels: list[str]) -> None:
     assert code.levels == tuple(level.upper() for level in levels)
     assert code.matches(code)
     assert code.matches(ResponseCode(code.levels[:1]))
+
+
+# -- status lines as a client connection reads them (CONFORMANCE.md §3.6, §4) --------
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (b"+OK", Ok()),
+        (b"+OK ", Ok()),
+        (b"+OK  two spaces", Ok(" two spaces")),
+        (b"+OK[IN-USE]", Ok("", IN_USE)),
+        (b"+OK [SYS/TEMP] fine", Ok("fine", SYS_TEMP)),
+        (b"-ERR", Err()),
+        (b"-ERR ", Err()),
+        (b"-ERR [SYS/TEMP/FOO/BAR] x", Err("x", ResponseCode(("SYS", "TEMP", "FOO", "BAR")))),
+        (b"-ERR [", Err("[")),
+        (b"-ERR []", Err("[]")),
+        (b"-ERR [IN-USE]no space", Err("no space", IN_USE)),
+        (b"-ERR [XFOO] unknown code", Err("unknown code", ResponseCode(("XFOO",)))),
+    ],
+)
+def test_status_lines_accepted(wire: bytes, expected: object) -> None:
+    """Bare ``+OK``, a trailing space, glued and unknown codes are accepted
+    (CONFORMANCE.md §3.6, §4.1)."""
+    conn = client_tx()
+    assert ask(conn, Noop(), wire + b"\r\n") == [expected, NEED_DATA]
+    assert conn.state is State.TRANSACTION
+
+
+def test_status_line_unknown_lower_levels_are_ignored() -> None:
+    """``[SYS/TEMP/FOO/BAR]`` means SYS/TEMP and ``[XFOO]`` no known code (CONFORMANCE.md §4.2)."""
+    conn = client_tx()
+    ev = ask(conn, Noop(), b"-ERR [SYS/TEMP/FOO/BAR] x\r\n")[0]
+    assert isinstance(ev, Err) and ev.code is not None, ev
+    assert ev.code.known == "SYS/TEMP" and ev.code.matches(SYS_TEMP)
+    ev = ask(conn, Noop(), b"-ERR [XFOO] x\r\n")[0]
+    assert isinstance(ev, Err) and ev.code is not None, ev
+    assert ev.code.known is None
+
+
+@pytest.mark.parametrize(
+    "wire", [b"+ok", b"+OKAY", b"+Ok fine", b"-err no", b"-ERROR", b"+YES", b"OK", b"* 1", b""]
+)
+def test_status_lines_refused(wire: bytes) -> None:
+    """``+ok``, ``+OKAY`` and unknown status words are a RemoteProtocolError
+    (CONFORMANCE.md §3.6)."""
+    conn = client_tx()
+    conn.send(Noop())
+    conn.receive_data(wire + b"\r\n")
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+    assert conn.state is State.ERROR
+
+
+def test_status_codes_on_ok_round_trip() -> None:
+    """Codes on ``+OK``, a body's included, survive a round trip (CONFORMANCE.md §4.1)."""
+    pair = ConnectionPair(greeting=Greeting(GREETING_TEXT))
+    pair.command(User("a"))
+    assert pair.reply(Ok("hi", IN_USE)) == [Ok("hi", IN_USE), NEED_DATA]
+    pair.command(Pass("b"))
+    pair.reply(Ok())
+    pair.command(Retr(1))
+    evs = pair.reply(MessageStart("x", ResponseCode(("X-NOTE",))), MessageEnd())
+    assert evs[0] == MessageStart("x", ResponseCode(("X-NOTE",)))
+
+
+def test_real_world_busy_errors_without_codes() -> None:
+    """A lock error without a code is an Err with no code and the raw text (CONFORMANCE.md §4.4)."""
+    conn = new_client()
+    ask(conn, User("a"), b"+OK\r\n")
+    ev = ask(conn, Pass("b"), b"-ERR unable to lock maildrop\r\n")[0]
+    assert ev == Err("unable to lock maildrop") and ev.code is None
+
+
+def test_real_world_server_sends_bare_ok() -> None:
+    """The server sends a text-less ``+OK`` bare, which is legal (RFC 1957)."""
+    srv = server_tx()
+    first(srv, b"NOOP\r\n")
+    assert srv.send(Ok()) == b"+OK\r\n"

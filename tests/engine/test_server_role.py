@@ -55,30 +55,9 @@ from pop3proto import (
     User,
     Utf8,
 )
+from tests.helpers import TIMESTAMP, first, new_server, server_tx
 from tests.helpers import events_through_wait as events
 from tests.helpers import feed_through_wait as feed
-
-TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
-
-
-def first(conn: Connection, data: bytes) -> object:
-    return feed(conn, data)[0]
-
-
-def new_server(text: str = "POP3 server ready " + TIMESTAMP, **kw: object) -> Connection:
-    conn = Connection(SERVER, **kw)  # type: ignore[arg-type]
-    assert conn.send(Greeting(text)) == b"+OK " + text.encode() + b"\r\n"
-    return conn
-
-
-def server_tx(**kw: object) -> Connection:
-    conn = new_server(**kw)
-    first(conn, b"USER mrose\r\n")
-    conn.send(Ok())
-    first(conn, b"PASS secret\r\n")
-    conn.send(Ok())
-    assert conn.state is State.TRANSACTION
-    return conn
 
 
 def answered(conn: Connection, line: bytes, *replies: object) -> bytes:

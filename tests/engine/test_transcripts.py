@@ -9,8 +9,7 @@ exactly those events.  So the client is driven by the server side of the
 transcript and the server by the client side, independently.
 
 Sources: RFC 1939 §5, §7 and §10, RFC 2449 §5 and §8, RFC 2595 §4, RFC 5034 §6
-and RFC 6856 §3 (all in /work/shared/rfc/ except RFC 5034, quoted from its
-text), and Dovecot's greeting, CAPA replies and error texts.
+and RFC 6856 §3, and Dovecot's greeting, CAPA replies and error texts.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import base64
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
@@ -66,20 +66,35 @@ from pop3proto import (
     User,
     apop_digest,
 )
+from tests.helpers import (
+    Options,
+    get_all_events,
+    normalize_data_events,
+)
 
-Step = tuple[object, ...]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class Step(NamedTuple):
+    """One step of a transcript: who acts (``C``, ``S``, ``TLS`` or ``CLOSE``),
+    the bytes on the wire and the events they stand for."""
+
+    side: str
+    wire: bytes = b""
+    events: tuple[Event, ...] = ()
 
 
 def C(wire: bytes, *commands: Event) -> Step:
-    return ("C", wire, commands)
+    return Step("C", wire, commands)
 
 
 def S(wire: bytes, *responses: Event) -> Step:
-    return ("S", wire, responses)
+    return Step("S", wire, responses)
 
 
-TLS: Step = ("TLS",)
-CLOSE: Step = ("CLOSE",)  # the server closes its end after the last step
+TLS = Step("TLS")
+CLOSE = Step("CLOSE")  # the server closes its end after the last step
 
 
 def message(size: int, *, dot_lines: Sequence[bytes] = ()) -> bytes:
@@ -108,57 +123,40 @@ def b64(data: bytes) -> bytes:
 # ---------------------------------------------------------------------------
 
 
-def drain(conn: Connection) -> list[Event]:
-    out: list[Event] = []
-    while True:
-        ev = conn.next_event()
-        if ev is NEED_DATA or ev is PAUSED:
-            return out
-        out.append(ev)  # type: ignore[arg-type]
-        if isinstance(ev, ConnectionClosed):
-            return out
-
-
-def normalised(evs: list[Event]) -> list[Event]:
-    out: list[Event] = []
-    for ev in evs:
-        if isinstance(ev, MessageData) and out and isinstance(out[-1], MessageData):
-            out[-1] = MessageData(out[-1].data + ev.data)
-        elif not (isinstance(ev, MessageData) and not ev.data):
-            out.append(ev)
-    return out
-
-
 def pieces(wire: bytes, chunk: int | None) -> list[bytes]:
     if chunk is None:
         return [wire]
     return [wire[i : i + chunk] for i in range(0, len(wire), chunk)]
 
 
-def run_client_side(steps: list[Step], chunk: int | None = None, **kw: object) -> Connection:
-    conn = Connection(CLIENT, **kw)  # type: ignore[arg-type]
+def run_client_side(
+    steps: list[Step], chunk: int | None = None, **kw: Unpack[Options]
+) -> Connection:
+    conn = Connection(CLIENT, **kw)
     for step in steps:
         if step[0] == "C":
             _, wire, commands = step
-            assert b"".join(conn.send(c) for c in commands) == wire  # type: ignore[attr-defined]
+            assert b"".join(conn.send(c) for c in commands) == wire
         elif step[0] == "S":
             _, wire, responses = step
             got: list[Event] = []
-            for piece in pieces(wire, chunk):  # type: ignore[arg-type]
+            for piece in pieces(wire, chunk):
                 conn.receive_data(piece)
-                got += drain(conn)
-            assert normalised(got) == list(responses), wire
+                got += get_all_events(conn)
+            assert normalize_data_events(got) == list(responses), wire
         elif step[0] == "TLS":
             assert conn.state is State.TLS_PENDING and conn.next_event() is PAUSED
             conn.tls_established()
         else:
             conn.receive_data(b"")
-            assert drain(conn) == [ConnectionClosed()]
+            assert get_all_events(conn) == [ConnectionClosed()]
     return conn
 
 
-def run_server_side(steps: list[Step], chunk: int | None = None, **kw: object) -> Connection:
-    conn = Connection(SERVER, **kw)  # type: ignore[arg-type]
+def run_server_side(
+    steps: list[Step], chunk: int | None = None, **kw: Unpack[Options]
+) -> Connection:
+    conn = Connection(SERVER, **kw)
     pending: deque[Event] = deque()
     busy = False
 
@@ -175,13 +173,13 @@ def run_server_side(steps: list[Step], chunk: int | None = None, **kw: object) -
     for step in steps:
         if step[0] == "C":
             _, wire, commands = step
-            pending.extend(commands)  # type: ignore[arg-type]
-            for piece in pieces(wire, chunk):  # type: ignore[arg-type]
+            pending.extend(commands)
+            for piece in pieces(wire, chunk):
                 conn.receive_data(piece)
                 pull()
         elif step[0] == "S":
             _, wire, responses = step
-            assert b"".join(conn.send(r) for r in responses) == wire  # type: ignore[attr-defined]
+            assert b"".join(conn.send(r) for r in responses) == wire
             busy = False
             pull()
         elif step[0] == "TLS":
@@ -193,16 +191,17 @@ def run_server_side(steps: list[Step], chunk: int | None = None, **kw: object) -
     return conn
 
 
-def run_both(steps: list[Step], **kw: object) -> tuple[Connection, Connection]:
-    client_kw = {k: v for k, v in kw.items() if k != "server"}
-    server_kw = kw.get("server", {})
+def run_both(
+    steps: list[Step], *, server: Options | None = None, **client_kw: Unpack[Options]
+) -> tuple[Connection, Connection]:
+    server_kw: Options = server or {}
     client = run_client_side(steps, **client_kw)
-    server = run_server_side(steps, **server_kw)  # type: ignore[arg-type]
+    server_conn = run_server_side(steps, **server_kw)
     # The same transcript, one byte at a time, gives the same result.
     run_client_side(steps, chunk=1, **client_kw)
-    run_server_side(steps, chunk=1, **server_kw)  # type: ignore[arg-type]
-    assert client.state is server.state
-    return client, server
+    run_server_side(steps, chunk=1, **server_kw)
+    assert client.state is server_conn.state
+    return client, server_conn
 
 
 # ---------------------------------------------------------------------------
@@ -467,6 +466,7 @@ def test_rfc5034_plain_with_initial_response() -> None:
         S(b"+OK Maildrop locked and ready\r\n", Ok("Maildrop locked and ready")),
     ]
     client, _ = run_both(steps)
+    assert client.capabilities is not None
     assert client.state is State.TRANSACTION and client.capabilities.sasl[0] == "PLAIN"
 
 

@@ -32,7 +32,8 @@ import traceback
 from collections.abc import Callable, Sequence
 
 try:  # atheris is optional: the fallback driver needs nothing.
-    import atheris  # type: ignore[import-not-found, unused-ignore]
+    # Absent, or present without type information: either way there is nothing to check.
+    import atheris  # type: ignore[import-not-found, import-untyped, unused-ignore]
 except ImportError:  # pragma: no cover - depends on the machine
     atheris = None
 
@@ -257,7 +258,7 @@ _BODY_PIECES = (b".", b"..", b"\r\n", b"\n", b"\r", b"x", b"\r\n.\r\n", b".\r", 
 
 def _server_replies(event: p.Event, selector: int, state: p.State) -> list[p.Event]:
     """A reply the server may legally send to *event*, chosen by *selector*."""
-    err = [p.Err("no", p.SYS_TEMP if selector & 8 else None)]
+    err: list[p.Event] = [p.Err("no", p.SYS_TEMP if selector & 8 else None)]
     if isinstance(event, (p.BadCommand, p.SaslCancel)):
         return err
     if isinstance(event, p.Quit):

@@ -20,7 +20,7 @@ import copy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import assume, example, given
@@ -86,6 +86,7 @@ from tests.helpers import (
     KNOWN_KEYWORDS,
     UNICODE_TEXT,
     ConnectionPair,
+    Options,
     TranscriptResult,
     bodies,
     capabilities,
@@ -108,6 +109,9 @@ from tests.helpers import (
     status_texts,
     tokens,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 CRLF = b"\r\n"
 
@@ -825,14 +829,14 @@ def test_client_body_split_invariance_generated(pieces: list[bytes], data: st.Da
 # ===========================================================================
 
 
-def authorized_pair(**client_kwargs: object) -> ConnectionPair:
+def authorized_pair(**client_kwargs: Unpack[Options]) -> ConnectionPair:
     pair = ConnectionPair(client_kwargs=client_kwargs)
     assert pair.server.next_event() is PAUSED
     pair.send(SERVER, DOVECOT_GREETING)
     return pair
 
 
-def transaction_pair(**client_kwargs: object) -> ConnectionPair:
+def transaction_pair(**client_kwargs: Unpack[Options]) -> ConnectionPair:
     pair = ConnectionPair(client_kwargs=client_kwargs)
     login(pair)
     return pair

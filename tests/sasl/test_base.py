@@ -23,8 +23,13 @@ from pop3proto.sasl import (
     fits_initial_response,
     scram_credentials,
 )
-from tests.helpers import check_password, get_password, run_exchange, secret_free
-from tests.sasl.test_cram import RFC2195_CHALLENGE
+from tests.helpers import (
+    RFC2195_CHALLENGE,
+    check_password,
+    get_password,
+    run_exchange,
+    secret_free,
+)
 
 # ---------------------------------------------------------------------------
 # Deferred initial response contract (RFC 5034 §4, RFC 4422 §5)

@@ -10,9 +10,11 @@ from pop3proto.sasl import (
     SaslAuthenticationFailed,
     SaslServerVerificationFailed,
 )
-from tests.helpers import get_password, run_exchange
-
-RFC2195_CHALLENGE = "<1896.697170952@postoffice.reston.mci.net>"
+from tests.helpers import (
+    RFC2195_CHALLENGE,
+    get_password,
+    run_exchange,
+)
 
 
 def test_cram_md5_rfc2195_vector() -> None:
