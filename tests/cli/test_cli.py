@@ -36,9 +36,6 @@ from typing import Any
 
 import pytest
 
-from pop3proto.adapters._asyncio_server import Server as AsyncioServer
-from pop3proto.adapters._maildrop import MaildirBackend, MaildirMaildrop
-from pop3proto.adapters._users import DictAuthenticator
 from pop3proto.adapters.cli import CLIError, describe_error, main, parse_address
 from pop3proto.adapters.cli._account import Account, parse_url
 from pop3proto.adapters.cli._fetch import FetchOptions, fetch
@@ -50,6 +47,9 @@ from pop3proto.adapters.mailstore._destinations import (
     StorageError,
     read_mboxrd,
 )
+from pop3proto.adapters.mailstore._maildir import MaildirBackend, MaildirMaildrop
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._asyncio import Server as AsyncioServer
 from tests.dovecot import (
     TEST_MESSAGES,
     DovecotServer,

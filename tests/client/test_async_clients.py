@@ -35,9 +35,6 @@ import pop3proto
 from pop3proto import State
 from pop3proto.adapters import asyncio as aio_public
 from pop3proto.adapters import trio as trio_public
-from pop3proto.adapters._maildrop import MemoryBackend
-from pop3proto.adapters._sync_server import Server as SyncServer
-from pop3proto.adapters._users import DictAuthenticator
 from pop3proto.adapters.client import _asyncio as asyncio_runner
 from pop3proto.adapters.client import _trio as trio_runner
 from pop3proto.adapters.client._async import AsyncClientBase
@@ -54,6 +51,9 @@ from pop3proto.adapters.client._errors import (
 )
 from pop3proto.adapters.client._trio import Client as TrioClient
 from pop3proto.adapters.client._trio import connect as trio_connect
+from pop3proto.adapters.mailstore._memory import MemoryBackend
+from pop3proto.adapters.mailstore._users import DictAuthenticator
+from pop3proto.adapters.server._sync import Server as SyncServer
 from pop3proto.adapters.sync import MailboxStatus
 from tests.helpers import (
     FAKE_MESSAGES,
@@ -64,11 +64,11 @@ from tests.helpers import (
 )
 
 try:
-    from pop3proto.adapters._asyncio_server import Server as AsyncioServer
+    from pop3proto.adapters.server._asyncio import Server as AsyncioServer
 except Exception:  # pragma: no cover - the teammate's module is not there yet
     AsyncioServer = None  # type: ignore[assignment, misc]
 try:
-    from pop3proto.adapters._trio_server import Server as TrioServer
+    from pop3proto.adapters.server._trio import Server as TrioServer
 except Exception:  # pragma: no cover
     TrioServer = None  # type: ignore[assignment, misc]
 
