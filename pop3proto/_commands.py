@@ -50,6 +50,7 @@ from ._events import (
     Extension,
     Greeting,
     Lang,
+    Last,
     List,
     Noop,
     Pass,
@@ -70,6 +71,7 @@ from ._replies import (
     ERR_ONLY,
     LANG_LISTING,
     LANG_SWITCH,
+    LAST,
     LIST_ENTRY,
     LIST_LISTING,
     SASL_EXCHANGE,
@@ -405,6 +407,8 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         lambda c: _optional(c.number),
         lambda c: UIDL_LISTING if c.number is None else UIDL_ENTRY,
     ),
+    # RFC 1081: the highest message number accessed (removed by RFC 1725).
+    CommandSpec(Last, "LAST", _T, _no_params(Last), _none, LAST),
     # RFC 1939 §§4, 6: QUIT everywhere but in a SASL exchange.
     CommandSpec(
         Quit,

@@ -58,6 +58,7 @@ __all__ = [
     "Quit",
     "Top",
     "Uidl",
+    "Last",
     "Capa",
     "Stls",
     "Utf8",
@@ -71,6 +72,7 @@ __all__ = [
     "Ok",
     "Err",
     "StatOk",
+    "LastOk",
     "ListOk",
     "ListEntryOk",
     "UidlOk",
@@ -374,6 +376,19 @@ class Uidl(Command):
 
 @_known
 @dataclass(frozen=True, slots=True)
+class Last(Command):
+    """``LAST`` (RFC 1081; removed by RFC 1725): answered by :class:`LastOk`.
+
+    Asks for the highest message number accessed in this session.  Old
+    clients (fetchmail among them) use it to skip mail already read when a
+    server has no UIDL; a server that does not know it answers ``-ERR``.
+    """
+
+    keyword: ClassVar[str] = "LAST"
+
+
+@_known
+@dataclass(frozen=True, slots=True)
 class Capa(Command):
     """``CAPA`` (RFC 2449 §5): answered by :class:`CapaOk`."""
 
@@ -638,6 +653,21 @@ class StatOk(Response):
     def __post_init__(self) -> None:
         _check_count(self.count, "STAT count")
         _check_count(self.size, "STAT size")
+
+
+@dataclass(frozen=True, slots=True)
+class LastOk(Response):
+    """The reply to LAST: ``+OK nn`` (RFC 1081).
+
+    Fields:
+        number: the highest message number accessed in this session, ``0``
+            when none was (RSET sets it back to ``0``).
+    """
+
+    number: int
+
+    def __post_init__(self) -> None:
+        _check_count(self.number, "LAST message number")
 
 
 @dataclass(frozen=True, slots=True)

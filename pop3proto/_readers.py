@@ -22,6 +22,7 @@ from ._events import (
     Command,
     Event,
     LangOk,
+    LastOk,
     ListEntryOk,
     ListOk,
     StatOk,
@@ -43,6 +44,7 @@ __all__ = [
     "parse_uidl_block",
     "split_block",
     "read_stat",
+    "read_last",
     "read_list_entry",
     "read_uidl_entry",
     "read_list_listing",
@@ -308,6 +310,14 @@ def read_stat(text: str) -> StatOk:
     """``+OK count size`` (RFC 1939 §5); text after the size is ignored."""
     count, size = _two_numbers(text, "STAT")
     return StatOk(count, size)
+
+
+def read_last(text: str) -> LastOk:
+    """``+OK nn`` (RFC 1081); text after the number is ignored."""
+    number = text.split(" ", 1)[0]
+    if not (number.isascii() and number.isdecimal()):
+        raise ValueError(f"malformed LAST reply {text[:40]!r}")
+    return LastOk(int(number))
 
 
 def read_list_entry(text: str) -> ListEntryOk:

@@ -20,6 +20,7 @@ from ._events import (
     Err,
     Event,
     LangOk,
+    LastOk,
     ListEntryOk,
     ListOk,
     MessageStart,
@@ -33,6 +34,7 @@ from ._events import (
 from ._readers import (
     read_capa_listing,
     read_lang_listing,
+    read_last,
     read_list_entry,
     read_list_listing,
     read_stat,
@@ -46,6 +48,7 @@ __all__ = [
     "Reply",
     "STATUS",
     "STAT",
+    "LAST",
     "LIST_ENTRY",
     "UIDL_ENTRY",
     "LIST_LISTING",
@@ -126,6 +129,7 @@ def _reply(
 
 STATUS: Final = _reply("status", Framing.STATUS, Ok)
 STAT: Final = _reply("STAT", Framing.LINE, StatOk, read_stat)
+LAST: Final = _reply("LAST", Framing.LINE, LastOk, read_last)
 LIST_ENTRY: Final = _reply("LIST n", Framing.LINE, ListEntryOk, read_list_entry)
 UIDL_ENTRY: Final = _reply("UIDL n", Framing.LINE, UidlEntryOk, read_uidl_entry)
 LIST_LISTING: Final = _reply("LIST", Framing.LISTING, ListOk, read_list_listing)

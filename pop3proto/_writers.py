@@ -19,6 +19,7 @@ from ._events import (
     Err,
     Greeting,
     LangOk,
+    LastOk,
     ListEntryOk,
     ListOk,
     MessageStart,
@@ -100,6 +101,10 @@ def _write_stat(event: StatOk, limit: int) -> bytes:
     return write_status(True, None, f"{event.count} {event.size}", limit)
 
 
+def _write_last(event: LastOk, limit: int) -> bytes:
+    return write_status(True, None, str(event.number), limit)
+
+
 def _write_challenge(event: SaslChallenge, limit: int) -> bytes:
     # RFC 5034 §4: continue-req = "+" SP [base64] CRLF.
     if event.malformed:
@@ -115,6 +120,7 @@ WRITERS: Final[dict[type[Response], Callable[[Any, int], bytes]]] = {
     Err: _write_err,
     MessageStart: _write_ok,
     StatOk: _write_stat,
+    LastOk: _write_last,
     ListEntryOk: write_entry,
     UidlEntryOk: write_entry,
     ListOk: write_multiline,

@@ -85,6 +85,7 @@ from pop3proto import (
     Greeting,
     Lang,
     LangOk,
+    Last,
     List,
     Noop,
     Ok,
@@ -600,6 +601,8 @@ _HANDLERS: dict[type[Event], Handler] = {
     Top: _maildrop_step(Transaction.top),
     Dele: _maildrop_step(Transaction.dele),
     Rset: _maildrop_step(Transaction.rset),
+    # RFC 1725 removed LAST; clients that know it fall back on UIDL.
+    Last: ServerSession._not_implemented,
 }
 
 

@@ -645,7 +645,7 @@ def test_body_followed_by_next_reply_in_same_segment() -> None:
 
 def test_extension_single_line() -> None:
     conn = client_tx()
-    assert conn.send(Extension("last")) == b"LAST\r\n"
+    assert conn.send(Extension("xlst")) == b"XLST\r\n"
     assert feed(conn, b"+OK 3\r\n") == [Ok("3"), NEED_DATA]
     assert conn.state is State.TRANSACTION
     conn = new_client()

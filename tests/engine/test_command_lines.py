@@ -20,7 +20,8 @@ import pop3proto as p
         ),
         ("USER jürgen", p.User("jürgen")),
         ("XTND XMIT a", p.Extension("XTND", ("XMIT", "a"))),
-        ("last", p.Extension("LAST")),
+        ("xlst", p.Extension("XLST")),
+        ("last", p.Last()),
     ],
 )
 def test_lines_become_their_events(line: str | bytes, expected: p.Command) -> None:

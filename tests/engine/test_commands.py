@@ -42,6 +42,7 @@ from tests.helpers import (
     ConnectionPair,
     ask,
     bad_server_line,
+    client_tx,
     first,
     login,
     new_client,
@@ -67,6 +68,7 @@ SAMPLES: list[p.Command] = [
     p.Top(1, 0),
     p.Uidl(),
     p.Uidl(7),
+    p.Last(),
     p.Capa(),
     p.Stls(),
     p.Utf8(),
@@ -106,6 +108,7 @@ def test_reply_shape_is_a_fact_of_the_command(cmd: p.Command) -> None:
         p.Capa: Framing.LISTING,
         p.Auth: Framing.SASL,
         p.Stat: Framing.LINE,
+        p.Last: Framing.LINE,
     }.get(type(cmd))
     if isinstance(cmd, (p.List, p.Uidl)):
         expected = Framing.LISTING if cmd.number is None else Framing.LINE
@@ -135,8 +138,8 @@ def test_extension_and_bad_command_specs() -> None:
     assert BAD_COMMAND_SPEC.states == frozenset()
     assert BAD_COMMAND_SPEC.reply_to(p.BadCommand(b"X", "x")).events == (p.Err,)
     assert command_arguments(p.Extension("XTND", ("a", "b"))) == ["a", "b"]
-    assert spec_of(p.Extension("LAST", multiline=True)).reply_to(
-        p.Extension("LAST", multiline=True)
+    assert spec_of(p.Extension("XLST", multiline=True)).reply_to(
+        p.Extension("XLST", multiline=True)
     ).framing is Framing.BODY
 
 
@@ -294,3 +297,41 @@ def test_arguments_user_without_argument(line: bytes) -> None:
 def test_real_world_bare_auth_is_refused_by_the_server() -> None:
     """A bare ``AUTH`` (a legacy mechanism listing) is a BadCommand."""
     assert bad_server_line(b"AUTH\r\n", "AUTHORIZATION").command is None
+
+
+def test_last_both_roles() -> None:
+    """LAST (RFC 1081): the client reads +OK nn as LastOk, the server writes it back."""
+    pair = ConnectionPair()
+    login(pair)
+    assert pair.command(p.Last()) == [p.Last(), p.PAUSED]
+    assert pair.reply(p.LastOk(3)) == [p.LastOk(3), p.NEED_DATA]
+    assert pair.client.state is pair.server.state is p.State.TRANSACTION
+    pair.command(p.Last())
+    assert pair.reply(p.Err("unknown command")) == [p.Err("unknown command"), p.NEED_DATA]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [(b"+OK 0\r\n", p.LastOk(0)), (b"+OK 12 accessed\r\n", p.LastOk(12))],
+)
+def test_last_reply_is_read_as_a_number(line: bytes, expected: p.LastOk) -> None:
+    """+OK nn, text after the number ignored."""
+    conn = client_tx()
+    conn.send(p.Last())
+    conn.receive_data(line)
+    assert conn.next_event() == expected
+
+
+def test_last_reply_without_a_number_is_a_protocol_error() -> None:
+    """+OK with no number is not a LAST reply."""
+    conn = client_tx()
+    conn.send(p.Last())
+    conn.receive_data(b"+OK none\r\n")
+    with pytest.raises(p.RemoteProtocolError, match="malformed LAST reply"):
+        conn.next_event()
+
+
+def test_last_only_in_transaction() -> None:
+    """LAST is a TRANSACTION command."""
+    with pytest.raises(p.LocalProtocolError, match="LAST is not allowed in the AUTHORIZATION"):
+        new_client().send(p.Last())

@@ -30,6 +30,8 @@ from pop3proto import (
     Greeting,
     Lang,
     LangOk,
+    Last,
+    LastOk,
     List,
     ListEntryOk,
     ListOk,
@@ -88,7 +90,9 @@ VALID: list[Event] = [
     Utf8(),
     Lang(),
     Lang("*"),
-    Extension("LAST"),
+    Extension("XLST"),
+    Last(),
+    LastOk(0),
     BadCommand(b"XX", "unknown command"),
     BadCommand(b"STAT", "not now", Stat()),
     SaslChallenge(b""),
@@ -131,7 +135,7 @@ def test_valid_events_are_frozen_and_hashable_where_possible(event: Event) -> No
 
 
 def test_event_families() -> None:
-    for cmd in (User("a"), Stat(), Extension("LAST"), BadCommand(b"x", "y")):
+    for cmd in (User("a"), Stat(), Extension("XLST"), BadCommand(b"x", "y")):
         assert isinstance(cmd, Command) and not isinstance(cmd, Response)
     for resp in (Ok(), Greeting(), SaslChallenge(b""), MessageData(b"")):
         assert isinstance(resp, Response) and not isinstance(resp, Command)

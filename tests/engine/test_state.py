@@ -115,7 +115,7 @@ EXPECTED_ALLOWED = {
     A: {"USER", "APOP", "AUTH", "STLS", "CAPA", "UTF8", "LANG", "QUIT", EXTENSION},
     U: {"PASS", "QUIT", EXTENSION},
     T: {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "CAPA", "LANG", "QUIT"}
-    | {EXTENSION},
+    | {"LAST", EXTENSION},
 }
 
 

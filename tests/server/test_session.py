@@ -1036,3 +1036,12 @@ def test_tls_requested_is_last_action() -> None:
     actions = list(h.session.actions())
     assert [type(a) for a in actions] == [Send, StartTLS]
     assert h.session.state is State.TLS_PENDING
+
+
+def test_last_is_refused_as_not_implemented() -> None:
+    """LAST (RFC 1081, removed by RFC 1725) gets -ERR; the session goes on."""
+    h = Harness()
+    h.login()
+    assert h.one(pop3proto.Last()) == Err("command not implemented")
+    assert not h.closed
+    assert h.one(Stat()) == StatOk(3, sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3)))
