@@ -188,6 +188,16 @@ class TrioFlavor(Flavor):
 FLAVORS = [AsyncioFlavor(), TrioFlavor()]
 
 
+def skip_without_asyncio_stls(*parties: object) -> None:
+    """Skip where asyncio would have to do STLS on Python 3.10: it has no
+    StreamWriter.start_tls before 3.11, and both asyncio adapters say so
+    (test_asyncio_stls_needs_python_3_11 checks that they do)."""
+    if not asyncio_runner.STLS_SUPPORTED and any(
+        party == "asyncio" or isinstance(party, AsyncioFlavor) for party in parties
+    ):
+        pytest.skip("STLS over asyncio needs Python 3.11")
+
+
 @pytest.fixture(params=FLAVORS, ids=str)
 def flavor(request: pytest.FixtureRequest) -> Flavor:
     result: Flavor = request.param
@@ -416,6 +426,8 @@ def test_tls(
     server_context: ssl.SSLContext,
     client_context: ssl.SSLContext,
 ) -> None:
+    if mode == "starttls":
+        skip_without_asyncio_stls(flavor, server_kind)
     backend = new_backend()
 
     async def main() -> None:
@@ -447,6 +459,9 @@ def test_tls(
 def test_untrusted_certificate_is_refused(
     flavor: Flavor, mode: str, server_context: ssl.SSLContext
 ) -> None:
+    if mode == "starttls":
+        skip_without_asyncio_stls(flavor)
+
     async def main() -> None:
         # The default context verifies against the system CAs: trustme's
         # test CA is not one of them.
@@ -536,6 +551,8 @@ def test_memory_stays_bounded(flavor: Flavor, sink_kind: str) -> None:
 
 
 def test_starttls_not_offered(flavor: Flavor) -> None:
+    skip_without_asyncio_stls(flavor)
+
     async def main() -> None:
         with pytest.raises(TLSUnavailable) as info:
             await flavor.open(host, port, tls="starttls")
@@ -695,6 +712,9 @@ def test_usage_errors(flavor: Flavor) -> None:
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(
+    not asyncio_runner.STLS_SUPPORTED, reason="the default tls='starttls' needs Python 3.11"
+)
 def test_asyncio_arguments_and_lifecycle() -> None:
     with pytest.raises(ValueError, match="tls"):
         AsyncioClient("localhost", tls="ssl")  # type: ignore[arg-type]
@@ -1248,3 +1268,11 @@ def test_methods_mirror_the_blocking_client() -> None:
             ), name
             if name != "retrieve_many":
                 assert inspect.iscoroutinefunction(ours), name
+
+
+@pytest.mark.skipif(asyncio_runner.STLS_SUPPORTED, reason="Python 3.10 only")
+def test_asyncio_stls_needs_python_3_11() -> None:
+    """On 3.10 the asyncio client refuses STLS at once, saying what to do instead."""
+    with pytest.raises(NotImplementedError, match=r"Python 3\.11"):
+        AsyncioClient("localhost", 110, tls="starttls")
+    assert AsyncioClient("localhost", 995).tls_mode == "implicit"
