@@ -272,7 +272,7 @@ def normalize_data_events(events: Iterable[Event]) -> list[Event]:
 
 
 def interesting_splits(data: bytes) -> list[int]:
-    """Offsets that cut through the patterns that matter (checklist §10):
+    """Offsets that cut through the patterns that matter (CONFORMANCE.md §3.8):
     ``\\r|\\n``, ``\\r\\n|.``, ``\\r\\n.|\\r\\n``, ``.|\\r``, plus every offset
     inside a ``CRLF . CRLF`` terminator."""
     found: set[int] = set()
@@ -419,8 +419,8 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 def expected_body(sent: bytes) -> bytes:
     """The body a client receives for the body a server sent.
 
-    The rule (checklist §3: lines end with CRLF, "the server must end the
-    content with CRLF"): every bare LF goes out as CRLF (RFC 1939 §11 counts
+    The rule (CONFORMANCE.md §3.2 and §3.3: lines end with CRLF, and so does
+    the last line of a body): every bare LF goes out as CRLF (RFC 1939 §11 counts
     a stored LF as two octets), so no dot after a bare LF can be mistaken
     by either a strict or a lenient client; then a body that does not end
     with CRLF gets one: a lone CR at the end gets the LF that completes it,
@@ -1319,7 +1319,7 @@ _CAP_ENTRY = st.one_of(
 #: Valid capability lists (to send).
 capabilities = st.lists(_CAP_ENTRY, max_size=8).map(lambda e: Capabilities(tuple(e)))
 
-#: Pieces that make message bodies interesting (checklist §10, Framing).
+#: Pieces that make message bodies interesting (CONFORMANCE.md §3.2 and §3.3).
 BODY_PIECES = (
     b".",
     b"..",
@@ -1373,7 +1373,7 @@ def message_replies(
 
 
 def _reply_shape(event: Event) -> str:
-    """Which kind of reply *event* needs (checklist §1 "Reply" column)."""
+    """Which kind of reply *event* needs (CONFORMANCE.md §6.3)."""
     if isinstance(event, (BadCommand, SaslCancel)):
         return "err"
     if isinstance(event, Stat):
@@ -1399,7 +1399,7 @@ def replies_for(
     utf8: bool = False,
     body_fix: Callable[[bytes], bytes] | None = None,
 ) -> st.SearchStrategy[list[Event]]:
-    """A random valid server reply to *event* (checklist §1 "Reply" column).
+    """A random valid server reply to *event* (CONFORMANCE.md §6.3).
 
     ``-ERR`` is always possible; :class:`BadCommand` and :class:`SaslCancel`
     get nothing else.  For :class:`Auth` / :class:`SaslResponse` the reply is

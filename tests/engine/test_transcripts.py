@@ -257,8 +257,8 @@ RFC1939_SESSION: list[Step] = [
 
 
 def test_rfc1939_section10_example_session() -> None:
-    """RFC 1939 §10, with made-up messages whose sizes match the LIST (checklist §10
-    invariant: the LIST size equals the RETR octets)."""
+    """RFC 1939 §10, with made-up messages whose sizes match the LIST (CONFORMANCE.md §9.2:
+    the LIST size equals the RETR octets)."""
     assert len(MSG1) + len(MSG2) == 320
     assert b"\r\n..\r\n...hidden\r\n" in stuffed(MSG2)  # the dot lines are stuffed
     client, _ = run_both(RFC1939_SESSION)
@@ -708,6 +708,6 @@ def test_dovecot_in_use() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
 def test_rfc1939_session_at_other_chunk_sizes(chunk: int) -> None:
-    """Checklist §10 split invariance, on a real transcript."""
+    """CONFORMANCE.md §3.8: split invariance on a real transcript."""
     run_client_side(RFC1939_SESSION, chunk=chunk)
     run_server_side(RFC1939_SESSION, chunk=chunk)

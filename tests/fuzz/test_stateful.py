@@ -121,7 +121,7 @@ MESSAGES = st.one_of(
 
 def crlf_octets(stored: bytes) -> bytes:
     """What RETR must deliver for *stored* (RFC 1939 §11: CRLF line ends;
-    the content ends with a line end before the terminating dot, §3)."""
+    the content ends with a line end before the terminating dot, CONFORMANCE.md §3.3)."""
     out = stored.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if out and not out.endswith(b"\r\n"):
         out += b"\n" if out.endswith(b"\r") else b"\r\n"

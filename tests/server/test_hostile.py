@@ -8,7 +8,7 @@
   exchange); 10,000 pipelined commands at once (good ones, and bad ones);
   one byte per second with a short idle timeout (slowloris); 1,000 idle
   connections; a client that never reads a 50 MB message; STLS command
-  injection; the malformed commands of the checklist (§10), non-ASCII and
+  injection; the malformed commands of CONFORMANCE.md §3.4, non-ASCII and
   NUL octets, bad SASL base64, overlong arguments and overflowing numbers.
   Each test asserts the outcome (a clear ``-ERR`` where the RFC allows
   one, the session going on, or a disconnect) and, where it is about
@@ -695,7 +695,7 @@ def test_client_facing_an_endless_status_line() -> None:
 # Malformed commands through a real server
 # ---------------------------------------------------------------------------
 
-#: Lines answered -ERR in AUTHORIZATION (checklist §10: Arguments, State;
+#: Lines answered -ERR in AUTHORIZATION (CONFORMANCE.md §2.2 and §3.4;
 #: non-ASCII and NUL octets; overlong arguments).
 BAD_IN_AUTHORIZATION: tuple[bytes, ...] = (
     b"",

@@ -806,7 +806,7 @@ def test_implicit_tls() -> None:
 
 
 def test_stls_injection_is_not_executed() -> None:
-    """Checklist §7: bytes pipelined after STLS never run."""
+    """CONFORMANCE.md §8.2: bytes pipelined after STLS never run."""
     h = Harness(config=ServerConfig(tls_available=True), is_loopback=False)
     h.raw(b"STLS\r\nUSER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
     assert h.closed and not h.tls_requested
