@@ -49,6 +49,7 @@ from pop3proto import (
     Greeting,
     Lang,
     LangOk,
+    Last,
     List,
     ListEntryOk,
     ListOk,
@@ -79,6 +80,7 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto._commands import BY_KEYWORD
 from tests.helpers import (
     ASCII_TEXT,
     DOVECOT_CAPABILITIES,
@@ -1798,5 +1800,9 @@ def test_known_keywords_cover_the_command_classes() -> None:
         Stls,
         Utf8,
         Lang,
+        Last,
     ]
     assert {cls.keyword for cls in classes} == KNOWN_KEYWORDS
+    # The engine's command table is the authority: a command added there
+    # (as LAST was) must be added here too, or Extension() refuses its name.
+    assert {keyword.decode() for keyword in BY_KEYWORD} == KNOWN_KEYWORDS

@@ -50,7 +50,7 @@ _VCHAR = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
 #: Every keyword the engine has a command class for.
 KNOWN_KEYWORDS = frozenset(
     {"USER", "PASS", "APOP", "AUTH", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "QUIT"}
-    | {"TOP", "UIDL", "CAPA", "STLS", "UTF8", "LANG"}
+    | {"TOP", "UIDL", "CAPA", "STLS", "UTF8", "LANG", "LAST"}
 )
 
 
