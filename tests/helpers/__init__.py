@@ -12,6 +12,11 @@ the modules below hold one idea each:
   at given offsets, for the split-invariance properties.
 * :mod:`.fakes`: :class:`FakeSession`, a misbehaving POP3 server for the
   client tests, and :class:`ThreadedServer`, which serves it on a socket.
+* :mod:`.servers`: our server run for a test: :class:`SessionPair` (our
+  client core against our server session, in memory) and
+  :func:`running_server` (each runtime on a socket).
+* :mod:`.stores`: Maildirs made and inspected for the server tests, and a
+  maildrop that fails on purpose.
 * :mod:`.sasl`: SASL mechanisms driven against each other, and the check
   that no secret leaks into an exception.
 * :mod:`.strategies`: Hypothesis strategies for field values, bodies and
@@ -27,6 +32,7 @@ from .engine import (
     GREETING_TEXT,
     PASSWORD,
     TIMESTAMP,
+    USER,
     ConnectionPair,
     Options,
     ask,
@@ -61,6 +67,25 @@ from .sasl import (
     run_exchange,
     secret_free,
     wire,
+)
+from .servers import (
+    CLIENT_TIMEOUT,
+    RUNTIMES,
+    Running,
+    SessionPair,
+    figure,
+    poplib_body,
+    read_to_eof,
+    recv_until,
+    running_server,
+)
+from .stores import (
+    FlakyBackend,
+    FlakyMaildrop,
+    lock_is_free,
+    maildir_state,
+    make_maildir,
+    message_file,
 )
 from .strategies import (
     ASCII_TEXT,
@@ -105,6 +130,7 @@ __all__ = [
     "GREETING_TEXT",
     "PASSWORD",
     "TIMESTAMP",
+    "USER",
     "Options",
     "ask",
     "bad_server_line",
@@ -136,6 +162,23 @@ __all__ = [
     "FakeSession",
     "ThreadedServer",
     "serve",
+    # servers: our server, run for a test
+    "CLIENT_TIMEOUT",
+    "RUNTIMES",
+    "Running",
+    "SessionPair",
+    "figure",
+    "poplib_body",
+    "read_to_eof",
+    "recv_until",
+    "running_server",
+    # stores: Maildirs and a flaky maildrop for the server tests
+    "FlakyBackend",
+    "FlakyMaildrop",
+    "lock_is_free",
+    "maildir_state",
+    "make_maildir",
+    "message_file",
     # sasl: SASL exchanges
     "PASSWORDS",
     "RFC2195_CHALLENGE",

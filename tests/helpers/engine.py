@@ -192,7 +192,8 @@ class Options(TypedDict, total=False):
 
 #: The APOP timestamp of RFC 1939 §7's example.
 TIMESTAMP = "<1896.697170952@dbc.mtview.ca.us>"
-#: The password alice has everywhere in the tests.
+#: The user the tests log in as, and the password she has everywhere.
+USER = "alice"
 PASSWORD = "correct horse"
 #: The greeting the hand-driven connections use, as text and as a line.
 GREETING_TEXT = "POP3 server ready " + TIMESTAMP
@@ -467,7 +468,7 @@ def login(
     greeting: Greeting = DOVECOT_GREETING,
     capa: bool = False,
     pipelining: bool = False,
-    user: str = "alice",
+    user: str = USER,
     password: str = PASSWORD,
 ) -> None:
     """Drive *pair* from the greeting to TRANSACTION with USER/PASS.
