@@ -67,6 +67,7 @@ from pop3proto import (
     apop_digest,
 )
 from tests.helpers import (
+    DOVECOT_CAPABILITIES,
     Options,
     get_all_events,
     normalize_data_events,
@@ -584,17 +585,6 @@ def test_rfc6856_lang_examples() -> None:
 # Dovecot
 # ---------------------------------------------------------------------------
 
-DOVECOT_CAPS_PLAIN = Capabilities.build(
-    "CAPA",
-    "TOP",
-    "UIDL",
-    "RESP-CODES",
-    "PIPELINING",
-    "AUTH-RESP-CODE",
-    "STLS",
-    "USER",
-    ("SASL", "PLAIN", "LOGIN"),
-)
 DOVECOT_CAPA_WIRE = (
     b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
     b"STLS\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n"
@@ -621,7 +611,7 @@ def test_dovecot_session() -> None:
     steps = [
         S(b"+OK Dovecot ready.\r\n", Greeting("Dovecot ready.")),
         C(b"CAPA\r\n", Capa()),
-        S(DOVECOT_CAPA_WIRE, CapaOk(DOVECOT_CAPS_PLAIN)),
+        S(DOVECOT_CAPA_WIRE, CapaOk(DOVECOT_CAPABILITIES)),
         C(b"STLS\r\n", Stls()),
         S(b"+OK Begin TLS negotiation now.\r\n", Ok("Begin TLS negotiation now.")),
         TLS,

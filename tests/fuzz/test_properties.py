@@ -20,7 +20,7 @@ import copy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 from hypothesis import assume, example, given
@@ -554,6 +554,37 @@ def byte_at_a_time(data: bytes) -> list[int]:
     return list(range(1, len(data)))
 
 
+class Replayable(Protocol):
+    """A :class:`ClientCase` or a :class:`ServerCase`."""
+
+    @property
+    def wire(self) -> bytes: ...
+
+    def run(self, splits: Sequence[int] = ()) -> TranscriptResult: ...
+
+
+def check_every_split(case: Replayable) -> None:
+    """The whole wire, all the interesting splits at once and one split at
+    every offset give what the wire fed one byte at a time gives."""
+    reference = case.run(byte_at_a_time(case.wire))
+    assert_same_outcome(case.run(), reference, "whole")
+    assert_same_outcome(case.run(interesting_splits(case.wire)), reference, "interesting")
+    for offset in range(1, len(case.wire)):
+        assert_same_outcome(case.run([offset]), reference, f"split at {offset}")
+
+
+def check_random_splits(case: Replayable, data: st.DataObject) -> None:
+    """Random splits, biased to the interesting ones, give what the wire fed
+    one byte at a time gives."""
+    wire = case.wire
+    special = interesting_splits(wire)
+    offsets = st.integers(1, len(wire) - 1)
+    if special:
+        offsets = st.one_of(offsets, st.sampled_from(special))
+    splits = data.draw(st.lists(offsets, max_size=40))
+    assert_same_outcome(case.run(splits), case.run(byte_at_a_time(wire)), f"splits {splits}")
+
+
 @pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.name)
 def test_client_transcript_whole(case: ClientCase) -> None:
     """The transcripts themselves parse as expected when fed in one piece."""
@@ -569,25 +600,14 @@ def test_client_split_at_every_offset(case: ClientCase) -> None:
     """CONFORMANCE.md §3.8: one split at every offset, one byte
     at a time, and all the interesting splits (``\\r|\\n``, ``\\r\\n.|\\r\\n``,
     ``.|\\r``) at once give the same result as the whole transcript."""
-    reference = case.run(byte_at_a_time(case.wire))
-    whole = case.run()
-    assert_same_outcome(whole, reference, "whole")
-    assert_same_outcome(case.run(interesting_splits(case.wire)), reference, "interesting")
-    for offset in range(1, len(case.wire)):
-        assert_same_outcome(case.run([offset]), reference, f"split at {offset}")
+    check_every_split(case)
 
 
 @pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.name)
 @given(data=st.data())
 def test_client_split_random(case: ClientCase, data: st.DataObject) -> None:
     """CONFORMANCE.md §3.8: random chunks biased to the patterns."""
-    wire = case.wire
-    special = interesting_splits(wire)
-    offsets = st.integers(1, len(wire) - 1)
-    if special:
-        offsets = st.one_of(offsets, st.sampled_from(special))
-    splits = data.draw(st.lists(offsets, max_size=40))
-    assert_same_outcome(case.run(splits), case.run(byte_at_a_time(wire)), f"splits {splits}")
+    check_random_splits(case, data)
 
 
 @pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.name)
@@ -790,20 +810,13 @@ def test_server_transcript_whole(case: ServerCase) -> None:
 @pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.name)
 def test_server_split_at_every_offset(case: ServerCase) -> None:
     """CONFORMANCE.md §3.8: split invariance for the server role (pipelined input)."""
-    reference = case.run(byte_at_a_time(case.wire))
-    assert_same_outcome(case.run(), reference, "whole")
-    assert_same_outcome(case.run(interesting_splits(case.wire)), reference, "interesting")
-    for offset in range(1, len(case.wire)):
-        assert_same_outcome(case.run([offset]), reference, f"split at {offset}")
+    check_every_split(case)
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.name)
 @given(data=st.data())
 def test_server_split_random(case: ServerCase, data: st.DataObject) -> None:
-    wire = case.wire
-    offsets = st.one_of(st.integers(1, len(wire) - 1), st.sampled_from(interesting_splits(wire)))
-    splits = data.draw(st.lists(offsets, max_size=40))
-    assert_same_outcome(case.run(splits), case.run(byte_at_a_time(wire)), f"splits {splits}")
+    check_random_splits(case, data)
 
 
 @given(
