@@ -56,13 +56,14 @@ from tests.dovecot import (
 )
 from tests.helpers import (
     PASSWORD,
+    USER,
     expected_body,
+    make_maildir,
 )
 
 trustme = pytest.importorskip("trustme")
 
 HOST = "127.0.0.1"
-USER = "alice"
 CLI = [sys.executable, "-m", "pop3proto.adapters.cli"]
 START_TIMEOUT = 20.0
 
@@ -77,19 +78,6 @@ MESSAGES: tuple[bytes, ...] = (
     b"Subject: big\n\n" + b"".join(b"line %06d %s\n" % (n, b"x" * 32) for n in range(6000)),
     b"Subject: last\n\nbye\n",
 )
-
-
-def make_maildir(path: Path, messages: Sequence[bytes], start: int = 1_700_000_000) -> list[Path]:
-    """A Maildir holding *messages* in this POP3 order (by modification time)."""
-    for sub in ("cur", "new", "tmp"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
-    files = []
-    for index, message in enumerate(messages):
-        file = path / "new" / f"{start + index}.M{index}P1.test"
-        file.write_bytes(message)
-        os.utime(file, (start + index, start + index))
-        files.append(file)
-    return files
 
 
 def maildir_messages(path: Path) -> list[bytes]:
@@ -206,7 +194,8 @@ class ServeProcess:
 @pytest.mark.parametrize("runtime", ["asyncio", "trio", "sync"])
 def test_serve(runtime: str, tmp_path: Path, tls_files: TLSFiles) -> None:
     maildir = tmp_path / "Maildir"
-    files = make_maildir(maildir, MESSAGES)
+    _, keys = make_maildir(maildir, MESSAGES)
+    files = [maildir / "new" / key for key in keys]
     server = ServeProcess(
         [
             "--maildir", str(maildir), "--users", str(users_file(tmp_path)),
@@ -344,7 +333,7 @@ def test_serve_listen_error(tmp_path: Path) -> None:
 
 def test_serve_per_user_limits_and_idle_timeout(tmp_path: Path) -> None:
     root = tmp_path / "mail"
-    alice = make_maildir(root / USER, MESSAGES[:2])
+    _, alice = make_maildir(root / USER, MESSAGES[:2])
     server = ServeProcess(
         ["--maildir-root", str(root), "--users", str(users_file(tmp_path)),
          "--listen", f"{HOST}:0", "--runtime", "trio", "--max-connections", "1",
@@ -444,6 +433,17 @@ class Served:
     def url(self, scheme: str = "pop3", user: str = USER) -> str:
         port = self.implicit if scheme == "pop3s" else self.plain
         return f"{scheme}://{user}@{HOST}:{port}"
+
+    def fetch_options(self, dest: Path) -> FetchOptions:
+        """An in-process fetch of alice's mail into *dest*, quietly, without fsync."""
+        return FetchOptions(
+            account=Account("pop3", USER, HOST, self.plain),
+            password=PASSWORD,
+            destination=str(dest),
+            cafile=str(self.tls.ca),
+            durable=False,
+            progress=False,
+        )
 
 
 @contextlib.contextmanager
@@ -815,14 +815,7 @@ def test_stored_but_not_recorded_is_not_duplicated(
     kind: str, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dest = tmp_path / ("inbox.mbox" if kind == "mbox" else "inbox")
-    options = FetchOptions(
-        account=Account("pop3", USER, HOST, served.plain),
-        password=PASSWORD,
-        destination=str(dest),
-        cafile=str(served.tls.ca),
-        durable=False,
-        progress=False,
-    )
+    options = served.fetch_options(dest)
     real_add = StateFile.add
     calls = []
 
@@ -858,14 +851,7 @@ def test_partial_mbox_append_is_truncated(
     served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dest = tmp_path / "inbox.mbox"
-    options = FetchOptions(
-        account=Account("pop3", USER, HOST, served.plain),
-        password=PASSWORD,
-        destination=str(dest),
-        cafile=str(served.tls.ca),
-        durable=False,
-        progress=False,
-    )
+    options = served.fetch_options(dest)
     fetch(FetchOptions(**{**options.__dict__, "limit": 4}))
     size = dest.stat().st_size
     real_write = _destinations._write_all

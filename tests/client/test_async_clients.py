@@ -6,7 +6,7 @@ Each server runs in a background thread (with its own event loop for the
 async ones) on 127.0.0.1 port 0, so any client can talk to any server; TLS
 (STLS and implicit) uses ``trustme`` certificates.  The trio client is also
 driven over ``trio.testing`` memory streams against a scripted fake server
-task (``FakeSession`` from tests/helpers.py), with no network at all.
+task (``FakeSession`` from ``tests.helpers``), with no network at all.
 
 Event loops are started with ``asyncio.run`` / ``trio.run`` inside plain
 test functions: no pytest plugin is needed.

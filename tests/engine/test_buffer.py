@@ -1,6 +1,6 @@
 """Unit tests for pop3proto._buffer.ReceiveBuffer.
 
-Two properties matter (h11 #182, checklist §3 and §10 "Lengths"): a line limit
+Two properties matter (h11 #182, CONFORMANCE.md §3.5 and §3.8): a line limit
 gives the same verdict however the bytes are split, and everything handed out
 is exact ``bytes``.
 """

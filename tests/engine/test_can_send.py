@@ -27,7 +27,7 @@ def test_it_agrees_with_send_in_user_ok() -> None:
     conn.send(p.User("alice"))
     conn.receive_data(b"+OK\r\n")
     conn.next_event()
-    assert not conn.can_send(p.Capa())  # strict: only PASS or QUIT (checklist §1)
+    assert not conn.can_send(p.Capa())  # strict: only PASS or QUIT (CONFORMANCE.md §2.5)
     assert conn.can_send(p.Pass("secret"))
     lenient = _client(strict_user=False)
     lenient.send(p.User("alice"))

@@ -1,7 +1,7 @@
 """Unit tests for the client role of :class:`pop3proto.Connection`.
 
 The client sends commands and parses the server's bytes into response events.
-Checklist references are to /work/shared/pop3-conformance.md.
+Section references are to CONFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def client_in(state: State) -> Connection:
 @pytest.mark.parametrize("state", list(CLIENT_LEGAL), ids=lambda s: s.name)
 @pytest.mark.parametrize("name", sorted(CLIENT_CMDS))
 def test_client_command_legality(state: State, name: str) -> None:
-    """Checklist §1: which command may be sent in which state (client side)."""
+    """CONFORMANCE.md §2.2: which command may be sent in which state (client side)."""
     conn = client_in(state)
     cmd = CLIENT_CMDS[name]
     if name in CLIENT_LEGAL[state]:
@@ -358,7 +358,7 @@ def test_client_sends_nothing_in_the_other_states(state: State) -> None:
 
 
 def test_non_ascii_credentials() -> None:
-    """Checklist §9: UTF-8 credentials only in UTF8 mode or with ``UTF8 USER``."""
+    """CONFORMANCE.md §10.3: UTF-8 credentials only in UTF8 mode or with ``UTF8 USER``."""
     for cmd in (User("jös"), Apop("jös", "c4c9334bac560ecc979e58001b3e22fb")):
         with pytest.raises(LocalProtocolError, match="UTF8"):
             new_client().send(cmd)
@@ -382,7 +382,7 @@ def test_non_ascii_credentials() -> None:
 
 
 def test_eof_after_failed_authentication_is_a_clean_close() -> None:
-    """Checklist §0: the server may close after a failed PASS; pipelined commands are moot."""
+    """CONFORMANCE.md §2.6: the server may close after a failed PASS; pipelined ones are moot."""
     conn = pipelining_client()
     for cmd in (User("a"), Pass("b"), Stat()):
         conn.send(cmd)
@@ -463,7 +463,7 @@ def test_capabilities_replaced_by_each_capa() -> None:
 
 
 # ---------------------------------------------------------------------------
-# UTF8 / LANG decoding (checklist §9)
+# UTF8 / LANG decoding (CONFORMANCE.md §10.1)
 # ---------------------------------------------------------------------------
 
 
@@ -485,7 +485,7 @@ def test_text_after_utf8_is_utf8() -> None:
 
 
 def test_utf8_reply_itself_is_decoded_as_utf8() -> None:
-    """Checklist §6: UTF8 changes decoding from its own reply on; a -ERR to it does not."""
+    """CONFORMANCE.md §10.1: UTF8 changes decoding from its own reply on; a -ERR to it does not."""
     conn = new_client()
     assert ask(conn, Utf8(), "+OK UTF-8 aktiviert ✓\r\n".encode())[0] == Ok("UTF-8 aktiviert ✓")
     conn = new_client()
@@ -521,7 +521,7 @@ def test_bare_lang_listing() -> None:
 
 def test_lang_reply_itself_is_decoded_as_utf8() -> None:
     """RFC 6856 §3: responses are in the new language "starting with the response to the
-    LANG command"; checklist §6: UTF8 and LANG change decoding from their own reply on."""
+    LANG command"; CONFORMANCE.md §10.1: UTF8 and LANG change decoding from their own reply on."""
     conn = new_client()
     assert ask(conn, Lang("es"), "+OK es Idioma cambiado ñ\r\n".encode())[0] == Ok(
         "es Idioma cambiado ñ"
@@ -609,7 +609,7 @@ def test_listing_arriving_in_pieces() -> None:
 
 
 def test_status_line_limit_default_is_generous() -> None:
-    """Checklist §3 REC: the client's status-line limit defaults to 8 KiB."""
+    """CONFORMANCE.md §3.5: the client's status-line limit defaults to 8 KiB."""
     conn = client_tx()
     text = "t" * 8000
     assert ask(conn, Noop(), b"+OK " + text.encode() + b"\r\n")[0] == Ok(text)
@@ -733,7 +733,7 @@ def test_closed_state_is_sticky_even_with_data_left() -> None:
 
 @pytest.mark.parametrize("how", ["eof", "unsolicited -ERR", "send ConnectionClosed"])
 def test_no_commands_after_the_connection_closed(how: str) -> None:
-    """Checklist §10 (commands after QUIT / close): nothing may be sent on a CLOSED
+    """CONFORMANCE.md §2.6 (commands after QUIT or close): nothing may be sent on a CLOSED
     connection."""
     conn = client_tx()
     if how == "eof":
@@ -749,7 +749,7 @@ def test_no_commands_after_the_connection_closed(how: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# lenient_end and peer_idle (node-pop3#27, cyrus-imapd#4717; checklist §10)
+# lenient_end and peer_idle (node-pop3#27, cyrus-imapd#4717; CONFORMANCE.md §3.3)
 # ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Unit tests for the pure parsers (pop3proto._readers) and serializers (pop3proto._writers).
 
-Checklist references are to /work/shared/pop3-conformance.md.
+Section references are to CONFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -400,7 +400,7 @@ LINES = st.lists(
 
 @given(lines=LINES, sizes=st.lists(st.integers(1, 7), max_size=20))
 def test_body_writer_reader_round_trip(lines: list[bytes], sizes: list[int]) -> None:
-    """Checklist §10 split invariance: stuffing then unstuffing is the identity for
+    """CONFORMANCE.md §3.2 and §3.8: stuffing then unstuffing is the identity for
     CRLF bodies, however the wire is chunked."""
     body = b"".join(line + b"\r\n" for line in lines)
     writer = BodyWriter()
@@ -437,7 +437,7 @@ def test_body_reader_long_lines_few_dot_lines(
 def test_body_reader_pipelined_path_is_split_invariant(
     lines: list[bytes], sizes: list[int]
 ) -> None:
-    """Checklist §10: find_end and feed(unterminated=True), as the connection
+    """CONFORMANCE.md §3.8: find_end and feed(unterminated=True), as the connection
     uses them for pipelined replies, read the body however the wire is cut."""
     body = b"".join(line + b"\r\n" for line in lines)
     writer = BodyWriter()
@@ -508,7 +508,7 @@ def test_body_writer_bare_lf_cannot_smuggle_a_terminator() -> None:
     [([], b".\r\n"), ([b"x\r\n"], b".\r\n"), ([b"x"], b"\r\n.\r\n"), ([b"x\r"], b"\n.\r\n")],
 )
 def test_body_writer_end(chunks: list[bytes], end: bytes) -> None:
-    """Checklist §3: a body without a final CRLF gets one before the terminator."""
+    """CONFORMANCE.md §3.3: a body without a final CRLF gets one before the terminator."""
     writer = BodyWriter()
     for chunk in chunks:
         writer.data(chunk)
@@ -779,7 +779,7 @@ def test_body_reader_find_end_on_an_empty_lenient_body() -> None:
 def test_body_reader_find_end_says_whether_to_unstuff(
     data: bytes, expected: tuple[int, int, bool, bool] | None
 ) -> None:
-    """Checklist §3: only a body with a dot-started line needs unstuffing."""
+    """CONFORMANCE.md §3.2: only a body with a dot-started line needs unstuffing."""
     assert BodyReader(bare_lf=False).find_end(data) == expected
 
 

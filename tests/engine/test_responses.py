@@ -156,7 +156,7 @@ def test_known(text: str, known: str | None) -> None:
     assert ResponseCode.parse(text).known == known
 
 
-# -- split_response_code: checklist §10 "Status lines" ------------------------
+# -- split_response_code: CONFORMANCE.md §4.1 ---------------------------------
 
 
 def test_split_sys_temp_with_unknown_lower_levels() -> None:

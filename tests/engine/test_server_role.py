@@ -1,7 +1,7 @@
 """Unit tests for the server role of :class:`pop3proto.Connection`.
 
 The server parses command lines into events and serializes the application's
-responses.  Checklist references are to /work/shared/pop3-conformance.md.
+responses.  Section references are to CONFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -370,7 +370,7 @@ def test_send_connection_closed_closes() -> None:
 
 
 def test_unsolicited_err_closes() -> None:
-    """Dovecot-style ``-ERR Disconnected for inactivity.`` before closing (checklist §10)."""
+    """Dovecot-style ``-ERR Disconnected for inactivity.`` before closing (CONFORMANCE.md §9.7)."""
     conn = server_tx()
     assert conn.send(Err("Disconnected for inactivity.", ResponseCode(("SYS", "TEMP")))) == (
         b"-ERR [SYS/TEMP] Disconnected for inactivity.\r\n"
@@ -508,7 +508,7 @@ def test_command_limit_is_configurable() -> None:
 
 
 def test_overlong_line_rest_arrives_later() -> None:
-    """Checklist §3: the rest of an overlong line is skipped, however long, in bounded memory."""
+    """CONFORMANCE.md §3.5: an overlong line's rest is skipped, however long, in bounded memory."""
     conn = new_server()
     ev = first(conn, b"X" * 1000)
     assert isinstance(ev, BadCommand) and ev.reason == "command line too long"
@@ -527,7 +527,7 @@ def test_overlong_line_then_eof() -> None:
 
 
 # ---------------------------------------------------------------------------
-# UTF8 / LANG text (checklist §9)
+# UTF8 / LANG text (CONFORMANCE.md §10.2)
 # ---------------------------------------------------------------------------
 
 
@@ -585,14 +585,14 @@ def test_failed_lang_or_utf8_changes_nothing() -> None:
 )
 def test_lang_or_utf8_reply_itself_may_be_utf8(line: bytes, text: str) -> None:
     """RFC 6856 §3: "all responses will be in that language, starting with the response to
-    the LANG command" (checklist §6: decoding changes from their own reply on)."""
+    the LANG command" (CONFORMANCE.md §10.1: decoding changes from their own reply on)."""
     conn = new_server()
     first(conn, line + b"\r\n")
     assert conn.send(Ok(text)) == ("+OK " + text + "\r\n").encode()
 
 
 def test_non_ascii_capability_refused_outside_utf8() -> None:
-    """RFC 6856 §2.1 / checklist §9: outside UTF-8 mode no raw non-ASCII may be sent, and
+    """RFC 6856 §2.1 / CONFORMANCE.md §10.2: outside UTF-8 mode no raw non-ASCII may be sent, and
     a CAPA line is no exception (the client would decode it as U+FFFD)."""
     conn = new_server()
     first(conn, b"CAPA\r\n")

@@ -87,7 +87,7 @@ from tests.helpers import feed_through_wait as feed
 A, U, S, T = State.AUTHORIZATION, State.USER_OK, State.SASL, State.TRANSACTION
 TLS, UPD, CL = State.TLS_PENDING, State.UPDATE, State.CLOSED
 
-# -- the checklist's transitions, written out independently -------------------
+# -- CONFORMANCE.md §2.2, §2.3 and §2.4, written out independently -------------
 
 EXPECTED_REPLY = {
     (State.AWAIT_GREETING, GREETING, True): A,
@@ -119,16 +119,19 @@ EXPECTED_ALLOWED = {
 }
 
 
-def test_reply_table_matches_the_checklist() -> None:
+def test_reply_table_matches_the_rfcs() -> None:
+    """Every reply moves the session as CONFORMANCE.md §2.3 and §2.4 say."""
     assert REPLY_TRANSITIONS == EXPECTED_REPLY
 
 
-def test_start_and_tls_tables_match_the_checklist() -> None:
+def test_start_and_tls_tables_match_the_rfcs() -> None:
+    """AUTH, QUIT in TRANSACTION and the TLS handshake move the state (CONFORMANCE.md §2.3)."""
     assert START_TRANSITIONS == EXPECTED_START
     assert TLS_TRANSITIONS == {TLS: A}
 
 
-def test_allowed_table_matches_the_checklist() -> None:
+def test_allowed_table_matches_the_rfcs() -> None:
+    """Each state allows the commands CONFORMANCE.md §2.2 and §2.5 list."""
     assert {state: set(kinds) for state, kinds in ALLOWED.items()} == EXPECTED_ALLOWED
     lenient = {spec.kind for spec in BY_KEYWORD.values() if allowed(spec, U, strict_user=False)}
     assert lenient | {EXTENSION} == {
@@ -273,9 +276,9 @@ def test_states_agree_after_every_reply_of_a_pipelined_batch() -> None:
 
 
 def test_lenient_client_and_strict_server_agree_after_a_refused_second_user() -> None:
-    """Checklist §10 invariant: "the client's and server's view of the state agree after
-    every reply".  The strict server refuses the second USER and keeps USER_OK (no state
-    change, RFC 1939 §3); the client applies "-ERR to USER -> AUTHORIZATION" (§1)."""
+    """CONFORMANCE.md §2.3: the client's and the server's view of the state agree after
+    every reply.  The strict server refuses the second USER and keeps USER_OK (no state
+    change, RFC 1939 §3); the client forgets the USER on -ERR (CONFORMANCE.md §2.4)."""
     client = Connection(CLIENT, strict_user=False)
     server = Connection(SERVER)
     client.receive_data(server.send(Greeting("hi")))

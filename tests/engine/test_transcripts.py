@@ -67,6 +67,7 @@ from pop3proto import (
     apop_digest,
 )
 from tests.helpers import (
+    DOVECOT_CAPABILITIES,
     Options,
     get_all_events,
     normalize_data_events,
@@ -257,8 +258,8 @@ RFC1939_SESSION: list[Step] = [
 
 
 def test_rfc1939_section10_example_session() -> None:
-    """RFC 1939 §10, with made-up messages whose sizes match the LIST (checklist §10
-    invariant: the LIST size equals the RETR octets)."""
+    """RFC 1939 §10, with made-up messages whose sizes match the LIST (CONFORMANCE.md §9.2:
+    the LIST size equals the RETR octets)."""
     assert len(MSG1) + len(MSG2) == 320
     assert b"\r\n..\r\n...hidden\r\n" in stuffed(MSG2)  # the dot lines are stuffed
     client, _ = run_both(RFC1939_SESSION)
@@ -584,17 +585,6 @@ def test_rfc6856_lang_examples() -> None:
 # Dovecot
 # ---------------------------------------------------------------------------
 
-DOVECOT_CAPS_PLAIN = Capabilities.build(
-    "CAPA",
-    "TOP",
-    "UIDL",
-    "RESP-CODES",
-    "PIPELINING",
-    "AUTH-RESP-CODE",
-    "STLS",
-    "USER",
-    ("SASL", "PLAIN", "LOGIN"),
-)
 DOVECOT_CAPA_WIRE = (
     b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
     b"STLS\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n"
@@ -621,7 +611,7 @@ def test_dovecot_session() -> None:
     steps = [
         S(b"+OK Dovecot ready.\r\n", Greeting("Dovecot ready.")),
         C(b"CAPA\r\n", Capa()),
-        S(DOVECOT_CAPA_WIRE, CapaOk(DOVECOT_CAPS_PLAIN)),
+        S(DOVECOT_CAPA_WIRE, CapaOk(DOVECOT_CAPABILITIES)),
         C(b"STLS\r\n", Stls()),
         S(b"+OK Begin TLS negotiation now.\r\n", Ok("Begin TLS negotiation now.")),
         TLS,
@@ -708,6 +698,6 @@ def test_dovecot_in_use() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
 def test_rfc1939_session_at_other_chunk_sizes(chunk: int) -> None:
-    """Checklist §10 split invariance, on a real transcript."""
+    """CONFORMANCE.md §3.8: split invariance on a real transcript."""
     run_client_side(RFC1939_SESSION, chunk=chunk)
     run_server_side(RFC1939_SESSION, chunk=chunk)

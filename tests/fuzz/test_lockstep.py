@@ -5,14 +5,14 @@ Hypothesis drives a client :class:`~pop3proto.Connection` and a server
 step the client sends a random batch of commands (pipelined when PIPELINING
 was advertised), or tries an illegal one, or one side closes; the server
 answers every command it receives with a random valid reply of the expected
-type (checklist §1 "Reply" column), including multi-step AUTH exchanges
+type (CONFORMANCE.md §6.3), including multi-step AUTH exchanges
 with challenges and ``*`` cancel, and STLS followed by ``tls_established()``.
 
-An independent model, written from the checklist's command table (§0, §1,
-§6, §7), predicts which sends are legal, which commands the server must
+An independent model, written from the rules of CONFORMANCE.md §2.2, §2.3,
+§6.1 and §8.1, predicts which sends are legal, which commands the server must
 report as :class:`BadCommand`, and the session state after every reply.
 After every complete response the client, the server and the model must
-agree on the state (checklist §10 Invariants), every event received must be
+agree on the state (CONFORMANCE.md §2.3), every event received must be
 the event sent, and nothing but :class:`ProtocolError` may escape.
 """
 
@@ -99,12 +99,12 @@ U = State.USER_OK
 T = State.TRANSACTION
 
 # ---------------------------------------------------------------------------
-# The model (checklist §0-§1, §6-§7), independent of pop3proto._state
+# The model (CONFORMANCE.md §2.2, §2.3, §6.1 and §8.1), independent of pop3proto._state
 # ---------------------------------------------------------------------------
 
 _AUTHORIZATION_COMMANDS = (User, Apop, Auth, Stls, Capa, Utf8, Lang, Quit, Extension)
 _USER_OK_STRICT = (Pass, Quit, Extension)
-# Checklist §1 REC: the lenient mode lets a second USER replace the name and
+# CONFORMANCE.md §2.5: the lenient mode lets a second USER replace the name and
 # other AUTHORIZATION commands come between USER and PASS (not STLS).
 _USER_OK_LENIENT = (User, Pass, Apop, Auth, Capa, Utf8, Lang, Quit, Extension)
 _TRANSACTION_COMMANDS = (Stat, List, Retr, Dele, Noop, Rset, Top, Uidl, Capa, Lang, Quit, Extension)
@@ -112,7 +112,7 @@ _BATCH_ENDERS = (Stls, Auth, Quit)  # RFC 2449 §6.6, RFC 2595 §4, RFC 5034 §4
 
 
 def allowed_types(state: State, *, strict_user: bool) -> tuple[type[Command], ...]:
-    """Checklist §1 "Valid in" column: the command classes legal in *state*."""
+    """CONFORMANCE.md §2.2: the command classes legal in *state*."""
     if state is A:
         return _AUTHORIZATION_COMMANDS
     if state is U:
@@ -136,7 +136,7 @@ def after_start(state: State, command: Command) -> State:
 
 
 def after_reply(state: State, command: Command, ok: bool) -> State:
-    """Checklist §1 "On +OK" / "On -ERR" columns."""
+    """CONFORMANCE.md §2.3 and §2.4: the state after each reply."""
     if isinstance(command, Quit) and state in (A, U, State.UPDATE):
         return State.CLOSED
     if isinstance(command, User):
@@ -332,7 +332,7 @@ PROBES: list[Response] = [
 
 
 def expected_reply_types(event: Event, cancelled: bool) -> tuple[type[Response], ...]:
-    """Checklist §1: which responses fit which received event."""
+    """CONFORMANCE.md §6.3: which responses fit which received event."""
     if cancelled or isinstance(event, (BadCommand, SaslCancel)):
         return (Err,)
     if isinstance(event, Stat):
@@ -642,7 +642,7 @@ class Lockstep:
         assert pair.states == (State.TLS_PENDING, State.TLS_PENDING)
         assert pair.client.next_event() is PAUSED and pair.server.next_event() is PAUSED
         self.probe_illegal_send(Capa())
-        injected = copy.deepcopy(pair.client)  # response injection (checklist §7)
+        injected = copy.deepcopy(pair.client)  # response injection (CONFORMANCE.md §8.2)
         injected.receive_data(b"+OK forged\r\n")
         with pytest.raises(RemoteProtocolError):
             injected.next_event()
@@ -665,7 +665,7 @@ class Lockstep:
             # RFC 1939 §4: after a failed authentication the server may close.
             assert get_all_events(pair.client) == [ConnectionClosed()]
         elif isinstance(head, Quit):
-            # Checklist §2: QUIT sent from TRANSACTION and no reply: unknown.
+            # CONFORMANCE.md §2.6: QUIT sent from TRANSACTION and no reply: unknown.
             unknown = model.client_state is State.UPDATE
             assert get_all_events(pair.client) == [ConnectionClosed(outcome_unknown=unknown)]
         else:
@@ -677,7 +677,7 @@ class Lockstep:
         raise Done("server closed")
 
     def unsolicited_err(self) -> None:
-        """Dovecot's "-ERR Disconnected for inactivity." (checklist §10)."""
+        """Dovecot's "-ERR Disconnected for inactivity." (CONFORMANCE.md §2.6)."""
         pair, model = self.pair, self.model
         if model.outstanding:
             return
@@ -704,7 +704,7 @@ def test_lockstep(
     bare_lf: bool,
     steps: int,
 ) -> None:
-    """Checklist §10 Invariants: client, server and model agree on the state
+    """CONFORMANCE.md §2.3: client, server and model agree on the state
     after every reply; only ProtocolError may escape."""
     run = Lockstep(
         data,
@@ -775,8 +775,8 @@ WIRE: dict[type[Command], tuple[Command, bytes]] = {
 @pytest.mark.parametrize("state", [A, U, T])
 @pytest.mark.parametrize("cls", list(WIRE), ids=lambda c: c.__name__)
 def test_every_command_in_every_state(state: State, cls: type[Command], strict_user: bool) -> None:
-    """Checklist §10 State ("every command in every state must give -ERR
-    with no change of state"): a command in the wrong state is refused by
+    """CONFORMANCE.md §2.2 and §2.4 (a command in the wrong state gets -ERR
+    and changes no state): a command in the wrong state is refused by
     the client with LocalProtocolError and, sent raw by a misbehaving
     client, reported by the server as BadCommand, which only -ERR may
     answer and which changes nothing.  In the right state both accept it."""
@@ -818,8 +818,8 @@ def test_every_command_in_every_state(state: State, cls: type[Command], strict_u
 
 
 def test_bad_command_minus_err_keeps_states_in_step() -> None:
-    """Checklist §10 Invariants ("the client's and server's view of the state
-    agree after every reply").  Regression (engine bug #12), found by the
+    """CONFORMANCE.md §2.3 (the client and the server agree on the state
+    after every reply).  Regression (engine bug #12), found by the
     lockstep model: the client validated PASS against the capabilities it had when
     sending; by the time the server read it, a pipelined CAPA had dropped
     ``UTF8 USER``, so the server refused it as BadCommand and stayed in
@@ -845,7 +845,7 @@ def test_bad_command_minus_err_keeps_states_in_step() -> None:
 )
 @pytest.mark.parametrize("after", [Noop(), Capa(), Quit(), Stat()], ids=repr)
 def test_batch_enders(ender: Command, state: State, after: Command) -> None:
-    """Checklist §6: STLS, AUTH and QUIT must end a pipelined batch, even
+    """CONFORMANCE.md §6.1: STLS, AUTH and QUIT must end a pipelined batch, even
     with PIPELINING advertised; the client refuses anything after them."""
     pair = ConnectionPair()
     if state is T:
@@ -862,7 +862,7 @@ def test_batch_enders(ender: Command, state: State, after: Command) -> None:
 
 
 def test_client_cannot_send_before_the_greeting() -> None:
-    """Checklist §10 Greeting: the client sending before the greeting."""
+    """CONFORMANCE.md §2.2: the client sending before the greeting."""
     pair = ConnectionPair()
     with pytest.raises(LocalProtocolError):
         pair.client.send(Capa())

@@ -1,11 +1,11 @@
 """Property-based tests of the pop3proto engine.
 
-* Split invariance (checklist §10): recorded transcripts give the same events
+* Split invariance (CONFORMANCE.md §3.8): recorded transcripts give the same events
   however the bytes are chunked.
 * Round trips: every event a side can send is the event the peer receives.
 * Message bodies: the server's dot-stuffing and the client's unstuffing.
 * Robustness: arbitrary bytes produce events or a ProtocolError, nothing else.
-* Limits (checklist §3, Length limits) hold however the bytes are split.
+* Limits (CONFORMANCE.md §3.5) hold however the bytes are split.
 * Send validation: CR, LF and NUL never get into a line.
 
 Engine bugs these properties found are kept as deterministic regression
@@ -20,7 +20,7 @@ import copy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 from hypothesis import assume, example, given
@@ -49,6 +49,7 @@ from pop3proto import (
     Greeting,
     Lang,
     LangOk,
+    Last,
     List,
     ListEntryOk,
     ListOk,
@@ -79,6 +80,7 @@ from pop3proto import (
     User,
     Utf8,
 )
+from pop3proto._commands import BY_KEYWORD
 from tests.helpers import (
     ASCII_TEXT,
     DOVECOT_CAPABILITIES,
@@ -117,7 +119,7 @@ CRLF = b"\r\n"
 
 
 # ===========================================================================
-# Split invariance (checklist §10)
+# Split invariance (CONFORMANCE.md §3.8)
 # ===========================================================================
 
 DOVECOT_GREETING_LINE = b"+OK Dovecot ready. <4a27.2.5e8f3b21.Q2h1Y2sNCg==@mail.example.org>\r\n"
@@ -552,6 +554,37 @@ def byte_at_a_time(data: bytes) -> list[int]:
     return list(range(1, len(data)))
 
 
+class Replayable(Protocol):
+    """A :class:`ClientCase` or a :class:`ServerCase`."""
+
+    @property
+    def wire(self) -> bytes: ...
+
+    def run(self, splits: Sequence[int] = ()) -> TranscriptResult: ...
+
+
+def check_every_split(case: Replayable) -> None:
+    """The whole wire, all the interesting splits at once and one split at
+    every offset give what the wire fed one byte at a time gives."""
+    reference = case.run(byte_at_a_time(case.wire))
+    assert_same_outcome(case.run(), reference, "whole")
+    assert_same_outcome(case.run(interesting_splits(case.wire)), reference, "interesting")
+    for offset in range(1, len(case.wire)):
+        assert_same_outcome(case.run([offset]), reference, f"split at {offset}")
+
+
+def check_random_splits(case: Replayable, data: st.DataObject) -> None:
+    """Random splits, biased to the interesting ones, give what the wire fed
+    one byte at a time gives."""
+    wire = case.wire
+    special = interesting_splits(wire)
+    offsets = st.integers(1, len(wire) - 1)
+    if special:
+        offsets = st.one_of(offsets, st.sampled_from(special))
+    splits = data.draw(st.lists(offsets, max_size=40))
+    assert_same_outcome(case.run(splits), case.run(byte_at_a_time(wire)), f"splits {splits}")
+
+
 @pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.name)
 def test_client_transcript_whole(case: ClientCase) -> None:
     """The transcripts themselves parse as expected when fed in one piece."""
@@ -564,28 +597,17 @@ def test_client_transcript_whole(case: ClientCase) -> None:
 
 @pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.name)
 def test_client_split_at_every_offset(case: ClientCase) -> None:
-    """Checklist §10 split invariance: one split at every offset, one byte
+    """CONFORMANCE.md §3.8: one split at every offset, one byte
     at a time, and all the interesting splits (``\\r|\\n``, ``\\r\\n.|\\r\\n``,
     ``.|\\r``) at once give the same result as the whole transcript."""
-    reference = case.run(byte_at_a_time(case.wire))
-    whole = case.run()
-    assert_same_outcome(whole, reference, "whole")
-    assert_same_outcome(case.run(interesting_splits(case.wire)), reference, "interesting")
-    for offset in range(1, len(case.wire)):
-        assert_same_outcome(case.run([offset]), reference, f"split at {offset}")
+    check_every_split(case)
 
 
 @pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.name)
 @given(data=st.data())
 def test_client_split_random(case: ClientCase, data: st.DataObject) -> None:
-    """Checklist §10 split invariance, random chunks biased to the patterns."""
-    wire = case.wire
-    special = interesting_splits(wire)
-    offsets = st.integers(1, len(wire) - 1)
-    if special:
-        offsets = st.one_of(offsets, st.sampled_from(special))
-    splits = data.draw(st.lists(offsets, max_size=40))
-    assert_same_outcome(case.run(splits), case.run(byte_at_a_time(wire)), f"splits {splits}")
+    """CONFORMANCE.md §3.8: random chunks biased to the patterns."""
+    check_random_splits(case, data)
 
 
 @pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.name)
@@ -787,21 +809,14 @@ def test_server_transcript_whole(case: ServerCase) -> None:
 
 @pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.name)
 def test_server_split_at_every_offset(case: ServerCase) -> None:
-    """Checklist §10 split invariance for the server role (pipelined input)."""
-    reference = case.run(byte_at_a_time(case.wire))
-    assert_same_outcome(case.run(), reference, "whole")
-    assert_same_outcome(case.run(interesting_splits(case.wire)), reference, "interesting")
-    for offset in range(1, len(case.wire)):
-        assert_same_outcome(case.run([offset]), reference, f"split at {offset}")
+    """CONFORMANCE.md §3.8: split invariance for the server role (pipelined input)."""
+    check_every_split(case)
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.name)
 @given(data=st.data())
 def test_server_split_random(case: ServerCase, data: st.DataObject) -> None:
-    wire = case.wire
-    offsets = st.one_of(st.integers(1, len(wire) - 1), st.sampled_from(interesting_splits(wire)))
-    splits = data.draw(st.lists(offsets, max_size=40))
-    assert_same_outcome(case.run(splits), case.run(byte_at_a_time(wire)), f"splits {splits}")
+    check_random_splits(case, data)
 
 
 @given(
@@ -811,7 +826,7 @@ def test_server_split_random(case: ServerCase, data: st.DataObject) -> None:
     data=st.data(),
 )
 def test_client_body_split_invariance_generated(pieces: list[bytes], data: st.DataObject) -> None:
-    """Checklist §10: generated bodies made of dot lines, received whole and
+    """CONFORMANCE.md §3.2 and §3.8: generated bodies made of dot lines, received whole and
     in random chunks, always give the unstuffed body."""
     body = b"".join(p + CRLF for p in pieces)
     wire = re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"  # independent stuffing oracle
@@ -886,7 +901,7 @@ transaction_commands = st.one_of(
 @given(command=authorization_commands, reply=st.data())
 def test_roundtrip_authorization_commands(command: Command, reply: st.DataObject) -> None:
     """Every AUTHORIZATION command arrives as sent; a -ERR leaves both sides
-    in AUTHORIZATION (RFC 1939 §3, checklist §1)."""
+    in AUTHORIZATION (RFC 1939 §3, CONFORMANCE.md §2.4)."""
     pair = authorized_pair()
     pair.send(CLIENT, command)
     err = reply.draw(replies_for(BadCommand(b"", "")))
@@ -942,7 +957,7 @@ def test_roundtrip_extension_is_bad_command_on_server(
     name=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=300)
 )
 def test_command_length_limit_on_send(name: str) -> None:
-    """Checklist §3: a client refuses to send a command over 255 octets
+    """CONFORMANCE.md §3.5: a client refuses to send a command over 255 octets
     (CRLF included) and sends anything up to it."""
     pair = authorized_pair()
     size = len(b"USER ") + len(name) + 2
@@ -1032,7 +1047,7 @@ def send_on_copy(conn: Connection, event: Event) -> bytes:
 )
 def test_roundtrip_utf8_text(state: State, text: str, code: ResponseCode | None) -> None:
     """RFC 6856 §2: after UTF8, status text may be any UTF-8 and arrives as
-    sent; before it, the server refuses non-ASCII (checklist §9)."""
+    sent; before it, the server refuses non-ASCII (CONFORMANCE.md §10.2)."""
     pair = utf8_pair(state)
     pair.send(CLIENT, Capa())
     pair.send(SERVER, Err(text, code))
@@ -1065,7 +1080,7 @@ def test_roundtrip_utf8_credentials(name: str) -> None:
 
 
 # ===========================================================================
-# Message bodies (RFC 1939 §3, checklist §3 Byte-stuffing)
+# Message bodies (RFC 1939 §3, CONFORMANCE.md §3.2)
 # ===========================================================================
 
 
@@ -1130,7 +1145,7 @@ def test_body_roundtrip(
     """What the client receives is ``expected_body`` of what the server
     sent, in every client mode, however the bytes are cut, and with a
     pipelined reply (a +OK or another body) right behind the terminator
-    (checklist §3, §6, §10)."""
+    (CONFORMANCE.md §3.2, §6.3 and §3.8)."""
     pair = transaction_pair(
         bare_lf=bare_lf, lenient_end=lenient_end, allow_unadvertised_pipelining=True
     )
@@ -1167,7 +1182,7 @@ def test_body_roundtrip(
     ],
 )
 def test_body_line_end_rule(sent: bytes, received: bytes) -> None:
-    """Checklist §3: the server ends the content with CRLF before the
+    """CONFORMANCE.md §3.3: the server ends the content with CRLF before the
     terminator (the Exchange 2000 bug, fetchmail FAQ S2)."""
     assert expected_body(sent) == received
     pair = transaction_pair()
@@ -1192,7 +1207,7 @@ def test_bare_lf_in_body(bare_lf: bool, sent: bytes, received: bytes) -> None:
     """Regression (engine bugs #1, #11): a body ending in a bare LF got no
     terminator line of its own, and a dot after a bare LF was stuffed but not
     unstuffed by a strict client.  A bare LF now goes out as CRLF, so both
-    client modes receive the same octets (checklist §3, greenmail#1049)."""
+    client modes receive the same octets (CONFORMANCE.md §3.2, greenmail#1049)."""
     assert expected_body(sent) == received
     pair = transaction_pair(bare_lf=bare_lf)
     pair.send(CLIENT, Retr(1))
@@ -1410,7 +1425,7 @@ def test_server_fuzz_only_protocol_errors(
 
 
 # ===========================================================================
-# Limits hold however the bytes are split (checklist §3)
+# Limits hold however the bytes are split (CONFORMANCE.md §3.5)
 # ===========================================================================
 
 
@@ -1428,7 +1443,7 @@ def random_splits(data: st.DataObject, wire: bytes) -> list[int]:
 
 @given(extra=st.integers(0, 150), data=st.data())
 def test_overlong_command_gives_bad_command_however_split(extra: int, data: st.DataObject) -> None:
-    """Checklist §3: a command over 255 octets gets BadCommand("command line
+    """CONFORMANCE.md §3.5: a command over 255 octets gets BadCommand("command line
     too long") with the first 253 octets, the rest of the line is skipped and
     the next command is read normally, whatever the chunking."""
     line = b"X" * (254 + extra)  # 254 + CRLF = 256 octets: one too many
@@ -1447,7 +1462,7 @@ def test_overlong_command_gives_bad_command_however_split(extra: int, data: st.D
 
 @given(data=st.data())
 def test_command_exactly_at_limit_is_accepted(data: st.DataObject) -> None:
-    """Checklist §10 Lengths: 255 octets with CRLF is a command; 256 is not."""
+    """CONFORMANCE.md §3.5: 255 octets with CRLF is a command; 256 is not."""
     name = "n" * (255 - len("USER ") - 2)
     wire = f"USER {name}\r\nQUIT\r\n".encode()
     result = run_server_transcript(wire, random_splits(data, wire))
@@ -1482,7 +1497,7 @@ def test_command_limit_configurable(limit: int, delta: int, data: st.DataObject)
 def test_status_line_limit_however_split(
     limit: int, delta: int, data: st.DataObject, greeting: bool
 ) -> None:
-    """Checklist §3: a status line longer than ``max_status_size`` raises
+    """CONFORMANCE.md §3.5: a status line longer than ``max_status_size`` raises
     RemoteProtocolError whatever the chunking; one exactly at the limit (CRLF
     included) is accepted."""
     size = max(limit + delta, 6)
@@ -1578,7 +1593,7 @@ CONSTRUCTORS: list[tuple[str, Callable[[str], object]]] = [
 def test_cr_lf_nul_refused_at_construction(
     what: str, build: Callable[[str], object], value: str, char: str, where: int
 ) -> None:
-    """Checklist §3 (single line per reply/command): an event whose text or
+    """CONFORMANCE.md §3.4 and §3.6 (one line per reply or command): an event whose text or
     argument contains CR, LF or NUL is refused when it is built."""
     with pytest.raises(LocalProtocolError):
         build(poison(value, char, where))
@@ -1642,7 +1657,7 @@ def test_sending_the_wrong_kind_of_event_is_refused(command: Command, role: str)
 def test_overlong_command_split_between_cr_and_lf() -> None:
     """Regression (engine bug #2): after an overlong command line split
     between its CR and LF, the server's discard mode swallowed the next
-    command (checklist §10 split invariance at ``\\r|\\n``)."""
+    command (CONFORMANCE.md §3.8, split invariance at ``\\r|\\n``)."""
     wire = b"X" * 300 + b"\r\nCAPA\r\nQUIT\r\n"
     whole = run_server_transcript(wire)
     assert [type(e) for e in whole.events] == [BadCommand, Capa, Quit, ConnectionClosed]
@@ -1662,7 +1677,7 @@ def test_overlong_command_split_between_cr_and_lf() -> None:
 def test_extension_with_known_keyword_is_refused(command: Callable[[], Extension]) -> None:
     """Regression (engine bug #3): an Extension with a known keyword went out
     as that command, so the server parsed it as the real one and the two
-    sides' states diverged (checklist §10 Invariants)."""
+    sides' states diverged (CONFORMANCE.md §2.3)."""
     pair = authorized_pair()
     with pytest.raises(LocalProtocolError):
         pair.client.send(command())
@@ -1690,8 +1705,8 @@ def test_surrogate_in_status_text_is_a_local_protocol_error() -> None:
 @given(text=status_texts(), code=response_codes)
 def test_negative_greeting_keeps_response_code(text: str, code: ResponseCode) -> None:
     """Regression (engine bug #5): a negative greeting's response code stayed
-    in ``Err.text`` instead of ``Err.code`` (RFC 2449 §8, checklist §10
-    Greeting: a -ERR greeting, then the end)."""
+    in ``Err.text`` instead of ``Err.code`` (RFC 2449 §8, CONFORMANCE.md §2.6:
+    a -ERR greeting, then the end)."""
     pair = ConnectionPair()
     pair.send(SERVER, Err(text, code))
     assert pair.states == (State.CLOSED, State.CLOSED)
@@ -1735,7 +1750,7 @@ def test_listing_text_with_code_round_trips(text: str, which: str) -> None:
 
 def test_capa_non_ascii_param_outside_utf8() -> None:
     """Regression (engine bug #8): CapaOk with non-ASCII parameters went out
-    raw before UTF8 and the client garbled it to U+FFFD (checklist §9: no raw
+    raw before UTF8 and the client garbled it to U+FFFD (CONFORMANCE.md §10.2: no raw
     non-ASCII before UTF8/LANG, text never garbled).  Refused now; after UTF8
     it round-trips."""
     pair = authorized_pair()
@@ -1798,5 +1813,9 @@ def test_known_keywords_cover_the_command_classes() -> None:
         Stls,
         Utf8,
         Lang,
+        Last,
     ]
     assert {cls.keyword for cls in classes} == KNOWN_KEYWORDS
+    # The engine's command table is the authority: a command added there
+    # (as LAST was) must be added here too, or Extension() refuses its name.
+    assert {keyword.decode() for keyword in BY_KEYWORD} == KNOWN_KEYWORDS

@@ -94,10 +94,8 @@ from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator
 from pop3proto.adapters.server._config import ServerConfig
 from pop3proto.adapters.server._session import ServerSession
-from tests.helpers import BODY_PIECES, chunks_at
+from tests.helpers import BODY_PIECES, PASSWORD, USER, chunks_at, expected_body
 
-USER = "alice"
-PASSWORD = "correct horse"
 MAX_AUTH_FAILURES = 3
 
 #: Message contents: LF-only, CRLF, bare CR, dot lines, no final line end,
@@ -119,19 +117,10 @@ MESSAGES = st.one_of(
 # ---------------------------------------------------------------------------
 
 
-def crlf_octets(stored: bytes) -> bytes:
-    """What RETR must deliver for *stored* (RFC 1939 §11: CRLF line ends;
-    the content ends with a line end before the terminating dot, §3)."""
-    out = stored.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if out and not out.endswith(b"\r\n"):
-        out += b"\n" if out.endswith(b"\r") else b"\r\n"
-    return out
-
-
 def top_octets(stored: bytes, lines: int) -> bytes:
     """RFC 1939 §7 TOP: the header, the blank line, then *lines* body lines
     (the whole message if it has no blank line)."""
-    octets = crlf_octets(stored)
+    octets = expected_body(stored)
     parts = octets.split(b"\r\n")[:-1]
     full = [part + b"\r\n" for part in parts]
     for i, part in enumerate(parts):
@@ -278,13 +267,13 @@ class Pop3Model:
     def _transaction(self, command: Command) -> Expect:
         live = [i for i in range(len(self.snapshot)) if i not in self.marked]
         if isinstance(command, Stat):
-            size = sum(len(crlf_octets(self.snapshot[i][1])) for i in live)
+            size = sum(len(expected_body(self.snapshot[i][1])) for i in live)
             return Expect("stat", (len(live), size))
         if isinstance(command, (List, Uidl)):
 
             def value(i: int) -> object:
                 if isinstance(command, List):
-                    return len(crlf_octets(self.snapshot[i][1]))
+                    return len(expected_body(self.snapshot[i][1]))
                 return self.snapshot[i][0]
 
             kind = "list" if isinstance(command, List) else "uidl"
@@ -300,7 +289,7 @@ class Pop3Model:
                 return ERR
             stored = self.snapshot[index][1]
             if isinstance(command, Retr):
-                return Expect("body", crlf_octets(stored))
+                return Expect("body", expected_body(stored))
             return Expect("body", top_octets(stored, command.lines))
         if isinstance(command, Dele):
             index = self._number(command.number)
@@ -553,7 +542,7 @@ class SessionMachine(RuleBasedStateMachine):
             assert bytes(self.body) == expect.value, where
             if isinstance(head, Retr):
                 # LIST size == RETR octets (RFC 1939 §11, RFC 6856 §2.1).
-                size = len(crlf_octets(self.model.snapshot[head.number - 1][1]))
+                size = len(expected_body(self.model.snapshot[head.number - 1][1]))
                 assert len(self.body) == size, where
             self.body = None
         elif kind == "capa":

@@ -69,6 +69,7 @@ from tests.dovecot import (
     DovecotServer,
     crlf,
 )
+from tests.helpers import poplib_body
 
 TIMEOUT = 60.0  # bounds a hang; a loaded machine can be slow
 RECV_SIZE = 65536
@@ -768,7 +769,7 @@ def test_tls_rejects_untrusted_certificate(dovecot: DovecotServer) -> None:
 
 def _poplib_retr(pop: poplib.POP3, number: int) -> bytes:
     _, lines, _ = pop.retr(number)
-    return b"".join(line + b"\r\n" for line in lines)
+    return poplib_body(lines)
 
 
 def test_poplib_baseline(dovecot: DovecotServer, dovecot_mailbox: list[bytes]) -> None:
@@ -802,7 +803,7 @@ def test_poplib_apop_and_stls(dovecot: DovecotServer, dovecot_mailbox: list[byte
         pop.stls(dovecot.ssl_context())
         pop.apop(dovecot.user, dovecot.password)
         _, lines, _ = pop.top(DOTS + 1, 3)
-        assert b"".join(line + b"\r\n" for line in lines) == top_of(dovecot_mailbox[DOTS], 3)
+        assert poplib_body(lines) == top_of(dovecot_mailbox[DOTS], 3)
         pop.quit()
     finally:
         pop.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mailbox
 import os
 import subprocess
 import sys
@@ -22,15 +21,7 @@ from pop3proto.adapters.mailstore._base import (
 from pop3proto.adapters.mailstore._crlf import CrlfNormalizer, normalized_chunks, top_of
 from pop3proto.adapters.mailstore._maildir import LOCK_FILE_NAME, MaildirBackend, maildir_uid
 from pop3proto.adapters.mailstore._memory import MemoryBackend
-
-
-def crlf(data: bytes) -> bytes:
-    """The expected CRLF form of a stored message (RFC 1939 §11)."""
-    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if out and not out.endswith(b"\r\n"):
-        out += b"\n" if out.endswith(b"\r") else b"\r\n"
-    return out
-
+from tests.helpers import expected_body, make_maildir, message_file
 
 SAMPLES = [
     b"",
@@ -57,10 +48,10 @@ SAMPLES = [
 def test_normalizer_at_every_split(data: bytes) -> None:
     for size in range(1, max(len(data), 1) + 1):
         chunks = [data[i : i + size] for i in range(0, len(data), size)]
-        assert b"".join(normalized_chunks(chunks)) == crlf(data), size
+        assert b"".join(normalized_chunks(chunks)) == expected_body(data), size
         counter = CrlfNormalizer()
         counted = sum(counter.count(c) for c in chunks) + len(counter.end())
-        assert counted == len(crlf(data)), size
+        assert counted == len(expected_body(data)), size
 
 
 @given(
@@ -71,9 +62,9 @@ def test_normalizer_matches_the_reference(data: bytes, size: int) -> None:
     """RFC 1939 §11: however CR, LF and text mix and however the file is
     read, the stream and the size say the same as a whole-message rewrite."""
     chunks = [data[i : i + size] for i in range(0, len(data), size)]
-    assert b"".join(normalized_chunks(chunks)) == crlf(data)
+    assert b"".join(normalized_chunks(chunks)) == expected_body(data)
     counter = CrlfNormalizer()
-    assert sum(counter.count(c) for c in chunks) + len(counter.end()) == len(crlf(data))
+    assert sum(counter.count(c) for c in chunks) + len(counter.end()) == len(expected_body(data))
 
 
 def test_normalizer_never_yields_empty_chunks() -> None:
@@ -155,22 +146,8 @@ LF_MESSAGES = [
 ]
 
 
-def make_maildir(
-    path: Path, messages: list[bytes] = LF_MESSAGES
-) -> tuple[mailbox.Maildir, list[str]]:
-    md = mailbox.Maildir(str(path), create=True)
-    keys = []
-    for i, message in enumerate(messages):
-        key = md.add(message)
-        # Distinct delivery times, in order.
-        file = os.path.join(str(path), md._lookup(key))  # type: ignore[attr-defined]
-        os.utime(file, ns=(1_700_000_000_000_000_000 + i, 1_700_000_000_000_000_000 + i))
-        keys.append(key)
-    return md, keys
-
-
 def test_maildir_lists_sizes_and_uids(tmp_path: Path) -> None:
-    md, keys = make_maildir(tmp_path / "box")
+    md, keys = make_maildir(tmp_path / "box", LF_MESSAGES)
     backend = MaildirBackend(tmp_path / "box")
     assert isinstance(backend, MaildropBackend)
     drop = backend.open("anyone")
@@ -178,9 +155,9 @@ def test_maildir_lists_sizes_and_uids(tmp_path: Path) -> None:
     try:
         infos = drop.messages()
         assert [i.uid for i in infos] == keys
-        assert [i.size for i in infos] == [len(crlf(m)) for m in LF_MESSAGES]
+        assert [i.size for i in infos] == [len(expected_body(m)) for m in LF_MESSAGES]
         for index, message in enumerate(LF_MESSAGES):
-            assert b"".join(drop.open_message(index)) == crlf(message)
+            assert b"".join(drop.open_message(index)) == expected_body(message)
         assert b"".join(drop.top(1, 1)) == b"Subject: second\r\n\r\n.dot line\r\n"
     finally:
         drop.close()
@@ -196,18 +173,18 @@ def test_maildir_streams_with_tiny_chunks(tmp_path: Path) -> None:
     try:
         chunks = list(drop.open_message(0))
         assert len(chunks) > 20 and max(len(c) for c in chunks) <= 6
-        assert b"".join(chunks) == crlf(message)
-        assert drop.messages()[0].size == len(crlf(message))
+        assert b"".join(chunks) == expected_body(message)
+        assert drop.messages()[0].size == len(expected_body(message))
     finally:
         drop.close()
 
 
 def test_maildir_order_and_uid_stability(tmp_path: Path) -> None:
     box = tmp_path / "box"
-    md, keys = make_maildir(box)
+    md, keys = make_maildir(box, LF_MESSAGES)
     # Deliver an older message after the others: it sorts first.
     late = md.add(b"Subject: old\n\nx\n")
-    os.utime(os.path.join(str(box), md._lookup(late)), ns=(1, 1))  # type: ignore[attr-defined]
+    os.utime(message_file(md, late), ns=(1, 1))
     backend = MaildirBackend(box)
     with_late = [late, *keys]
     drop = backend.open("u")
@@ -218,7 +195,7 @@ def test_maildir_order_and_uid_stability(tmp_path: Path) -> None:
     msg.set_subdir("cur")
     msg.add_flag("S")
     md[keys[0]] = msg
-    assert md._lookup(keys[0]).startswith("cur/")  # type: ignore[attr-defined]
+    assert message_file(md, keys[0]).parent.name == "cur"
     # A new backend (a restart) sees the same UIDs.
     drop = MaildirBackend(box).open("u")
     try:
@@ -229,7 +206,7 @@ def test_maildir_order_and_uid_stability(tmp_path: Path) -> None:
 
 def test_maildir_skips_dot_files_and_directories(tmp_path: Path) -> None:
     box = tmp_path / "box"
-    make_maildir(box)
+    make_maildir(box, LF_MESSAGES)
     (box / "new" / ".hidden").write_bytes(b"x")
     (box / "cur" / "adir").mkdir()
     drop = MaildirBackend(box).open("u")
@@ -241,15 +218,15 @@ def test_maildir_skips_dot_files_and_directories(tmp_path: Path) -> None:
 
 def test_maildir_message_moved_during_session(tmp_path: Path) -> None:
     box = tmp_path / "box"
-    md, keys = make_maildir(box)
+    md, keys = make_maildir(box, LF_MESSAGES)
     drop = MaildirBackend(box).open("u")
     try:
         msg = md[keys[1]]
         msg.set_subdir("cur")
         msg.add_flag("S")
         md[keys[1]] = msg
-        assert b"".join(drop.open_message(1)) == crlf(LF_MESSAGES[1])
-        os.unlink(os.path.join(str(box), md._lookup(keys[2])))  # type: ignore[attr-defined]
+        assert b"".join(drop.open_message(1)) == expected_body(LF_MESSAGES[1])
+        os.unlink(message_file(md, keys[2]))
         with pytest.raises(OSError):
             drop.open_message(2)
         assert drop.commit({1, 2}) is True  # already gone counts as removed
@@ -260,7 +237,7 @@ def test_maildir_message_moved_during_session(tmp_path: Path) -> None:
 
 def test_maildir_commit_removes_only_marked(tmp_path: Path) -> None:
     box = tmp_path / "box"
-    md, keys = make_maildir(box)
+    md, keys = make_maildir(box, LF_MESSAGES)
     drop = MaildirBackend(box).open("u")
     try:
         assert drop.commit({0, 2}) is True
@@ -278,10 +255,10 @@ def test_maildir_commit_removes_only_marked(tmp_path: Path) -> None:
 
 def test_maildir_commit_partial_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     box = tmp_path / "box"
-    md, keys = make_maildir(box)
+    md, keys = make_maildir(box, LF_MESSAGES)
     drop = MaildirBackend(box).open("u")
     real_unlink = os.unlink
-    stuck = os.path.join(str(box), md._lookup(keys[0]))  # type: ignore[attr-defined]
+    stuck = str(message_file(md, keys[0]))
 
     def unlink(path: str) -> None:
         if path == stuck:
@@ -339,7 +316,7 @@ def test_maildir_lock_across_processes(tmp_path: Path) -> None:
 
 def test_maildir_per_user(tmp_path: Path) -> None:
     backend = MaildirBackend(tmp_path, per_user=True)
-    make_maildir(tmp_path / "alice")
+    make_maildir(tmp_path / "alice", LF_MESSAGES)
     alice = backend.open("alice")
     bob = backend.open("bob")  # created on demand
     try:
@@ -360,7 +337,7 @@ def test_maildir_size_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     import pop3proto.adapters.mailstore._maildir as module
 
     box = tmp_path / "box"
-    md, keys = make_maildir(box)
+    md, keys = make_maildir(box, LF_MESSAGES)
     backend = MaildirBackend(box)
     backend.open("u").close()
     calls = []
@@ -373,7 +350,7 @@ def test_maildir_size_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(module, "normalized_size", counting)
     backend.open("u").close()
     assert calls == []  # sizes came from the cache
-    path = os.path.join(str(box), md._lookup(keys[0]))  # type: ignore[attr-defined]
+    path = message_file(md, keys[0])
     with open(path, "ab") as f:
         f.write(b"more\n")
     drop = backend.open("u")
@@ -381,7 +358,7 @@ def test_maildir_size_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert calls == [1]
         # Appending changed the mtime too, so it now sorts last.
         sizes = {i.uid: i.size for i in drop.messages()}
-        assert sizes[keys[0]] == len(crlf(LF_MESSAGES[0] + b"more\n"))
+        assert sizes[keys[0]] == len(expected_body(LF_MESSAGES[0] + b"more\n"))
     finally:
         drop.close()
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import mailbox
-import os
 import poplib
 import socket
 import ssl
@@ -36,29 +34,16 @@ from pop3proto.adapters.server import _asyncio as _asyncio_server
 from pop3proto.adapters.server._asyncio import Server as AsyncioServer
 from pop3proto.adapters.server._config import ServerConfig, SessionStats, busy_response
 from pop3proto.adapters.server._trio import Server as TrioServer
+from tests.helpers import CLIENT_TIMEOUT, PASSWORD, expected_body, make_maildir, poplib_body
 
 T = TypeVar("T")
 
-PASSWORD = "correct horse"
 AUTH = DictAuthenticator({"alice": PASSWORD})
 MESSAGES = [
     b"Subject: one\nFrom: a@example.org\n\nbody one\n",
     b"Subject: two\n\n.starts with a dot\n..two dots\n.\nend without newline",
     b"Subject: three\r\n\r\n" + b"".join(b"line %d\r\n" % i for i in range(200)),
 ]
-CLIENT_TIMEOUT = 10
-
-
-def crlf(data: bytes) -> bytes:
-    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if out and not out.endswith(b"\r\n"):
-        out += b"\r\n"
-    return out
-
-
-def body(lines: list[bytes]) -> bytes:
-    """poplib's RETR lines (CRLF removed, unstuffed) back to octets."""
-    return b"".join(line + b"\r\n" for line in lines)
 
 
 def read_all(sock: socket.socket) -> bytes:
@@ -144,13 +129,7 @@ class Store:
             self.uids = ["m1", "m2", "m3"]
             return
         path = tmp_path / "alice"
-        self.maildir = mailbox.Maildir(str(path), create=True)
-        self.uids = []
-        for i, message in enumerate(MESSAGES):
-            key = self.maildir.add(message)
-            file = path / self.maildir._lookup(key)  # type: ignore[attr-defined]
-            os.utime(file, ns=(10**18 + i, 10**18 + i))  # keep the order
-            self.uids.append(key)
+        self.maildir, self.uids = make_maildir(path, MESSAGES)
         # A small chunk size: bodies stream in many pieces.
         self.backend = MaildirBackend(path, chunk_size=7)
 
@@ -192,18 +171,18 @@ def test_full_session(flavor: Runner, store: Store) -> None:
             pop.user("alice")
             pop.pass_(PASSWORD)
             count, size = pop.stat()
-            assert count == 3 and size == sum(len(crlf(m)) for m in MESSAGES)
+            assert count == 3 and size == sum(len(expected_body(m)) for m in MESSAGES)
             _, listing, _ = pop.list()
             sizes = {int(n): int(s) for n, s in (line.split() for line in listing)}
-            assert sizes == {i: len(crlf(m)) for i, m in enumerate(MESSAGES, 1)}
+            assert sizes == {i: len(expected_body(m)) for i, m in enumerate(MESSAGES, 1)}
             _, uid_lines, _ = pop.uidl()
             assert [line.split()[1].decode() for line in uid_lines] == store.uids
             for number, message in enumerate(MESSAGES, 1):
                 _, lines, octets = pop.retr(number)
-                assert body(lines) == crlf(message)  # byte for byte
+                assert poplib_body(lines) == expected_body(message)  # byte for byte
                 assert octets == sizes[number]
             _, top_lines, _ = pop.top(2, 1)
-            assert body(top_lines) == b"Subject: two\r\n\r\n.starts with a dot\r\n"
+            assert poplib_body(top_lines) == b"Subject: two\r\n\r\n.starts with a dot\r\n"
             assert pop.dele(1).startswith(b"+OK")
             assert pop.noop() == b"+OK"
             assert pop.quit() == b"+OK bye (1 messages deleted)"
@@ -283,8 +262,8 @@ def test_in_use(flavor: Runner) -> None:
 
 
 def test_pipelined_commands_answered_in_order(flavor: Runner, store: Store) -> None:
-    sizes = [len(crlf(m)) for m in MESSAGES]
-    stuffed = [crlf(m).replace(b"\r\n.", b"\r\n..") for m in MESSAGES]
+    sizes = [len(expected_body(m)) for m in MESSAGES]
+    stuffed = [expected_body(m).replace(b"\r\n.", b"\r\n..") for m in MESSAGES]
     stuffed = [b".." + s[1:] if s.startswith(b".") else s for s in stuffed]
     commands = (
         b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n"
@@ -357,7 +336,7 @@ def test_stls(
             pop.user("alice")
             pop.pass_(PASSWORD)
             _, lines, _ = pop.retr(3)
-            assert body(lines) == crlf(MESSAGES[2])
+            assert poplib_body(lines) == expected_body(MESSAGES[2])
             pop.dele(3)
             pop.quit()
         finally:
@@ -398,7 +377,7 @@ def test_implicit_tls(
             pop.user("alice")
             pop.pass_(PASSWORD)
             _, lines, _ = pop.retr(2)
-            assert body(lines) == crlf(MESSAGES[1])
+            assert poplib_body(lines) == expected_body(MESSAGES[1])
             pop.dele(2)
             pop.quit()
         finally:

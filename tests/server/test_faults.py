@@ -17,20 +17,13 @@ the Maildir itself afterwards: file names and contents, nothing left in
   that sleeps between unlinks, injected by a launcher script) leaves a
   Maildir that a restarted server serves correctly.
 
-The helpers at the top (:func:`serve`, :func:`make_maildir`, ...) are shared
-with ``test_hostile.py`` and ``test_secrets.py``.  Set ``POP3PROTO_FIGURES``
-to a file name to have the measured figures appended to it (JSON lines);
+Set ``POP3PROTO_FIGURES`` to a file name to have the measured figures
+appended to it (JSON lines, see :func:`tests.helpers.figure`);
 ``SECURITY.md`` quotes them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import fcntl
-import json
-import mailbox
-import os
 import poplib
 import signal
 import socket
@@ -38,218 +31,31 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
 
-from pop3proto.adapters.mailstore._maildir import LOCK_FILE_NAME, MaildirBackend
-from pop3proto.adapters.mailstore._users import DictAuthenticator
-from pop3proto.adapters.server._asyncio import Server as AsyncioServer
-from pop3proto.adapters.server._sync import Server as SyncServer
-
-RUNTIMES = ("sync", "asyncio", "trio")
-USER = "alice"
-PASSWORD = "correct horse"
-AUTH = DictAuthenticator({USER: PASSWORD})
-CLIENT_TIMEOUT = 10.0
+from pop3proto.adapters.mailstore._maildir import MaildirBackend
+from tests.helpers import (
+    CLIENT_TIMEOUT,
+    PASSWORD,
+    RUNTIMES,
+    USER,
+    Running,
+    figure,
+    lock_is_free,
+    maildir_state,
+    make_maildir,
+    poplib_body,
+    read_to_eof,
+    recv_until,
+    running_server,
+)
 
 # ---------------------------------------------------------------------------
-# Shared helpers
+# Helpers of this module
 # ---------------------------------------------------------------------------
-
-
-def figure(name: str, **values: Any) -> None:
-    """Record a measured figure (appended to ``$POP3PROTO_FIGURES``)."""
-    path = os.environ.get("POP3PROTO_FIGURES")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"figure": name, **values}) + "\n")
-
-
-class Running:
-    """A server running in a background thread."""
-
-    def __init__(self, kind: str, server: Any) -> None:
-        self.kind = kind
-        self.server = server
-        self.address: tuple[str, int] = server.server_address
-
-    @property
-    def active(self) -> int:
-        return int(self.server.active_connections)
-
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.server.active_connections and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert self.server.active_connections == 0, f"{self.active} sessions still open"
-
-    def connect(self, timeout: float = CLIENT_TIMEOUT) -> socket.socket:
-        return socket.create_connection(self.address, timeout=timeout)
-
-
-@contextlib.contextmanager
-def serve(kind: str, backend: Any, auth: Any = AUTH, **kwargs: Any) -> Iterator[Running]:
-    """Run a *kind* server ("sync", "asyncio", "trio") on 127.0.0.1, port 0,
-    in a background thread; stop it (and check it stopped) on exit."""
-    kwargs.setdefault("port", 0)
-    kwargs.setdefault("linger", 0.0)
-    if kind == "sync":
-        server = SyncServer(backend, auth, **kwargs)
-        thread = server.start()
-        try:
-            yield Running(kind, server)
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(10)
-        assert not thread.is_alive()
-        return
-    box: dict[str, Any] = {}
-    ready = threading.Event()
-
-    if kind == "asyncio":
-
-        async def amain() -> None:
-            async with AsyncioServer(backend, auth, **kwargs) as server:
-                box["server"] = server
-                box["loop"] = asyncio.get_running_loop()
-                box["stop"] = stop = asyncio.Event()
-                ready.set()
-                await stop.wait()
-
-        def run() -> None:
-            try:
-                asyncio.run(amain())
-            except BaseException as exc:  # reported by the test thread
-                box["error"] = exc
-            finally:
-                ready.set()
-
-        def stop() -> None:
-            box["loop"].call_soon_threadsafe(box["stop"].set)
-
-    elif kind == "trio":
-        from pop3proto.adapters.server._trio import Server as TrioServer
-
-        async def tmain() -> None:
-            server = TrioServer(backend, auth, **kwargs)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(server.serve)
-                box["server"] = server
-                box["token"] = trio.lowlevel.current_trio_token()
-                ready.set()
-
-        def run() -> None:
-            try:
-                trio.run(tmain)
-            except BaseException as exc:
-                box["error"] = exc
-            finally:
-                ready.set()
-
-        def stop() -> None:
-            trio.from_thread.run_sync(box["server"].shutdown, trio_token=box["token"])
-
-    else:  # pragma: no cover
-        raise ValueError(kind)
-    thread = threading.Thread(target=run, name=f"{kind}-server", daemon=True)
-    thread.start()
-    ready.wait(10)
-    if "error" in box:
-        raise box["error"]
-    try:
-        yield Running(kind, box["server"])
-    finally:
-        if "server" in box:
-            stop()
-        thread.join(15)
-    assert not thread.is_alive(), f"the {kind} server did not stop"
-    if "error" in box:
-        raise box["error"]
-
-
-def make_maildir(root: Path, messages: list[bytes], name: str = USER) -> tuple[Path, list[str]]:
-    """A Maildir holding *messages* in this order (distinct mtimes); returns
-    its path and the message keys (unique names) in order."""
-    path = root / name
-    root.mkdir(parents=True, exist_ok=True)
-    md = mailbox.Maildir(str(path), create=True)
-    keys = []
-    for i, message in enumerate(messages):
-        key = md.add(message)
-        file = path / md._lookup(key)  # type: ignore[attr-defined]
-        os.utime(file, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
-        keys.append(key)
-    return path, keys
-
-
-def maildir_state(path: Path) -> dict[str, bytes]:
-    """``{unique name: content}`` of every message in new/ and cur/; asserts
-    that tmp/ is empty (no half-written file)."""
-    found: dict[str, bytes] = {}
-    for sub in ("new", "cur"):
-        for entry in sorted((path / sub).iterdir()):
-            if entry.name.startswith("."):
-                continue
-            found[entry.name.split(":", 1)[0]] = entry.read_bytes()
-    leftovers = [e.name for e in (path / "tmp").iterdir()]
-    assert not leftovers, f"files left in tmp/: {leftovers}"
-    return found
-
-
-def lock_is_free(path: Path) -> bool:
-    """Whether no session holds the Maildir's flock."""
-    lock = path / LOCK_FILE_NAME
-    if not lock.exists():
-        return True
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
-
-
-def recv_until(
-    sock: socket.socket, predicate: Callable[[bytes], bool], limit: float = 10.0
-) -> bytes:
-    """Read until *predicate(data)* holds or the peer closes."""
-    data = b""
-    deadline = time.monotonic() + limit
-    while not predicate(data):
-        sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def read_to_eof(sock: socket.socket, limit: float = 10.0) -> bytes:
-    """Everything until the peer closes (a reset counts as the end)."""
-    data = b""
-    deadline = time.monotonic() + limit
-    try:
-        while time.monotonic() < deadline:
-            sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return data
 
 
 def reset(sock: socket.socket) -> None:
@@ -279,7 +85,8 @@ TRANSCRIPT = (
 
 @pytest.fixture
 def maildir(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
-    path, _ = make_maildir(tmp_path, messages(4))
+    path = tmp_path / USER
+    make_maildir(path, messages(4))
     return path, maildir_state(path)
 
 
@@ -313,7 +120,7 @@ def test_cut_at_every_offset_deletes_nothing(
 ) -> None:
     path, before = maildir
     start = time.monotonic()
-    with serve(kind, MaildirBackend(path)) as running:
+    with running_server(kind, MaildirBackend(path)) as running:
         for offset in range(len(TRANSCRIPT) + 1):
             replies = _cut_session(running, offset, how)
             _check_cut(running, path, before)
@@ -365,9 +172,10 @@ def test_cut_after_quit_is_all_or_nothing(tmp_path: Path, kind: str) -> None:
     outcomes = {"all": 0, "none": 0}
     for rounds in range(6):
         for cut in QUIT_CUTS:
-            path, keys = make_maildir(tmp_path / f"{cut}-{rounds}", messages(4))
+            path = tmp_path / f"{cut}-{rounds}"
+            _, keys = make_maildir(path, messages(4))
             before = maildir_state(path)
-            with serve(kind, MaildirBackend(path)) as running:
+            with running_server(kind, MaildirBackend(path)) as running:
                 replies = _quit_then_cut(running, cut, rounds)
                 running.wait_idle()
             after = maildir_state(path)
@@ -507,7 +315,8 @@ def _session(port: int, commands: bytes) -> socket.socket:
 @pytest.mark.parametrize("kind", RUNTIMES)
 def test_sigkill_during_update_leaves_a_servable_maildir(tmp_path: Path, kind: str) -> None:
     count, doomed = 12, 8
-    path, keys = make_maildir(tmp_path, messages(count))
+    path = tmp_path / USER
+    _, keys = make_maildir(path, messages(count))
     before = maildir_state(path)
     server = ServerProcess(tmp_path, kind, path, delay=0.15)
     try:
@@ -543,7 +352,7 @@ def test_sigkill_during_update_leaves_a_servable_maildir(tmp_path: Path, kind: s
             for number, key in enumerate(keys[removed:], 1):
                 _, lines, octets = pop.retr(number)
                 expected = before[key].replace(b"\n", b"\r\n")
-                assert b"".join(line + b"\r\n" for line in lines) == expected
+                assert poplib_body(lines) == expected
                 assert octets == len(expected)
             assert pop.quit().startswith(b"+OK")
         finally:

@@ -8,7 +8,7 @@
   exchange); 10,000 pipelined commands at once (good ones, and bad ones);
   one byte per second with a short idle timeout (slowloris); 1,000 idle
   connections; a client that never reads a 50 MB message; STLS command
-  injection; the malformed commands of the checklist (§10), non-ASCII and
+  injection; the malformed commands of CONFORMANCE.md §3.4, non-ASCII and
   NUL octets, bad SASL base64, overlong arguments and overflowing numbers.
   Each test asserts the outcome (a clear ``-ERR`` where the RFC allows
   one, the session going on, or a disconnect) and, where it is about
@@ -17,7 +17,7 @@
   is compared with the same session without the attack.
 * The blocking client against a forged response after STLS.
 
-Set ``POP3PROTO_FIGURES=file`` to collect the figures (see test_faults.py).
+Set ``POP3PROTO_FIGURES=file`` to collect the figures (see :func:`tests.helpers.figure`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import mailbox
 import poplib
 import random
 import resource
@@ -48,17 +47,18 @@ from pop3proto.adapters.mailstore._maildir import MaildirBackend
 from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator
 from pop3proto.adapters.server._config import ServerConfig, SessionStats
-from tests.server.test_faults import (
+from tests.helpers import (
+    PASSWORD,
     RUNTIMES,
     figure,
     lock_is_free,
     maildir_state,
+    make_maildir,
     read_to_eof,
     recv_until,
+    running_server,
 )
-from tests.server.test_faults import serve as _serve
 
-PASSWORD = "correct horse"
 BOB_PASSWORD = "bob's password"
 AUTH = DictAuthenticator({"alice": PASSWORD, "bob": BOB_PASSWORD})
 GOOD_MESSAGES = [
@@ -68,10 +68,10 @@ MB = 1 << 20
 
 
 def serve(kind: str, store: Any, **kwargs: Any) -> contextlib.AbstractContextManager[Any]:
-    """test_faults.serve with alice and bob as users, and the servers'
+    """:func:`running_server` with alice and bob as users, and the servers'
     default lingering close (the last -ERR survives a client still sending)."""
     kwargs.setdefault("linger", 1.0)
-    return _serve(kind, store, AUTH, **kwargs)
+    return running_server(kind, store, AUTH, **kwargs)
 
 
 def backend() -> MemoryBackend:
@@ -501,10 +501,9 @@ def test_1000_idle_connections(kind: str) -> None:
 def big_maildir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Maildir with one 50 MB message (written once for the module)."""
     path = tmp_path_factory.mktemp("big") / "alice"
-    md = mailbox.Maildir(str(path), create=True)
     line = b"%08d .a dotted line of a very big message, padded to 64 octets...\n"
     body = b"".join(line % i for i in range(50 * MB // 64 + 1))
-    md.add(b"Subject: big\n\n" + body)
+    make_maildir(path, [b"Subject: big\n\n" + body])
     return path
 
 
@@ -695,7 +694,7 @@ def test_client_facing_an_endless_status_line() -> None:
 # Malformed commands through a real server
 # ---------------------------------------------------------------------------
 
-#: Lines answered -ERR in AUTHORIZATION (checklist §10: Arguments, State;
+#: Lines answered -ERR in AUTHORIZATION (CONFORMANCE.md §2.2 and §3.4;
 #: non-ASCII and NUL octets; overlong arguments).
 BAD_IN_AUTHORIZATION: tuple[bytes, ...] = (
     b"",

@@ -22,8 +22,16 @@ from pop3proto.adapters.server._loop import (
     serve_session,
 )
 from pop3proto.adapters.server._session import ServerSession
-from tests.server.test_faults import PASSWORD, RUNTIMES, USER, read_to_eof, recv_until, serve
-from tests.server.test_session import FlakyBackend, FlakyMaildrop
+from tests.helpers import (
+    PASSWORD,
+    RUNTIMES,
+    USER,
+    FlakyBackend,
+    FlakyMaildrop,
+    read_to_eof,
+    recv_until,
+    running_server,
+)
 
 Loop = Generator[LoopRequest, "bytes | None", None]
 BIG = b"Subject: big\r\n\r\n" + b"".join(b"line %06d of a long body\r\n" % i for i in range(12000))
@@ -220,7 +228,7 @@ def test_runtimes_linger_after_closing_first(kind: str, ending: str) -> None:
     ended: list[SessionStats] = []
     config = ServerConfig(on_session_end=ended.append, idle_timeout=0.3)
     backend = MemoryBackend({USER: [b"Subject: a\n\nbody\n"]})
-    with serve(kind, backend, config=config, linger=LINGER) as running:
+    with running_server(kind, backend, config=config, linger=LINGER) as running:
         sock = running.connect()
         try:
             recv_until(sock, lambda data: data.endswith(b"\r\n"))
@@ -241,7 +249,7 @@ def test_runtimes_drop_at_once_after_a_maildrop_error(kind: str) -> None:
     """After the maildrop fails mid-body a runtime closes at once, with no lingering close."""
     ended: list[SessionStats] = []
     config = ServerConfig(on_session_end=ended.append, chunk_size=100)
-    with serve(
+    with running_server(
         kind, FlakyBackend(FlakyMaildrop(fail_after=3)), config=config, linger=LINGER
     ) as running:
         sock = running.connect()

@@ -37,14 +37,13 @@ import pytest
 import pop3proto
 from pop3proto import State
 from pop3proto.adapters import sync as sync_client
-from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
-from pop3proto.adapters.client._core import ClientCore
-from pop3proto.adapters.client._errors import AuthenticationFailed, InsecureAuthenticationRefused
+from pop3proto.adapters._seam import Send
+from pop3proto.adapters.client._errors import InsecureAuthenticationRefused
 from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
 from pop3proto.adapters.server._config import ServerConfig
 from pop3proto.adapters.server._session import ServerSession
-from tests.server.test_faults import RUNTIMES, read_to_eof, recv_until, serve
+from tests.helpers import RUNTIMES, SessionPair, read_to_eof, recv_until, running_server
 
 PASSWORD = "Tr0ub4dor&3 secret"
 WRONG = "wrong-Pa55word!"
@@ -71,58 +70,9 @@ def mailboxes() -> MemoryBackend:
     return MemoryBackend({name: [b"Subject: x\r\n\r\nhello\r\n"] for name in stores()})
 
 
-# ---------------------------------------------------------------------------
-# An I/O-free client/server pair: ClientCore operations run against a
-# ServerSession
-# ---------------------------------------------------------------------------
-
-
-class Pair:
-    def __init__(
-        self,
-        *,
-        config: ServerConfig | None = None,
-        is_loopback: bool = True,
-        client_loopback: bool = True,
-        auth: DictAuthenticator | None = None,
-    ) -> None:
-        self.session = ServerSession(
-            mailboxes(), auth or users(), config or ServerConfig(), is_loopback=is_loopback
-        )
-        self.core = ClientCore("mail.example.org", tls=False, loopback=client_loopback)
-        self.inbox = bytearray(self.session.greeting())
-        self.sent = bytearray()
-
-    def run(self, op: Any) -> Any:
-        try:
-            request = op.send(None)
-            while True:
-                answer: bytes | None = None
-                if isinstance(request, Send):
-                    self.sent += request.data
-                    self.session.receive(request.data)
-                    for action in self.session.actions():
-                        if isinstance(action, Send):
-                            self.inbox += action.data
-                elif isinstance(request, Receive):
-                    answer = bytes(self.inbox) if self.inbox else b""
-                    self.inbox.clear()
-                else:
-                    assert isinstance(request, Deliver), request
-                    assert not isinstance(request, StartTLS)
-                request = op.send(answer)
-        except StopIteration as done:
-            return done.value
-        finally:
-            op.close()
-
-    def login(self, user: str, password: str, method: str) -> bool:
-        self.run(self.core.greet())
-        try:
-            self.run(self.core.login(user, password, mechanism=method))
-        except AuthenticationFailed:
-            return False
-        return self.core.state is State.TRANSACTION
+def session_pair(**kwargs: Any) -> SessionPair:
+    """Our client core against a session serving :func:`mailboxes` to :func:`users`."""
+    return SessionPair(mailboxes(), users(), **kwargs)
 
 
 #: (method, user): every login path and every storage form it supports.
@@ -142,8 +92,8 @@ LOGIN_PATHS = [
 
 @pytest.mark.parametrize(("method", "user"), LOGIN_PATHS)
 def test_logins_work(method: str, user: str) -> None:
-    assert Pair().login(user, PASSWORD, method)
-    assert not Pair().login(user, WRONG, method)
+    assert session_pair().login(user, PASSWORD, method)
+    assert not session_pair().login(user, WRONG, method)
 
 
 @pytest.fixture
@@ -174,16 +124,18 @@ def test_compare_digest_decides(
     method: str, user: str, compare_calls: Callable[[bool | None], list]
 ) -> None:
     calls = compare_calls(True)
-    assert Pair().login(user, WRONG, method), "a wrong password was not checked by compare_digest"
+    assert session_pair().login(user, WRONG, method), (
+        "a wrong password was not checked by compare_digest"
+    )
     assert calls
     calls = compare_calls(False)
-    assert not Pair().login(user, PASSWORD, method), "the right password passed anyway"
+    assert not session_pair().login(user, PASSWORD, method), "the right password passed anyway"
     assert calls
 
 
 def test_apop_compares_the_digest_sent(compare_calls: Callable[[bool | None], list]) -> None:
     calls = compare_calls(None)
-    pair = Pair()
+    pair = session_pair()
     pair.run(pair.core.greet())
     timestamp = pair.session.timestamp
     assert timestamp is not None
@@ -283,7 +235,7 @@ def test_session_refuses_plaintext_off_loopback_by_default() -> None:
 
 @pytest.mark.parametrize("kind", RUNTIMES)
 def test_servers_refuse_plaintext_when_loopback_is_not_trusted(kind: str) -> None:
-    with serve(kind, mailboxes(), users(), trust_loopback=False) as running:
+    with running_server(kind, mailboxes(), users(), trust_loopback=False) as running:
         with running.connect() as sock:
             recv_until(sock, lambda d: d.endswith(b"\r\n"))
             sock.sendall(b"CAPA\r\n")
@@ -300,7 +252,7 @@ def test_servers_refuse_plaintext_when_loopback_is_not_trusted(kind: str) -> Non
 @pytest.mark.parametrize("method", ["USER", "PLAIN", "LOGIN", "APOP"])
 def test_client_refuses_plaintext_to_a_remote_host(method: str) -> None:
     """The client core, on a link that is neither TLS nor loopback."""
-    pair = Pair(client_loopback=False, is_loopback=True)
+    pair = session_pair(client_loopback=False, is_loopback=True)
     pair.run(pair.core.greet())
     with pytest.raises(InsecureAuthenticationRefused):
         pair.run(pair.core.login("alice", PASSWORD, mechanism=method))
@@ -368,7 +320,7 @@ def test_no_secret_in_logs_errors_or_reprs(
     stats: list[object] = []
     auth = users()
     config = ServerConfig(on_session_end=stats.append)
-    with serve(kind, mailboxes(), auth, config=config) as running:
+    with running_server(kind, mailboxes(), auth, config=config) as running:
         host, port = running.address
         texts.append(("server repr", repr(running.server)))
         # The modern client: every method, right and wrong password.
@@ -386,35 +338,22 @@ def test_no_secret_in_logs_errors_or_reprs(
                         texts.append(("client repr", repr(client)))
                         client.stat()
         # The poplib-compatible client, with its debug output on.
+        logins: list[Callable[[sync_client.POP3, str], object]] = [
+            lambda pop, password: (pop.user("alice"), pop.pass_(password)),
+            lambda pop, password: pop.apop("alice", password),
+            lambda pop, password: pop.auth("PLAIN", initial_response=f"\0alice\0{password}"),
+        ]
         for password in (WRONG, PASSWORD):
-            pop = sync_client.POP3(host, port, timeout=10)
-            pop.set_debuglevel(2)
-            try:
-                pop.user("alice")
-                pop.pass_(password)
-                pop.quit()
-            except sync_client.error_proto as exc:
-                texts.append(("exception", f"{exc!s} {exc!r}"))
-            finally:
-                pop.close()
-            pop = sync_client.POP3(host, port, timeout=10)
-            pop.set_debuglevel(2)
-            try:
-                pop.apop("alice", password)
-                pop.quit()
-            except sync_client.error_proto as exc:
-                texts.append(("exception", f"{exc!s} {exc!r}"))
-            finally:
-                pop.close()
-            pop = sync_client.POP3(host, port, timeout=10)
-            pop.set_debuglevel(2)
-            try:
-                pop.auth("PLAIN", initial_response=f"\0alice\0{password}")
-                pop.quit()
-            except sync_client.error_proto as exc:
-                texts.append(("exception", f"{exc!s} {exc!r}"))
-            finally:
-                pop.close()
+            for log_in in logins:
+                pop = sync_client.POP3(host, port, timeout=10)
+                pop.set_debuglevel(2)
+                try:
+                    log_in(pop, password)
+                    pop.quit()
+                except sync_client.error_proto as exc:
+                    texts.append(("exception", f"{exc!s} {exc!r}"))
+                finally:
+                    pop.close()
         running.wait_idle()
     captured = capsys.readouterr()
     assert "*cmd*" in captured.out  # the debug output was on

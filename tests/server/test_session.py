@@ -9,8 +9,6 @@ answers.  No sockets, no threads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import pytest
@@ -59,7 +57,6 @@ from pop3proto import (
     Utf8,
 )
 from pop3proto.adapters._seam import Close, Send, StartTLS
-from pop3proto.adapters.mailstore._base import MaildropError, MessageInfo
 from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
 from pop3proto.adapters.server._config import (
@@ -69,20 +66,12 @@ from pop3proto.adapters.server._config import (
     is_loopback_address,
 )
 from pop3proto.adapters.server._session import _HANDLERS, ServerSession
+from tests.helpers import PASSWORD, FlakyBackend, FlakyMaildrop, expected_body
 
-PASSWORD = "correct horse"
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"
 # LF-only, dot lines, no final newline: sizes must still match RETR octets.
 MSG2 = b"Subject: two\n\n.leading dot\n..two dots\nline 2\nline 3\nno newline at end"
 MSG3 = b"Subject: three\r\n\r\n" + b"x" * 300 + b"\r\n"
-
-
-def crlf(data: bytes) -> bytes:
-    """What a stored message is served as (RFC 1939 §11)."""
-    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if out and not out.endswith(b"\r\n"):
-        out += b"\r\n"
-    return out
 
 
 def make_backend(**kwargs: object) -> MemoryBackend:
@@ -298,7 +287,7 @@ def test_full_session() -> None:
     h = Harness()
     h.login()
     assert h.session.user == "alice"
-    sizes = [len(crlf(m)) for m in (MSG1, MSG2, MSG3)]
+    sizes = [len(expected_body(m)) for m in (MSG1, MSG2, MSG3)]
     assert h.one(Stat()) == StatOk(3, sum(sizes))
     listing = h.one(List())
     assert isinstance(listing, ListOk)
@@ -308,7 +297,7 @@ def test_full_session() -> None:
     assert isinstance(uidl, UidlOk) and len(set(uidl.uids.values())) == 3
     assert h.one(Uidl(3)) == UidlEntryOk(3, uidl.uids[3])
     for number, message in enumerate((MSG1, MSG2, MSG3), 1):
-        assert h.retr(number) == crlf(message)
+        assert h.retr(number) == expected_body(message)
     assert h.one(Noop()) == Ok()
     assert h.one(Dele(1)) == Ok("message 1 deleted")
     reply = h.one(Quit())
@@ -343,15 +332,15 @@ def test_top() -> None:
 
     assert top(2, 0) == b"Subject: two\r\n\r\n"
     assert top(2, 2) == b"Subject: two\r\n\r\n.leading dot\r\n..two dots\r\n"
-    assert top(2, 100) == crlf(MSG2)
+    assert top(2, 100) == expected_body(MSG2)
     assert top(1, 1) == MSG1
 
 
 def test_deletion_semantics() -> None:
     h = Harness()
     h.login()
-    size1 = len(crlf(MSG1))
-    total = sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3))
+    size1 = len(expected_body(MSG1))
+    total = sum(len(expected_body(m)) for m in (MSG1, MSG2, MSG3))
     assert h.one(Dele(1)) == Ok("message 1 deleted")
     # RFC 1939 §5: any reference to a deleted message is an error.
     for command in (Dele(1), Retr(1), Top(1, 0), List(1), Uidl(1)):
@@ -363,7 +352,7 @@ def test_deletion_semantics() -> None:
     # Numbers never shift: 2 and 3 keep theirs.
     assert isinstance(listing, ListOk) and list(listing.sizes) == [2, 3]
     assert isinstance(uidl, UidlOk) and list(uidl.uids) == [2, 3]
-    assert h.retr(2) == crlf(MSG2)
+    assert h.retr(2) == expected_body(MSG2)
     reply = h.one(Rset())
     assert isinstance(reply, Ok) and "3 messages" in reply.text
     assert h.one(Stat()) == StatOk(3, total)
@@ -412,7 +401,7 @@ def test_disconnect_deletes_nothing(how: str) -> None:
     # The next session sees the same messages with the same UIDs.
     h2 = Harness(h.backend)
     h2.login()
-    assert h2.one(Stat()) == StatOk(3, sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3)))
+    assert h2.one(Stat()) == StatOk(3, sum(len(expected_body(m)) for m in (MSG1, MSG2, MSG3)))
 
 
 def test_quit_in_authorization() -> None:
@@ -431,57 +420,6 @@ def test_commands_pipelined_after_quit_are_not_run() -> None:
     assert out == b"+OK message 1 deleted\r\n+OK bye (1 messages deleted)\r\n"
     assert h.closed
     assert h.backend.messages("alice") == [MSG2, MSG3]
-
-
-class FlakyMaildrop:
-    """A maildrop whose commit fails (partially) and whose reads can fail."""
-
-    def __init__(self, *, commit_ok: bool = True, fail_after: int | None = None) -> None:
-        self.commit_ok = commit_ok
-        self.fail_after = fail_after
-        self.committed: set[int] | None = None
-        self.closed = False
-        self.chunks_read = 0
-        self.stream_closed = 0
-
-    def messages(self) -> Sequence[MessageInfo]:
-        return [MessageInfo(10 * 100, "u1"), MessageInfo(5, "u2")]
-
-    def open_message(self, index: int) -> Iterator[bytes]:
-        if index == 1:
-            raise OSError("gone")
-        return self._gen()
-
-    def _gen(self) -> Iterator[bytes]:
-        try:
-            for i in range(10):
-                if self.fail_after is not None and i >= self.fail_after:
-                    raise OSError("disk error")
-                self.chunks_read += 1
-                yield b"x" * 98 + b"\r\n"
-        finally:
-            self.stream_closed += 1
-
-    def top(self, index: int, lines: int) -> Iterator[bytes]:
-        return self.open_message(index)
-
-    def commit(self, deleted: AbstractSet[int]) -> bool:
-        self.committed = set(deleted)
-        return self.commit_ok
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FlakyBackend:
-    def __init__(self, maildrop: FlakyMaildrop | None = None, error: bool = False) -> None:
-        self.maildrop = maildrop or FlakyMaildrop()
-        self.error = error
-
-    def open(self, user: str) -> FlakyMaildrop:
-        if self.error:
-            raise MaildropError("broken")
-        return self.maildrop
 
 
 def test_quit_partial_failure() -> None:
@@ -647,7 +585,7 @@ def test_sasl_success(index: int, ir: bool) -> None:
     assert h.client.state is State.TRANSACTION
     if mechanism.name != "LOGIN" or not ir:
         assert mechanism.complete
-    assert h.one(Stat()) == StatOk(3, sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3)))
+    assert h.one(Stat()) == StatOk(3, sum(len(expected_body(m)) for m in (MSG1, MSG2, MSG3)))
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -806,7 +744,7 @@ def test_implicit_tls() -> None:
 
 
 def test_stls_injection_is_not_executed() -> None:
-    """Checklist §7: bytes pipelined after STLS never run."""
+    """CONFORMANCE.md §8.2: bytes pipelined after STLS never run."""
     h = Harness(config=ServerConfig(tls_available=True), is_loopback=False)
     h.raw(b"STLS\r\nUSER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
     assert h.closed and not h.tls_requested
@@ -934,7 +872,7 @@ def test_input_split_byte_by_byte() -> None:
     whole = Harness()
     assert out.replace(b"\r\n", b"\n").count(b"\n") > 10
     assert out == whole.exchange(data)
-    assert crlf(MSG2).replace(b"\n.", b"\n..") in out
+    assert expected_body(MSG2).replace(b"\n.", b"\n..") in out
     assert h.closed
 
 
@@ -990,7 +928,7 @@ def test_command_without_a_handler_is_not_implemented(monkeypatch: pytest.Monkey
     assert h.one(Noop()) == Err("command not implemented")
     assert not h.closed and h.session.stats.commands == 3
     monkeypatch.undo()
-    assert h.one(Stat()) == StatOk(3, sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3)))
+    assert h.one(Stat()) == StatOk(3, sum(len(expected_body(m)) for m in (MSG1, MSG2, MSG3)))
 
 
 def test_event_subclass_is_answered_as_its_base(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1044,4 +982,4 @@ def test_last_is_refused_as_not_implemented() -> None:
     h.login()
     assert h.one(pop3proto.Last()) == Err("command not implemented")
     assert not h.closed
-    assert h.one(Stat()) == StatOk(3, sum(len(crlf(m)) for m in (MSG1, MSG2, MSG3)))
+    assert h.one(Stat()) == StatOk(3, sum(len(expected_body(m)) for m in (MSG1, MSG2, MSG3)))

@@ -8,7 +8,6 @@ Servers listen on 127.0.0.1 port 0; certificates come from ``trustme``.
 from __future__ import annotations
 
 import mailbox
-import os
 import poplib
 import socket
 import ssl
@@ -25,8 +24,8 @@ from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator
 from pop3proto.adapters.server._config import ServerConfig
 from pop3proto.adapters.server._sync import Server
+from tests.helpers import PASSWORD, expected_body, make_maildir, poplib_body
 
-PASSWORD = "correct horse"
 MESSAGES = [
     b"Subject: one\nFrom: a@example.org\n\nbody one\n",
     b"Subject: two\n\n.starts with a dot\n..two dots\n.\nend without newline",
@@ -34,23 +33,10 @@ MESSAGES = [
 ]
 
 
-def crlf(data: bytes) -> bytes:
-    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if out and not out.endswith(b"\r\n"):
-        out += b"\r\n"
-    return out
-
-
 @pytest.fixture
 def maildir(tmp_path: Path) -> tuple[Path, mailbox.Maildir, list[str]]:
     path = tmp_path / "alice"
-    md = mailbox.Maildir(str(path), create=True)
-    keys = []
-    for i, message in enumerate(MESSAGES):
-        key = md.add(message)
-        file = path / md._lookup(key)  # type: ignore[attr-defined]
-        os.utime(file, ns=(10**18 + i, 10**18 + i))
-        keys.append(key)
+    md, keys = make_maildir(path, MESSAGES)
     return path, md, keys
 
 
@@ -84,11 +70,6 @@ def wait_idle(server: Server, timeout: float = 5.0) -> None:
     assert server.active_connections == 0
 
 
-def body(lines: list[bytes]) -> bytes:
-    """poplib's RETR lines (CRLF removed, unstuffed) back to octets."""
-    return b"".join(line + b"\r\n" for line in lines)
-
-
 def test_plain_session(start: Callable[..., Server], maildir: Any) -> None:
     path, md, keys = maildir
     server = start(MaildirBackend(path, chunk_size=7))
@@ -101,7 +82,7 @@ def test_plain_session(start: Callable[..., Server], maildir: Any) -> None:
         pop.user("alice")
         pop.pass_(PASSWORD)
         count, size = pop.stat()
-        assert count == 3 and size == sum(len(crlf(m)) for m in MESSAGES)
+        assert count == 3 and size == sum(len(expected_body(m)) for m in MESSAGES)
         _, listing, _ = pop.list()
         sizes = {int(n): int(s) for n, s in (line.split() for line in listing)}
         _, uid_lines, _ = pop.uidl()
@@ -110,10 +91,10 @@ def test_plain_session(start: Callable[..., Server], maildir: Any) -> None:
         for number, message in enumerate(MESSAGES, 1):
             _, lines, octets = pop.retr(number)
             # Byte for byte the stored message with CRLF line endings.
-            assert body(lines) == crlf(message)
-            assert octets == sizes[number] == len(crlf(message))
+            assert poplib_body(lines) == expected_body(message)
+            assert octets == sizes[number] == len(expected_body(message))
         _, top_lines, _ = pop.top(2, 1)
-        assert body(top_lines) == b"Subject: two\r\n\r\n.starts with a dot\r\n"
+        assert poplib_body(top_lines) == b"Subject: two\r\n\r\n.starts with a dot\r\n"
         assert pop.dele(1).startswith(b"+OK")
         assert pop.noop() == b"+OK"
         assert pop.quit().startswith(b"+OK")
@@ -171,7 +152,7 @@ def test_stls(
         pop.user("alice")
         pop.pass_(PASSWORD)
         _, lines, _ = pop.retr(3)
-        assert body(lines) == crlf(MESSAGES[2])
+        assert poplib_body(lines) == expected_body(MESSAGES[2])
         pop.dele(3)
         pop.quit()
     finally:
@@ -198,7 +179,7 @@ def test_implicit_tls(
         pop.user("alice")
         pop.pass_(PASSWORD)
         _, lines, _ = pop.retr(2)
-        assert body(lines) == crlf(MESSAGES[1])
+        assert poplib_body(lines) == expected_body(MESSAGES[1])
         pop.quit()
     finally:
         pop.close()
