@@ -60,11 +60,12 @@ from ._events import (
     SaslResponse,
 )
 from ._readers import BodyReader, find_block_end, parse_status, raw_status_text, trusted
-from ._replies import Framing, Reply
+from ._replies import Effect, Framing, Reply
 from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
 from ._state import (
     AWAIT_GREETING,
     CLOSED,
+    ERROR,
     GREETING,
     SASL,
     TLS_PENDING,
@@ -164,15 +165,26 @@ class ClientRole(RoleCore):
         return tuple(sent[0] for sent in self.queue)
 
     def tls_established(self) -> None:
+        self.prepared = None
         super().tls_established()
         self.pipelining = self.allow_pipelining
         self.projected = self.session.state
+
+    def apply(self, effect: Effect, event: Event) -> None:
+        super().apply(effect, event)
+        if effect is Effect.CAPABILITIES:
+            # RFC 2449 §6.6: pipeline only if the server says it can.
+            caps = self.capabilities
+            assert caps is not None
+            self.pipelining = self.allow_pipelining or caps.pipelining
 
     # ------------------------------------------------------------------
     # Output
     # ------------------------------------------------------------------
 
     def can_send(self, event: Event) -> bool:
+        if self.session.state is ERROR:
+            return False
         try:
             data, sent = self.prepare(event)
         except LocalProtocolError:
@@ -270,6 +282,7 @@ class ClientRole(RoleCore):
     # ------------------------------------------------------------------
 
     def next_event(self) -> Event | _NeedData | _Paused:
+        self.prepared = None
         state = self.session.state
         if state is CLOSED:
             return ConnectionClosed()
@@ -484,8 +497,6 @@ class ClientRole(RoleCore):
             effect = reply.effect
             if effect is not None:
                 self.apply(effect, event)
-                if self.capabilities is not None:
-                    self.pipelining = self.allow_pipelining or self.capabilities.pipelining
             if session.state is TLS_PENDING:
                 self._check_no_injection()
         if queue:

@@ -197,8 +197,6 @@ class Connection:
         session = role.session
         if session.state is ERROR:
             raise RemoteProtocolError("can't receive events: the connection is in the ERROR state")
-        if type(role) is ClientRole:
-            role.prepared = None
         try:
             return role.next_event()
         except RemoteProtocolError:
@@ -220,10 +218,7 @@ class Connection:
         forgotten (RFC 2595 §4) and no byte received before the handshake may
         be used, so the buffer must be empty.
         """
-        role = self._role
-        if type(role) is ClientRole:
-            role.prepared = None
-        role.tls_established()
+        self._role.tls_established()
 
     def peer_idle(self) -> None:
         """Tell the engine the peer has sent nothing for a while.
@@ -256,10 +251,7 @@ class Connection:
         role, use ``send`` directly: a server's replies follow from the
         command it received.
         """
-        role = self._role
-        if role.session.state is ERROR and type(role) is ClientRole:
-            return False
-        return role.can_send(event)
+        return self._role.can_send(event)
 
     def send(self, event: Event) -> bytes:
         """Serialize *event* and return the bytes to write to the peer.
