@@ -172,7 +172,6 @@ class LoginOperations(CoreBase):
         self, mech: pop3proto.SaslClientMechanism, capabilities: pop3proto.Capabilities
     ) -> Operation[None]:
         label = f"AUTH {mech.name}"
-        yield from self._begin("AUTH")
         initial: bytes | None = None
         # RFC 5034 §4: an initial response only if SASL was advertised, and
         # only if the AUTH line stays within the command limit.
@@ -182,7 +181,11 @@ class LoginOperations(CoreBase):
                 mech.name, initial, self._max_command
             ):
                 initial = None
-        yield from self._send(pop3proto.Auth(mech.name, initial))
+        # A name AUTH cannot carry (RFC 4422 §3.1: 1-20 of A-Z, 0-9, - and _)
+        # is a bad argument, refused before anything is sent.
+        command = build_command(lambda: pop3proto.Auth(mech.name, initial))
+        yield from self._begin("AUTH", command=command)
+        yield from self._send(command)
         distrust: str | None = None
         while True:
             event = yield from self._event(label)
