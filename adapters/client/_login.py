@@ -119,9 +119,9 @@ class LoginOperations(CoreBase):
                     command="login",
                 )
         failure: AuthenticationFailed | None = None
+        # After a -ERR to a login command the session is back in AUTHORIZATION
+        # (RFC 1939 §7, RFC 5034 §4), so the next method can always be tried.
         for method in methods:
-            if failure is not None and self._conn.state is not State.AUTHORIZATION:
-                raise failure
             try:
                 if method == "USER":
                     yield from self._user_pass(user, password)
