@@ -70,7 +70,7 @@ def test_a_message_stream_dropped_half_read_closes_its_file(tmp_path: Path) -> N
         assert open_fds() == before
         stream = drop.open_message(0)
         assert b"".join(stream) == b"line\r\n" * 1000
-        stream.close()  # as the server does after sending it: harmless
+        stream.close()  # type: ignore[attr-defined]  # as the server does after sending: harmless
         assert next(stream, None) is None
         assert open_fds() == before
     finally:
