@@ -104,7 +104,12 @@ def _server_tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(args.tls_cert, args.tls_key)
     except FileNotFoundError as exc:
-        raise CLIError(f"cannot read {exc.filename}: {exc.strerror}", EXIT_USAGE) from None
+        # load_cert_chain does not say which of the two files is missing.
+        missing = exc.filename or next(
+            (p for p in (args.tls_cert, args.tls_key) if p and not os.path.exists(p)),
+            args.tls_cert,
+        )
+        raise CLIError(f"cannot read {missing}: {exc.strerror}", EXIT_USAGE) from None
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise CLIError(f"cannot load the TLS certificate/key: {reason}", EXIT_USAGE) from None
