@@ -361,7 +361,8 @@ def run_demo(
 ) -> int:
     """Run the demo (see the module docstring); return the exit status."""
     out = sys.stdout
-    if runtime == "asyncio" and sys.version_info < (3, 11) and tls != "none":
+    old_asyncio = sys.version_info < (3, 11)
+    if old_asyncio and runtime == "asyncio" and tls != "none":  # pragma: no cover - 3.10 only
         print(
             "(Python 3.10's asyncio cannot start TLS on a connection: using the sync "
             "server runtime)",

@@ -159,8 +159,8 @@ class AsyncClientBase:
                             # the core decides whether the session survives
                             # (a failed Send ends it) and re-raises.
                             request = op.throw(exc)
-                            continue
-                        request = op.send(answer)
+                        else:
+                            request = op.send(answer)
                 except StopIteration as done:
                     result: T = done.value
                     return result
@@ -484,6 +484,4 @@ class RetrievedMessages:
     def __del__(self) -> None:
         # A loop left with "break": abandon at once, so the next command
         # drops the replies still owed instead of keeping them.
-        batch = getattr(self, "_batch", None)
-        if batch is not None:
-            batch.abandon()
+        self._batch.abandon()

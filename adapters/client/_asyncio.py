@@ -68,7 +68,7 @@ if sys.version_info >= (3, 11):
         except TimeoutError:
             if scope.expired():
                 raise TimeoutError(f"no progress for {delay:g} s") from None
-            raise
+            raise  # pragma: no cover - the call's own ETIMEDOUT, from the kernel
         return result
 
 else:  # pragma: no cover - Python 3.10
@@ -208,7 +208,9 @@ class Client(AsyncClientBase):
             raise
         self._reader, self._writer = reader, writer
         peer = writer.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer:
+        # A TCP peer is (host, port, ...); anything else keeps the verdict
+        # on the host name.
+        if isinstance(peer, tuple) and peer:  # pragma: no branch
             self._core.loopback = is_loopback(str(peer[0]))
         try:
             await self._negotiate(self.tls_mode == "starttls")

@@ -219,7 +219,10 @@ class RetrieveBatch:
             self.abandon()
             raise core._broken(f"RETR {number}", exc) from exc
         except POP3Error as exc:
-            if exc.response is None or isinstance(exc, ConnectionLost):
+            # Only raise_for_err gets here in practice: EOF with RETRs
+            # unanswered is a RemoteProtocolError (above), never the
+            # ConnectionClosed that _accept turns into ConnectionLost.
+            if exc.response is None or isinstance(exc, ConnectionLost):  # pragma: no cover
                 self.abandon()
             raise
         except BaseException:  # pragma: no cover - as in next()
@@ -244,10 +247,9 @@ class RetrieveBatch:
         return self._index < len(self._numbers) and len(self._pending) <= self._window * 3 // 4
 
     def _fill(self) -> Operation[None]:
+        # Called only when _wants_more().
         pending = self._pending
         remaining = len(self._numbers) - self._index
-        if not self._wants_more():
-            return
         count = min(remaining, self._window - len(pending))
         chunk = self._numbers[self._index : self._index + count]
         self._index += count

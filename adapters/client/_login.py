@@ -119,9 +119,9 @@ class LoginOperations(CoreBase):
                     command="login",
                 )
         failure: AuthenticationFailed | None = None
+        # After a -ERR to a login command the session is back in AUTHORIZATION
+        # (RFC 1939 §7, RFC 5034 §4), so the next method can always be tried.
         for method in methods:
-            if failure is not None and self._conn.state is not State.AUTHORIZATION:
-                raise failure
             try:
                 if method == "USER":
                     yield from self._user_pass(user, password)
@@ -172,7 +172,6 @@ class LoginOperations(CoreBase):
         self, mech: pop3proto.SaslClientMechanism, capabilities: pop3proto.Capabilities
     ) -> Operation[None]:
         label = f"AUTH {mech.name}"
-        yield from self._begin("AUTH")
         initial: bytes | None = None
         # RFC 5034 §4: an initial response only if SASL was advertised, and
         # only if the AUTH line stays within the command limit.
@@ -182,7 +181,11 @@ class LoginOperations(CoreBase):
                 mech.name, initial, self._max_command
             ):
                 initial = None
-        yield from self._send(pop3proto.Auth(mech.name, initial))
+        # A name AUTH cannot carry (RFC 4422 §3.1: 1-20 of A-Z, 0-9, - and _)
+        # is a bad argument, refused before anything is sent.
+        command = build_command(lambda: pop3proto.Auth(mech.name, initial))
+        yield from self._begin("AUTH", command=command)
+        yield from self._send(command)
         distrust: str | None = None
         while True:
             event = yield from self._event(label)

@@ -142,8 +142,8 @@ class Client:
                 except BaseException as exc:
                     # Let the core judge whether the session survives.
                     request = op.throw(exc)
-                    continue
-                request = op.send(answer)
+                else:
+                    request = op.send(answer)
         except StopIteration as done:
             result: T = done.value
             return result

@@ -361,7 +361,8 @@ class UsersFile(_TableAuthenticator):
             return self._table
         if (st.st_mtime_ns, st.st_size) != self._stamp:
             with self._reload_lock:
-                if (st.st_mtime_ns, st.st_size) != self._stamp:
+                # Another thread may have reloaded while this one waited.
+                if (st.st_mtime_ns, st.st_size) != self._stamp:  # pragma: no branch
                     try:
                         self._load()
                     except (OSError, ValueError) as exc:

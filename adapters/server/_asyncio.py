@@ -137,7 +137,7 @@ class _Connection:
             return True
         try:
             high = transport.get_write_buffer_limits()[1]
-        except (AttributeError, NotImplementedError):
+        except (AttributeError, NotImplementedError):  # pragma: no cover - other event loops
             return True
         return bool(transport.get_write_buffer_size() >= high)
 
@@ -216,7 +216,7 @@ class Server(ServerBase):
                 ssl_handshake_timeout=self.handshake_timeout if implicit else None,
                 limit=RECV_SIZE,
             )
-        except BaseException:
+        except BaseException:  # pragma: no cover - cancelled while starting
             listener.close()
             raise
         self._listener = listener
@@ -307,7 +307,7 @@ class Server(ServerBase):
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self._closing:
+        if self._closing:  # pragma: no cover - accepted just before close(), run just after
             writer.transport.abort()
             return
         self._tasks.add(task)
@@ -335,7 +335,7 @@ class Server(ServerBase):
             writer.write(busy_response())
             writer.close()
             await _within(writer.wait_closed(), 1.0)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError):  # pragma: no cover - the refused client is gone
             pass
         finally:
             writer.transport.abort()

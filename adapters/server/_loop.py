@@ -76,7 +76,9 @@ def serve_session(session: ServerSession) -> Generator[LoopRequest, bytes | None
     """Serve *session* until it is over; see the module docstring."""
     out = [session.greeting()]
     queued = len(out[0])
-    while not session.closed:
+    # Only actions() ends a session (receive() never does), so the loop is
+    # left by the returns below, each right after a batch of actions.
+    while True:
         actions = session.actions()
         try:
             for action in actions:

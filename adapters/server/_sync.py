@@ -196,7 +196,7 @@ class Server(ServerBase):
     def _accept(self) -> None:
         try:
             sock, address = self._listener.accept()
-        except OSError as exc:  # ECONNABORTED, EMFILE...: keep serving
+        except OSError as exc:  # pragma: no cover - ECONNABORTED, EMFILE...: keep serving
             log.warning("accept failed: %s", exc)
             return
         client = _Client(sock)
@@ -224,7 +224,7 @@ class Server(ServerBase):
                 # the accept loop for long.
                 sock.settimeout(1.0)
                 sock.sendall(busy_response())
-        except OSError:
+        except OSError:  # pragma: no cover - the refused client is gone already
             pass
         finally:
             sock.close()
