@@ -2,7 +2,7 @@
 message or die half-way.
 
 Option errors go through :func:`main` in-process; the rest calls
-:func:`fetch` against the fake server of ``tests/helpers.py``, taught here
+:func:`fetch` against the fake server of ``tests/helpers``, taught here
 to misbehave, on 127.0.0.1 (where the password may go without TLS).
 """
 

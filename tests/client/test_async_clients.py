@@ -1,7 +1,7 @@
 """The asyncio and trio POP3 clients (adapters/client/_async.py, _asyncio.py, _trio.py).
 
 Both clients run against every server of the project: the blocking one
-(adapters/_sync_server.py) and, when they import, the asyncio and trio ones.
+(adapters/server/_sync.py) and, when they import, the asyncio and trio ones.
 Each server runs in a background thread (with its own event loop for the
 async ones) on 127.0.0.1 port 0, so any client can talk to any server; TLS
 (STLS and implicit) uses ``trustme`` certificates.  The trio client is also

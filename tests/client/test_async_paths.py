@@ -1,7 +1,7 @@
 """The asyncio and trio clients (and the blocking one) on their less common paths.
 
 The trio client runs over ``trio.testing`` memory streams against the fake
-server of ``tests/helpers.py`` (:class:`FakeSession`), which makes what
+server of ``tests/helpers`` (:class:`FakeSession`), which makes what
 arrives when exact; the asyncio and blocking clients talk TCP to the same
 fake server in a thread (:class:`ThreadedServer`).
 """

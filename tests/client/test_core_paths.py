@@ -1,7 +1,7 @@
 """ClientCore's error and fallback paths, driven with bytes and no sockets.
 
 :class:`Wire` performs a core operation's requests against either the fake
-server of ``tests/helpers.py`` (:class:`FakeSession`) or a scripted one that
+server of ``tests/helpers`` (:class:`FakeSession`) or a scripted one that
 answers each command line with canned bytes, so that a test can make the
 server say exactly the odd thing it is about.
 """
