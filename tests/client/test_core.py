@@ -43,6 +43,7 @@ from tests.helpers import (
     PASSWORD,
     FakeConfig,
     FakeSession,
+    OperationRunner,
     expected_body,
 )
 
@@ -51,7 +52,7 @@ from tests.helpers import (
 # ---------------------------------------------------------------------------
 
 
-class MemoryRunner:
+class MemoryRunner(OperationRunner):
     """Performs a core's requests against a :class:`FakeSession` in memory.
 
     The server's bytes reach the client *chunk* octets at a time.  Records
@@ -92,24 +93,7 @@ class MemoryRunner:
         sink(request.data)
         return None
 
-    def run(self, op: Any, sink: Callable[[bytes], object] | None = None) -> Any:
-        try:
-            request = op.send(None)
-            while True:
-                try:
-                    answer = self.perform(request, sink)
-                except Exception as exc:
-                    request = op.throw(exc)
-                    continue
-                request = op.send(answer)
-        except StopIteration as done:
-            return done.value
 
-    def collect(self, op: Any) -> tuple[Any, bytes]:
-        """Run a streaming operation; return (result, delivered octets)."""
-        buffer = bytearray()
-        result = self.run(op, buffer.extend)
-        return result, bytes(buffer)
 
     def sent_commands(self) -> list[bytes]:
         return [line for data in self.sends for line in data.split(b"\r\n") if line]

@@ -24,10 +24,17 @@ from pop3proto.adapters.client._errors import (
     ProtocolViolation,
     TLSUnavailable,
 )
-from tests.helpers import FAKE_MESSAGES, PASSWORD, FakeConfig, FakeSession, expected_body
+from tests.helpers import (
+    FAKE_MESSAGES,
+    PASSWORD,
+    FakeConfig,
+    FakeSession,
+    OperationRunner,
+    expected_body,
+)
 
 
-class Wire:
+class Wire(OperationRunner):
     """Performs a core's requests against a server that answers each Send.
 
     ``answer(data)`` gets the bytes the client wrote and returns the
@@ -68,22 +75,7 @@ class Wire:
         sink(request.data)
         return None
 
-    def run(self, op: Any, sink: Callable[[bytes], object] | None = None) -> Any:
-        try:
-            request = op.send(None)
-            while True:
-                try:
-                    answer = self.perform(request, sink)
-                except Exception as exc:
-                    request = op.throw(exc)
-                    continue
-                request = op.send(answer)
-        except StopIteration as done:
-            return done.value
 
-    def collect(self, op: Any) -> tuple[Any, bytes]:
-        buffer = bytearray()
-        return self.run(op, buffer.extend), bytes(buffer)
 
     def lines(self) -> list[bytes]:
         return bytes(self.sent).split(b"\r\n")[:-1]

@@ -58,7 +58,14 @@ from .engine import (
     receive_and_get,
     server_tx,
 )
-from .fakes import FAKE_MESSAGES, FakeConfig, FakeSession, ThreadedServer, serve
+from .fakes import (
+    FAKE_MESSAGES,
+    FakeConfig,
+    FakeSession,
+    OperationRunner,
+    ThreadedServer,
+    serve,
+)
 from .sasl import (
     PASSWORDS,
     RFC2195_CHALLENGE,
@@ -160,6 +167,7 @@ __all__ = [
     "FAKE_MESSAGES",
     "FakeConfig",
     "FakeSession",
+    "OperationRunner",
     "ThreadedServer",
     "serve",
     # servers: our server, run for a test

@@ -1,8 +1,10 @@
-"""A fake POP3 server for the client tests.
+"""A fake POP3 server for the client tests, and a runner without I/O.
 
 :class:`FakeSession` is a POP3 server on ``Connection(SERVER)`` over an
 in-memory maildrop, configured by :class:`FakeConfig` to misbehave as the
 client tests need; :class:`ThreadedServer` serves it on 127.0.0.1.
+:class:`OperationRunner` drives a client core's operations with requests
+answered in memory.
 """
 
 from __future__ import annotations
@@ -20,6 +22,36 @@ from pop3proto import State
 from pop3proto.adapters.client._mechanisms import LOGIN_PREFERENCE
 
 from .engine import GREETING_TEXT, PASSWORD
+
+
+class OperationRunner:
+    """Runs an I/O-free operation (a generator of seam requests) to its end,
+    as an adapter's runner does, answering each request with
+    :meth:`perform`; an exception from ``perform`` is thrown into the
+    operation, as a real runner's I/O errors are."""
+
+    def perform(self, request: Any, sink: Callable[[bytes], object] | None) -> bytes | None:
+        raise NotImplementedError
+
+    def run(self, op: Any, sink: Callable[[bytes], object] | None = None) -> Any:
+        try:
+            request = op.send(None)
+            while True:
+                try:
+                    answer = self.perform(request, sink)
+                except Exception as exc:
+                    request = op.throw(exc)
+                    continue
+                request = op.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    def collect(self, op: Any) -> tuple[Any, bytes]:
+        """Run a streaming operation; return (result, delivered octets)."""
+        buffer = bytearray()
+        result = self.run(op, buffer.extend)
+        return result, bytes(buffer)
+
 
 #: The fake server's default maildrop: every dot-stuffing hazard (dot lines
 #: first, last and alone), an empty message, no final CRLF (the server appends
