@@ -61,7 +61,7 @@ from ._events import (
 )
 from ._readers import BodyReader, find_block_end, parse_status, raw_status_text, trusted
 from ._replies import Effect, Framing, Reply
-from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
+from ._sentinels import NEED_DATA, PAUSED, NeedData, Paused
 from ._state import (
     AWAIT_GREETING,
     CLOSED,
@@ -281,7 +281,7 @@ class ClientRole(RoleCore):
     # Input
     # ------------------------------------------------------------------
 
-    def next_event(self) -> Event | _NeedData | _Paused:
+    def next_event(self) -> Event | NeedData | Paused:
         self.prepared = None
         state = self.session.state
         if state is CLOSED:
@@ -320,7 +320,7 @@ class ClientRole(RoleCore):
                 "data followed +OK to STLS before TLS started: possible response injection"
             )
 
-    def _line(self, line: bytes) -> Event | _NeedData:
+    def _line(self, line: bytes) -> Event | NeedData:
         session = self.session
         if session.state is AWAIT_GREETING:
             return self._greeting(line)
@@ -406,7 +406,7 @@ class ClientRole(RoleCore):
         reader.at_line_start = True
         return reader
 
-    def _read_block(self) -> Event | _NeedData:
+    def _read_block(self) -> Event | NeedData:
         buf = self.buf
         limit = self.max_listing
         end, consumed = find_block_end(buf.data, max(self.block_scan - 4, 0), bare_lf=self.bare_lf)
@@ -427,7 +427,7 @@ class ClientRole(RoleCore):
             raise RemoteProtocolError(str(exc)) from None
         return self._finish(event, True)
 
-    def _read_body(self) -> Event | _NeedData:
+    def _read_body(self) -> Event | NeedData:
         body = self.body
         assert body is not None
         buf = self.buf

@@ -31,18 +31,33 @@ A peer that breaks the protocol raises :class:`RemoteProtocolError` from
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeAlias
 
 from ._buffer import LineTooLong
 from ._capabilities import Capabilities
 from ._client_role import ClientRole
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Command, Event, Greeting
-from ._sentinels import CLIENT, NEED_DATA, PAUSED, SERVER, Role, _NeedData, _Paused
+from ._sentinels import CLIENT, NEED_DATA, PAUSED, SERVER, NeedData, Paused, Role
 from ._server_role import ServerRole
 from ._state import ERROR, State
 
-__all__ = ["Connection", "CLIENT", "SERVER", "NEED_DATA", "PAUSED", "Role"]
+__all__ = [
+    "Connection",
+    "CLIENT",
+    "SERVER",
+    "NEED_DATA",
+    "PAUSED",
+    "NeedData",
+    "Paused",
+    "NextEvent",
+    "Role",
+]
+
+#: What :meth:`Connection.next_event` returns: an event, :data:`NEED_DATA`
+#: or :data:`PAUSED`.  ``NeedData`` and ``Paused`` are one-member enums, so
+#: ``if ev is NEED_DATA or ev is PAUSED: ... else: ev.<field>`` type-checks.
+NextEvent: TypeAlias = Event | NeedData | Paused
 
 
 class Connection:
@@ -187,7 +202,7 @@ class Connection:
         """
         self._role.receive_data(data)
 
-    def next_event(self) -> Event | _NeedData | _Paused:
+    def next_event(self) -> NextEvent:
         """Parse the next event from the buffered bytes.
 
         Returns an event, :data:`NEED_DATA` or :data:`PAUSED`.  Raises

@@ -53,7 +53,7 @@ from ._events import (
 )
 from ._readers import BadLine
 from ._replies import ERR_ONLY, Framing, Reply
-from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
+from ._sentinels import NEED_DATA, PAUSED, NeedData, Paused
 from ._state import AWAIT_GREETING, CLOSED, GREETING, TLS_PENDING, SessionState, State
 from ._writers import WRITERS, BodyWriter
 
@@ -98,7 +98,7 @@ class ServerRole(RoleCore):
     # Input
     # ------------------------------------------------------------------
 
-    def next_event(self) -> Event | _NeedData | _Paused:
+    def next_event(self) -> Event | NeedData | Paused:
         state = self.session.state
         if state is CLOSED:
             return ConnectionClosed()
@@ -201,7 +201,7 @@ class ServerRole(RoleCore):
         self.owed = True
         return event
 
-    def _eof_or_need(self) -> Event | _NeedData:
+    def _eof_or_need(self) -> Event | NeedData:
         if self.eof:
             # RFC 1939 §6: a connection that ends without QUIT never enters
             # UPDATE; the application must not remove anything.
