@@ -32,6 +32,7 @@ from ._events import (
     BadCommand,
     Capa,
     CapaOk,
+    CloseReason,
     Command,
     ConnectionClosed,
     Dele,
@@ -173,6 +174,7 @@ __all__ = [
     "MessageData",
     "MessageEnd",
     "ConnectionClosed",
+    "CloseReason",
     # payload types
     "Capabilities",
     "ResponseCode",

@@ -46,6 +46,7 @@ from ._commands import (
 from ._core import RoleCore
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
+    CloseReason,
     Command,
     ConnectionClosed,
     Err,
@@ -78,6 +79,8 @@ from .sasl._codec import sasl_b64decode
 __all__ = ["ClientRole"]
 
 _BODY: Final = Framing.BODY
+PEER_CLOSED: Final = CloseReason.PEER_CLOSED
+LOCAL_CLOSED: Final = CloseReason.LOCAL_CLOSED
 _LINE: Final = Framing.LINE
 _LISTING: Final = Framing.LISTING
 _SASL: Final = Framing.SASL
@@ -202,7 +205,7 @@ class ClientRole(RoleCore):
         if sent is None:
             if type(event) is ConnectionClosed:
                 # We are closing our end (h11 lets you "send" this too).
-                self.session.close()
+                self.close(LOCAL_CLOSED)
             else:
                 self.sasl_owed = False
                 self.sasl_malformed = False
@@ -285,7 +288,7 @@ class ClientRole(RoleCore):
         self.prepared = None
         state = self.session.state
         if state is CLOSED:
-            return ConnectionClosed()
+            return self.closed_event()
         if state is TLS_PENDING:
             self._check_no_injection()
             return PAUSED
@@ -514,15 +517,13 @@ class ClientRole(RoleCore):
             # RFC 1939 §4: after a failed authentication the server may
             # close; anything pipelined after it is moot.
             queue.clear()
-            session.close()
-            return ConnectionClosed()
+            return self.close(PEER_CLOSED)
         if queue[0][1].closes:
             # QUIT was sent: from TRANSACTION, whether the server removed
             # the marked messages is unknown (RFC 1939 §6).
             unknown = session.state is UPDATE
             queue.clear()
-            session.close()
-            return ConnectionClosed(outcome_unknown=unknown)
+            return self.close(PEER_CLOSED, outcome_unknown=unknown)
         raise RemoteProtocolError(f"connection closed with {len(queue)} command(s) unanswered")
 
 
