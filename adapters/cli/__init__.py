@@ -274,6 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: only over TLS or on loopback)",
     )
     serve.add_argument(
+        "--no-trust-loopback",
+        dest="trust_loopback",
+        action="store_false",
+        help="treat clients on a loopback address like remote ones (no plaintext login "
+        "without TLS); use it behind a TLS terminator or proxy on the same host",
+    )
+    serve.add_argument(
+        "--user",
+        metavar="USER[:GROUP]",
+        help="when started as root: switch to this user (and its groups, or GROUP) once "
+        "the listeners are bound, so that mail is read without root's rights",
+    )
+    serve.add_argument(
         "--idle-timeout",
         metavar="SECONDS",
         type=positive_float,
