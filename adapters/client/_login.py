@@ -178,7 +178,9 @@ class LoginOperations(CoreBase):
                 if exc.code != pop3proto.AUTH or method in _VERDICT_METHODS:
                     # [IN-USE], [SYS/...], or a clear denial: the server
                     # checked the password itself (RFC 3206 §5).
-                    raise _tried(exc, tried) if len(tried) > 1 else exc
+                    if len(tried) == 1:
+                        raise
+                    raise _tried(exc, tried) from exc
                 # [AUTH] to a challenge-response method (SCRAM, CRAM-MD5,
                 # APOP) may only mean that the server cannot verify it for
                 # this account (a store of PBKDF2 hashes); what it can
