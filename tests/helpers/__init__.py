@@ -87,6 +87,7 @@ from .servers import (
     running_server,
 )
 from .stores import (
+    EveryMethodAuthenticator,
     FlakyBackend,
     FlakyMaildrop,
     lock_is_free,
@@ -181,6 +182,7 @@ __all__ = [
     "recv_until",
     "running_server",
     # stores: Maildirs and a flaky maildrop for the server tests
+    "EveryMethodAuthenticator",
     "FlakyBackend",
     "FlakyMaildrop",
     "lock_is_free",
