@@ -90,6 +90,7 @@ from .servers import (
     running_server,
 )
 from .stores import (
+    EveryMethodAuthenticator,
     FlakyBackend,
     FlakyMaildrop,
     lock_is_free,
@@ -187,6 +188,7 @@ __all__ = [
     "recv_until",
     "running_server",
     # stores: Maildirs and a flaky maildrop for the server tests
+    "EveryMethodAuthenticator",
     "FlakyBackend",
     "FlakyMaildrop",
     "lock_is_free",
