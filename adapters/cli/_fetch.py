@@ -53,14 +53,16 @@ import argparse
 import contextlib
 import itertools
 import os
+import re
 import ssl
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import IO, Final, Literal
 
 from ..client._base import DEFAULT_WINDOW
-from ..client._errors import CommandFailed, POP3Error
+from ..client._errors import AuthenticationFailed, CommandFailed, POP3Error
 from ..client._options import TLSMode
 from ..client._sync import Client
 from ..mailstore._destinations import (
@@ -77,6 +79,7 @@ from ._common import (
     EXIT_NETWORK,
     EXIT_OK,
     EXIT_SERVER,
+    EXIT_TLS,
     EXIT_USAGE,
     CLIError,
     describe_error,
@@ -178,6 +181,12 @@ SIZE_MARGIN_OCTETS: Final = 64 * 1024
 MIN_RATE: Final = 16 * 1024
 
 
+# How servers word a refused plaintext login: ours, Dovecot's ("Plaintext
+# authentication disallowed on non-secure (SSL/TLS) connections"), and
+# RFC 3206's [AUTH] texts that mention encryption.
+_PLAINTEXT_REFUSED: Final = re.compile(r"plain ?text|\bssl\b|\btls\b|encrypt|secure", re.I)
+
+
 def size_cap(listed: int, max_size: int | None) -> int:
     """The most octets accepted for a message LIST gave *listed* octets."""
     cap = listed * SIZE_MARGIN_FACTOR + SIZE_MARGIN_OCTETS
@@ -200,10 +209,73 @@ def _deadline_error(number: int, listed: int, options: FetchOptions) -> CLIError
     )
 
 
+#: How long a plain connection waits for the greeting: a POP3 server greets
+#: at once, and a TLS port (``pop3://`` to 995 by mistake) never does.
+GREETING_TIMEOUT: Final = 10.0
+
+
+def _connect(options: FetchOptions, tls: TLSMode, context: ssl.SSLContext | None) -> Client:
+    account = options.account
+    wait = options.timeout if tls == "implicit" else min(options.timeout, GREETING_TIMEOUT)
+    try:
+        client = Client(
+            account.host,
+            account.port,
+            tls=tls,
+            ssl_context=context,
+            timeout=wait,
+            window=options.window,
+        )
+    except TimeoutError:
+        if tls == "implicit":
+            raise
+        raise CLIError(
+            f"no POP3 greeting or reply from {account.hostport} within {wait:g} s; if it "
+            f"is an implicit-TLS port (POP3S, like 995), use pop3s://{account.hostport}",
+            EXIT_NETWORK,
+        ) from None
+    except ssl.SSLError as exc:
+        if tls != "implicit" or "WRONG_VERSION_NUMBER" not in str(exc.reason):
+            raise
+        raise CLIError(
+            f"TLS error ({account.hostport}): {exc.reason}; if it is a plain POP3 port "
+            f"(like 110), use pop3://{account.hostport}",
+            EXIT_TLS,
+        ) from None
+    _set_timeout(client, options.timeout)
+    return client
+
+
 def _set_timeout(client: Client, seconds: float) -> None:
     sock = client.sock
     if sock is not None:
         sock.settimeout(max(seconds, 0.001))
+
+
+def _check_mbox(path: str) -> None:
+    """Refuse an existing file that is not an mbox: appending to it would
+    corrupt whatever it is (a mistyped ``--to``)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # created by MboxDestination, or its error says why not
+    if not stat.S_ISREG(st.st_mode):
+        raise CLIError(f"--to {path}: not a directory, an mbox or a new file name", EXIT_USAGE)
+    if st.st_size == 0:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(5)
+    except OSError as exc:
+        raise CLIError(f"--to {path}: cannot read it: {exc.strerror}", EXIT_USAGE) from None
+    # An mbox starts with a From line (a first append cut short leaves a
+    # prefix of one, which the intent file then settles).
+    if not b"From ".startswith(head):
+        raise CLIError(
+            f"--to {path}: an existing file that is not an mbox (it does not start with "
+            "'From '); not appending to it",
+            EXIT_USAGE,
+        )
 
 
 def _open_destination(options: FetchOptions, state_path: str) -> Destination:
@@ -231,6 +303,8 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
     tls: TLSMode = options.tls or ("implicit" if account.scheme == "pop3s" else "starttls")
     context = _client_context(options) if tls != "none" else None
     result = FetchResult()
+    if (options.kind or destination_kind(options.destination)) == "mbox":
+        _check_mbox(options.destination)  # before anything is created beside it
     state = StateFile(state_path, durable=options.durable)
     state_dir = os.path.dirname(state_path)
     try:
@@ -252,14 +326,7 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
             state.add(*settled)
             if settled[0] == key:
                 settled_uids.add(settled[1])
-        with Client(
-            account.host,
-            account.port,
-            tls=tls,
-            ssl_context=context,
-            timeout=options.timeout,
-            window=options.window,
-        ) as client:
+        with _connect(options, tls, context) as client:
             try:
                 result.login_method = client.login(
                     account.user,
@@ -272,6 +339,16 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
                 # non-ASCII to a server without UTF8); the message names
                 # the problem, never the value.
                 raise CLIError(f"cannot log in as {key}: {exc}", EXIT_USAGE) from None
+            except AuthenticationFailed as exc:
+                # A server refusing a plaintext login on an unencrypted
+                # link is a security policy, not a wrong password (exit 5).
+                if client.tls or not _PLAINTEXT_REFUSED.search(exc.text or ""):
+                    raise
+                raise CLIError(
+                    f"the server refuses plaintext logins without TLS ({exc}); drop --no-tls "
+                    "to use STLS, use pop3s://, or --auth SCRAM-SHA-256 or CRAM-MD5",
+                    EXIT_TLS,
+                ) from None
             result.tls = client.tls
             sizes = client.list()
             numbers = sorted(sizes)
