@@ -1,4 +1,4 @@
-"""The ``pop3proto`` command line: ``serve``, ``fetch`` and ``demo``.
+"""The ``pop3proto`` command line: ``serve``, ``fetch``, ``passwd`` and ``demo``.
 
 Run it as ``pop3proto COMMAND ...`` (the console script) or
 ``python -m pop3proto.adapters.cli COMMAND ...``; ``--help`` on each command
@@ -10,15 +10,18 @@ Exit codes (the same for every command):
 ====  ====================================================================
 0     success
 1     failure not covered below (e.g. ``demo`` found a mismatch, some
-      messages could not be retrieved, another ``fetch`` holds the lock)
+      messages could not be retrieved or were skipped as over
+      ``--max-size``, another ``fetch`` holds the lock)
 2     usage: bad arguments, unreadable users file, certificate or
       password file, no password available
 3     authentication failed (wrong user name or password)
 4     network: cannot resolve, connect or listen; connection lost; timeout
+      (``--timeout``, or a message not received within ``--message-timeout``)
 5     TLS or security: certificate verification or handshake failed, no
       STLS offered, or the password would have crossed an unencrypted link
 6     the server refused (``-ERR`` other than a failed login: mailbox in
-      use, temporary failure, ...) or broke the protocol
+      use, temporary failure, ...) or broke the protocol (e.g. sent a
+      message far larger than its LIST size, or over ``--max-size``)
 7     local storage: the destination Maildir/mbox or state file could not
       be written
 130   interrupted (Ctrl-C); 143: terminated (SIGTERM) during ``fetch``
@@ -59,6 +62,7 @@ from ._common import (
     CLIError,
     Terminated,
     describe_error,
+    octet_count,
     one_line,
     parse_address,
     positive_float,
@@ -121,7 +125,7 @@ abandons open sessions; a session that has not sent QUIT deletes nothing
 _SERVE_EPILOG = """\
 users file: one "name:password" per line ('#' comments); the password may
 be stored as {PLAIN}secret, {PBKDF2-SHA256}... or {SCRAM-SHA-256}...
-(see pop3proto.adapters.sync.hash_password).  Keep it mode 0600.
+("pop3proto passwd --users FILE USER" adds one).  Keep it mode 0600.
 
 examples:
   pop3proto serve --maildir ~/Maildir --users users.txt
@@ -169,6 +173,13 @@ state file (default DEST.uidl, or --state FILE):
   Servers without UIDL: every message is fetched on every run (use
   --delete); the state file is not used.
 
+size and time limits: a message may be at most twice its LIST size plus
+64 KiB (and at most --max-size); a server that sends more is cut off and
+fetch exits 6.  Each message must arrive within --message-timeout (by
+default --timeout plus 1 s per 16 KiB listed), however slowly the server
+trickles it; else fetch exits 4.  Messages listed over --max-size are
+skipped with a warning (exit 1).  What was stored before stays stored.
+
 --delete: messages are marked deleted (DELE) only once stored and recorded,
 and removed by the server only when QUIT succeeds at the end of the run.
 
@@ -179,6 +190,18 @@ examples:
   pop3proto fetch pop3s://alice@pop.example.org --to ~/Maildir
   POP3_PASSWORD=... pop3proto fetch pop3://alice@localhost:1110 \\
       --password-env POP3_PASSWORD --to inbox.mbox --delete
+"""
+
+_PASSWD_DESCRIPTION = """\
+Add USER to a users file, or change USER's password, stored hashed.  The
+password is asked twice at a prompt, or read from the first line of stdin
+(--stdin, or when stdin is not a terminal); never from the command line.
+The file is rewritten atomically and kept mode 0600; comments and other
+users are kept.
+
+examples:
+  pop3proto passwd --users users.txt alice
+  printf '%s\\n' "$PASSWORD" | pop3proto passwd --users users.txt --stdin bob
 """
 
 _DEMO_DESCRIPTION = """\
@@ -260,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="offer USER/PASS, PLAIN and LOGIN without TLS to remote clients too "
         "(default: only over TLS or on loopback)",
+    )
+    serve.add_argument(
+        "--no-trust-loopback",
+        dest="trust_loopback",
+        action="store_false",
+        help="treat clients on a loopback address like remote ones (no plaintext login "
+        "without TLS); use it behind a TLS terminator or proxy on the same host",
+    )
+    serve.add_argument(
+        "--user",
+        metavar="USER[:GROUP]",
+        help="when started as root: switch to this user (and its groups, or GROUP) once "
+        "the listeners are bound, so that mail is read without root's rights",
     )
     serve.add_argument(
         "--idle-timeout",
@@ -367,6 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="network timeout for each operation (default 60)",
     )
     fetch.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        type=octet_count,
+        help="skip messages LIST says are larger than SIZE (octets, or 512K, 25M, 1G) and "
+        "cut a transfer that grows past it (default: no limit beyond twice the LIST size "
+        "plus 64K)",
+    )
+    fetch.add_argument(
+        "--message-timeout",
+        metavar="SECONDS",
+        type=positive_float,
+        help="the longest one message may take in all, however the server paces it "
+        "(default: --timeout plus 1 s per 16 KiB of its LIST size)",
+    )
+    fetch.add_argument(
         "--fsync",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -377,6 +428,41 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="no progress bar and no summary line"
     )
     fetch.set_defaults(handler=_cmd_fetch)
+
+    # -- passwd ---------------------------------------------------------------
+    passwd = commands.add_parser(
+        "passwd",
+        help="add a user to a users file or change a password (stored hashed)",
+        description=_PASSWD_DESCRIPTION,
+        formatter_class=formatter,
+    )
+    passwd.add_argument("user", metavar="USER", help="the user name")
+    passwd.add_argument(
+        "--users",
+        metavar="FILE",
+        help="the users file to update (created mode 0600 if missing); without it the "
+        "entry is printed on stdout",
+    )
+    passwd.add_argument(
+        "--scheme",
+        choices=("scram", "pbkdf2"),
+        default="scram",
+        help="scram: {SCRAM-SHA-256} (default; SCRAM and password logins); pbkdf2: "
+        "{PBKDF2-SHA256} (password logins only)",
+    )
+    passwd.add_argument(
+        "--iterations",
+        metavar="N",
+        type=positive_int,
+        help="the work factor (default 4096 for scram, 600000 for pbkdf2)",
+    )
+    passwd.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (the default when stdin "
+        "is not a terminal; else it is asked twice)",
+    )
+    passwd.set_defaults(handler=_cmd_passwd)
 
     # -- demo -----------------------------------------------------------------
     demo = commands.add_parser(
@@ -458,6 +544,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from ._fetch import run_fetch_command
 
     return run_fetch_command(args)
+
+
+def _cmd_passwd(args: argparse.Namespace) -> int:
+    from ._passwd import run_passwd_command
+
+    return run_passwd_command(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

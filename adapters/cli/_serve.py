@@ -51,6 +51,8 @@ class _ServeSpec:
     ssl_context: ssl.SSLContext | None
     listeners: list[_Listener]
     max_connections: int
+    trust_loopback: bool = True
+    run_as: _RunAs | None = None
 
     def server_kwargs(self, listener: _Listener) -> dict[str, Any]:
         return {
@@ -60,7 +62,55 @@ class _ServeSpec:
             "implicit_tls": listener.implicit_tls,
             "config": self.config,
             "max_connections": self.max_connections,
+            "trust_loopback": self.trust_loopback,
         }
+
+    def bound(self) -> None:
+        """Every listener is bound: drop root's rights if ``--user`` says so."""
+        if self.run_as is not None:
+            self.run_as.switch()
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """``serve --user USER[:GROUP]``: whom to become once the ports are bound."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> _RunAs:
+        import grp
+        import pwd
+
+        name, _, group = spec.partition(":")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            usage_error(f"--user {spec}: no such user")
+        gid = entry.pw_gid
+        if group:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                usage_error(f"--user {spec}: no such group")
+            groups: tuple[int, ...] = (gid,)
+        else:
+            groups = tuple(os.getgrouplist(name, gid))
+        if os.geteuid() != 0 and os.geteuid() != entry.pw_uid:
+            usage_error("--user needs serve to be started as root")
+        return cls(name, entry.pw_uid, gid, groups)
+
+    def switch(self) -> None:
+        if os.geteuid() == self.uid:
+            return
+        # Groups first: once the uid is dropped they cannot be changed.
+        os.setgroups(list(self.groups))
+        os.setgid(self.gid)
+        os.setuid(self.uid)
+        log.info("running as %s (uid %d, gid %d)", self.name, self.uid, self.gid)
 
 
 def _announce(listener: _Listener, address: tuple[str, int], stls: bool) -> None:
@@ -100,19 +150,36 @@ def _server_tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         usage_error("--tls-listen needs --tls-cert (and --tls-key)")
     if not args.tls_cert:
         return None
+    contents: dict[str, bytes] = {}
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                contents[flag] = f.read()
+        except OSError as exc:
+            usage_error(f"{flag}: cannot read {path}: {exc.strerror or exc}")
+    if args.tls_key is None and b"PRIVATE KEY-----" not in contents["--tls-cert"]:
+        usage_error(
+            f"cannot load the TLS certificate/key: --tls-cert {args.tls_cert} holds no "
+            "private key; give the key with --tls-key FILE"
+        )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(args.tls_cert, args.tls_key)
-    except FileNotFoundError as exc:
-        # load_cert_chain does not say which of the two files is missing.
-        missing = exc.filename or next(
-            (p for p in (args.tls_cert, args.tls_key) if p and not os.path.exists(p)),
-            args.tls_cert,
-        )
-        raise CLIError(f"cannot read {missing}: {exc.strerror}", EXIT_USAGE) from None
     except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise CLIError(f"cannot load the TLS certificate/key: {reason}", EXIT_USAGE) from None
+        # OpenSSL's reasons ("PEM lib") name no file and no fix.
+        reason = str(getattr(exc, "reason", None) or exc)
+        files = args.tls_cert + (f" and --tls-key {args.tls_key}" if args.tls_key else "")
+        if "KEY_VALUES_MISMATCH" in reason.upper():
+            what = "the private key does not belong to the certificate"
+        elif b"CERTIFICATE-----" not in contents["--tls-cert"]:
+            what = f"no PEM certificate in {args.tls_cert}"
+        elif b"PRIVATE KEY-----" not in contents.get("--tls-key", contents["--tls-cert"]):
+            what = f"no PEM private key in {args.tls_key}"
+        else:
+            what = f"not a usable PEM certificate and private key ({reason})"
+        usage_error(f"cannot load the TLS certificate/key: --tls-cert {files}: {what}")
     return context
 
 
@@ -145,6 +212,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
         mode = 0
     if mode & 0o077:
         log.warning("the users file %s is readable by other users; chmod 600 it", args.users)
+    run_as = _RunAs.parse(args.user) if getattr(args, "user", None) else None
     config = ServerConfig(
         allow_plaintext_auth=True if args.allow_plaintext_auth else None,
         idle_timeout=args.idle_timeout,
@@ -161,6 +229,8 @@ def run_serve_command(args: argparse.Namespace) -> int:
         ssl_context=ssl_context,
         listeners=listeners,
         max_connections=args.max_connections,
+        trust_loopback=getattr(args, "trust_loopback", True),
+        run_as=run_as,
     )
     if args.runtime == "asyncio":
         import asyncio
@@ -221,6 +291,7 @@ async def _serve_asyncio(spec: _ServeSpec) -> None:
             servers.append(server)
             stls = spec.ssl_context is not None and STLS_SUPPORTED
             _announce(listener, server.server_address, stls)
+        spec.bound()
         await stop.wait()
         _log_stop(received[0] if received else 0, sum(s.active_connections for s in servers))
     finally:
@@ -260,6 +331,7 @@ def _serve_trio(spec: _ServeSpec) -> None:
                         raise _listen_error(listener, exc) from None
                     servers.append(server)
                     _announce(listener, address, spec.ssl_context is not None)
+                spec.bound()
                 signum = 0
                 # The receiver never ends: the loop is left by the break.
                 async for received in signals:  # pragma: no branch
@@ -302,6 +374,7 @@ def _serve_sync(spec: _ServeSpec) -> None:
             servers.append(server)
             server.start()
             _announce(listener, server.server_address, spec.ssl_context is not None)
+        spec.bound()
         # A timed wait, so that the signal handler gets to run promptly on
         # every platform.
         while not stop.is_set():

@@ -41,11 +41,15 @@ import logging
 import os
 import secrets
 import threading
+import unicodedata
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import pop3proto
+
+from ._base import Identity
 
 __all__ = [
     "Authenticator",
@@ -76,10 +80,37 @@ class Authenticator(Protocol):
     password (``False`` / ``None``) and should take the same time doing it,
     so that the server cannot be used to find out which users exist
     (RFC 1939 §13).
+
+    Where it runs: the blocking server calls every method from the
+    connection's thread; the asyncio and trio servers call
+    ``check_password``, ``get_secret`` and ``scram_credentials`` in a
+    worker thread of a bounded pool, never on the event loop (a PBKDF2
+    check may take half a second), so they must be thread-safe.
+    :meth:`credentials` is called on the loop, once per connection: keep it
+    quick.  An exception from any method counts as a failed login (logged).
     """
 
-    def check_password(self, user: str, password: str) -> bool:
-        """Whether *password* is *user*'s password (constant time)."""
+    def credentials(self) -> AbstractSet[str]:
+        """What this store can verify for *every* user, in the words of the
+        mechanism registry (:attr:`pop3proto.Mechanism.server_credential`):
+        ``"password"`` (:meth:`check_password`: USER/PASS, PLAIN, LOGIN),
+        ``"secret"`` (:meth:`get_secret`: APOP, CRAM-MD5),
+        ``"scram-sha-256"`` (:meth:`scram_credentials`).
+
+        The server offers exactly the methods these allow (CAPA's USER and
+        SASL list, the APOP timestamp in the greeting), so a client never
+        picks one that cannot succeed.  An authenticator without this
+        method is assumed to verify all three.
+        """
+        ...
+
+    def check_password(self, user: str, password: str) -> bool | Identity:
+        """Whether *password* is *user*'s password (constant time).
+
+        Return an :class:`~._base.Identity` instead of ``True`` to choose
+        the mailbox key handed to the backend's ``open()`` (a login mapped
+        to a mailbox in one lookup).
+        """
         ...
 
     def get_secret(self, user: str) -> str | None:
@@ -100,6 +131,13 @@ def _prep(text: str) -> str:
         return pop3proto.saslprep(text, allow_unassigned=True)
     except ValueError:
         return text
+
+
+def _has_control(text: str) -> bool:
+    # Control characters (C0, DEL, C1: category Cc) and the Unicode line
+    # and paragraph separators (Zl, Zp): none belongs in a name or a secret
+    # of a line-based file, and each is a way to fake a line end.
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
 
 
 def _b64(data: bytes) -> str:
@@ -156,6 +194,21 @@ class _Entry:
     plain: str | None = field(default=None, repr=False)
     pbkdf2: tuple[int, bytes, bytes] | None = field(default=None, repr=False)
     scram: pop3proto.ScramCredentials | None = field(default=None, repr=False)
+
+
+#: What a stored form lets the server verify (the registry's credential
+#: names; see :meth:`Authenticator.credentials`).
+_ALL_CREDENTIALS: frozenset[str] = frozenset({"password", "secret", "scram-sha-256"})
+_SCRAM_CREDENTIALS: frozenset[str] = frozenset({"password", "scram-sha-256"})
+_HASH_CREDENTIALS: frozenset[str] = frozenset({"password"})
+
+
+def _credentials_of(entry: _Entry) -> frozenset[str]:
+    if entry.plain is not None:
+        return _ALL_CREDENTIALS
+    if entry.scram is not None:
+        return _SCRAM_CREDENTIALS
+    return _HASH_CREDENTIALS
 
 
 def _parse_stored(stored: str) -> _Entry:
@@ -221,6 +274,15 @@ class _TableAuthenticator:
         )
         if iterations:
             hashlib.pbkdf2_hmac("sha256", b"x", self._dummy_salt, iterations)
+
+    def credentials(self) -> frozenset[str]:
+        """See :meth:`Authenticator.credentials`: what every stored form
+        allows (plain secrets: all; SCRAM keys: password and SCRAM;
+        PBKDF2 hashes: the password only)."""
+        kinds = _ALL_CREDENTIALS
+        for entry in self._entries().values():
+            kinds = kinds & _credentials_of(entry)
+        return kinds
 
     def check_password(self, user: str, password: str) -> bool:
         """See :meth:`Authenticator.check_password`."""
@@ -306,8 +368,11 @@ class UsersFile(_TableAuthenticator):
         carol:{SCRAM-SHA-256}4096$...$...$...
 
     The name ends at the first ``:``; everything after it, spaces included,
-    is the stored password (only the line end is stripped).  The file is
-    read at construction (errors raise :class:`ValueError` with the line
+    is the stored password (only the line end is stripped).  Only LF or
+    CRLF ends a line; a control character (C0, DEL, C1) or a Unicode line
+    or paragraph separator in a name or a password, and a user defined
+    twice, make the file invalid.  ``pop3proto passwd`` writes entries.
+    The file is read at construction (errors raise :class:`ValueError` with the line
     number, never the line) and read again when its size or modification
     time changes; a broken edit is then logged and the previous contents
     kept.  Keep it readable only by the server (mode 0600).
@@ -340,7 +405,13 @@ class UsersFile(_TableAuthenticator):
     def _parse_text(text: str, source: str = "<users>") -> dict[str, _Entry]:
         """Parse users-file *text* (``source`` names it in errors)."""
         table: dict[str, _Entry] = {}
-        for number, raw in enumerate(text.splitlines(), 1):
+        defined: dict[str, int] = {}
+        # Only LF (and CRLF) ends a line: str.splitlines() would also split
+        # on U+2028, form feeds and the like, so that a password containing
+        # one could define a second user.
+        for number, raw in enumerate(text.split("\n"), 1):
+            if raw.endswith("\r"):
+                raw = raw[:-1]
             stripped = raw.strip()
             if not stripped or stripped.startswith("#"):
                 continue
@@ -348,10 +419,19 @@ class UsersFile(_TableAuthenticator):
             name = name.strip()
             if not sep or not name:
                 raise ValueError(f"{source}:{number}: expected 'name:password'")
+            if _has_control(name):
+                raise ValueError(f"{source}:{number}: control character in the user name")
+            if _has_control(stored):
+                raise ValueError(f"{source}:{number}: control character in the password")
+            if name in defined:
+                raise ValueError(
+                    f"{source}:{number}: user {name!r} already defined on line {defined[name]}"
+                )
             try:
                 table[name] = _parse_stored(stored)
             except ValueError as exc:
                 raise ValueError(f"{source}:{number}: {exc}") from None
+            defined[name] = number
         return table
 
     def _entries(self) -> dict[str, _Entry]:
