@@ -71,7 +71,6 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING
 
 from .client import _poplib
 from .client._errors import error_proto as error_proto
@@ -85,6 +84,9 @@ from .client._poplib import LF as LF
 from .client._poplib import POP3 as POP3
 from .client._poplib import POP3_SSL as POP3_SSL
 
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .client._core import MailboxStatus as MailboxStatus
     from .client._errors import AuthenticationFailed as AuthenticationFailed

@@ -16,9 +16,14 @@ counting each line with its line end, less one per unstuffed dot, and
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._errors import error_proto
+
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["read_lines", "poplib_line"]
 
