@@ -127,8 +127,8 @@ def read_lines(file: Any, maxline: int) -> tuple[list[bytes], int]:
             cut = region.find(_TERMINATOR)
             cut = -1 if cut < 0 else cut + 2
         complete = region if cut < 0 else region[:cut]
-        more = _fast(complete, lines, maxline) if complete else 0
-        if more is None:
+        fast = _fast(complete, lines, maxline) if complete else 0
+        if fast is None:
             more, done = _slow(region, lines, maxline)
             octets += more
             if done:
@@ -136,7 +136,7 @@ def read_lines(file: Any, maxline: int) -> tuple[list[bytes], int]:
                 file.read(_terminator_end(region) - len(carry))
                 return lines, octets
         else:
-            octets += more
+            octets += fast
             if cut >= 0:
                 file.read(cut + 3 - len(carry))
                 return lines, octets
