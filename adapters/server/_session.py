@@ -82,6 +82,7 @@ from pop3proto import (
     Dele,
     Err,
     Event,
+    Extension,
     Greeting,
     Lang,
     LangOk,
@@ -173,7 +174,12 @@ class ServerSession:
         self.backend = backend
         self.authenticator = authenticator
         self.stats = SessionStats(peer=peer, tls=tls)
-        self._conn = Connection(SERVER, tls=tls, strict_user=self.config.strict_user)
+        self._conn = Connection(
+            SERVER,
+            tls=tls,
+            strict_user=self.config.strict_user,
+            extension_commands={n: c.multiline for n, c in self.config.commands.items()},
+        )
         self._authorization = Authorization(
             authenticator, self.config, self._conn, is_loopback=is_loopback
         )
@@ -273,6 +279,9 @@ class ServerSession:
             items.append(("LOGIN-DELAY", str(config.login_delay)))
         if config.implementation is not None:
             items.append(("IMPLEMENTATION", *config.implementation.split()))
+        for command in config.commands.values():
+            if command.capability is not None:
+                items.append(command.capability)
         return Capabilities.build(*items)
 
     # -- the adapter API ---------------------------------------------------
@@ -564,6 +573,31 @@ class ServerSession:
     def _noop(self, event: Noop) -> Ok:
         return Ok()
 
+    def _extension(self, event: Extension) -> Generator[Action, Any, None]:
+        """A command the application answers (``ServerConfig.commands``)."""
+        command = self.config.commands[event.name]
+        try:
+            reply = yield from self._call(command.handler, self, event)
+            if command.multiline and isinstance(reply, Ok):
+                reply = (reply.text, b"")
+            if isinstance(reply, tuple):
+                text, body = reply
+                if not command.multiline:
+                    raise TypeError(f"{event.name} is not declared multiline")
+                out = [self._send(pop3proto.MessageStart(text))]
+                if body:
+                    out.append(self._send(pop3proto.MessageData(bytes(body))))
+                out.append(self._send(pop3proto.MessageEnd()))
+                # (joined: the engine took them in order, nothing can fail now)
+                yield Send(b"".join(a.data for a in out))
+                return
+            if not isinstance(reply, (Ok, Err)):
+                raise TypeError(f"{event.name} handler returned {type(reply).__name__}")
+        except Exception:
+            log.exception("the %s command failed", event.name)
+            reply = Err("command failed", pop3proto.SYS_TEMP)
+        yield self._send(reply)
+
     # -- TRANSACTION and UPDATE -----------------------------------------------
 
     def _in_transaction(self) -> Transaction:
@@ -668,6 +702,8 @@ _HANDLERS: dict[type[Event], Handler] = {
     Top: _maildrop_step(Transaction.top),
     Dele: _maildrop_step(Transaction.dele),
     Rset: _maildrop_step(Transaction.rset),
+    # The application's own commands (ServerConfig.commands).
+    Extension: ServerSession._extension,
     # RFC 1725 removed LAST; clients that know it fall back on UIDL.
     Last: ServerSession._not_implemented,
 }

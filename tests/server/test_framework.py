@@ -39,12 +39,15 @@ from pop3proto.adapters.server import (
     Call,
     CallResult,
     DictAuthenticator,
+    ExtensionCommand,
+    ExtensionReply,
     Identity,
     Maildrop,
     MaildropBackend,
     MemoryBackend,
     MessageInfo,
     Send,
+    ServerConfig,
     ServerSession,
     UsersFile,
     hash_password,
@@ -347,7 +350,10 @@ def drive(session: ServerSession, fail: set[str]) -> bytes:
             if name in fail:
                 answer = CallResult(error=OSError("database down"))
             else:
-                answer = CallResult(action.fn(*action.args))
+                try:
+                    answer = CallResult(action.fn(*action.args))
+                except Exception as exc:  # as the runtimes do
+                    answer = CallResult(error=exc)
         elif isinstance(action, Send):
             out += action.data
 
@@ -421,3 +427,90 @@ def test_blocking_server_refuses_a_native_async_backend() -> None:
     with pytest.raises(ValueError):
         AsyncioServer(MemoryBackend(), DictAuthenticator({}), worker_threads=0)
     assert isinstance(MemoryBackend(), MaildropBackend)
+
+
+# ---------------------------------------------------------------------------
+# The command hook
+# ---------------------------------------------------------------------------
+
+
+def _xoip(session: ServerSession, event: pop3proto.Extension) -> ExtensionReply:
+    if len(event.arguments) != 1:
+        return pop3proto.Err("usage: XOIP address")
+    return pop3proto.Ok(f"noted {event.arguments[0]} for {session.user or 'nobody'}")
+
+
+def _xlst(session: ServerSession, event: pop3proto.Extension) -> ExtensionReply:
+    return ("listing follows", b"one\r\n.two\r\n")
+
+
+def _xbad(session: ServerSession, event: pop3proto.Extension) -> ExtensionReply:
+    raise RuntimeError("boom")
+
+
+HOOKED = ServerConfig(
+    commands={
+        "xoip": ExtensionCommand(_xoip, capability="XOIP"),
+        "XLST": ExtensionCommand(_xlst, multiline=True, capability=("X-LIST", "1")),
+        "XEMP": ExtensionCommand(lambda s, e: pop3proto.Ok("empty"), multiline=True),
+        "XBAD": ExtensionCommand(_xbad),
+        "XTYP": ExtensionCommand(lambda s, e: "nonsense"),  # type: ignore[arg-type, return-value]
+    }
+)
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_extension_commands_are_answered_by_the_application(offload: bool) -> None:
+    session = ServerSession(
+        MemoryBackend({"alice": [MESSAGE]}),
+        DictAuthenticator({"alice": PASSWORD}),
+        HOOKED,
+        is_loopback=True,
+        offload=offload,
+    )
+    session.greeting()
+    session.receive(b"CAPA\r\nXOIP 192.0.2.1\r\nXOIP\r\nxlst\r\nXEMP\r\nXBAD\r\nXTYP\r\nXNOP\r\n")
+    out = drive(session, set())
+    assert b"XOIP\r\n" in out and b"X-LIST 1\r\n" in out
+    tail = out[out.index(b"\r\n.\r\n") + 5 :]
+    assert tail == (
+        b"+OK noted 192.0.2.1 for nobody\r\n"
+        b"-ERR usage: XOIP address\r\n"
+        b"+OK listing follows\r\none\r\n..two\r\n.\r\n"
+        b"+OK empty\r\n.\r\n"
+        b"-ERR [SYS/TEMP] command failed\r\n"
+        b"-ERR [SYS/TEMP] command failed\r\n"
+        b"-ERR unknown command\r\n"
+    )
+    # In TRANSACTION too, where the handler sees who is logged in.
+    session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\nXOIP 192.0.2.2\r\n")
+    assert drive(session, set()).endswith(b"+OK noted 192.0.2.2 for alice\r\n")
+
+
+def test_extension_command_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="XO"):
+        ServerConfig(commands={"XO": ExtensionCommand(_xoip)})
+    with pytest.raises(ValueError, match="STAT"):
+        ServerConfig(commands={"STAT": ExtensionCommand(_xoip)})
+    with pytest.raises(ValueError, match="server option"):
+        pop3proto.Connection(pop3proto.CLIENT, extension_commands={"XOIP": False})
+    with pytest.raises(ValueError, match="XO"):
+        pop3proto.Connection(pop3proto.SERVER, extension_commands={"XO": False})
+
+
+def test_extension_command_over_a_socket() -> None:
+    backend = MemoryBackend({"alice": [MESSAGE]})
+    auth = DictAuthenticator({"alice": PASSWORD})
+    with running_server("asyncio", backend, auth, config=HOOKED) as running:
+        with sync_client.Client(*running.address, tls="none", timeout=10) as client:
+            assert "XOIP" in client.capabilities()
+        sock = running.connect()
+        sock.sendall(b"XOIP 198.51.100.7\r\nQUIT\r\n")
+        data = b""
+        while not data.endswith(b"+OK bye\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+    assert b"+OK noted 198.51.100.7 for nobody\r\n" in data
