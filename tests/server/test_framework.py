@@ -42,6 +42,7 @@ from pop3proto.adapters.server import (
     ExtensionCommand,
     ExtensionReply,
     Identity,
+    MaildirBackend,
     Maildrop,
     MaildropBackend,
     MemoryBackend,
@@ -53,7 +54,7 @@ from pop3proto.adapters.server import (
     hash_password,
 )
 from pop3proto.adapters.sync import Server as SyncServer
-from tests.helpers import RUNTIMES, running_server
+from tests.helpers import RUNTIMES, make_maildir, running_server
 
 PASSWORD = "correct horse battery"
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
@@ -514,3 +515,50 @@ def test_extension_command_over_a_socket() -> None:
             data += chunk
         sock.close()
     assert b"+OK noted 198.51.100.7 for nobody\r\n" in data
+
+
+# ---------------------------------------------------------------------------
+# Sessions that share a maildrop (off by default)
+# ---------------------------------------------------------------------------
+
+
+def _two_sessions(backend: MaildropBackend, user: str) -> tuple[Any, Any]:
+    auth = DictAuthenticator({user: PASSWORD})
+    with running_server("sync", backend, auth) as running:
+        first = sync_client.Client(*running.address, tls="none", timeout=10)
+        second = sync_client.Client(*running.address, tls="none", timeout=10)
+        with first, second:
+            first.login(user, PASSWORD)
+            try:
+                second.login(user, PASSWORD)
+            except sync_client.MailboxInUse as exc:
+                return first.stat().count, exc
+            # Both see the snapshot; both delete message 1; both commit.
+            counts = (first.stat().count, second.stat().count)
+            first.delete(1)
+            second.delete(1)
+        return counts, None
+
+
+@pytest.mark.parametrize("store", ["memory", "maildir"])
+def test_shared_sessions(store: str, tmp_path: Path) -> None:
+    def backend(shared: bool) -> Any:
+        if store == "memory":
+            return MemoryBackend({"alice": [MESSAGE, MESSAGE]}, shared_sessions=shared)
+        path = tmp_path / f"maildir-{shared}"
+        make_maildir(path, [MESSAGE, MESSAGE])
+        return MaildirBackend(path, shared_sessions=shared)
+
+    # The default: RFC 1939 §8's exclusive lock.
+    count, refused = _two_sessions(backend(False), "alice")
+    assert count == 2 and isinstance(refused, sync_client.MailboxInUse)
+    shared = backend(True)
+    counts, refused = _two_sessions(shared, "alice")
+    assert counts == (2, 2) and refused is None
+    # Both removed the same first message: one removed, no error.
+    auth = DictAuthenticator({"alice": PASSWORD})
+    with running_server("sync", shared, auth) as running:
+        client = sync_client.Client(*running.address, tls="none", timeout=10)
+        with client:
+            client.login("alice", PASSWORD)
+            assert client.stat().count == 1
