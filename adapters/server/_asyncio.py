@@ -216,11 +216,14 @@ class Server(ServerBase):
         if self._server is not None or self._closing:
             raise RuntimeError("the server was already started")
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        listener = socket.create_server(address, family=family, backlog=self.backlog)
+        if self.sock is not None:
+            listener = self.sock
+        else:
+            infos = await loop.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            listener = socket.create_server(address, family=family, backlog=self.backlog)
         try:
             implicit = self.ssl_context if self.implicit_tls else None
             self._server = await asyncio.start_server(
