@@ -73,6 +73,7 @@ from ._loop import (
     LoopRequest,
     apply_call,
     closing,
+    discard_call,
     serve_session,
 )
 
@@ -424,8 +425,15 @@ class Server(ServerBase):
                 executor = self._executor = concurrent.futures.ThreadPoolExecutor(
                     self.worker_threads, thread_name_prefix="pop3proto-worker"
                 )
-            loop = asyncio.get_running_loop()
-            return CallResult(await loop.run_in_executor(executor, apply_call, call))
+            box: list[Any] = []
+            done = executor.submit(apply_call, call, box)
+            try:
+                return CallResult(await asyncio.wrap_future(done))
+            except asyncio.CancelledError:
+                # Abandoned (close()): the thread runs on; release what it
+                # acquires once it is done.
+                done.add_done_callback(lambda _: discard_call(call, box))
+                raise
         except Exception as exc:
             return CallResult(error=exc)
 

@@ -61,6 +61,7 @@ Policy choices (each one documented where it is made):
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, NoReturn, TypeVar, cast
@@ -114,6 +115,7 @@ from ..mailstore._base import (
     MaildropBackend,
     MaildropError,
     MaildropInUse,
+    MessageInfo,
 )
 from ..mailstore._users import Authenticator
 from ._authorization import FAILED, Authorization, Failed, LoggedIn, Outcome
@@ -395,12 +397,15 @@ class ServerSession:
 
     # -- internals: calls that may block, sending and ending -----------------
 
-    def _call(self, fn: Callable[..., _T], *args: Any) -> Generator[Action, Any, _T]:
+    def _call(
+        self, fn: Callable[..., _T], *args: Any, discard: Callable[[Any], None] | None = None
+    ) -> Generator[Action, Any, _T]:
         """``fn(*args)``: made here, or (``offload``) by the driver, which
-        answers the yielded :class:`Call` with its :class:`CallResult`."""
+        answers the yielded :class:`Call` with its :class:`CallResult`
+        (*discard* releases the value if the session is gone by then)."""
         if not self._offload:
             return fn(*args)
-        result = yield Call(fn, args)
+        result = yield Call(fn, args, discard)
         assert isinstance(result, CallResult), "answer a Call with a CallResult"
         value: _T = result.unwrap()
         return value
@@ -496,15 +501,30 @@ class ServerSession:
         take half a second): the whole decision is one call, off the loop
         when offloading.  The Authorization is this session's own and the
         session waits for it, so no other thread touches it meanwhile."""
+        backend = self.backend
+        # With a blocking backend, a good login opens and lists the maildrop
+        # in the same call: one trip to a worker thread, not three.
+        open_too = not inspect.iscoroutinefunction(backend.open)
+
+        def _login_check() -> tuple[Outcome, _Opened | None]:
+            outcome = method(self._authorization, event)
+            if open_too and isinstance(outcome, LoggedIn):
+                return outcome, _open_listed(cast(MaildropBackend, backend), outcome.user)
+            return outcome, None
+
+        opened: _Opened | None = None
         try:
-            outcome = yield from self._call(method, self._authorization, event)
+            outcome, opened = yield from self._call(_login_check, discard=_discard_login)
         except Exception:
             # The call itself failed (the runtime could not run it): the
             # answer of any failed login, and no exchange left half done.
             log.exception("login check failed")
             self._authorization.bad_line()
             outcome = FAILED
-        yield from self._authorize(outcome)
+        if isinstance(outcome, LoggedIn):
+            yield from self._login(outcome.user, opened)
+        else:
+            yield from self._authorize(outcome)
 
     def _auth_failure(self) -> Iterator[Action]:
         self.stats.auth_failures += 1
@@ -513,27 +533,28 @@ class ServerSession:
             yield from self._close_after(reply, EndReason.TOO_MANY_AUTH_FAILURES)
         yield self._send(reply)
 
-    def _login(self, user: Identity) -> Generator[Action, Any, None]:
-        """Credentials are good: lock and open the maildrop (RFC 1939 §4)."""
-        try:
-            # (awaited by the runtime if open is a coroutine function)
-            opened: object = yield from self._call(self.backend.open, user)
-            maildrop = cast(Maildrop, opened)
-        except MaildropInUse:
-            # RFC 2449 §8.1.2: credentials fine, maildrop busy.
-            yield self._send(Err("maildrop already locked", pop3proto.IN_USE))
+    def _login(self, user: Identity, opened: _Opened | None = None) -> Generator[Action, Any, None]:
+        """Credentials are good: lock and open the maildrop (RFC 1939 §4),
+        unless *opened* already did (see :func:`_open_listed`)."""
+        if opened is None:
+            try:
+                # (awaited by the runtime if open is a coroutine function)
+                got: object = yield from self._call(self.backend.open, user)
+                opened = cast(Maildrop, got), None
+            except Exception as exc:
+                opened = _open_failed(user, exc)
+        if isinstance(opened, Err):
+            yield self._send(opened)
             return
-        except (MaildropError, OSError) as exc:
-            log.error("cannot open the maildrop of %s: %s", user, exc)
-            yield self._send(Err("unable to open maildrop", pop3proto.SYS_TEMP))
-            return
-        try:
-            messages = list((yield from self._call(maildrop.messages)))
-        except Exception:
-            log.exception("cannot list the maildrop of %s", user)
-            maildrop.close()
-            yield self._send(Err("unable to open maildrop", pop3proto.SYS_TEMP))
-            return
+        maildrop, messages = opened
+        if messages is None:
+            try:
+                messages = list((yield from self._call(maildrop.messages)))
+            except Exception:
+                log.exception("cannot list the maildrop of %s", user)
+                maildrop.close()
+                yield self._send(_UNABLE_TO_OPEN)
+                return
         self._transaction = transaction = Transaction(
             maildrop,
             messages,
@@ -625,6 +646,54 @@ class ServerSession:
             reply = transaction.updated(doomed, committed=committed)
             self._release()
         yield from self._close_after(reply, EndReason.QUIT)
+
+
+# ---------------------------------------------------------------------------
+# Opening a maildrop
+# ---------------------------------------------------------------------------
+
+#: An opened maildrop and its messages (``None``: not listed yet, because
+#: ``messages`` is a coroutine function), or the refusal to send.
+_Opened = tuple[Maildrop, list[MessageInfo] | None] | Err
+
+_UNABLE_TO_OPEN = Err("unable to open maildrop", pop3proto.SYS_TEMP)
+
+
+def _open_failed(user: Identity, exc: Exception) -> Err:
+    """The answer when ``open()`` raised *exc*."""
+    if isinstance(exc, MaildropInUse):
+        # RFC 2449 §8.1.2: credentials fine, maildrop busy.
+        return Err("maildrop already locked", pop3proto.IN_USE)
+    if isinstance(exc, (MaildropError, OSError)):
+        log.error("cannot open the maildrop of %s: %s", user, exc)
+    else:
+        # A bug in the backend: still the server's problem, not the user's.
+        log.error("the backend failed to open the maildrop of %s", user, exc_info=exc)
+    return _UNABLE_TO_OPEN
+
+
+def _discard_login(result: tuple[Outcome, _Opened | None]) -> None:
+    """A login check whose session was abandoned: close what it opened."""
+    opened = result[1]
+    if opened is not None and not isinstance(opened, Err):
+        opened[0].close()
+
+
+def _open_listed(backend: MaildropBackend, user: Identity) -> _Opened:
+    """Open and list *user*'s maildrop in one call (made where blocking is
+    fine: the connection's thread, or a worker thread)."""
+    try:
+        maildrop = backend.open(user)
+    except Exception as exc:
+        return _open_failed(user, exc)
+    if inspect.iscoroutinefunction(maildrop.messages):
+        return maildrop, None  # awaited by the session's runtime
+    try:
+        return maildrop, list(maildrop.messages())
+    except Exception:
+        log.exception("cannot list the maildrop of %s", user)
+        maildrop.close()
+        return _UNABLE_TO_OPEN
 
 
 # ---------------------------------------------------------------------------

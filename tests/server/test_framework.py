@@ -24,6 +24,8 @@ import os
 import pydoc
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ from pop3proto.adapters.server import (
     MaildirBackend,
     Maildrop,
     MaildropBackend,
+    MaildropInUse,
     MemoryBackend,
     MessageInfo,
     Send,
@@ -328,8 +331,9 @@ def test_an_offloading_session_yields_calls() -> None:
             answer = CallResult(action.fn(*action.args))
         elif isinstance(action, Send):
             out += action.data
-    # The login decision, open, messages and commit: each one a call.
-    assert calls == ["password", "open", "messages", "commit"]
+    # The login decision (opening and listing the maildrop with it), then
+    # the commit: one call each.
+    assert calls == ["_login_check", "commit"]
     assert out.endswith(b"+OK bye (1 messages deleted)\r\n")
     assert backend.messages("alice") == []
 
@@ -359,20 +363,44 @@ def drive(session: ServerSession, fail: set[str]) -> bytes:
             out += action.data
 
 
+class FailingOpen(MemoryBackend):
+    def __init__(self, error: Exception) -> None:
+        super().__init__({"alice": [MESSAGE]})
+        self.error = error
+
+    def open(self, user: str) -> Any:
+        raise self.error
+
+
+class FailingList(MemoryBackend):
+    def open(self, user: str) -> Any:
+        maildrop = super().open(user)
+        maildrop.messages = lambda: 1 / 0  # type: ignore[method-assign, assignment, return-value]
+        return maildrop
+
+
+@pytest.mark.parametrize("offload", [False, True])
 @pytest.mark.parametrize(
-    ("fail", "reply"),
-    [("password", b"-ERR [AUTH]"), ("open", b"-ERR [SYS/TEMP]"), ("messages", b"-ERR [SYS/TEMP]")],
+    ("backend", "fail", "reply"),
+    [
+        (MemoryBackend({"alice": [MESSAGE]}), "_login_check", b"-ERR [AUTH]"),
+        (FailingOpen(OSError("database down")), "", b"-ERR [SYS/TEMP]"),
+        (FailingOpen(RuntimeError("backend bug")), "", b"-ERR [SYS/TEMP]"),
+        (FailingOpen(MaildropInUse("busy")), "", b"-ERR [IN-USE]"),
+        (FailingList(), "", b"-ERR [SYS/TEMP]"),
+    ],
 )
-def test_a_call_that_raised(fail: str, reply: bytes) -> None:
+def test_a_call_that_raised(backend: Any, fail: str, reply: bytes, offload: bool) -> None:
+    if fail and not offload:
+        return  # only the runtime can fail to run a call
     session = ServerSession(
-        MemoryBackend({"alice": [MESSAGE]}),
-        DictAuthenticator({"alice": PASSWORD}),
-        is_loopback=True,
-        offload=True,
+        backend, DictAuthenticator({"alice": PASSWORD}), is_loopback=True, offload=offload
     )
     session.greeting()
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
     assert drive(session, {fail}).splitlines()[-1].startswith(reply)
+    if isinstance(backend, FailingList):
+        assert not backend.is_locked("alice")
 
 
 class AsyncBackend:
@@ -562,3 +590,31 @@ def test_shared_sessions(store: str, tmp_path: Path) -> None:
         with client:
             client.login("alice", PASSWORD)
             assert client.stat().count == 1
+
+
+class SlowCheck(DictAuthenticator):
+    def __init__(self, users: dict[str, str]) -> None:
+        super().__init__(users)
+        self.started = threading.Event()
+
+    def check_password(self, user: str, password: str) -> bool:
+        self.started.set()
+        time.sleep(0.5)
+        return super().check_password(user, password)
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "trio"])
+def test_a_login_abandoned_by_shutdown_releases_its_maildrop(kind: str) -> None:
+    backend = MemoryBackend({"alice": [MESSAGE]})
+    auth = SlowCheck({"alice": PASSWORD})
+    with running_server(kind, backend, auth) as running:
+        sock = running.connect()
+        sock.sendall(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
+        assert auth.started.wait(10)
+        # Leaving the block shuts the server down while the check runs.
+    sock.close()
+    deadline = time.monotonic() + 10
+    while backend.is_locked("alice") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not backend.is_locked("alice")
+    assert backend.messages("alice") == [MESSAGE]
