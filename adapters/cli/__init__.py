@@ -305,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="close sessions idle this long (default 600, RFC 1939's minimum)",
     )
     serve.add_argument(
+        "--workers",
+        metavar="N",
+        type=positive_int,
+        default=1,
+        help="serve with N processes sharing the listening sockets (every core: N = the "
+        "number of cores; the Maildir locks hold across processes) (default 1)",
+    )
+    serve.add_argument(
         "--max-connections",
         metavar="N",
         type=positive_int,

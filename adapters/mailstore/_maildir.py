@@ -283,6 +283,13 @@ class MaildirBackend:
         chunk_size: how many octets to read from disk at a time.
         colon: the separator between a Maildir file's unique name and its
             info (``:`` on POSIX, as in :mod:`mailbox`).
+        shared_sessions: let several sessions open one Maildir at once
+            (what Dovecot calls ``pop3_lock_session = no``).  Off by
+            default: RFC 1939 §8 asks for an exclusive lock.  When on, the
+            flock is shared, so such sessions still exclude (and are
+            excluded by) an exclusive session of another server; each sees
+            its own snapshot, and a message another session removed first
+            counts as removed at commit.
         cache_size: the most message sizes cached (default 100,000, about
             27 MiB; 0 turns the cache off).
 
@@ -306,9 +313,11 @@ class MaildirBackend:
         create: bool = True,
         chunk_size: int = DEFAULT_CHUNK,
         colon: str = ":",
+        shared_sessions: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         """See the class docstring."""
+        self.shared_sessions = shared_sessions
         self.root = os.fspath(root)
         self.per_user = per_user
         self.create = create
@@ -356,7 +365,8 @@ class MaildirBackend:
             # (RFC 1939 §8 and RFC 2449 §8.1.2), not hang.  flock locks
             # belong to the open file description, so this also excludes
             # other threads of this process, which open their own.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if self.shared_sessions else fcntl.LOCK_EX
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise MaildropInUse("maildrop already locked") from None
