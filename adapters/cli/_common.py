@@ -75,8 +75,11 @@ class CLIError(Exception):
     """
 
     def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
+        super().__init__(message, code)
         self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class Terminated(BaseException):

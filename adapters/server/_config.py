@@ -31,7 +31,7 @@ __all__ = [
     "is_loopback_address",
 ]
 
-#: What an :class:`~pop3proto.adapters.mailstore._users.Authenticator` can
+#: What an :class:`pop3proto.adapters.server.Authenticator` can
 #: verify, in the engine registry's words (:attr:`pop3proto.Mechanism.server_credential`):
 #: a password (``check_password``), a shared secret (``get_secret``) and
 #: SCRAM-SHA-256 keys (``scram_credentials``).
