@@ -155,3 +155,8 @@ def scram_server_first(auth: DictAuthenticator | UsersFile, user: str) -> dict[s
     reply = server.step(f"n,,n={user},r=clientnonce".encode())
     assert reply is not None
     return dict(part.split("=", 1) for part in reply.decode().split(","))
+
+
+def test_scram_iterations_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="scram_iterations"):
+        DictAuthenticator({}, scram_iterations=0)
