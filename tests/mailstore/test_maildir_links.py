@@ -135,7 +135,7 @@ def test_a_file_replaced_during_the_scan_is_left_out(
     _, files = planted(tmp_path)
     real = module._open_listed
 
-    def swapped(path: str, ident: tuple[int, int]) -> int:
+    def swapped(path: str, ident: tuple[int, int, int]) -> int:
         if path == str(files[0]):
             raise OSError(40, "Too many levels of symbolic links", path)
         return real(path, ident)
@@ -144,5 +144,29 @@ def test_a_file_replaced_during_the_scan_is_left_out(
     drop = MaildirBackend(tmp_path / "Maildir").open(USER)
     try:
         assert len(drop.messages()) == 1
+    finally:
+        drop.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as two users")
+def test_a_folder_swapped_for_a_link_after_login_reads_no_other_owners_file(
+    tmp_path: Path,
+) -> None:
+    """The owner of the Maildir names a message like a file of root's, logs
+    in, then swaps new/ for a link to root's directory: the file found
+    there under that name has another owner, and is refused."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    make_maildir(tmp_path / "Maildir", [b"Subject: bait\r\n\r\nx\r\n"])
+    [bait] = list((tmp_path / "Maildir" / "new").iterdir())
+    (outside / bait.name).write_bytes(SECRET)  # root's, with one name
+    os.chown(bait, 65534, 65534)
+    drop = MaildirBackend(tmp_path / "Maildir").open(USER)
+    try:
+        moved = tmp_path / "Maildir" / "new-moved"
+        (tmp_path / "Maildir" / "new").rename(moved)
+        (tmp_path / "Maildir" / "new").symlink_to(outside, target_is_directory=True)
+        with pytest.raises(OSError, match="not the file listed"):
+            drop.open_message(0)
     finally:
         drop.close()
