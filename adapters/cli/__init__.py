@@ -32,7 +32,7 @@ one line, ``pop3proto COMMAND: error: ...``, never as a traceback (``-v``
 adds detail to the log of ``serve`` only).
 
 This module holds the parser and :func:`main`; each command is a module of
-its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._demo`), imported only when
+its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._passwd`, :mod:`._demo`), imported only when
 it runs, and what they share (errors, exit codes, argument types) is in
 :mod:`._common`.
 """
