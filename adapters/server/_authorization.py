@@ -50,6 +50,7 @@ from pop3proto import (
     SaslResponse,
     User,
 )
+from pop3proto.sasl import OAuthDenial
 
 from ..mailstore._users import Authenticator
 from ._config import ServerConfig
@@ -151,7 +152,8 @@ class Authorization:
         return tuple(
             m
             for m in self.config.sasl_mechanisms
-            if plaintext or not pop3proto.MECHANISMS[m].sends_password
+            if (plaintext or not pop3proto.MECHANISMS[m].sends_password)
+            and _can_verify(self.config, pop3proto.MECHANISMS[m])
         )
 
     # -- what the session tells us -------------------------------------------
@@ -214,6 +216,8 @@ class Authorization:
         if name not in self.config.sasl_mechanisms:
             return Err("unsupported authentication mechanism")
         entry = pop3proto.MECHANISMS[name]
+        if not _can_verify(self.config, entry):
+            return Err("unsupported authentication mechanism")
         if entry.sends_password and not self.plaintext_allowed:
             return _plaintext_refused()
         mechanism = _BUILDERS[entry.server_credential](self, entry)
@@ -252,6 +256,42 @@ class Authorization:
     def _with_scram_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         return entry.server(self.authenticator.scram_credentials)  # type: ignore[call-arg]
 
+    def _with_scram_sha1_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        # The authenticator gives SCRAM-SHA-256 keys only, which cannot
+        # verify SHA-1 (RFC 5802 §3): derive SHA-1 keys from the shared
+        # secret, with a per-process keyed salt so that it is stable while
+        # the server runs (asking twice reveals nothing) and unguessable.
+        def credentials(user: str) -> pop3proto.ScramCredentials | None:
+            secret = self.authenticator.get_secret(user)
+            if secret is None:
+                return None
+            salt = hmac.digest(
+                _SCRAM_SHA1_SALT_KEY, user.encode("utf-8", "surrogatepass"), "sha256"
+            )
+            return pop3proto.scram_credentials(secret, hash_name="sha1", salt=salt[:16])
+
+        return entry.server(credentials)  # type: ignore[call-arg]
+
+    def _with_token(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        verifier = self.config.token_verifier
+        assert verifier is not None  # _can_verify() checked it
+
+        def check_token(user: str, token: str) -> str | OAuthDenial:
+            try:
+                verdict = verifier(user, token)
+            except Exception as exc:
+                # The type only: the message might quote the token.
+                log.error("token verifier failed: %s", type(exc).__name__)
+                return OAuthDenial()
+            if isinstance(verdict, OAuthDenial) or (isinstance(verdict, str) and verdict):
+                return verdict
+            log.error(
+                "token verifier returned %s, not an identity or a denial", type(verdict).__name__
+            )
+            return OAuthDenial()
+
+        return entry.server(check_token)  # type: ignore[call-arg]
+
     def _sasl_step(self, response: bytes | None) -> Outcome:
         mechanism = self._mechanism
         assert mechanism is not None
@@ -278,5 +318,15 @@ _BUILDERS: dict[
 ] = {
     "password": Authorization._with_password,
     "secret": Authorization._with_secret,
+    "scram-sha-1": Authorization._with_scram_sha1_keys,
     "scram-sha-256": Authorization._with_scram_keys,
+    "token": Authorization._with_token,
 }
+
+#: Keys the derived SCRAM-SHA-1 salts (see ``_with_scram_sha1_keys``).
+_SCRAM_SHA1_SALT_KEY = secrets.token_bytes(32)
+
+
+def _can_verify(config: ServerConfig, entry: pop3proto.Mechanism) -> bool:
+    """Whether the server holds what *entry* needs: a token needs a verifier."""
+    return entry.server_credential != "token" or config.token_verifier is not None
