@@ -14,7 +14,17 @@ RFC 1939 session states; it never does I/O.  Start with :class:`Connection`::
 from ._apop import apop_digest, parse_greeting_timestamp
 from ._capabilities import Capabilities
 from ._commands import command_from_line
-from ._connection import CLIENT, NEED_DATA, PAUSED, SERVER, Connection, Role
+from ._connection import (
+    CLIENT,
+    NEED_DATA,
+    PAUSED,
+    SERVER,
+    Connection,
+    NeedData,
+    NextEvent,
+    Paused,
+    Role,
+)
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     Apop,
@@ -22,6 +32,7 @@ from ._events import (
     BadCommand,
     Capa,
     CapaOk,
+    CloseReason,
     Command,
     ConnectionClosed,
     Dele,
@@ -109,6 +120,9 @@ __all__ = [
     "SERVER",
     "NEED_DATA",
     "PAUSED",
+    "NeedData",
+    "Paused",
+    "NextEvent",
     "State",
     # errors
     "ProtocolError",
@@ -160,6 +174,7 @@ __all__ = [
     "MessageData",
     "MessageEnd",
     "ConnectionClosed",
+    "CloseReason",
     # payload types
     "Capabilities",
     "ResponseCode",

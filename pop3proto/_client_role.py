@@ -46,6 +46,7 @@ from ._commands import (
 from ._core import RoleCore
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
+    CloseReason,
     Command,
     ConnectionClosed,
     Err,
@@ -61,7 +62,7 @@ from ._events import (
 )
 from ._readers import BodyReader, find_block_end, parse_status, raw_status_text, trusted
 from ._replies import Effect, Framing, Reply
-from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
+from ._sentinels import NEED_DATA, PAUSED, NeedData, Paused
 from ._state import (
     AWAIT_GREETING,
     CLOSED,
@@ -78,6 +79,8 @@ from .sasl._codec import sasl_b64decode
 __all__ = ["ClientRole"]
 
 _BODY: Final = Framing.BODY
+PEER_CLOSED: Final = CloseReason.PEER_CLOSED
+LOCAL_CLOSED: Final = CloseReason.LOCAL_CLOSED
 _LINE: Final = Framing.LINE
 _LISTING: Final = Framing.LISTING
 _SASL: Final = Framing.SASL
@@ -202,7 +205,7 @@ class ClientRole(RoleCore):
         if sent is None:
             if type(event) is ConnectionClosed:
                 # We are closing our end (h11 lets you "send" this too).
-                self.session.close()
+                self.close(LOCAL_CLOSED)
             else:
                 self.sasl_owed = False
                 self.sasl_malformed = False
@@ -281,11 +284,11 @@ class ClientRole(RoleCore):
     # Input
     # ------------------------------------------------------------------
 
-    def next_event(self) -> Event | _NeedData | _Paused:
+    def next_event(self) -> Event | NeedData | Paused:
         self.prepared = None
         state = self.session.state
         if state is CLOSED:
-            return ConnectionClosed()
+            return self.closed_event()
         if state is TLS_PENDING:
             self._check_no_injection()
             return PAUSED
@@ -320,7 +323,7 @@ class ClientRole(RoleCore):
                 "data followed +OK to STLS before TLS started: possible response injection"
             )
 
-    def _line(self, line: bytes) -> Event | _NeedData:
+    def _line(self, line: bytes) -> Event | NeedData:
         session = self.session
         if session.state is AWAIT_GREETING:
             return self._greeting(line)
@@ -406,7 +409,7 @@ class ClientRole(RoleCore):
         reader.at_line_start = True
         return reader
 
-    def _read_block(self) -> Event | _NeedData:
+    def _read_block(self) -> Event | NeedData:
         buf = self.buf
         limit = self.max_listing
         end, consumed = find_block_end(buf.data, max(self.block_scan - 4, 0), bare_lf=self.bare_lf)
@@ -427,7 +430,7 @@ class ClientRole(RoleCore):
             raise RemoteProtocolError(str(exc)) from None
         return self._finish(event, True)
 
-    def _read_body(self) -> Event | _NeedData:
+    def _read_body(self) -> Event | NeedData:
         body = self.body
         assert body is not None
         buf = self.buf
@@ -514,15 +517,13 @@ class ClientRole(RoleCore):
             # RFC 1939 §4: after a failed authentication the server may
             # close; anything pipelined after it is moot.
             queue.clear()
-            session.close()
-            return ConnectionClosed()
+            return self.close(PEER_CLOSED)
         if queue[0][1].closes:
             # QUIT was sent: from TRANSACTION, whether the server removed
             # the marked messages is unknown (RFC 1939 §6).
             unknown = session.state is UPDATE
             queue.clear()
-            session.close()
-            return ConnectionClosed(outcome_unknown=unknown)
+            return self.close(PEER_CLOSED, outcome_unknown=unknown)
         raise RemoteProtocolError(f"connection closed with {len(queue)} command(s) unanswered")
 
 

@@ -31,18 +31,33 @@ A peer that breaks the protocol raises :class:`RemoteProtocolError` from
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeAlias
 
 from ._buffer import LineTooLong
 from ._capabilities import Capabilities
 from ._client_role import ClientRole
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Command, Event, Greeting
-from ._sentinels import CLIENT, NEED_DATA, PAUSED, SERVER, Role, _NeedData, _Paused
+from ._sentinels import CLIENT, NEED_DATA, PAUSED, SERVER, NeedData, Paused, Role
 from ._server_role import ServerRole
 from ._state import ERROR, State
 
-__all__ = ["Connection", "CLIENT", "SERVER", "NEED_DATA", "PAUSED", "Role"]
+__all__ = [
+    "Connection",
+    "CLIENT",
+    "SERVER",
+    "NEED_DATA",
+    "PAUSED",
+    "NeedData",
+    "Paused",
+    "NextEvent",
+    "Role",
+]
+
+#: What :meth:`Connection.next_event` returns: an event, :data:`NEED_DATA`
+#: or :data:`PAUSED`.  ``NeedData`` and ``Paused`` are one-member enums, so
+#: ``if ev is NEED_DATA or ev is PAUSED: ... else: ev.<field>`` type-checks.
+NextEvent: TypeAlias = Event | NeedData | Paused
 
 
 class Connection:
@@ -183,15 +198,22 @@ class Connection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes received from the peer; ``b""`` means the peer closed.
 
-        Nothing is parsed here; call :meth:`next_event` to get events.
+        Beware: an empty slice fed by accident *is* the end of the stream
+        (as in h11); non-empty data after it raises
+        :class:`LocalProtocolError`.  Anything but ``bytes``, ``bytearray``
+        or ``memoryview`` raises :class:`TypeError`.  Nothing is parsed
+        here; call :meth:`next_event` to get events.
         """
         self._role.receive_data(data)
 
-    def next_event(self) -> Event | _NeedData | _Paused:
+    def next_event(self) -> NextEvent:
         """Parse the next event from the buffered bytes.
 
-        Returns an event, :data:`NEED_DATA` or :data:`PAUSED`.  Raises
-        :class:`RemoteProtocolError` when the peer broke the protocol.
+        Returns an event, :data:`NEED_DATA` or :data:`PAUSED` (a
+        :data:`NextEvent`).  Once the state is CLOSED it returns an equal
+        :class:`ConnectionClosed` on every call, so a drain loop stops on
+        that too.  Raises :class:`RemoteProtocolError` when the peer broke
+        the protocol.
         """
         role = self._role
         session = role.session
@@ -243,13 +265,14 @@ class Connection:
     # ------------------------------------------------------------------
 
     def can_send(self, event: Event) -> bool:
-        """Whether :meth:`send` would accept *event* now (client role).
+        """Whether :meth:`send` would accept *event* now, in either role.
 
         Unlike ``send``, a "no" costs nothing: the connection does not enter
-        the ERROR state, so an adapter can ask before it commits (say,
-        whether a command is legal in the current state).  For the server
-        role, use ``send`` directly: a server's replies follow from the
-        command it received.
+        the ERROR state, so an application can ask before it commits: a
+        client whether a command is legal in the current state, a server
+        whether a reply fits the command being answered (a typed reply to
+        LIST or only ``-ERR``, text that needs UTF8 mode, a status line
+        over the limit).  ``False`` in the ERROR state.
         """
         return self._role.can_send(event)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ._buffer import ReceiveBuffer
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._events import CapaOk, Event, Greeting
+from ._events import CapaOk, CloseReason, ConnectionClosed, Event, Greeting
 from ._replies import Effect
 from ._state import SessionState
 
@@ -31,6 +31,7 @@ class RoleCore:
         "bare_lf",
         "buf",
         "capabilities",
+        "closed",
         "eof",
         "greeting",
         "idle",
@@ -67,12 +68,36 @@ class RoleCore:
         self.capabilities: Capabilities | None = None
         # The peer has sent nothing for a while (Connection.peer_idle).
         self.idle = False
+        # What next_event() repeats once the state is CLOSED; None until a
+        # close with a known cause (EOF, a local close) is recorded.
+        self.closed: ConnectionClosed | None = None
+
+    def close(self, reason: CloseReason, *, outcome_unknown: bool = False) -> ConnectionClosed:
+        """Enter CLOSED for *reason* and remember the event that says so."""
+        self.session.close()
+        if self.closed is None:
+            self.closed = ConnectionClosed(reason, outcome_unknown)
+        return self.closed
+
+    def closed_event(self) -> ConnectionClosed:
+        """The event for a CLOSED connection.  A close not recorded by
+        :meth:`close` came from a reply (to QUIT, or a ``-ERR`` greeting):
+        the session ended by the protocol."""
+        closed = self.closed
+        if closed is None:
+            closed = self.closed = ConnectionClosed(CloseReason.SESSION_ENDED)
+        return closed
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer bytes from the peer; ``b""`` is the end of the stream."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"receive_data() takes bytes, not {type(data).__name__}")
         if data:
             if self.eof:
-                raise RuntimeError("received data after the end of the stream")
+                # An adapter bug, not the peer's: the protocol has no bytes
+                # after the end of the stream.
+                self.session.error()
+                raise LocalProtocolError("received data after the end of the stream")
             self.buf.append(data if type(data) is bytes else bytes(data))
             self.idle = False
         else:

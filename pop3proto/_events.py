@@ -23,13 +23,15 @@ There are three families:
   message body of RETR/TOP: :class:`MessageStart`, any number of
   :class:`MessageData`, :class:`MessageEnd`.
 
-:class:`ConnectionClosed` reports that the peer closed the connection.
+:class:`ConnectionClosed` reports that the connection is over, and why
+(:class:`CloseReason`): the session ended, the peer closed, or you did.
 
 ``-ERR`` is an ordinary event (:class:`Err`), never an exception.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,6 +85,7 @@ __all__ = [
     "MessageData",
     "MessageEnd",
     "ConnectionClosed",
+    "CloseReason",
     "KNOWN_COMMANDS",
 ]
 
@@ -853,18 +856,60 @@ class MessageEnd(Response):
     """The terminating ``.`` line of a RETR/TOP body."""
 
 
+class CloseReason(enum.Enum):
+    """Why a connection is closed: the :attr:`ConnectionClosed.reason` field."""
+
+    #: The session ended by the protocol: the reply to QUIT was sent
+    #: (server) or received (client), or the server refused the session
+    #: (a ``-ERR`` greeting, or an unsolicited ``-ERR`` before closing).
+    #: The transport may still be open: it is yours to close.
+    SESSION_ENDED = "SESSION_ENDED"
+    #: The peer closed the transport (``receive_data(b"")``) while the
+    #: session was still going.
+    PEER_CLOSED = "PEER_CLOSED"
+    #: You closed it: you passed a :class:`ConnectionClosed` to ``send()``.
+    LOCAL_CLOSED = "LOCAL_CLOSED"
+
+    def __repr__(self) -> str:
+        return f"CloseReason.{self.name}"
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionClosed(Event):
-    """The peer closed the connection.
+    """The connection is over; nothing more will be parsed.
+
+    ``next_event()`` returns it once the connection reaches
+    ``State.CLOSED``, and from then on returns an equal event on every call,
+    forever (as h11 does): a loop that drains events must stop on it, not
+    only on ``NEED_DATA``/``PAUSED``.  *reason* says which of the three ways
+    the connection ended; it is fixed when the state becomes CLOSED (an EOF
+    that follows the reply to QUIT does not change it).
+
+    On the **client**: ``SESSION_ENDED`` right after the reply to QUIT (or a
+    ``-ERR`` greeting) was received, before any TCP close; ``PEER_CLOSED``
+    when the server closed the transport first (after a failed login, say,
+    or in the middle of QUIT with *outcome_unknown* set).
+
+    On the **server**: ``SESSION_ENDED`` once the reply to QUIT (or a
+    ``-ERR`` greeting) has been sent: close the transport;
+    ``PEER_CLOSED`` when the client went away without QUIT (RFC 1939 §6:
+    then nothing may be removed from the maildrop).
+
+    Either role may also *send* one (``send(ConnectionClosed())`` returns
+    ``b""``) to say it is closing; later events then have ``LOCAL_CLOSED``.
 
     Fields:
+        reason: a :class:`CloseReason`; ``PEER_CLOSED`` by default.
         outcome_unknown: ``True`` when the client sent QUIT from TRANSACTION
             and the connection closed before any reply: whether the server
             removed the marked messages is unknown (CONFORMANCE.md §2.6).
     """
 
+    reason: CloseReason = CloseReason.PEER_CLOSED
     outcome_unknown: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.reason, CloseReason):
+            raise LocalProtocolError("reason must be a CloseReason")
         if not isinstance(self.outcome_unknown, bool):
             raise LocalProtocolError("outcome_unknown must be bool")

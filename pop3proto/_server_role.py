@@ -37,6 +37,7 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     BadCommand,
     CapaOk,
+    CloseReason,
     Command,
     ConnectionClosed,
     Err,
@@ -53,13 +54,15 @@ from ._events import (
 )
 from ._readers import BadLine
 from ._replies import ERR_ONLY, Framing, Reply
-from ._sentinels import NEED_DATA, PAUSED, _NeedData, _Paused
-from ._state import AWAIT_GREETING, CLOSED, GREETING, TLS_PENDING, SessionState, State
+from ._sentinels import NEED_DATA, PAUSED, NeedData, Paused
+from ._state import AWAIT_GREETING, CLOSED, ERROR, GREETING, TLS_PENDING, SessionState, State
 from ._writers import WRITERS, BodyWriter
 
 __all__ = ["ServerRole"]
 
 _BODY: Final = Framing.BODY
+PEER_CLOSED: Final = CloseReason.PEER_CLOSED
+LOCAL_CLOSED: Final = CloseReason.LOCAL_CLOSED
 
 
 class ServerRole(RoleCore):
@@ -91,17 +94,14 @@ class ServerRole(RoleCore):
     def outstanding(self) -> tuple[Command, ...]:
         return () if self.current is None else (self.current,)
 
-    def can_send(self, event: Event) -> bool:
-        raise RuntimeError("can_send() is for the client role")
-
     # ------------------------------------------------------------------
     # Input
     # ------------------------------------------------------------------
 
-    def next_event(self) -> Event | _NeedData | _Paused:
+    def next_event(self) -> Event | NeedData | Paused:
         state = self.session.state
         if state is CLOSED:
-            return ConnectionClosed()
+            return self.closed_event()
         if state is AWAIT_GREETING:
             return PAUSED
         if state is TLS_PENDING:
@@ -201,13 +201,12 @@ class ServerRole(RoleCore):
         self.owed = True
         return event
 
-    def _eof_or_need(self) -> Event | _NeedData:
+    def _eof_or_need(self) -> Event | NeedData:
         if self.eof:
             # RFC 1939 §6: a connection that ends without QUIT never enters
             # UPDATE; the application must not remove anything.
-            self.session.close()
             self.current = None
-            return ConnectionClosed()
+            return self.close(PEER_CLOSED)
         return NEED_DATA
 
     # ------------------------------------------------------------------
@@ -220,13 +219,29 @@ class ServerRole(RoleCore):
         if not text.isascii() and not (self.utf8 or self.lang):
             raise LocalProtocolError("non-ASCII response text needs UTF8 or LANG mode")
 
-    def send(self, event: Event) -> bytes:
-        session = self.session
-        if type(event) is ConnectionClosed:
-            session.close()
+    def can_send(self, event: Event) -> bool:
+        if self.session.state is ERROR:
+            return False
+        try:
+            self._prepare(event)
+        except LocalProtocolError:
+            return False
+        return True
+
+    def _prepare(self, event: Event) -> bytes:
+        """Check that *event* may be sent now and serialize it if it is a
+        status line (``b""`` for what the body writer or a close produces).
+        Changes nothing, so :meth:`can_send` asks the very same questions
+        :meth:`send` does."""
+        writer = self.writer
+        kind = type(event)
+        if writer is not None and (kind is MessageData or kind is MessageEnd):
+            return b""  # the hot path: a body going out
+        if kind is ConnectionClosed:
             return b""
         if not isinstance(event, Response):
-            raise LocalProtocolError(f"a server sends responses, not {type(event).__name__}")
+            raise LocalProtocolError(f"a server sends responses, not {kind.__name__}")
+        session = self.session
         if session.state is CLOSED:
             raise LocalProtocolError("the connection is closed")
         limit = self.max_status
@@ -234,21 +249,10 @@ class ServerRole(RoleCore):
             if not isinstance(event, (Greeting, Err)):
                 raise LocalProtocolError("the first thing a server sends is the greeting")
             self._check_text(event.text)
-            data = WRITERS[type(event)](event, limit)
-            if isinstance(event, Greeting):
-                self.greeting = event
-            session.reply(GREETING, isinstance(event, Greeting))
-            return data
-        writer = self.writer
+            return WRITERS[type(event)](event, limit)
         if writer is not None:
-            if isinstance(event, MessageData):
-                return writer.data(event.data)
-            if isinstance(event, MessageEnd):
-                self.writer = None
-                self._done(True, event)
-                return writer.end()
             raise LocalProtocolError(
-                f"send MessageData or MessageEnd to finish the body, not {type(event).__name__}"
+                f"send MessageData or MessageEnd to finish the body, not {kind.__name__}"
             )
         current = self.current
         if current is None or not self.owed:
@@ -256,9 +260,7 @@ class ServerRole(RoleCore):
                 # An unsolicited -ERR before closing (e.g. on an idle
                 # timeout); RFC 1939 §3 prefers silence, real servers don't.
                 self._check_text(event.text)
-                data = WRITERS[type(event)](event, limit)
-                session.close()
-                return data
+                return WRITERS[type(event)](event, limit)
             raise LocalProtocolError(
                 "no command is waiting for a reply"
                 if current is None
@@ -268,9 +270,7 @@ class ServerRole(RoleCore):
         if not isinstance(event, reply.events):
             names = " or ".join(t.__name__ for t in reply.events)
             what = "a cancelled AUTH" if self.sasl_cancelled else _kind_of(current)
-            raise LocalProtocolError(
-                f"the reply to {what} must be {names}, not {type(event).__name__}"
-            )
+            raise LocalProtocolError(f"the reply to {what} must be {names}, not {kind.__name__}")
         text = getattr(event, "text", None)
         if text is not None and not (reply.utf8_text and isinstance(event, Ok)):
             # The +OK to LANG/UTF8 itself may be in the new mode already.
@@ -278,7 +278,30 @@ class ServerRole(RoleCore):
         if isinstance(event, CapaOk):
             for line in event.capabilities.to_lines():
                 self._check_text(line)
-        data = WRITERS[type(event)](event, limit)
+        return WRITERS[type(event)](event, limit)
+
+    def send(self, event: Event) -> bytes:
+        data = self._prepare(event)
+        writer = self.writer
+        if writer is not None:
+            if type(event) is MessageData:
+                return writer.data(event.data)
+            if type(event) is MessageEnd:
+                self.writer = None
+                self._done(True, event)
+                return writer.end()
+        session = self.session
+        if type(event) is ConnectionClosed:
+            self.close(LOCAL_CLOSED)
+            return b""
+        if session.state is AWAIT_GREETING:
+            if isinstance(event, Greeting):
+                self.greeting = event
+            session.reply(GREETING, isinstance(event, Greeting))
+            return data
+        if self.current is None:
+            session.close()  # after an unsolicited -ERR (see _prepare)
+            return data
         if isinstance(event, SaslChallenge):
             self.owed = False
             self.sasl_expect = True

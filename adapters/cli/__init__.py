@@ -1,4 +1,4 @@
-"""The ``pop3proto`` command line: ``serve``, ``fetch`` and ``demo``.
+"""The ``pop3proto`` command line: ``serve``, ``fetch``, ``passwd`` and ``demo``.
 
 Run it as ``pop3proto COMMAND ...`` (the console script) or
 ``python -m pop3proto.adapters.cli COMMAND ...``; ``--help`` on each command
@@ -121,7 +121,7 @@ abandons open sessions; a session that has not sent QUIT deletes nothing
 _SERVE_EPILOG = """\
 users file: one "name:password" per line ('#' comments); the password may
 be stored as {PLAIN}secret, {PBKDF2-SHA256}... or {SCRAM-SHA-256}...
-(see pop3proto.adapters.sync.hash_password).  Keep it mode 0600.
+("pop3proto passwd --users FILE USER" adds one).  Keep it mode 0600.
 
 examples:
   pop3proto serve --maildir ~/Maildir --users users.txt
@@ -179,6 +179,18 @@ examples:
   pop3proto fetch pop3s://alice@pop.example.org --to ~/Maildir
   POP3_PASSWORD=... pop3proto fetch pop3://alice@localhost:1110 \\
       --password-env POP3_PASSWORD --to inbox.mbox --delete
+"""
+
+_PASSWD_DESCRIPTION = """\
+Add USER to a users file, or change USER's password, stored hashed.  The
+password is asked twice at a prompt, or read from the first line of stdin
+(--stdin, or when stdin is not a terminal); never from the command line.
+The file is rewritten atomically and kept mode 0600; comments and other
+users are kept.
+
+examples:
+  pop3proto passwd --users users.txt alice
+  printf '%s\\n' "$PASSWORD" | pop3proto passwd --users users.txt --stdin bob
 """
 
 _DEMO_DESCRIPTION = """\
@@ -268,6 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
         "token on stdin, user in $POP3PROTO_OAUTH2_USER; exit 0 accepts, its first output "
         "line naming the user if not empty; otherwise refuses, a JSON object on stdout "
         "filling the error)",
+    )
+    serve.add_argument(
+        "--no-trust-loopback",
+        dest="trust_loopback",
+        action="store_false",
+        help="treat clients on a loopback address like remote ones (no plaintext login "
+        "without TLS); use it behind a TLS terminator or proxy on the same host",
+    )
+    serve.add_argument(
+        "--user",
+        metavar="USER[:GROUP]",
+        help="when started as root: switch to this user (and its groups, or GROUP) once "
+        "the listeners are bound, so that mail is read without root's rights",
     )
     serve.add_argument(
         "--idle-timeout",
@@ -398,6 +423,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.set_defaults(handler=_cmd_fetch)
 
+    # -- passwd ---------------------------------------------------------------
+    passwd = commands.add_parser(
+        "passwd",
+        help="add a user to a users file or change a password (stored hashed)",
+        description=_PASSWD_DESCRIPTION,
+        formatter_class=formatter,
+    )
+    passwd.add_argument("user", metavar="USER", help="the user name")
+    passwd.add_argument(
+        "--users",
+        metavar="FILE",
+        help="the users file to update (created mode 0600 if missing); without it the "
+        "entry is printed on stdout",
+    )
+    passwd.add_argument(
+        "--scheme",
+        choices=("scram", "pbkdf2"),
+        default="scram",
+        help="scram: {SCRAM-SHA-256} (default; SCRAM and password logins); pbkdf2: "
+        "{PBKDF2-SHA256} (password logins only)",
+    )
+    passwd.add_argument(
+        "--iterations",
+        metavar="N",
+        type=positive_int,
+        help="the work factor (default 4096 for scram, 600000 for pbkdf2)",
+    )
+    passwd.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (the default when stdin "
+        "is not a terminal; else it is asked twice)",
+    )
+    passwd.set_defaults(handler=_cmd_passwd)
+
     # -- demo -----------------------------------------------------------------
     demo = commands.add_parser(
         "demo",
@@ -478,6 +538,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from ._fetch import run_fetch_command
 
     return run_fetch_command(args)
+
+
+def _cmd_passwd(args: argparse.Namespace) -> int:
+    from ._passwd import run_passwd_command
+
+    return run_passwd_command(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -51,6 +51,8 @@ class _ServeSpec:
     ssl_context: ssl.SSLContext | None
     listeners: list[_Listener]
     max_connections: int
+    trust_loopback: bool = True
+    run_as: _RunAs | None = None
 
     def server_kwargs(self, listener: _Listener) -> dict[str, Any]:
         return {
@@ -60,7 +62,55 @@ class _ServeSpec:
             "implicit_tls": listener.implicit_tls,
             "config": self.config,
             "max_connections": self.max_connections,
+            "trust_loopback": self.trust_loopback,
         }
+
+    def bound(self) -> None:
+        """Every listener is bound: drop root's rights if ``--user`` says so."""
+        if self.run_as is not None:
+            self.run_as.switch()
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """``serve --user USER[:GROUP]``: whom to become once the ports are bound."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> _RunAs:
+        import grp
+        import pwd
+
+        name, _, group = spec.partition(":")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            usage_error(f"--user {spec}: no such user")
+        gid = entry.pw_gid
+        if group:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                usage_error(f"--user {spec}: no such group")
+            groups: tuple[int, ...] = (gid,)
+        else:
+            groups = tuple(os.getgrouplist(name, gid))
+        if os.geteuid() != 0 and os.geteuid() != entry.pw_uid:
+            usage_error("--user needs serve to be started as root")
+        return cls(name, entry.pw_uid, gid, groups)
+
+    def switch(self) -> None:
+        if os.geteuid() == self.uid:
+            return
+        # Groups first: once the uid is dropped they cannot be changed.
+        os.setgroups(list(self.groups))
+        os.setgid(self.gid)
+        os.setuid(self.uid)
+        log.info("running as %s (uid %d, gid %d)", self.name, self.uid, self.gid)
 
 
 def _announce(listener: _Listener, address: tuple[str, int], stls: bool) -> None:
@@ -156,6 +206,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
         mode = 0
     if mode & 0o077:
         log.warning("the users file %s is readable by other users; chmod 600 it", args.users)
+    run_as = _RunAs.parse(args.user) if getattr(args, "user", None) else None
     config = ServerConfig(
         allow_plaintext_auth=True if args.allow_plaintext_auth else None,
         idle_timeout=args.idle_timeout,
@@ -173,6 +224,8 @@ def run_serve_command(args: argparse.Namespace) -> int:
         ssl_context=ssl_context,
         listeners=listeners,
         max_connections=args.max_connections,
+        trust_loopback=getattr(args, "trust_loopback", True),
+        run_as=run_as,
     )
     if args.runtime == "asyncio":
         import asyncio
@@ -233,6 +286,7 @@ async def _serve_asyncio(spec: _ServeSpec) -> None:
             servers.append(server)
             stls = spec.ssl_context is not None and STLS_SUPPORTED
             _announce(listener, server.server_address, stls)
+        spec.bound()
         await stop.wait()
         _log_stop(received[0] if received else 0, sum(s.active_connections for s in servers))
     finally:
@@ -272,6 +326,7 @@ def _serve_trio(spec: _ServeSpec) -> None:
                         raise _listen_error(listener, exc) from None
                     servers.append(server)
                     _announce(listener, address, spec.ssl_context is not None)
+                spec.bound()
                 signum = 0
                 # The receiver never ends: the loop is left by the break.
                 async for received in signals:  # pragma: no branch
@@ -314,6 +369,7 @@ def _serve_sync(spec: _ServeSpec) -> None:
             servers.append(server)
             server.start()
             _announce(listener, server.server_address, spec.ssl_context is not None)
+        spec.bound()
         # A timed wait, so that the signal handler gets to run promptly on
         # every platform.
         while not stop.is_set():

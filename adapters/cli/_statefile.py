@@ -14,13 +14,14 @@ file keeps two fetches from writing the same destination at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 from collections.abc import Iterable
 from typing import Final
 
-from ..mailstore._destinations import StorageError, storage_error, write_atomic
+from ..mailstore._destinations import TEMP_NAME_RE, StorageError, storage_error, write_atomic
 from ._common import EXIT_FAILURE, EXIT_USAGE, CLIError
 
 __all__ = ["StateFile", "default_state_path"]
@@ -53,7 +54,9 @@ class StateFile:
     def lock(self) -> None:
         """Take the lock or raise :class:`CLIError` if another fetch holds it."""
         try:
-            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            # O_NOFOLLOW: a link planted as the lock file would otherwise
+            # make us create (or open) a file wherever it points.
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise storage_error("cannot create the lock file", exc) from None
         try:
@@ -65,6 +68,19 @@ class StateFile:
                 EXIT_FAILURE,
             ) from None
         self._lock_fd = fd
+        self._sweep()
+
+    def _sweep(self) -> None:
+        # Temporary files of a run killed between create and rename (of
+        # the state file or the intent file); only ours, under the lock.
+        directory, base = os.path.split(self.path)
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory or "."):
+                for stem in (base, f"{base}.intent"):
+                    rest = name[len(stem) :] if name.startswith(stem) else ""
+                    if rest and TEMP_NAME_RE.fullmatch(rest):
+                        with contextlib.suppress(OSError):
+                            os.unlink(os.path.join(directory, name))
 
     def unlock(self) -> None:
         """Release the lock (idempotent)."""

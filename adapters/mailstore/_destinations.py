@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import socket
 import sys
 import tempfile
@@ -51,6 +52,7 @@ __all__ = [
     "StorageError",
     "storage_error",
     "write_atomic",
+    "TEMP_NAME_RE",
     "LineEndConverter",
     "read_mboxrd",
     "destination_kind",
@@ -221,19 +223,37 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+#: ``write_atomic``'s temporary files: ``PATH.<16 hex digits>.tmp``.
+TEMP_NAME_RE: Final = re.compile(r"\.[0-9a-f]{16}\.tmp")
+
+
 def write_atomic(path: str, data: bytes, *, durable: bool) -> None:
     """Replace *path* by *data*: write a temporary file, fsync, rename, fsync
-    the directory.  The temporary name is fixed: callers hold a lock (the
-    fetch state lock) that keeps two writers apart."""
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    the directory.
+
+    The temporary file has a fresh random name (``PATH.<hex>.tmp``) and is
+    created with ``O_EXCL | O_NOFOLLOW``: a file or link planted under any
+    name beside *path* is never opened, so nothing is written through it.
+    """
+    while True:
+        tmp = f"{path}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            break
+        except FileExistsError:  # pragma: no cover - 64 random bits collided
+            continue
     try:
-        _write_all(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     if durable:
         _fsync_dir(os.path.dirname(path))
 

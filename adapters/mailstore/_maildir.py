@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -32,8 +33,33 @@ log = logging.getLogger("pop3proto.server")
 LOCK_FILE_NAME = ".pop3proto.lock"
 
 
-def _by_mtime_and_name(item: tuple[int, str, str, int]) -> tuple[int, str]:
+def _by_mtime_and_name(item: tuple[int, str, str, int, tuple[int, int]]) -> tuple[int, str]:
     return item[0], item[1]
+
+
+# Never follow a link, never block on a FIFO planted in the Maildir.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def _open_listed(path: str, ident: tuple[int, int]) -> int:
+    """Open the message file *path* without following a link, and check the
+    open file: a regular file, and either the very file the scan listed
+    (same device and inode) or one with no other name (a mail agent that
+    rewrote the message, as :mod:`mailbox` does when flags change).  A
+    symbolic link, a FIFO or a hard link put in its place since (by whoever
+    can write the Maildir) is refused, so that the server never reads a
+    file from outside the Maildir with its own rights."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        same = (st.st_dev, st.st_ino) == ident
+        if not stat.S_ISREG(st.st_mode) or not (same or st.st_nlink == 1):
+            raise OSError(errno.EPERM, "not the file listed at login", path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def maildir_uid(unique: str) -> str:
@@ -57,6 +83,7 @@ class _MaildirEntry(NamedTuple):
     path: str
     stored: int  # octets in the file when it was listed
     info: MessageInfo  # CRLF octets and unique-id
+    ident: tuple[int, int]  # (st_dev, st_ino) when it was listed
 
 
 class _FileStream:
@@ -158,10 +185,10 @@ class MaildirMaildrop:
         # longer there (no stat before every open).
         entry = self._entries[index]
         try:
-            return os.open(entry.path, os.O_RDONLY)
+            return _open_listed(entry.path, entry.ident)
         except FileNotFoundError:
             pass
-        return os.open(self._find(entry), os.O_RDONLY)
+        return _open_listed(self._find(entry), entry.ident)
 
     def open_message(self, index: int) -> Iterator[bytes]:
         """See :meth:`Maildrop.open_message`; streams from disk.
@@ -335,10 +362,14 @@ class MaildirBackend:
         return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)
 
     def _scan(self, path: str) -> list[_MaildirEntry]:
-        found: list[tuple[int, str, str, int]] = []
+        found: list[tuple[int, str, str, int, tuple[int, int]]] = []
         colon = self.colon
         for sub in ("new", "cur"):
             folder = os.path.join(path, sub)
+            # new/ or cur/ replaced by a link would list (and serve) the
+            # files of another directory.
+            if os.path.islink(folder):
+                raise MaildropError(f"{sub}/ of the Maildir is a symbolic link; not served")
             with os.scandir(folder) as it:
                 for entry in it:
                     name = entry.name
@@ -350,25 +381,37 @@ class MaildirBackend:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:  # pragma: no cover - a race with a remover
                         continue  # removed while we looked
-                    found.append((st.st_mtime_ns, name.split(colon, 1)[0], entry.path, st.st_size))
+                    found.append(
+                        (
+                            st.st_mtime_ns,
+                            name.split(colon, 1)[0],
+                            entry.path,
+                            st.st_size,
+                            (st.st_dev, st.st_ino),
+                        )
+                    )
         found.sort(key=_by_mtime_and_name)
         cache = self._infos
         with self._infos_lock:
-            infos = [cache.get((unique, stored, mtime)) for mtime, unique, _, stored in found]
+            infos = [cache.get((unique, stored, mtime)) for mtime, unique, _, stored, _ in found]
         entries: list[_MaildirEntry] = []
-        for (mtime, unique, file_path, stored_size), info in zip(found, infos, strict=True):
+        for (mtime, unique, file_path, stored_size, ident), info in zip(found, infos, strict=True):
             if info is None:
                 try:
-                    info = self._info(unique, file_path, stored_size, mtime)
-                except FileNotFoundError:  # pragma: no cover - a race with a remover
+                    info = self._info(unique, file_path, stored_size, mtime, ident)
+                except OSError:
+                    # Removed, or replaced (by a link, say) since it was
+                    # listed: as if it had not been there.
                     continue
-            entries.append(_MaildirEntry(unique, file_path, stored_size, info))
+            entries.append(_MaildirEntry(unique, file_path, stored_size, info, ident))
         return entries
 
-    def _info(self, unique: str, path: str, stored_size: int, mtime: int) -> MessageInfo:
+    def _info(
+        self, unique: str, path: str, stored_size: int, mtime: int, ident: tuple[int, int]
+    ) -> MessageInfo:
         """Count the CRLF size of a file not in the cache yet; cache it with
         the file's unique-id."""
-        with open(path, "rb") as f:
+        with open(_open_listed(path, ident), "rb") as f:
             size = normalized_size(iter(lambda: f.read(self.chunk_size), b""))
         info = MessageInfo(size, maildir_uid(unique))
         with self._infos_lock:

@@ -41,6 +41,7 @@ import logging
 import os
 import secrets
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -100,6 +101,13 @@ def _prep(text: str) -> str:
         return pop3proto.saslprep(text, allow_unassigned=True)
     except ValueError:
         return text
+
+
+def _has_control(text: str) -> bool:
+    # Control characters (C0, DEL, C1: category Cc) and the Unicode line
+    # and paragraph separators (Zl, Zp): none belongs in a name or a secret
+    # of a line-based file, and each is a way to fake a line end.
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
 
 
 def _b64(data: bytes) -> str:
@@ -306,8 +314,11 @@ class UsersFile(_TableAuthenticator):
         carol:{SCRAM-SHA-256}4096$...$...$...
 
     The name ends at the first ``:``; everything after it, spaces included,
-    is the stored password (only the line end is stripped).  The file is
-    read at construction (errors raise :class:`ValueError` with the line
+    is the stored password (only the line end is stripped).  Only LF or
+    CRLF ends a line; a control character (C0, DEL, C1) or a Unicode line
+    or paragraph separator in a name or a password, and a user defined
+    twice, make the file invalid.  ``pop3proto passwd`` writes entries.
+    The file is read at construction (errors raise :class:`ValueError` with the line
     number, never the line) and read again when its size or modification
     time changes; a broken edit is then logged and the previous contents
     kept.  Keep it readable only by the server (mode 0600).
@@ -340,7 +351,13 @@ class UsersFile(_TableAuthenticator):
     def _parse_text(text: str, source: str = "<users>") -> dict[str, _Entry]:
         """Parse users-file *text* (``source`` names it in errors)."""
         table: dict[str, _Entry] = {}
-        for number, raw in enumerate(text.splitlines(), 1):
+        defined: dict[str, int] = {}
+        # Only LF (and CRLF) ends a line: str.splitlines() would also split
+        # on U+2028, form feeds and the like, so that a password containing
+        # one could define a second user.
+        for number, raw in enumerate(text.split("\n"), 1):
+            if raw.endswith("\r"):
+                raw = raw[:-1]
             stripped = raw.strip()
             if not stripped or stripped.startswith("#"):
                 continue
@@ -348,10 +365,19 @@ class UsersFile(_TableAuthenticator):
             name = name.strip()
             if not sep or not name:
                 raise ValueError(f"{source}:{number}: expected 'name:password'")
+            if _has_control(name):
+                raise ValueError(f"{source}:{number}: control character in the user name")
+            if _has_control(stored):
+                raise ValueError(f"{source}:{number}: control character in the password")
+            if name in defined:
+                raise ValueError(
+                    f"{source}:{number}: user {name!r} already defined on line {defined[name]}"
+                )
             try:
                 table[name] = _parse_stored(stored)
             except ValueError as exc:
                 raise ValueError(f"{source}:{number}: {exc}") from None
+            defined[name] = number
         return table
 
     def _entries(self) -> dict[str, _Entry]:

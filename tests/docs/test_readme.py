@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,26 @@ def _block_with(text: str) -> str:
 def test_every_python_block_compiles() -> None:
     for block in _blocks("python"):
         compile(block, str(README), "exec")
+
+
+def test_python_blocks_pass_mypy_strict(tmp_path: Path) -> None:
+    """Every Python block type-checks under ``mypy --strict``, as a user's
+    own file would: the sentinels narrow, events need no casts."""
+    blocks = _blocks("python")
+    files = []
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"readme_block_{i}.py"
+        path.write_text(block, encoding="utf-8")
+        files.append(str(path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *files],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(blocks)} source files" in proc.stdout
 
 
 def test_tour_runs() -> None:

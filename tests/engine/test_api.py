@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import types
+import typing
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,18 @@ def test_the_check_above_can_fail() -> None:
     """Guard against a vacuous check: importing socket is detected."""
     baseline = modules_loaded_by("pass")
     assert "socket" in modules_loaded_by("import socket") - baseline
+
+
+def test_need_data_and_paused_are_one_member_enums() -> None:
+    """One-member enums are what lets ``ev is NEED_DATA`` narrow under mypy."""
+    assert list(pop3proto.NeedData) == [pop3proto.NEED_DATA]
+    assert list(pop3proto.Paused) == [pop3proto.PAUSED]
+    assert str(pop3proto.NEED_DATA) == "NEED_DATA" and str(pop3proto.PAUSED) == "PAUSED"
+
+
+def test_next_event_alias_names_the_union() -> None:
+    assert set(typing.get_args(pop3proto.NextEvent)) == {
+        pop3proto.Event,
+        pop3proto.NeedData,
+        pop3proto.Paused,
+    }

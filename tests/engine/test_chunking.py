@@ -46,6 +46,7 @@ from pop3proto import (
     User,
 )
 from tests.helpers import (
+    ENDED,
     GREETING_LINE,
     TIMESTAMP,
     Options,
@@ -123,7 +124,7 @@ def test_split_reference_transcript_is_what_we_think() -> None:
     assert isinstance(evs[12], CapaOk) and evs[12].capabilities.pipelining
     assert evs[13:15] == [ListEntryOk(2, 200), UidlEntryOk(2, "QhdPYR:00WBw1Ph7x7")]
     assert evs[15] == Err("try later", SYS_TEMP)
-    assert evs[16:] == [Ok("bye"), ConnectionClosed()]
+    assert evs[16:] == [Ok("bye"), ENDED]
 
 
 def test_split_every_single_byte_boundary_client() -> None:
@@ -241,7 +242,7 @@ def test_split_server_reference() -> None:
     assert evs[6] == Retr(1)
     # AUTH in TRANSACTION is refused; TOP and QUIT still run (nothing lost, RFC 2197 §4.2).
     assert isinstance(evs[7], BadCommand) and evs[7].command == Auth("PLAIN")
-    assert evs[8:] == [Top(1, 0), Quit(), ConnectionClosed()]
+    assert evs[8:] == [Top(1, 0), Quit(), ENDED]
 
 
 def test_split_every_boundary_server() -> None:

@@ -62,6 +62,8 @@ from pop3proto import (
     apop_digest,
 )
 from tests.helpers import (
+    ENDED,
+    LOCAL,
     TIMESTAMP,
     Options,
     ask,
@@ -166,13 +168,13 @@ def test_full_user_pass_session() -> None:
     assert conn.state is State.UPDATE
     assert feed(conn, b"+OK dewey POP3 server signing off\r\n") == [
         Ok("dewey POP3 server signing off"),
-        ConnectionClosed(),
+        ENDED,
     ]
     assert conn.state is State.CLOSED
     # CLOSED: ConnectionClosed every time.
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == ENDED
     conn.receive_data(b"")
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == ENDED
 
 
 def test_full_apop_session() -> None:
@@ -267,7 +269,7 @@ def test_client_sends_connection_closed_to_close_its_end() -> None:
     conn = client_tx()
     assert conn.send(ConnectionClosed()) == b""
     assert conn.state is State.CLOSED
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == LOCAL
 
 
 def test_client_refuses_to_send_badcommand() -> None:
@@ -719,16 +721,19 @@ def test_receive_data_after_eof() -> None:
     conn = client_tx()
     conn.receive_data(b"")
     conn.receive_data(b"")  # a second EOF is harmless
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError, match="after the end"):
         conn.receive_data(b"+OK\r\n")
+    assert conn.state is State.ERROR
+    with pytest.raises(TypeError, match="str"):
+        conn.receive_data("text")  # type: ignore[arg-type]
 
 
 def test_closed_state_is_sticky_even_with_data_left() -> None:
     """After QUIT's reply, anything else the server sends is ignored."""
     conn = new_client()
     conn.send(Quit())
-    assert feed(conn, b"+OK bye\r\ntrailing junk\r\n") == [Ok("bye"), ConnectionClosed()]
-    assert conn.next_event() == ConnectionClosed()
+    assert feed(conn, b"+OK bye\r\ntrailing junk\r\n") == [Ok("bye"), ENDED]
+    assert conn.next_event() == ENDED
 
 
 @pytest.mark.parametrize("how", ["eof", "unsolicited -ERR", "send ConnectionClosed"])

@@ -55,7 +55,7 @@ from pop3proto import (
     User,
     Utf8,
 )
-from tests.helpers import TIMESTAMP, first, new_server, server_tx
+from tests.helpers import ENDED, LOCAL, TIMESTAMP, first, new_server, server_tx
 from tests.helpers import events_through_wait as events
 from tests.helpers import feed_through_wait as feed
 
@@ -103,7 +103,7 @@ def test_negative_greeting_closes() -> None:
     conn = Connection(SERVER)
     assert conn.send(Err("[SYS/TEMP] busy")) == b"-ERR [SYS/TEMP] busy\r\n"
     assert conn.state is State.CLOSED
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == ENDED
     with pytest.raises(LocalProtocolError, match="closed"):
         conn.send(Ok())
 
@@ -180,7 +180,7 @@ def test_full_session_bytes() -> None:
         b"+OK dewey POP3 server signing off\r\n"
     )
     assert conn.state is State.CLOSED
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == ENDED
 
 
 def test_paused_until_each_reply_and_outstanding() -> None:
@@ -364,7 +364,7 @@ def test_send_connection_closed_closes() -> None:
     conn = server_tx()
     assert conn.send(ConnectionClosed()) == b""
     assert conn.state is State.CLOSED
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == LOCAL
     with pytest.raises(LocalProtocolError, match="closed"):
         conn.send(Err("bye"))
 
@@ -698,8 +698,11 @@ def test_send_failed() -> None:
 def test_receive_data_after_eof() -> None:
     conn = server_tx()
     conn.receive_data(b"")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError, match="after the end"):
         conn.receive_data(b"NOOP\r\n")
+    assert conn.state is State.ERROR
+    with pytest.raises(TypeError, match="str"):
+        conn.receive_data("text")  # type: ignore[arg-type]
 
 
 def test_receive_data_accepts_bytes_like() -> None:

@@ -12,6 +12,7 @@ from pop3proto import (
     SERVER,
     SYS_TEMP,
     Auth,
+    CloseReason,
     Connection,
     ConnectionClosed,
     Err,
@@ -30,6 +31,7 @@ from pop3proto import (
     User,
 )
 from tests.helpers import (
+    ENDED,
     GREETING_TEXT,
     ConnectionPair,
     ask,
@@ -48,16 +50,16 @@ from tests.helpers import feed_through_wait as feed
 def test_greeting_err_then_eof() -> None:
     """A ``-ERR`` greeting is an Err, then CLOSED; EOF is ConnectionClosed."""
     conn = Connection(CLIENT)
-    assert feed(conn, b"-ERR go away\r\n") == [Err("go away"), ConnectionClosed()]
+    assert feed(conn, b"-ERR go away\r\n") == [Err("go away"), ENDED]
     assert conn.state is State.CLOSED and conn.greeting is None
     conn.receive_data(b"")
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == ENDED
     with pytest.raises(LocalProtocolError):
         conn.send(User("a"))
     srv = Connection(SERVER)
     assert srv.send(Err("go away")) == b"-ERR go away\r\n"
     assert srv.state is State.CLOSED
-    assert srv.next_event() == ConnectionClosed()
+    assert srv.next_event() == ENDED
 
 
 def test_greeting_err_keeps_its_response_code() -> None:
@@ -88,11 +90,11 @@ def test_greeting_unsolicited_err_then_close() -> None:
     conn = client_tx()
     assert feed(conn, b"-ERR Disconnected for inactivity.\r\n") == [
         Err("Disconnected for inactivity."),
-        ConnectionClosed(),
+        ENDED,
     ]
     assert conn.state is State.CLOSED
     conn.receive_data(b"")
-    assert conn.next_event() == ConnectionClosed()
+    assert conn.next_event() == ENDED
     srv = server_tx()
     assert srv.send(Err("Disconnected for inactivity.")) == (
         b"-ERR Disconnected for inactivity.\r\n"
@@ -154,7 +156,7 @@ def test_deletion_err_to_quit() -> None:
     login(pair, user="a", password="b")
     pair.command(Quit())
     evs = pair.reply(Err("some deleted messages not removed"))
-    assert evs == [Err("some deleted messages not removed"), ConnectionClosed()]
+    assert evs == [Err("some deleted messages not removed"), ENDED]
     assert pair.client.state is pair.server.state is State.CLOSED
 
 
@@ -176,3 +178,56 @@ def test_deletion_dropped_connection_never_enters_update() -> None:
     srv.send(Ok())
     assert eof(srv) == [ConnectionClosed()]
     assert srv.state is State.CLOSED
+
+
+# ---------------------------------------------------------------------------
+# ConnectionClosed.reason, and how it repeats
+# ---------------------------------------------------------------------------
+
+
+def test_reason_after_quit_is_session_ended_on_both_sides_before_any_eof() -> None:
+    """The client reaches CLOSED on the +OK to QUIT, before the TCP close: the
+    event says the session ended, not that the peer closed."""
+    pair = ConnectionPair(greeting=Greeting(GREETING_TEXT))
+    login(pair, user="a", password="b")
+    pair.command(Quit())
+    evs = pair.reply(Ok("bye"))
+    assert evs[-1] == ConnectionClosed(CloseReason.SESSION_ENDED)
+    assert pair.server.next_event() == ConnectionClosed(CloseReason.SESSION_ENDED)
+    # The EOF that follows changes nothing: the reason is fixed at CLOSED.
+    pair.client.receive_data(b"")
+    pair.server.receive_data(b"")
+    for _ in range(3):
+        assert pair.client.next_event() == ENDED
+        assert pair.server.next_event() == ENDED
+
+
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_reason_after_eof_is_peer_closed_and_repeats(role: str) -> None:
+    conn = client_tx() if role == "client" else server_tx()
+    conn.receive_data(b"")
+    assert conn.next_event() == ConnectionClosed(CloseReason.PEER_CLOSED)
+    assert conn.next_event() == ConnectionClosed(CloseReason.PEER_CLOSED)
+
+
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_reason_after_sending_connection_closed_is_local(role: str) -> None:
+    conn = client_tx() if role == "client" else server_tx()
+    conn.send(ConnectionClosed())
+    conn.receive_data(b"")
+    assert conn.next_event() == ConnectionClosed(CloseReason.LOCAL_CLOSED)
+    assert conn.next_event() == ConnectionClosed(CloseReason.LOCAL_CLOSED)
+
+
+def test_outcome_unknown_repeats_with_the_event() -> None:
+    conn = client_tx()
+    conn.send(Quit())
+    wanted = ConnectionClosed(CloseReason.PEER_CLOSED, outcome_unknown=True)
+    assert eof(conn) == [wanted]
+    assert conn.next_event() == wanted
+
+
+def test_reason_is_validated() -> None:
+    with pytest.raises(LocalProtocolError, match="CloseReason"):
+        ConnectionClosed("PEER_CLOSED")  # type: ignore[arg-type]
+    assert repr(CloseReason.PEER_CLOSED) == "CloseReason.PEER_CLOSED"

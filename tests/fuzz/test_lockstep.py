@@ -79,6 +79,7 @@ from pop3proto import (
     Utf8,
 )
 from tests.helpers import (
+    ENDED,
     ConnectionPair,
     expected_received,
     extension_names,
@@ -618,7 +619,7 @@ class Lockstep:
         got = pair.deliver(SERVER, wire)
         wanted = expected_received(reply)
         if pair.client.state is State.CLOSED:
-            wanted.append(ConnectionClosed())
+            wanted.append(ENDED)
         assert normalize_data_events(got) == normalize_data_events(wanted)
 
     def settle(self) -> None:
@@ -632,8 +633,8 @@ class Lockstep:
             return
         self.check_states()
         if self.model.state is State.CLOSED:
-            assert self.pair.server.next_event() == ConnectionClosed()
-            assert self.pair.client.next_event() == ConnectionClosed()
+            assert self.pair.server.next_event() == ENDED
+            assert self.pair.client.next_event() == ENDED
 
     def tls(self) -> None:
         """RFC 2595 §4: +OK to STLS, then TLS on both sides, then a fresh
@@ -682,7 +683,7 @@ class Lockstep:
         if model.outstanding:
             return
         err = Err(self.data.draw(status_texts(), label="inactivity text"))
-        pair.send(SERVER, err, expect=[err, ConnectionClosed()])
+        pair.send(SERVER, err, expect=[err, ENDED])
         assert pair.states == (State.CLOSED, State.CLOSED)
         raise Done("unsolicited -ERR")
 

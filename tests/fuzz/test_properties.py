@@ -85,6 +85,7 @@ from tests.helpers import (
     ASCII_TEXT,
     DOVECOT_CAPABILITIES,
     DOVECOT_GREETING,
+    ENDED,
     KNOWN_KEYWORDS,
     UNICODE_TEXT,
     ConnectionPair,
@@ -225,7 +226,7 @@ CLIENT_CASES = [
             ListEntryOk(2, 400),
             Ok(),
             Ok("Logging out."),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ClientCase(
@@ -291,7 +292,7 @@ CLIENT_CASES = [
             MessageData(b"\r\n"),
             MessageEnd(),
             Ok(),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ClientCase(
@@ -358,7 +359,7 @@ CLIENT_CASES = [
             Ok("Logged in."),
             StatOk(0, 0),
             Err("Disconnected for inactivity."),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ClientCase(
@@ -405,7 +406,7 @@ CLIENT_CASES = [
             ListOk({1: 120, 2: 200}),
             UidlOk({1: "abc", 2: "abc"}),
             Err("some deleted messages not removed"),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ClientCase(
@@ -437,7 +438,7 @@ CLIENT_CASES = [
             Ok("Hola jörg"),
             Ok("Grüße"),
             Ok("Adiós"),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ClientCase(
@@ -661,7 +662,7 @@ SERVER_CASES = [
             Noop(),
             Uidl(2),
             Quit(),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ServerCase(
@@ -692,7 +693,7 @@ SERVER_CASES = [
             BadCommand,  # STLS in TRANSACTION
             BadCommand,  # USER in TRANSACTION
             Quit(),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ServerCase(
@@ -711,14 +712,14 @@ SERVER_CASES = [
             BadCommand,  # a second AUTH after success
             Stat(),
             Quit(),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ServerCase(
         "auth-initial-response",
         b"AUTH plain AGFsaWNlAHNlY3JldA==\r\nUIDL\r\nQUIT\r\n",
         State.CLOSED,
-        events=(Auth("PLAIN", b"\0alice\0secret"), Uidl(), Quit(), ConnectionClosed()),
+        events=(Auth("PLAIN", b"\0alice\0secret"), Uidl(), Quit(), ENDED),
     ),
     ServerCase(
         "utf8-lang",
@@ -734,14 +735,14 @@ SERVER_CASES = [
             Pass("päss w"),
             Stat(),
             Quit(),
-            ConnectionClosed(),
+            ENDED,
         ),
     ),
     ServerCase(
         "mixed-case-keywords",
         b"CaPa\r\nuSeR alice\r\npAsS x\r\nsTaT\r\nlist 2\r\nqUiT\r\n",
         State.CLOSED,
-        events=(Capa(), User("alice"), Pass("x"), Stat(), List(2), Quit(), ConnectionClosed()),
+        events=(Capa(), User("alice"), Pass("x"), Stat(), List(2), Quit(), ENDED),
     ),
     ServerCase(
         "failed-pass-then-pipelined",
@@ -769,7 +770,7 @@ SERVER_CASES = [
         "bare-lf-lenient",
         b"USER a\nPASS b\r\nLIST\n\nQUIT\n",
         State.CLOSED,
-        events=(User("a"), Pass("b"), List(), BadCommand, Quit(), ConnectionClosed()),
+        events=(User("a"), Pass("b"), List(), BadCommand, Quit(), ENDED),
         kwargs={"bare_lf": True},
     ),
     ServerCase(
@@ -1455,7 +1456,7 @@ def test_overlong_command_gives_bad_command_however_split(extra: int, data: st.D
         BadCommand(b"X" * 253, "command line too long"),
         Capa(),
         Quit(),
-        ConnectionClosed(),
+        ENDED,
     ]
     assert result == run_server_transcript(wire)
 
@@ -1466,11 +1467,11 @@ def test_command_exactly_at_limit_is_accepted(data: st.DataObject) -> None:
     name = "n" * (255 - len("USER ") - 2)
     wire = f"USER {name}\r\nQUIT\r\n".encode()
     result = run_server_transcript(wire, random_splits(data, wire))
-    assert result.events == [User(name), Quit(), ConnectionClosed()]
+    assert result.events == [User(name), Quit(), ENDED]
     wire = f"USER {name}x\r\nQUIT\r\n".encode()
     result = run_server_transcript(wire, random_splits(data, wire))
     assert isinstance(result.events[0], BadCommand)
-    assert result.events[1:] == [Quit(), ConnectionClosed()]
+    assert result.events[1:] == [Quit(), ENDED]
 
 
 @given(limit=st.integers(8, 600), delta=st.integers(-3, 3), data=st.data())
@@ -1488,7 +1489,7 @@ def test_command_limit_configurable(limit: int, delta: int, data: st.DataObject)
         assert first.line == wire[: limit - 2]
     else:
         assert first.line == wire[: size - 2]
-    assert result.events[1:] == [Quit(), ConnectionClosed()]
+    assert result.events[1:] == [Quit(), ENDED]
 
 
 @given(

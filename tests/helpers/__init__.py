@@ -28,9 +28,12 @@ from __future__ import annotations
 from .engine import (
     DOVECOT_CAPABILITIES,
     DOVECOT_GREETING,
+    ENDED,
     GREETING_LINE,
     GREETING_TEXT,
+    LOCAL,
     PASSWORD,
+    PEER_CLOSED,
     TIMESTAMP,
     USER,
     ConnectionPair,
@@ -153,6 +156,9 @@ __all__ = [
     # engine: what the peer receives, a client and a server joined
     "DOVECOT_CAPABILITIES",
     "DOVECOT_GREETING",
+    "ENDED",
+    "LOCAL",
+    "PEER_CLOSED",
     "ConnectionPair",
     "expected_body",
     "expected_received",

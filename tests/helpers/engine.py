@@ -32,6 +32,7 @@ from pop3proto import (
     Capa,
     Capabilities,
     CapaOk,
+    CloseReason,
     Connection,
     ConnectionClosed,
     Err,
@@ -50,6 +51,12 @@ from pop3proto import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+
+#: What next_event() gives once the reply to QUIT (or a -ERR greeting) has
+#: ended the session, and once the peer closed the transport.
+ENDED = ConnectionClosed(CloseReason.SESSION_ENDED)
+PEER_CLOSED = ConnectionClosed(CloseReason.PEER_CLOSED)
+LOCAL = ConnectionClosed(CloseReason.LOCAL_CLOSED)
 
 #: A realistic Dovecot greeting; Dovecot's APOP timestamp is
 #: ``<pid.count.time.random@host>``.
@@ -432,7 +439,7 @@ class ConnectionPair:
         ):
             # A reply that ends the session (to QUIT, a -ERR greeting, an
             # unsolicited -ERR) is followed by ConnectionClosed at once.
-            wanted.append(ConnectionClosed())
+            wanted.append(ENDED)
         assert normalize_data_events(got) == normalize_data_events(wanted), (
             f"sent {sent!r} as {data!r}, received {got!r}"
         )

@@ -162,7 +162,7 @@ class Harness:
 
     def one(self, command: Event) -> Event:
         events = self.send(command)
-        if self.closed and events[-1:] == [ConnectionClosed()]:
+        if self.closed and events and isinstance(events[-1], ConnectionClosed):
             events.pop()
         assert len(events) == 1, events
         return events[0]
