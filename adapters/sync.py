@@ -5,49 +5,38 @@ Drop-in for the standard library
 ``import pop3proto.adapters.sync as poplib`` is the whole migration:
 :class:`POP3`, :class:`POP3_SSL`, :class:`error_proto`, ``POP3_PORT``,
 ``POP3_SSL_PORT``, ``CR``, ``LF``, ``CRLF``, ``_MAXLINE`` and ``__all__``
-behave as CPython's ``poplib`` documents them (3.12+ signatures: ``POP3_SSL``
-and ``stls`` take only a ``context``).  Replies are parsed by the pop3proto
-engine, which makes these differences, all deliberate:
+behave as the running Python's ``poplib``: what is sent (the command the
+caller asks for, ``retr("foo")`` included: the server decides), what is
+accepted (any status line starting with ``+``; APOP with any ``<...>``
+greeting timestamp), return values, exceptions, the private plumbing
+(``_putline``, ``_getresp``, ``_longcmd``, ...) and the signatures of each
+Python version (``POP3_SSL(host, port, keyfile, certfile, ...)`` on 3.10
+and 3.11, ``POP3_SSL(host, port, *, timeout, context)`` from 3.12).  A
+reply that does not fit a command's grammar is returned as ``poplib``
+returns it, and the session goes on.  CPython's own ``test_poplib`` passes
+with this module in place of ``poplib`` (``tests/cpython``).
 
-* **Dot-unstuffing follows RFC 1939 §3**: one leading ``.`` is removed from
-  *every* line that starts with one; ``poplib`` only unstuffs lines starting
-  with ``..``, so a stuffed line ``..x`` is the same but a line ``.x`` from
-  a server that forgot to stuff comes back as ``x`` here (and is counted
-  one octet shorter).
-* **Bugs become** :class:`error_proto` with a clear message instead of hangs,
-  wrong answers or stray exceptions: CR/LF/NUL in an argument (``user("a\\r\\n
-  DELE 1")`` is refused before anything is sent; ``poplib`` sends two
-  commands), a ``+ `` continuation line or other garbage taken as ``+OK``,
-  ``IndexError`` on a short STAT reply, EOF in the middle of a message body
-  or listing.  ``capa()`` never raises on odd lines (blank lines are
-  skipped, non-ASCII octets decoded with U+FFFD) where ``poplib`` raises
-  ``IndexError`` or ``UnicodeDecodeError``; RFC 2449 §9 asks clients to
-  ignore what they do not understand.
-* **Commands are validated** before they are sent: arguments must be
-  single tokens (``user("a b")`` raises), message numbers decimal, and a
-  command not allowed in the current state (``stat()`` before logging in)
-  raises :class:`error_proto` without being sent, where ``poplib`` would
-  send it and raise on the server's ``-ERR``.  Non-ASCII user names and
-  passwords need UTF8 mode or a server advertising ``UTF8 USER``
-  (RFC 6856 §2.2).
-* ``apop()`` reads the greeting timestamp strictly (exactly one ``<...@...>``,
-  RFC 1939 §7), so a greeting with two ``<`` gives "APOP not supported".
-* After ``+OK`` to STLS, bytes already received before the TLS handshake
-  raise :class:`error_proto` (RFC 2595 §4 response injection); ``poplib``
-  silently drops them.
-* ``set_debuglevel()`` output masks the PASS argument, the APOP digest and
-  SASL data (AUTH initial responses and continuation lines).
-* A lone LF ends a line (as in ``poplib``), but a line starting with CR
-  (``poplib``'s "LF CR" ending) keeps its CR.
-* The private helpers keep the session in step where ``poplib`` loses it:
-  ``_longcmd`` on a command with a one-line reply returns
-  ``(resp, [], 0)`` instead of waiting forever, the unread lines of a
-  multi-line reply fetched with ``_shortcmd("LIST")`` are skipped by the
-  next read instead of being returned as replies, and ``_putline`` called
-  directly is parsed like ``_putcmd``.  While an ``AUTH`` started with
-  ``_shortcmd`` awaits an answer, the next line sent is the base64 answer
-  (or ``*``), as RFC 5034 §4 has it.
-* ``auth()`` (newer CPython) is available on every Python version.
+The differences, all deliberate, refuse something unsafe:
+
+* **CR, LF or NUL in a command** (``user("a\r\nDELE 1")``) raises
+  :class:`error_proto` before anything is sent; ``poplib`` sends the rest
+  as a second command (command injection through an argument).
+* **Bytes received after ``+OK`` to STLS** and before the TLS handshake
+  raise :class:`error_proto` (RFC 2595 §4 response injection), and nothing
+  more is sent on that connection; ``poplib`` reads them later as if they
+  had come over TLS.
+* ``set_debuglevel()`` output and error messages mask the PASS argument,
+  the APOP digest and SASL data (an AUTH initial response, and the line
+  answering a ``+ `` challenge).
+* A socket whose greeting fails is closed (``poplib`` leaks it).
+
+Lines stay bounded by ``_MAXLINE`` as in ``poplib`` ("line too long").
+One addition: ``auth(mechanism, authobject=None, initial_response=None)``
+runs an RFC 5034 AUTH exchange (``poplib`` has no ``auth()``).
+
+Multi-line replies are read in bulk (what the socket buffer holds, split
+at C speed), with exactly ``poplib``'s results, so ``retr()`` costs less
+than ``poplib``'s one Python loop per line.
 
 As in ``poplib``, ``POP3_SSL`` and ``stls()`` without a *context* do **not**
 verify the server certificate (``poplib`` uses an unverified context);

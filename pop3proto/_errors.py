@@ -8,6 +8,14 @@ STLS).  Both derive from :class:`ProtocolError`, and after either one the
 connection is in the ERROR state.
 
 A ``-ERR`` reply is *not* an exception: it is an ordinary event.
+
+Nothing else escapes the engine's protocol calls.  Misusing the API itself
+raises the usual built-ins: :class:`TypeError` for
+``Connection.receive_data`` given anything but bytes-like data,
+:class:`ValueError` for a bad ``Connection`` option (and the SASL helpers'
+own documented ``ValueError``/:class:`~pop3proto.SaslError`).  These
+exceptions pickle (their only field is the message) and their messages
+never quote a credential.
 """
 
 from __future__ import annotations

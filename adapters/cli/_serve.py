@@ -150,19 +150,36 @@ def _server_tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         usage_error("--tls-listen needs --tls-cert (and --tls-key)")
     if not args.tls_cert:
         return None
+    contents: dict[str, bytes] = {}
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                contents[flag] = f.read()
+        except OSError as exc:
+            usage_error(f"{flag}: cannot read {path}: {exc.strerror or exc}")
+    if args.tls_key is None and b"PRIVATE KEY-----" not in contents["--tls-cert"]:
+        usage_error(
+            f"cannot load the TLS certificate/key: --tls-cert {args.tls_cert} holds no "
+            "private key; give the key with --tls-key FILE"
+        )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(args.tls_cert, args.tls_key)
-    except FileNotFoundError as exc:
-        # load_cert_chain does not say which of the two files is missing.
-        missing = exc.filename or next(
-            (p for p in (args.tls_cert, args.tls_key) if p and not os.path.exists(p)),
-            args.tls_cert,
-        )
-        raise CLIError(f"cannot read {missing}: {exc.strerror}", EXIT_USAGE) from None
     except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise CLIError(f"cannot load the TLS certificate/key: {reason}", EXIT_USAGE) from None
+        # OpenSSL's reasons ("PEM lib") name no file and no fix.
+        reason = str(getattr(exc, "reason", None) or exc)
+        files = args.tls_cert + (f" and --tls-key {args.tls_key}" if args.tls_key else "")
+        if "KEY_VALUES_MISMATCH" in reason.upper():
+            what = "the private key does not belong to the certificate"
+        elif b"CERTIFICATE-----" not in contents["--tls-cert"]:
+            what = f"no PEM certificate in {args.tls_cert}"
+        elif b"PRIVATE KEY-----" not in contents.get("--tls-key", contents["--tls-cert"]):
+            what = f"no PEM private key in {args.tls_key}"
+        else:
+            what = f"not a usable PEM certificate and private key ({reason})"
+        usage_error(f"cannot load the TLS certificate/key: --tls-cert {files}: {what}")
     return context
 
 

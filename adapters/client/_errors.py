@@ -84,6 +84,12 @@ class POP3Error(Exception):
         self.response = response
         self.command = command
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exception's default pickling calls cls(*args), which loses the
+        # keyword-only fields (and fails for ProtocolViolation's required
+        # ``error``): rebuild from the message and restore every attribute.
+        return (_restore, (type(self), self.args), self.__dict__)
+
     @property
     def code(self) -> pop3proto.ResponseCode | None:
         """The extended response code of :attr:`response` (``None`` if absent)."""
@@ -93,6 +99,13 @@ class POP3Error(Exception):
     def text(self) -> str | None:
         """The human-readable text of :attr:`response`, without its code."""
         return None if self.response is None else self.response.text
+
+
+def _restore(cls: type[POP3Error], args: tuple[object, ...]) -> POP3Error:
+    """Unpickle a :class:`POP3Error` without calling its ``__init__``."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    return error
 
 
 class AuthenticationFailed(POP3Error):

@@ -40,6 +40,28 @@ def _token_refusal(mech: pop3proto.SaslClientMechanism) -> str | None:
     return denial.describe() if denial is not None else "the server's error is not JSON"
 
 
+#: The methods whose ``-ERR [AUTH]`` is a clear denial: the server had the
+#: password itself to check (USER/PASS, and the SASL mechanisms that send
+#: it), so no other method can fare better.
+_VERDICT_METHODS: frozenset[str] = frozenset(
+    {"USER"}
+    | {
+        name
+        for name, entry in pop3proto.MECHANISMS.items()
+        if entry.sends_password and entry.client_credential == "password"
+    }
+)
+
+
+def _tried(failure: AuthenticationFailed, tried: list[str]) -> AuthenticationFailed:
+    """*failure*, its message naming the methods tried (never a password)."""
+    return AuthenticationFailed(
+        f"login failed (tried {', '.join(tried)}): {failure}",
+        response=failure.response,
+        command=failure.command,
+    )
+
+
 class LoginOperations(CoreBase):
     """The login operations of :class:`~._core.ClientCore`."""
 
@@ -90,11 +112,17 @@ class LoginOperations(CoreBase):
 
         If a method fails with a plain ``-ERR`` (no response code: perhaps
         the mechanism is not set up for this account), the next one is
-        tried.  A reply with a code ends the attempt at once: ``[AUTH]``
-        means the credentials themselves are wrong (RFC 3206 §5), so trying
-        them again elsewhere only adds failed logins; ``[IN-USE]``,
-        ``[LOGIN-DELAY]`` and ``[SYS/...]`` are raised as their own classes.
-        A SASL server that fails to prove itself (SCRAM) also ends it.
+        tried.  ``-ERR [AUTH]`` to a method that sends the password
+        (USER/PASS, PLAIN, LOGIN) is a clear denial (RFC 3206 §5) and ends
+        the attempt; to a challenge-response method (SCRAM, CRAM-MD5, APOP)
+        it may only mean that the server cannot verify that method for the
+        account (it stores password hashes), so the first remaining method
+        that sends the password is tried next, and nothing between: a wrong
+        password costs at most two failed logins.  ``[IN-USE]``,
+        ``[LOGIN-DELAY]`` and ``[SYS/...]`` end it at once, raised as their
+        own classes.  A SASL server that fails to prove itself (SCRAM) also
+        ends it.  When more than one method was tried, the error's message
+        names them.
         """
         if not isinstance(user, str) or not isinstance(password, str):
             raise TypeError("user and password must be str")
@@ -129,9 +157,14 @@ class LoginOperations(CoreBase):
                     command="login",
                 )
         failure: AuthenticationFailed | None = None
+        tried: list[str] = []
+        skip_to_verdict = False
         # After a -ERR to a login command the session is back in AUTHORIZATION
         # (RFC 1939 §7, RFC 5034 §4), so the next method can always be tried.
         for method in methods:
+            if skip_to_verdict and method not in _VERDICT_METHODS:
+                continue
+            tried.append(method)
             try:
                 if method == "USER":
                     yield from self._user_pass(user, password)
@@ -144,16 +177,32 @@ class LoginOperations(CoreBase):
             except ConnectionLost as exc:
                 if failure is not None:
                     # RFC 1939 §4: the server may close after a failed login.
-                    raise failure from exc
+                    raise _tried(failure, tried[:-1]) from exc
                 raise
             except AuthenticationFailed as exc:
-                if exc.response is None or exc.code is not None or len(methods) == 1:
+                if exc.response is None or len(methods) == 1:
                     raise
+                if exc.code is None:
+                    failure = exc  # a plain -ERR: perhaps not set up; try the next
+                    continue
+                if exc.code != pop3proto.AUTH or method in _VERDICT_METHODS:
+                    # [IN-USE], [SYS/...], or a clear denial: the server
+                    # checked the password itself (RFC 3206 §5).
+                    if len(tried) == 1:
+                        raise
+                    raise _tried(exc, tried) from exc
+                # [AUTH] to a challenge-response method (SCRAM, CRAM-MD5,
+                # APOP) may only mean that the server cannot verify it for
+                # this account (a store of PBKDF2 hashes); what it can
+                # always judge is the password itself: go straight to the
+                # first method that sends it, so one wrong password costs
+                # at most two failed logins.
                 failure = exc
+                skip_to_verdict = True
                 continue
             return method
         assert failure is not None
-        raise failure
+        raise _tried(failure, tried) if len(tried) > 1 else failure
 
     def authenticate(
         self, mechanism: pop3proto.SaslClientMechanism, *, allow_insecure: bool = False

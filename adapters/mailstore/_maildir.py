@@ -18,6 +18,7 @@ import logging
 import os
 import stat
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from typing import NamedTuple
@@ -31,6 +32,10 @@ log = logging.getLogger("pop3proto.server")
 
 #: Name of the lock file :class:`MaildirBackend` creates inside a Maildir.
 LOCK_FILE_NAME = ".pop3proto.lock"
+#: How many message sizes :class:`MaildirBackend` caches by default.
+DEFAULT_CACHE_SIZE = 100_000
+
+_CacheKey = tuple[str, int, int]  # (unique name, stored size, mtime)
 
 
 def _by_mtime_and_name(item: tuple[int, str, str, int, tuple[int, int]]) -> tuple[int, str]:
@@ -278,6 +283,8 @@ class MaildirBackend:
         chunk_size: how many octets to read from disk at a time.
         colon: the separator between a Maildir file's unique name and its
             info (``:`` on POSIX, as in :mod:`mailbox`).
+        cache_size: the most message sizes cached (default 100,000, about
+            27 MiB; 0 turns the cache off).
 
     Messages are listed from ``new/`` and ``cur/`` (files whose name starts
     with ``.`` are skipped, as Maildir readers do), sorted by modification
@@ -285,8 +292,10 @@ class MaildirBackend:
     the unique part of the file name (:func:`maildir_uid`), so they stay the
     same across sessions, restarts and moves from ``new/`` to ``cur/``.
     Sizes are counted once, by streaming the file, and cached with the
-    unique-id by ``(unique name, stored size, mtime)`` for the life of the
-    backend.
+    unique-id by ``(unique name, stored size, mtime)``.  The cache holds the
+    messages found by the latest scan of each Maildir (a message deleted or
+    changed drops out at the next login), and at most *cache_size* entries
+    in all: the Maildirs opened least recently are dropped first.
     """
 
     def __init__(
@@ -297,6 +306,7 @@ class MaildirBackend:
         create: bool = True,
         chunk_size: int = DEFAULT_CHUNK,
         colon: str = ":",
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         """See the class docstring."""
         self.root = os.fspath(root)
@@ -306,8 +316,13 @@ class MaildirBackend:
         if len(colon) != 1:
             raise ValueError("colon must be a single character")
         self.colon = colon
-        # (unique name, stored size, mtime) -> MessageInfo
-        self._infos: dict[tuple[str, int, int], MessageInfo] = {}
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self.cache_size = cache_size
+        # Maildir path -> {(unique name, stored size, mtime): MessageInfo},
+        # least recently scanned first.
+        self._infos: OrderedDict[str, dict[_CacheKey, MessageInfo]] = OrderedDict()
+        self._cached = 0
         self._infos_lock = threading.Lock()
 
     def path_for(self, user: str) -> str:
@@ -391,32 +406,44 @@ class MaildirBackend:
                         )
                     )
         found.sort(key=_by_mtime_and_name)
-        cache = self._infos
         with self._infos_lock:
-            infos = [cache.get((unique, stored, mtime)) for mtime, unique, _, stored, _ in found]
+            # Taken out: what this scan does not find again is forgotten.
+            cache = self._infos.pop(path, {})
+            self._cached -= len(cache)
+        fresh: dict[_CacheKey, MessageInfo] = {}
         entries: list[_MaildirEntry] = []
-        for (mtime, unique, file_path, stored_size, ident), info in zip(found, infos, strict=True):
+        for mtime, unique, file_path, stored_size, ident in found:
+            key = (unique, stored_size, mtime)
+            info = cache.get(key)
             if info is None:
                 try:
-                    info = self._info(unique, file_path, stored_size, mtime, ident)
+                    info = self._info(unique, file_path, ident)
                 except OSError:
                     # Removed, or replaced (by a link, say) since it was
                     # listed: as if it had not been there.
                     continue
+            if len(fresh) < self.cache_size:
+                fresh[key] = info
             entries.append(_MaildirEntry(unique, file_path, stored_size, info, ident))
+        self._remember(path, fresh)
         return entries
 
-    def _info(
-        self, unique: str, path: str, stored_size: int, mtime: int, ident: tuple[int, int]
-    ) -> MessageInfo:
-        """Count the CRLF size of a file not in the cache yet; cache it with
-        the file's unique-id."""
+    def _remember(self, path: str, fresh: dict[_CacheKey, MessageInfo]) -> None:
+        with self._infos_lock:
+            if fresh:
+                self._infos[path] = fresh
+                self._cached += len(fresh)
+            while self._cached > self.cache_size:
+                # The least recently scanned Maildir goes first (never the
+                # one just stored: it holds at most cache_size entries).
+                _, dropped = self._infos.popitem(last=False)
+                self._cached -= len(dropped)
+
+    def _info(self, unique: str, path: str, ident: tuple[int, int]) -> MessageInfo:
+        """Count the CRLF size of a file not in the cache yet."""
         with open(_open_listed(path, ident), "rb") as f:
             size = normalized_size(iter(lambda: f.read(self.chunk_size), b""))
-        info = MessageInfo(size, maildir_uid(unique))
-        with self._infos_lock:
-            self._infos[(unique, stored_size, mtime)] = info
-        return info
+        return MessageInfo(size, maildir_uid(unique))
 
     def __repr__(self) -> str:
         return f"<MaildirBackend {self.root!r} per_user={self.per_user}>"

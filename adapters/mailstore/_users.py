@@ -43,10 +43,13 @@ import secrets
 import threading
 import unicodedata
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import pop3proto
+
+from ._base import Identity
 
 __all__ = [
     "Authenticator",
@@ -77,10 +80,37 @@ class Authenticator(Protocol):
     password (``False`` / ``None``) and should take the same time doing it,
     so that the server cannot be used to find out which users exist
     (RFC 1939 §13).
+
+    Where it runs: the blocking server calls every method from the
+    connection's thread; the asyncio and trio servers call
+    ``check_password``, ``get_secret`` and ``scram_credentials`` in a
+    worker thread of a bounded pool, never on the event loop (a PBKDF2
+    check may take half a second), so they must be thread-safe.
+    :meth:`credentials` is called on the loop, once per connection: keep it
+    quick.  An exception from any method counts as a failed login (logged).
     """
 
-    def check_password(self, user: str, password: str) -> bool:
-        """Whether *password* is *user*'s password (constant time)."""
+    def credentials(self) -> AbstractSet[str]:
+        """What this store can verify for *every* user, in the words of the
+        mechanism registry (:attr:`pop3proto.Mechanism.server_credential`):
+        ``"password"`` (:meth:`check_password`: USER/PASS, PLAIN, LOGIN),
+        ``"secret"`` (:meth:`get_secret`: APOP, CRAM-MD5),
+        ``"scram-sha-256"`` (:meth:`scram_credentials`).
+
+        The server offers exactly the methods these allow (CAPA's USER and
+        SASL list, the APOP timestamp in the greeting), so a client never
+        picks one that cannot succeed.  An authenticator without this
+        method is assumed to verify all three.
+        """
+        ...
+
+    def check_password(self, user: str, password: str) -> bool | Identity:
+        """Whether *password* is *user*'s password (constant time).
+
+        Return an :class:`~._base.Identity` instead of ``True`` to choose
+        the mailbox key handed to the backend's ``open()`` (a login mapped
+        to a mailbox in one lookup).
+        """
         ...
 
     def get_secret(self, user: str) -> str | None:
@@ -166,6 +196,21 @@ class _Entry:
     scram: pop3proto.ScramCredentials | None = field(default=None, repr=False)
 
 
+#: What a stored form lets the server verify (the registry's credential
+#: names; see :meth:`Authenticator.credentials`).
+_ALL_CREDENTIALS: frozenset[str] = frozenset({"password", "secret", "scram-sha-256"})
+_SCRAM_CREDENTIALS: frozenset[str] = frozenset({"password", "scram-sha-256"})
+_HASH_CREDENTIALS: frozenset[str] = frozenset({"password"})
+
+
+def _credentials_of(entry: _Entry) -> frozenset[str]:
+    if entry.plain is not None:
+        return _ALL_CREDENTIALS
+    if entry.scram is not None:
+        return _SCRAM_CREDENTIALS
+    return _HASH_CREDENTIALS
+
+
 def _parse_stored(stored: str) -> _Entry:
     """Parse one stored password; ValueError (without quoting it) if bad."""
     if stored.startswith(_PLAIN):
@@ -229,6 +274,15 @@ class _TableAuthenticator:
         )
         if iterations:
             hashlib.pbkdf2_hmac("sha256", b"x", self._dummy_salt, iterations)
+
+    def credentials(self) -> frozenset[str]:
+        """See :meth:`Authenticator.credentials`: what every stored form
+        allows (plain secrets: all; SCRAM keys: password and SCRAM;
+        PBKDF2 hashes: the password only)."""
+        kinds = _ALL_CREDENTIALS
+        for entry in self._entries().values():
+            kinds = kinds & _credentials_of(entry)
+        return kinds
 
     def check_password(self, user: str, password: str) -> bool:
         """See :meth:`Authenticator.check_password`."""

@@ -34,18 +34,16 @@ __all__ = [
     "is_loopback_address",
 ]
 
-#: What an :class:`~pop3proto.adapters.mailstore._users.Authenticator` can
+#: What an :class:`pop3proto.adapters.server.Authenticator` can
 #: verify, in the engine registry's words (:attr:`pop3proto.Mechanism.server_credential`):
-#: a password (``check_password``), a shared secret (``get_secret``; also
-#: what SCRAM-SHA-1 keys are derived from) and SCRAM-SHA-256 keys
-#: (``scram_credentials``).  A bearer token (``"token"``) is verified by
-#: ``ServerConfig.token_verifier`` instead.
-AUTHENTICATOR_CREDENTIALS: frozenset[str] = frozenset(
-    {"password", "secret", "scram-sha-1", "scram-sha-256"}
-)
+#: a password (``check_password``), a shared secret (``get_secret``) and
+#: SCRAM-SHA-256 keys (``scram_credentials``).
+AUTHENTICATOR_CREDENTIALS: frozenset[str] = frozenset({"password", "secret", "scram-sha-256"})
 
-#: The credential kinds with a builder: an authenticator's, and a token.
-_VERIFIABLE: frozenset[str] = AUTHENTICATOR_CREDENTIALS | {"token"}
+#: The credential kinds with a builder: the authenticator's, and those the
+#: server derives (SCRAM-SHA-1 keys from a shared secret; a bearer token,
+#: checked by ``ServerConfig.token_verifier``).
+_VERIFIABLE: frozenset[str] = AUTHENTICATOR_CREDENTIALS | {"scram-sha-1", "token"}
 
 #: The SASL mechanisms the session can run, strongest first: every entry of
 #: the engine's registry (SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, OAUTHBEARER,

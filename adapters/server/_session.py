@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import pop3proto
 from pop3proto import (
@@ -105,10 +105,17 @@ from pop3proto import (
     Utf8,
 )
 
-from .._seam import Close, Send, StartTLS
-from ..mailstore._base import MaildropBackend, MaildropError, MaildropInUse
+from .._seam import Call, CallResult, Close, Send, StartTLS
+from ..mailstore._base import (
+    AsyncMaildropBackend,
+    Identity,
+    Maildrop,
+    MaildropBackend,
+    MaildropError,
+    MaildropInUse,
+)
 from ..mailstore._users import Authenticator
-from ._authorization import Authorization, Failed, LoggedIn, Outcome
+from ._authorization import FAILED, Authorization, Failed, LoggedIn, Outcome
 from ._config import EndReason, ServerConfig, SessionStats
 from ._transaction import MaildropFailed, Transaction
 
@@ -117,7 +124,8 @@ __all__ = ["Action", "ServerSession"]
 log = logging.getLogger("pop3proto.server")
 
 #: What :meth:`ServerSession.actions` yields.
-Action = Send | StartTLS | Close
+Action = Send | StartTLS | Close | Call
+_T = TypeVar("_T")
 
 _AUTH_FAILED = "authentication failed"
 
@@ -139,19 +147,28 @@ class ServerSession:
             :func:`~._config.is_loopback_address`); with the default policy
             this allows plaintext logins without TLS.
         peer: the client's address, for the session-end log line.
+        offload: yield a :class:`~pop3proto.adapters._seam.Call` for each
+            backend or authenticator call that may block (checking a
+            password, opening, listing and committing the maildrop), to be
+            answered with a :class:`~pop3proto.adapters._seam.CallResult`
+            by ``actions().send()``: what an event-loop driver wants.  By
+            default (``False``) the session makes those calls itself, in
+            the driver's thread, and never yields a ``Call``.
     """
 
     def __init__(
         self,
-        backend: MaildropBackend,
+        backend: MaildropBackend | AsyncMaildropBackend,
         authenticator: Authenticator,
         config: ServerConfig | None = None,
         *,
         tls: bool = False,
         is_loopback: bool = False,
         peer: str = "",
+        offload: bool = False,
     ) -> None:
         """See the class docstring."""
+        self._offload = offload
         self.config = config if config is not None else ServerConfig()
         self.backend = backend
         self.authenticator = authenticator
@@ -235,7 +252,7 @@ class ServerSession:
             "RESP-CODES",
             "AUTH-RESP-CODE",
         ]
-        if self.plaintext_allowed:
+        if self._authorization.user_pass:
             items.append("USER")
         mechanisms = self.mechanisms
         if mechanisms:
@@ -285,11 +302,13 @@ class ServerSession:
         self.stats.bytes_received += len(data)
         self._conn.receive_data(data)
 
-    def actions(self) -> Generator[Action, None, None]:
+    def actions(self) -> Generator[Action, CallResult | None, None]:
         """Process the commands received so far; yield what to do.
 
         Stops when more input is needed, after :class:`StartTLS` and after
-        :class:`Close`.  See the module docstring for the rules.
+        :class:`Close`.  See the module docstring for the rules; with
+        ``offload=True``, answer each :class:`Call` by sending its
+        :class:`CallResult`.
         """
         if not self._greeted:
             raise RuntimeError("send greeting() first")
@@ -365,7 +384,17 @@ class ServerSession:
         """The transport failed or closed: end without UPDATE.  Idempotent."""
         self._end(EndReason.CONNECTION_LOST)
 
-    # -- internals: sending and ending -------------------------------------
+    # -- internals: calls that may block, sending and ending -----------------
+
+    def _call(self, fn: Callable[..., _T], *args: Any) -> Generator[Action, Any, _T]:
+        """``fn(*args)``: made here, or (``offload``) by the driver, which
+        answers the yielded :class:`Call` with its :class:`CallResult`."""
+        if not self._offload:
+            return fn(*args)
+        result = yield Call(fn, args)
+        assert isinstance(result, CallResult), "answer a Call with a CallResult"
+        value: _T = result.unwrap()
+        return value
 
     def _send(self, event: Event) -> Send:
         data = self._conn.send(event)
@@ -451,6 +480,23 @@ class ServerSession:
             return self._auth_failure()
         return iter((self._send(outcome),))
 
+    def _checked_login(
+        self, method: Callable[[Authorization, Any], Outcome], event: Event
+    ) -> Generator[Action, Any, None]:
+        """A login step that may ask the authenticator (a password hash may
+        take half a second): the whole decision is one call, off the loop
+        when offloading.  The Authorization is this session's own and the
+        session waits for it, so no other thread touches it meanwhile."""
+        try:
+            outcome = yield from self._call(method, self._authorization, event)
+        except Exception:
+            # The call itself failed (the runtime could not run it): the
+            # answer of any failed login, and no exchange left half done.
+            log.exception("login check failed")
+            self._authorization.bad_line()
+            outcome = FAILED
+        yield from self._authorize(outcome)
+
     def _auth_failure(self) -> Iterator[Action]:
         self.stats.auth_failures += 1
         reply = Err(_AUTH_FAILED, pop3proto.AUTH)
@@ -458,10 +504,12 @@ class ServerSession:
             yield from self._close_after(reply, EndReason.TOO_MANY_AUTH_FAILURES)
         yield self._send(reply)
 
-    def _login(self, user: str) -> Iterator[Action]:
+    def _login(self, user: Identity) -> Generator[Action, Any, None]:
         """Credentials are good: lock and open the maildrop (RFC 1939 §4)."""
         try:
-            maildrop = self.backend.open(user)
+            # (awaited by the runtime if open is a coroutine function)
+            opened: object = yield from self._call(self.backend.open, user)
+            maildrop = cast(Maildrop, opened)
         except MaildropInUse:
             # RFC 2449 §8.1.2: credentials fine, maildrop busy.
             yield self._send(Err("maildrop already locked", pop3proto.IN_USE))
@@ -471,7 +519,7 @@ class ServerSession:
             yield self._send(Err("unable to open maildrop", pop3proto.SYS_TEMP))
             return
         try:
-            messages = list(maildrop.messages())
+            messages = list((yield from self._call(maildrop.messages)))
         except Exception:
             log.exception("cannot list the maildrop of %s", user)
             maildrop.close()
@@ -484,7 +532,7 @@ class ServerSession:
             stats=self.stats,
             chunk_size=self.config.chunk_size,
         )
-        self.stats.user = user
+        self.stats.user = user.mailbox
         yield self._send(transaction.summary())
 
     def _stls(self, event: Stls) -> Iterator[Action]:
@@ -524,7 +572,7 @@ class ServerSession:
         assert transaction is not None
         return transaction
 
-    def _quit(self, event: Quit) -> Iterator[Action]:
+    def _quit(self, event: Quit) -> Generator[Action, Any, None]:
         transaction = self._transaction
         if transaction is None:
             # RFC 1939 §4: QUIT in AUTHORIZATION, no UPDATE.
@@ -532,9 +580,17 @@ class ServerSession:
         else:
             # RFC 1939 §6: the UPDATE state.  Remove what was marked,
             # release the lock, then answer.
-            reply = transaction.update(expire_retrieved=self.config.expire == 0)
+            doomed = transaction.doomed(expire_retrieved=self.config.expire == 0)
+            committed = True
+            if doomed:
+                try:
+                    committed = bool((yield from self._call(transaction.maildrop.commit, doomed)))
+                except Exception:
+                    log.exception("commit failed for %s", self.stats.user)
+                    committed = False
+            reply = transaction.updated(doomed, committed=committed)
             self._release()
-        return self._close_after(reply, EndReason.QUIT)
+        yield from self._close_after(reply, EndReason.QUIT)
 
 
 # ---------------------------------------------------------------------------
@@ -556,10 +612,21 @@ def _reply(method: Callable[[ServerSession, _E], Event]) -> Handler:
 
 
 def _login_step(method: Callable[[Authorization, _E], Outcome]) -> Handler:
-    """A handler from an :class:`~._authorization.Authorization` method."""
+    """A handler from an :class:`~._authorization.Authorization` method
+    that never asks the authenticator (answered at once)."""
 
     def handler(session: ServerSession, event: _E) -> Iterable[Action]:
         return session._authorize(method(session._authorization, event))
+
+    return handler
+
+
+def _checked_login_step(method: Callable[[Authorization, _E], Outcome]) -> Handler:
+    """A handler from an :class:`~._authorization.Authorization` method
+    that may ask the authenticator (see ``ServerSession._checked_login``)."""
+
+    def handler(session: ServerSession, event: _E) -> Iterable[Action]:
+        return session._checked_login(method, event)
 
     return handler
 
@@ -581,10 +648,10 @@ _HANDLERS: dict[type[Event], Handler] = {
     BadCommand: ServerSession._bad_command,
     # AUTHORIZATION (RFC 1939 §4, §7; RFC 5034; RFC 2595).
     User: _login_step(Authorization.user),
-    Pass: _login_step(Authorization.password),
-    Apop: _login_step(Authorization.apop),
-    Auth: _login_step(Authorization.auth),
-    SaslResponse: _login_step(Authorization.sasl_line),
+    Pass: _checked_login_step(Authorization.password),
+    Apop: _checked_login_step(Authorization.apop),
+    Auth: _checked_login_step(Authorization.auth),
+    SaslResponse: _checked_login_step(Authorization.sasl_line),
     SaslCancel: _login_step(Authorization.sasl_line),
     Stls: ServerSession._stls,
     # Any state (RFC 2449, RFC 6856, RFC 1939 §5-6).

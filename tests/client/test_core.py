@@ -260,13 +260,49 @@ def test_bearer_tokens_are_passwords_too() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_auth_code_stops_at_the_first_failure() -> None:
+def test_auth_code_goes_straight_to_a_password_method_then_stops() -> None:
+    # [AUTH] to SCRAM-SHA-256 may mean "cannot verify SCRAM for this user":
+    # the next try is PLAIN (skipping SCRAM-SHA-1, CRAM-MD5), whose [AUTH]
+    # is the verdict.  Two failed logins, not five.
     core, runner, session = connect()
     with pytest.raises(AuthenticationFailed) as info:
         runner.run(core.login("alice", "wrong"))
     assert info.value.code == pop3proto.AUTH
-    assert session.auth_attempts == 1
+    assert session.auth_attempts == 2
+    assert [c.mechanism for c in session.commands if isinstance(c, pop3proto.Auth)] == [
+        "SCRAM-SHA-256",
+        "PLAIN",
+    ]
+    assert "tried SCRAM-SHA-256, PLAIN" in str(info.value)
     assert "wrong" not in str(info.value)
+
+
+def test_auth_code_to_a_password_method_is_a_verdict() -> None:
+    core, runner, session = connect(FakeConfig(sasl=("PLAIN", "LOGIN")))
+    with pytest.raises(AuthenticationFailed) as info:
+        runner.run(core.login("alice", "wrong"))
+    assert session.auth_attempts == 1
+    assert "tried" not in str(info.value)  # one method: the server's own words
+
+
+def test_auth_code_without_a_password_method_left_is_raised() -> None:
+    # Only challenge-response methods on offer: nothing can give a verdict,
+    # so the first [AUTH] is raised, naming what was tried.
+    config = FakeConfig(sasl=("SCRAM-SHA-256", "CRAM-MD5"), user_command=False, greeting="hi")
+    core, runner, session = connect(config)
+    with pytest.raises(AuthenticationFailed) as info:
+        runner.run(core.login("alice", "wrong"))
+    assert session.auth_attempts == 1
+    assert info.value.code == pop3proto.AUTH
+
+
+def test_hashed_store_login_falls_back_to_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that advertises SCRAM but cannot verify it answers [AUTH]:
+    # the right password then works with PLAIN.
+    core, runner, session = connect(FakeConfig(sasl=("SCRAM-SHA-256", "PLAIN")))
+    monkeypatch.setattr(session, "_mechanism", _failing_scram(session._mechanism))
+    assert runner.run(core.login("alice", PASSWORD)) == "PLAIN"
+    assert session.auth_attempts == 2
 
 
 def test_plain_err_falls_back_to_the_next_method() -> None:
@@ -332,7 +368,9 @@ def test_login_errors_by_response_code(error: str, cls: type[POP3Error]) -> None
         runner.run(core.login("alice", PASSWORD))
     assert type(info.value) is cls
     assert info.value.response is not None and info.value.code is not None
-    assert session.auth_attempts == 1  # a code never triggers the fallback
+    # A code other than [AUTH] never triggers the fallback; [AUTH] to the
+    # first method (SCRAM) leads to one password-sending method.
+    assert session.auth_attempts == (2 if cls is AuthenticationFailed else 1)
 
 
 def test_scram_server_with_a_bad_signature_is_not_trusted() -> None:

@@ -19,7 +19,7 @@ the modules below hold one idea each:
   maildrop that fails on purpose.
 * :mod:`.sasl`: SASL mechanisms driven against each other, and the check
   that no secret leaks into an exception.
-* :mod:`.strategies`: Hypothesis strategies for field values, bodies and
+* ``pop3proto.testing.strategies`` (public, re-exported here): Hypothesis strategies for field values, bodies and
   server replies.
 """
 
@@ -90,6 +90,7 @@ from .servers import (
     running_server,
 )
 from .stores import (
+    EveryMethodAuthenticator,
     FlakyBackend,
     FlakyMaildrop,
     lock_is_free,
@@ -97,7 +98,7 @@ from .stores import (
     make_maildir,
     message_file,
 )
-from .strategies import (
+from pop3proto.testing.strategies import (
     ASCII_TEXT,
     BODY_PIECES,
     KNOWN_KEYWORDS,
@@ -187,6 +188,7 @@ __all__ = [
     "recv_until",
     "running_server",
     # stores: Maildirs and a flaky maildrop for the server tests
+    "EveryMethodAuthenticator",
     "FlakyBackend",
     "FlakyMaildrop",
     "lock_is_free",

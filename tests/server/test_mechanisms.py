@@ -12,8 +12,9 @@ from pop3proto.adapters.server._config import (
 
 
 def test_every_credential_kind_has_a_builder() -> None:
-    """One builder per credential an authenticator gives, plus the token, and no other."""
-    assert set(_BUILDERS) == AUTHENTICATOR_CREDENTIALS | {"token"}
+    """One builder per credential an authenticator gives, plus the derived
+    ones (SCRAM-SHA-1 keys from a secret, a token), and no other."""
+    assert set(_BUILDERS) == AUTHENTICATOR_CREDENTIALS | {"scram-sha-1", "token"}
 
 
 def test_supported_mechanisms_are_the_registry_entries_we_can_verify() -> None:

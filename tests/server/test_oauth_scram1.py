@@ -148,3 +148,15 @@ def test_registry_mechanisms_all_run_on_the_server() -> None:
     from pop3proto.adapters.server._config import SUPPORTED_MECHANISMS
 
     assert set(SUPPORTED_MECHANISMS) == set(pop3proto.CLIENT_MECHANISMS)
+
+
+def test_scram_sha1_needs_an_authenticator_with_secrets() -> None:
+    """SCRAM-SHA-1 keys come from the shared secret: an authenticator that
+    holds only hashes does not get SCRAM-SHA-1 offered."""
+    from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
+
+    hashed = DictAuthenticator({"alice": hash_password(PASSWORD, iterations=1000)})
+    config = ServerConfig(hostname="t", sasl_mechanisms=("SCRAM-SHA-1", "PLAIN"))
+    assert sasl_offered(Harness(config=config, auth=hashed)) == ("PLAIN",)
+    reply = Harness(config=config, auth=hashed).one(Auth("SCRAM-SHA-1", b"n,,n=alice,r=abc"))
+    assert reply == Err("unsupported authentication mechanism")

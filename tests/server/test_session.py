@@ -65,8 +65,14 @@ from pop3proto.adapters.server._config import (
     busy_response,
     is_loopback_address,
 )
-from pop3proto.adapters.server._session import _HANDLERS, ServerSession
-from tests.helpers import PASSWORD, FlakyBackend, FlakyMaildrop, expected_body
+from pop3proto.adapters.server._session import _HANDLERS, Action, ServerSession
+from tests.helpers import (
+    PASSWORD,
+    EveryMethodAuthenticator,
+    FlakyBackend,
+    FlakyMaildrop,
+    expected_body,
+)
 
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"
 # LF-only, dot lines, no final newline: sizes must still match RETR octets.
@@ -79,7 +85,7 @@ def make_backend(**kwargs: object) -> MemoryBackend:
 
 
 def make_auth() -> DictAuthenticator:
-    return DictAuthenticator(
+    return EveryMethodAuthenticator(
         {
             "alice": PASSWORD,
             "hashed": hash_password(PASSWORD, iterations=1000),
@@ -111,7 +117,7 @@ class Harness:
             peer="192.0.2.1:1234",
         )
         self.client = Connection(CLIENT, tls=tls, allow_unadvertised_pipelining=allow_pipelining)
-        self.actions: list[Send | StartTLS | Close] = []
+        self.actions: list[Action] = []
         self.closed = False
         self.tls_requested = False
         self.client.receive_data(self.session.greeting())
