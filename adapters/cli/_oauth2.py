@@ -110,8 +110,9 @@ def command_verifier(command: str, *, timeout: float = VERIFY_TIMEOUT) -> TokenV
     * a command still running after *timeout* seconds is killed, and the
       token refused.
 
-    Standard error goes to the server's standard error.  The command runs
-    in the session, so it should answer quickly.
+    Standard error goes to the server's standard error.  The command is
+    run where the authenticator is called (a worker thread for the asyncio
+    and trio servers), so a slow one holds up only its own session.
     """
 
     def verify(user: str, token: str) -> str | OAuthDenial:

@@ -67,8 +67,9 @@ class TokenVerifier(Protocol):
     token's subject to a maildrop), or an :class:`pop3proto.sasl.OAuthDenial`
     whose fields fill the JSON error challenge the client is sent before the
     ``-ERR`` (RFC 7628 §3.2.2).  It must never log the token.  An exception
-    counts as a denial (and is logged without the token).  It runs in the
-    session, so it should answer quickly.
+    counts as a denial (and is logged without the token).  It is called
+    where the authenticator is: in a worker thread for the asyncio and trio
+    servers, so a slow verifier holds up only its own session.
     """
 
     def __call__(self, user: str, token: str) -> str | OAuthDenial: ...
