@@ -4,10 +4,12 @@ our server session and on a socket with each client runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import pytest
+import trio
 
 from pop3proto.adapters.client._errors import (
     AuthenticationFailed,
@@ -191,3 +193,31 @@ def test_async_clients(flavor: Flavor, server_kind: str) -> None:
 
     with running_server(server_kind, backend, config=CONFIG) as (host, port):
         flavor.run(main)
+
+
+@pytest.mark.parametrize("server_kind", ["asyncio", "trio"])
+def test_verifier_runs_off_the_event_loop(server_kind: str) -> None:
+    """A slow verifier (a subprocess, an HTTP introspection call) must not
+    stall the other sessions: it is called in a worker thread."""
+    on_loop: list[bool] = []
+
+    def verify(user: str, token: str) -> str | OAuthDenial:
+        inside = True
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                trio.lowlevel.current_task()
+            except RuntimeError:
+                inside = False
+        on_loop.append(inside)
+        return user
+
+    backend = MemoryBackend({"alice": list(MESSAGES)})
+    config = ServerConfig(token_verifier=verify)
+    with (
+        running_server(server_kind, backend, config=config) as (host, port),
+        SyncClient(host, port, tls="none", timeout=10) as client,
+    ):
+        client.login_oauth2("alice", SHORT)
+    assert on_loop == [False]
