@@ -104,8 +104,12 @@ def test_fetch_with_token_command(
 ) -> None:
     process, calls = served
     dest = tmp_path / "inbox"
+    # As a user's refresh tool would: the token comes from a file, so it is
+    # on no command line (fetch's, the shell's or cat's).
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
     done = fetch(process.port("implicit TLS"), dest, tls_files, "--oauth2-token-cmd",
-                 f"printf '%s\\n' {token}")  # fmt: skip
+                 f"cat {token_file}")  # fmt: skip
     assert done.returncode == 0, done.stderr + process.log()
     assert maildir_messages(dest) == list(MESSAGES[:3])
     assert "3 stored" in done.stderr
