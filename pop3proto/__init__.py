@@ -337,7 +337,7 @@ __all__ = [
 ]
 
 
-if not TYPE_CHECKING:
+if not TYPE_CHECKING:  # pragma: no branch - always true at run time
     # Hidden from type checkers, for which the names above are plain
     # imports: a module __getattr__ would make every misspelt attribute
     # type-check.
