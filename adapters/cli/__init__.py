@@ -32,7 +32,7 @@ one line, ``pop3proto COMMAND: error: ...``, never as a traceback (``-v``
 adds detail to the log of ``serve`` only).
 
 This module holds the parser and :func:`main`; each command is a module of
-its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._demo`), imported only when
+its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._passwd`, :mod:`._demo`), imported only when
 it runs, and what they share (errors, exit codes, argument types) is in
 :mod:`._common`.
 """
@@ -285,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: only over TLS or on loopback)",
     )
     serve.add_argument(
+        "--oauth2-verify-cmd",
+        metavar="CMD",
+        help="offer OAUTHBEARER and XOAUTH2, checking each token with CMD (run with /bin/sh; "
+        "token on stdin, user in $POP3PROTO_OAUTH2_USER; exit 0 accepts, its first output "
+        "line naming the user if not empty; otherwise refuses, a JSON object on stdout "
+        "filling the error)",
+    )
+    serve.add_argument(
         "--no-trust-loopback",
         dest="trust_loopback",
         action="store_false",
@@ -355,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     secret.add_argument(
         "--password-file", metavar="FILE", help="read the password from the first line of FILE"
+    )
+    secret.add_argument(
+        "--oauth2-token-env",
+        metavar="VAR",
+        help="log in with the OAuth 2.0 access token in environment variable VAR "
+        "(OAUTHBEARER, else XOAUTH2)",
+    )
+    secret.add_argument(
+        "--oauth2-token-cmd",
+        metavar="CMD",
+        help="log in with the OAuth 2.0 access token CMD prints (run with /bin/sh once per "
+        "connection; OAUTHBEARER, else XOAUTH2)",
     )
     tls = fetch.add_mutually_exclusive_group()
     tls.add_argument(

@@ -58,6 +58,7 @@ import ssl
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Final, Literal
 
@@ -118,6 +119,9 @@ class FetchOptions:
     window: int = DEFAULT_WINDOW
     progress: bool | None = None
     quiet: bool = False
+    #: Log in with an OAuth 2.0 token instead of *password*: called once per
+    #: connection, it returns the access token (``--oauth2-token-*``).
+    oauth2_token: Callable[[], str] | None = None
     max_size: int | None = None
     message_timeout: float | None = None
 
@@ -328,12 +332,19 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
                 settled_uids.add(settled[1])
         with _connect(options, tls, context) as client:
             try:
-                result.login_method = client.login(
-                    account.user,
-                    options.password,
-                    mechanism=options.mechanism or account.mechanism,
-                    allow_insecure=options.insecure_auth,
-                )
+                if options.oauth2_token is not None:
+                    result.login_method = client.login_oauth2(
+                        account.user,
+                        options.oauth2_token(),
+                        allow_insecure=options.insecure_auth,
+                    )
+                else:
+                    result.login_method = client.login(
+                        account.user,
+                        options.password,
+                        mechanism=options.mechanism or account.mechanism,
+                        allow_insecure=options.insecure_auth,
+                    )
             except ValueError as exc:
                 # Credentials the protocol cannot carry (too long, or
                 # non-ASCII to a server without UTF8); the message names
@@ -532,6 +543,21 @@ def run_fetch_command(args: argparse.Namespace) -> int:
         return _run_fetch(args)
 
 
+def _token_source(args: argparse.Namespace) -> Callable[[], str] | None:
+    """How to get the token for each connection, or ``None`` for a password."""
+    variable: str | None = getattr(args, "oauth2_token_env", None)
+    command: str | None = getattr(args, "oauth2_token_cmd", None)
+    if variable is None and command is None:
+        return None
+    from ._oauth2 import token_from_command, token_from_env
+
+    if variable is not None:
+        token_from_env(variable)  # fail early, before anything is opened
+        return lambda: token_from_env(variable)
+    assert command is not None
+    return lambda: token_from_command(command)
+
+
 def _run_fetch(args: argparse.Namespace) -> int:
     account = parse_url(args.url)
     tls: TLSMode
@@ -545,10 +571,21 @@ def _run_fetch(args: argparse.Namespace) -> int:
         raise CLIError("--insecure-auth only makes sense with --no-tls", EXIT_USAGE)
     if args.cafile is not None and not os.path.isfile(args.cafile):
         raise CLIError(f"--cafile {args.cafile}: no such file", EXIT_USAGE)
-    password = read_password(env=args.password_env, file=args.password_file, account=account)
+    oauth2_token = _token_source(args)
+    if oauth2_token is not None:
+        if args.auth is not None or account.mechanism is not None:
+            raise CLIError(
+                "--auth and ;AUTH= choose a password method; with an OAuth 2.0 token the "
+                "mechanism is OAUTHBEARER, else XOAUTH2, as the server offers",
+                EXIT_USAGE,
+            )
+        password = ""
+    else:
+        password = read_password(env=args.password_env, file=args.password_file, account=account)
     options = FetchOptions(
         account=account,
         password=password,
+        oauth2_token=oauth2_token,
         destination=args.to,
         state_path=args.state,
         tls=tls,

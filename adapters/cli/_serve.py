@@ -29,7 +29,7 @@ from ._common import EXIT_NETWORK, EXIT_OK, EXIT_USAGE, CLIError, format_address
 if TYPE_CHECKING:
     from ..mailstore._base import MaildropBackend
     from ..mailstore._users import Authenticator
-    from ..server._config import ServerConfig
+    from ..server._config import ServerConfig, TokenVerifier
 
 __all__ = ["run_serve_command"]
 
@@ -190,6 +190,17 @@ def _server_tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _token_verifier(args: argparse.Namespace) -> TokenVerifier | None:
+    # XOAUTH2 and OAUTHBEARER are offered only with a verifier: the users
+    # file holds no tokens.
+    command: str | None = getattr(args, "oauth2_verify_cmd", None)
+    if command is None:
+        return None
+    from ._oauth2 import command_verifier
+
+    return command_verifier(command)
+
+
 def run_serve_command(args: argparse.Namespace) -> int:
     """``pop3proto serve``: listen until SIGINT or SIGTERM; return the exit status."""
     from ..mailstore._maildir import MaildirBackend
@@ -223,6 +234,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
     config = ServerConfig(
         allow_plaintext_auth=True if args.allow_plaintext_auth else None,
         idle_timeout=args.idle_timeout,
+        token_verifier=_token_verifier(args),
     )
     # The default plain listener only when no listener at all is given: a
     # TLS-only server must be possible.

@@ -59,6 +59,7 @@ from pop3proto import (
     SaslResponse,
     User,
 )
+from pop3proto.sasl import OAuthDenial
 
 from ..mailstore._base import Identity
 from ..mailstore._users import Authenticator
@@ -144,7 +145,7 @@ class Authorization:
         self.is_loopback = is_loopback
         self._conn = conn
         #: What the authenticator can verify (see the module docstring).
-        self.credentials = credentials_of(authenticator)
+        self.credentials = _with_derived(credentials_of(authenticator), config)
         #: The APOP timestamp of this session's greeting, if any.
         self.timestamp: str | None = None
         self._pending_user: str | None = None
@@ -307,6 +308,42 @@ class Authorization:
     def _with_scram_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         return entry.server(self.authenticator.scram_credentials)  # type: ignore[call-arg]
 
+    def _with_scram_sha1_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        # The authenticator gives SCRAM-SHA-256 keys only, which cannot
+        # verify SHA-1 (RFC 5802 §3): derive SHA-1 keys from the shared
+        # secret, with a per-process keyed salt so that it is stable while
+        # the server runs (asking twice reveals nothing) and unguessable.
+        def credentials(user: str) -> pop3proto.ScramCredentials | None:
+            secret = self.authenticator.get_secret(user)
+            if secret is None:
+                return None
+            salt = hmac.digest(
+                _SCRAM_SHA1_SALT_KEY, user.encode("utf-8", "surrogatepass"), "sha256"
+            )
+            return pop3proto.scram_credentials(secret, hash_name="sha1", salt=salt[:16])
+
+        return entry.server(credentials)  # type: ignore[call-arg]
+
+    def _with_token(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        verifier = self.config.token_verifier
+        assert verifier is not None  # _with_derived() offers tokens only then
+
+        def check_token(user: str, token: str) -> str | OAuthDenial:
+            try:
+                verdict = verifier(user, token)
+            except Exception as exc:
+                # The type only: the message might quote the token.
+                log.error("token verifier failed: %s", type(exc).__name__)
+                return OAuthDenial()
+            if isinstance(verdict, OAuthDenial) or (isinstance(verdict, str) and verdict):
+                return verdict
+            log.error(
+                "token verifier returned %s, not an identity or a denial", type(verdict).__name__
+            )
+            return OAuthDenial()
+
+        return entry.server(check_token)  # type: ignore[call-arg]
+
     def _sasl_step(self, response: bytes | None) -> Outcome:
         mechanism = self._mechanism
         assert mechanism is not None
@@ -327,11 +364,29 @@ class Authorization:
 
 #: How to build the server side of a mechanism from what the authenticator
 #: gives, by the registry's name for the credential it needs (the keys are
-#: :data:`~._config.AUTHENTICATOR_CREDENTIALS`).
+#: :data:`~._config.AUTHENTICATOR_CREDENTIALS` and the derived kinds of
+#: :func:`_with_derived`).
 _BUILDERS: dict[
     str, Callable[[Authorization, pop3proto.Mechanism], pop3proto.SaslServerMechanism]
 ] = {
     "password": Authorization._with_password,
     "secret": Authorization._with_secret,
+    "scram-sha-1": Authorization._with_scram_sha1_keys,
     "scram-sha-256": Authorization._with_scram_keys,
+    "token": Authorization._with_token,
 }
+
+#: Keys the derived SCRAM-SHA-1 salts (see ``_with_scram_sha1_keys``).
+_SCRAM_SHA1_SALT_KEY = secrets.token_bytes(32)
+
+
+def _with_derived(credentials: AbstractSet[str], config: ServerConfig) -> frozenset[str]:
+    """*credentials*, plus the kinds the server derives: SCRAM-SHA-1 keys
+    from a shared secret (an authenticator gives SHA-256 keys only), and a
+    bearer token when a verifier is configured."""
+    kinds = set(credentials)
+    if "secret" in kinds:
+        kinds.add("scram-sha-1")
+    if config.token_verifier is not None:
+        kinds.add("token")
+    return frozenset(kinds)

@@ -64,7 +64,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 import pop3proto
 from pop3proto import (
@@ -131,6 +131,10 @@ Action = Send | StartTLS | Close | Call
 _T = TypeVar("_T")
 
 _AUTH_FAILED = "authentication failed"
+
+
+#: The last words to a SASL line over the engine's ``max_sasl_size``.
+_SASL_TOO_LONG: Final = b"-ERR SASL line too long, closing\r\n"
 
 
 class _Stop(Exception):
@@ -326,14 +330,20 @@ class ServerSession:
         conn = self._conn
         handlers = _HANDLERS
         while not self._closed:
+            in_sasl = conn.state is State.SASL
             try:
                 event = conn.next_event()
             except RemoteProtocolError as exc:
                 # An injection attempt after STLS or an oversize SASL line:
-                # nothing sensible can be answered; drop the connection
-                # without UPDATE.
+                # drop the connection without UPDATE.
                 log.info("protocol error from %s: %s", self.stats.peer or "client", exc)
                 self._end(EndReason.PROTOCOL_ERROR)
+                if in_sasl:
+                    # RFC 5034 §4 lets the server end an exchange with -ERR;
+                    # the engine is in ERROR now and sends nothing more, so
+                    # the fixed line is written here.
+                    self.stats.bytes_sent += len(_SASL_TOO_LONG)
+                    yield Send(_SASL_TOO_LONG)
                 yield Close()
                 return
             if event is NEED_DATA or event is PAUSED:
