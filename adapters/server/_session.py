@@ -498,7 +498,7 @@ class ServerSession:
 
     def _authorize(self, outcome: Outcome) -> Iterator[Action]:
         """Act on what :class:`~._authorization.Authorization` decided."""
-        if isinstance(outcome, LoggedIn):
+        if isinstance(outcome, LoggedIn):  # pragma: no cover - via _checked_login
             return self._login(outcome.user)
         if isinstance(outcome, Failed):
             return self._auth_failure()

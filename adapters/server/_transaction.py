@@ -263,26 +263,11 @@ class Transaction:
 
     # -- UPDATE ----------------------------------------------------------------
 
-    def update(self, *, expire_retrieved: bool) -> Ok | Err:
-        """QUIT in TRANSACTION: the UPDATE state (RFC 1939 §6).
-
-        Removes what was marked (and, with *expire_retrieved*, i.e.
-        ``EXPIRE 0``, what was retrieved) and returns the answer owed.
-        The caller then releases the maildrop.
-        """
-        doomed = self.doomed(expire_retrieved=expire_retrieved)
-        ok = True
-        if doomed:
-            try:
-                ok = bool(self.maildrop.commit(doomed))
-            except Exception:
-                log.exception("commit failed for %s", self._stats.user)
-                ok = False
-        return self.updated(doomed, committed=ok)
-
     def doomed(self, *, expire_retrieved: bool) -> frozenset[int]:
-        """The indexes UPDATE removes: those marked, and with
-        *expire_retrieved* those retrieved (see :meth:`update`)."""
+        """QUIT in TRANSACTION, the UPDATE state (RFC 1939 §6): the indexes
+        to remove, those marked and, with *expire_retrieved* (``EXPIRE 0``),
+        those retrieved.  The session commits them, answers with
+        :meth:`updated`, then releases the maildrop."""
         doomed = set(self._deleted)
         if expire_retrieved:
             doomed |= self._retrieved

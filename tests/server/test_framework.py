@@ -356,7 +356,10 @@ def drive(session: ServerSession, fail: set[str]) -> bytes:
                 answer = CallResult(error=OSError("database down"))
             else:
                 try:
-                    answer = CallResult(action.fn(*action.args))
+                    value = action.fn(*action.args)
+                    if inspect.iscoroutine(value):  # a native async backend
+                        value = asyncio.run(value)
+                    answer = CallResult(value)
                 except Exception as exc:  # as the runtimes do
                     answer = CallResult(error=exc)
         elif isinstance(action, Send):
@@ -484,6 +487,7 @@ HOOKED = ServerConfig(
         "XEMP": ExtensionCommand(lambda s, e: pop3proto.Ok("empty"), multiline=True),
         "XBAD": ExtensionCommand(_xbad),
         "XTYP": ExtensionCommand(lambda s, e: "nonsense"),  # type: ignore[arg-type, return-value]
+        "XTUP": ExtensionCommand(lambda s, e: ("not declared multiline", b"")),
     }
 )
 
@@ -498,7 +502,9 @@ def test_extension_commands_are_answered_by_the_application(offload: bool) -> No
         offload=offload,
     )
     session.greeting()
-    session.receive(b"CAPA\r\nXOIP 192.0.2.1\r\nXOIP\r\nxlst\r\nXEMP\r\nXBAD\r\nXTYP\r\nXNOP\r\n")
+    session.receive(
+        b"CAPA\r\nXOIP 192.0.2.1\r\nXOIP\r\nxlst\r\nXEMP\r\nXBAD\r\nXTYP\r\nXTUP\r\nXNOP\r\n"
+    )
     out = drive(session, set())
     assert b"XOIP\r\n" in out and b"X-LIST 1\r\n" in out
     tail = out[out.index(b"\r\n.\r\n") + 5 :]
@@ -507,6 +513,7 @@ def test_extension_commands_are_answered_by_the_application(offload: bool) -> No
         b"-ERR usage: XOIP address\r\n"
         b"+OK listing follows\r\none\r\n..two\r\n.\r\n"
         b"+OK empty\r\n.\r\n"
+        b"-ERR [SYS/TEMP] command failed\r\n"
         b"-ERR [SYS/TEMP] command failed\r\n"
         b"-ERR [SYS/TEMP] command failed\r\n"
         b"-ERR unknown command\r\n"
@@ -527,14 +534,15 @@ def test_extension_command_names_are_checked() -> None:
         pop3proto.Connection(pop3proto.SERVER, extension_commands={"XO": False})
 
 
-def test_extension_command_over_a_socket() -> None:
+@pytest.mark.parametrize("kind", ["asyncio", "trio"])
+def test_extension_command_over_a_socket(kind: str) -> None:
     backend = MemoryBackend({"alice": [MESSAGE]})
     auth = DictAuthenticator({"alice": PASSWORD})
-    with running_server("asyncio", backend, auth, config=HOOKED) as running:
+    with running_server(kind, backend, auth, config=HOOKED) as running:
         with sync_client.Client(*running.address, tls="none", timeout=10) as client:
             assert "XOIP" in client.capabilities()
         sock = running.connect()
-        sock.sendall(b"XOIP 198.51.100.7\r\nQUIT\r\n")
+        sock.sendall(b"XOIP 198.51.100.7\r\nXBAD\r\nQUIT\r\n")
         data = b""
         while not data.endswith(b"+OK bye\r\n"):
             chunk = sock.recv(4096)
@@ -542,7 +550,7 @@ def test_extension_command_over_a_socket() -> None:
                 break
             data += chunk
         sock.close()
-    assert b"+OK noted 198.51.100.7 for nobody\r\n" in data
+    assert b"+OK noted 198.51.100.7 for nobody\r\n-ERR [SYS/TEMP] command failed\r\n" in data
 
 
 # ---------------------------------------------------------------------------
@@ -624,3 +632,84 @@ def test_a_login_abandoned_by_shutdown_releases_its_maildrop(kind: str) -> None:
     time.sleep(0.3)
     assert not backend.is_locked("alice")
     assert backend.messages("alice") == [MESSAGE]
+
+
+class AsyncOpenFails:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def open(self, user: str) -> Any:
+        raise self.error
+
+
+class AsyncMessages(MemoryBackend):
+    """A blocking ``open``, an ``async def messages`` (failing on request)."""
+
+    def __init__(self, fail: bool) -> None:
+        super().__init__({"alice": [MESSAGE]})
+        self.fail = fail
+
+    def open(self, user: str) -> Any:
+        maildrop = super().open(user)
+        inner = maildrop.messages
+
+        async def messages() -> Any:
+            if self.fail:
+                raise OSError("listing failed")
+            return inner()
+
+        maildrop.messages = messages  # type: ignore[method-assign, assignment]
+        return maildrop
+
+
+@pytest.mark.parametrize(
+    ("backend", "reply"),
+    [
+        (AsyncOpenFails(MaildropInUse("busy")), b"-ERR [IN-USE]"),
+        (AsyncOpenFails(OSError("down")), b"-ERR [SYS/TEMP]"),
+        (AsyncMessages(fail=True), b"-ERR [SYS/TEMP]"),
+        (AsyncMessages(fail=False), b"+OK"),
+    ],
+)
+def test_native_async_open_and_messages_in_the_session(backend: Any, reply: bytes) -> None:
+    session = ServerSession(
+        backend, DictAuthenticator({"alice": PASSWORD}), is_loopback=True, offload=True
+    )
+    session.greeting()
+    session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
+    assert drive(session, set()).splitlines()[-1].startswith(reply)
+    if isinstance(backend, AsyncMessages) and backend.fail:
+        assert not backend.is_locked("alice")
+
+
+class TrioBackend:
+    def __init__(self) -> None:
+        self.inner = MemoryBackend({"alice": [MESSAGE]})
+
+    async def open(self, user: str) -> Any:
+        import trio
+
+        await trio.sleep(0)
+        return self.inner.open(user)
+
+
+def test_native_trio_backend() -> None:
+    backend = TrioBackend()
+    with running_server("trio", backend, DictAuthenticator({"alice": PASSWORD})) as running:
+        client = sync_client.Client(*running.address, tls="none", timeout=10)
+        with client:
+            client.login("alice", PASSWORD)
+            assert client.stat().count == 1
+
+
+def test_discarding_an_abandoned_call_logs_its_errors(caplog: pytest.LogCaptureFixture) -> None:
+    from pop3proto.adapters.server._loop import discard_call
+
+    def broken(value: object) -> None:
+        raise RuntimeError("cannot close")
+
+    discard_call(Call(print, (), broken), ["value"])
+    discard_call(Call(print, (), broken), [])  # nothing came back: nothing to do
+    assert [r.message for r in caplog.records] == [
+        "error while discarding the result of an abandoned call"
+    ]
