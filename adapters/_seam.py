@@ -31,15 +31,30 @@ Requests and the answer each one expects:
   sink (a file object, an async writer or a callback); client only.
 * :class:`Close` -> ``None``: close the transport, the session is over;
   server only (a client closes when its caller does).
+* :class:`Call` -> :class:`CallResult`: run a call that may block (a
+  backend or authenticator method: disk, database, password hashing) where
+  it cannot stall other connections, and answer with what it returned or
+  raised; server only, and only the event-loop servers ask (a blocking
+  server runs each connection in its own thread and calls directly).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["Send", "Receive", "StartTLS", "Deliver", "Close", "Request", "Operation"]
+__all__ = [
+    "Send",
+    "Receive",
+    "StartTLS",
+    "Deliver",
+    "Close",
+    "Call",
+    "CallResult",
+    "Request",
+    "Operation",
+]
 
 T = TypeVar("T")
 
@@ -71,6 +86,34 @@ class Deliver:
 @dataclass(frozen=True, slots=True)
 class Close:
     """Close the transport; the session is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run ``fn(*args)`` off the event loop (a worker thread), or await it
+    on the loop if ``fn`` is a coroutine function; answer a
+    :class:`CallResult`."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    #: Called with the value if it arrives after the session was abandoned
+    #: (a shutdown while a worker thread ran the call): releases what the
+    #: call acquired, such as a maildrop's lock.
+    discard: Callable[[Any], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """What a :class:`Call` returned (``value``) or raised (``error``)."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    def unwrap(self) -> Any:
+        """The value, or raise the error (in the caller's frame)."""
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 #: What a client operation yields.

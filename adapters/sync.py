@@ -5,49 +5,38 @@ Drop-in for the standard library
 ``import pop3proto.adapters.sync as poplib`` is the whole migration:
 :class:`POP3`, :class:`POP3_SSL`, :class:`error_proto`, ``POP3_PORT``,
 ``POP3_SSL_PORT``, ``CR``, ``LF``, ``CRLF``, ``_MAXLINE`` and ``__all__``
-behave as CPython's ``poplib`` documents them (3.12+ signatures: ``POP3_SSL``
-and ``stls`` take only a ``context``).  Replies are parsed by the pop3proto
-engine, which makes these differences, all deliberate:
+behave as the running Python's ``poplib``: what is sent (the command the
+caller asks for, ``retr("foo")`` included: the server decides), what is
+accepted (any status line starting with ``+``; APOP with any ``<...>``
+greeting timestamp), return values, exceptions, the private plumbing
+(``_putline``, ``_getresp``, ``_longcmd``, ...) and the signatures of each
+Python version (``POP3_SSL(host, port, keyfile, certfile, ...)`` on 3.10
+and 3.11, ``POP3_SSL(host, port, *, timeout, context)`` from 3.12).  A
+reply that does not fit a command's grammar is returned as ``poplib``
+returns it, and the session goes on.  CPython's own ``test_poplib`` passes
+with this module in place of ``poplib`` (``tests/cpython``).
 
-* **Dot-unstuffing follows RFC 1939 §3**: one leading ``.`` is removed from
-  *every* line that starts with one; ``poplib`` only unstuffs lines starting
-  with ``..``, so a stuffed line ``..x`` is the same but a line ``.x`` from
-  a server that forgot to stuff comes back as ``x`` here (and is counted
-  one octet shorter).
-* **Bugs become** :class:`error_proto` with a clear message instead of hangs,
-  wrong answers or stray exceptions: CR/LF/NUL in an argument (``user("a\\r\\n
-  DELE 1")`` is refused before anything is sent; ``poplib`` sends two
-  commands), a ``+ `` continuation line or other garbage taken as ``+OK``,
-  ``IndexError`` on a short STAT reply, EOF in the middle of a message body
-  or listing.  ``capa()`` never raises on odd lines (blank lines are
-  skipped, non-ASCII octets decoded with U+FFFD) where ``poplib`` raises
-  ``IndexError`` or ``UnicodeDecodeError``; RFC 2449 §9 asks clients to
-  ignore what they do not understand.
-* **Commands are validated** before they are sent: arguments must be
-  single tokens (``user("a b")`` raises), message numbers decimal, and a
-  command not allowed in the current state (``stat()`` before logging in)
-  raises :class:`error_proto` without being sent, where ``poplib`` would
-  send it and raise on the server's ``-ERR``.  Non-ASCII user names and
-  passwords need UTF8 mode or a server advertising ``UTF8 USER``
-  (RFC 6856 §2.2).
-* ``apop()`` reads the greeting timestamp strictly (exactly one ``<...@...>``,
-  RFC 1939 §7), so a greeting with two ``<`` gives "APOP not supported".
-* After ``+OK`` to STLS, bytes already received before the TLS handshake
-  raise :class:`error_proto` (RFC 2595 §4 response injection); ``poplib``
-  silently drops them.
-* ``set_debuglevel()`` output masks the PASS argument, the APOP digest and
-  SASL data (AUTH initial responses and continuation lines).
-* A lone LF ends a line (as in ``poplib``), but a line starting with CR
-  (``poplib``'s "LF CR" ending) keeps its CR.
-* The private helpers keep the session in step where ``poplib`` loses it:
-  ``_longcmd`` on a command with a one-line reply returns
-  ``(resp, [], 0)`` instead of waiting forever, the unread lines of a
-  multi-line reply fetched with ``_shortcmd("LIST")`` are skipped by the
-  next read instead of being returned as replies, and ``_putline`` called
-  directly is parsed like ``_putcmd``.  While an ``AUTH`` started with
-  ``_shortcmd`` awaits an answer, the next line sent is the base64 answer
-  (or ``*``), as RFC 5034 §4 has it.
-* ``auth()`` (newer CPython) is available on every Python version.
+The differences, all deliberate, refuse something unsafe:
+
+* **CR, LF or NUL in a command** (``user("a\r\nDELE 1")``) raises
+  :class:`error_proto` before anything is sent; ``poplib`` sends the rest
+  as a second command (command injection through an argument).
+* **Bytes received after ``+OK`` to STLS** and before the TLS handshake
+  raise :class:`error_proto` (RFC 2595 §4 response injection), and nothing
+  more is sent on that connection; ``poplib`` reads them later as if they
+  had come over TLS.
+* ``set_debuglevel()`` output and error messages mask the PASS argument,
+  the APOP digest and SASL data (an AUTH initial response, and the line
+  answering a ``+ `` challenge).
+* A socket whose greeting fails is closed (``poplib`` leaks it).
+
+Lines stay bounded by ``_MAXLINE`` as in ``poplib`` ("line too long").
+One addition: ``auth(mechanism, authobject=None, initial_response=None)``
+runs an RFC 5034 AUTH exchange (``poplib`` has no ``auth()``).
+
+Multi-line replies are read in bulk (what the socket buffer holds, split
+at C speed), with exactly ``poplib``'s results, so ``retr()`` costs less
+than ``poplib``'s one Python loop per line.
 
 As in ``poplib``, ``POP3_SSL`` and ``stls()`` without a *context* do **not**
 verify the server certificate (``poplib`` uses an unverified context);
@@ -79,26 +68,14 @@ modules, and are re-exported here.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 
 from .client import _poplib
-from .client._core import MailboxStatus as MailboxStatus
-from .client._errors import AuthenticationFailed as AuthenticationFailed
-from .client._errors import CommandFailed as CommandFailed
-from .client._errors import ConnectionLost as ConnectionLost
-from .client._errors import InsecureAuthenticationRefused as InsecureAuthenticationRefused
-from .client._errors import LoginDelay as LoginDelay
-from .client._errors import MailboxInUse as MailboxInUse
-from .client._errors import PermanentFailure as PermanentFailure
-from .client._errors import POP3Error as POP3Error
-from .client._errors import ProtocolViolation as ProtocolViolation
-from .client._errors import TemporaryFailure as TemporaryFailure
-from .client._errors import TLSUnavailable as TLSUnavailable
 from .client._errors import error_proto as error_proto
 from .client._options import POP3_PORT as POP3_PORT
 from .client._options import POP3_SSL_PORT as POP3_SSL_PORT
-from .client._options import TLSMode as TLSMode
 from .client._poplib import _MAXLINE as _MAXLINE
 from .client._poplib import CR as CR
 from .client._poplib import CRLF as CRLF
@@ -106,15 +83,75 @@ from .client._poplib import HAVE_SSL as HAVE_SSL
 from .client._poplib import LF as LF
 from .client._poplib import POP3 as POP3
 from .client._poplib import POP3_SSL as POP3_SSL
-from .client._sync import Client as Client
-from .mailstore._maildir import MaildirBackend as MaildirBackend
-from .mailstore._memory import MemoryBackend as MemoryBackend
-from .mailstore._users import DictAuthenticator as DictAuthenticator
-from .mailstore._users import UsersFile as UsersFile
-from .mailstore._users import hash_password as hash_password
-from .server._config import ServerConfig as ServerConfig
-from .server._sync import Server as Server
-from .server._sync import serve as serve
+
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .client._core import MailboxStatus as MailboxStatus
+    from .client._errors import AuthenticationFailed as AuthenticationFailed
+    from .client._errors import CommandFailed as CommandFailed
+    from .client._errors import ConnectionLost as ConnectionLost
+    from .client._errors import InsecureAuthenticationRefused as InsecureAuthenticationRefused
+    from .client._errors import LoginDelay as LoginDelay
+    from .client._errors import MailboxInUse as MailboxInUse
+    from .client._errors import PermanentFailure as PermanentFailure
+    from .client._errors import POP3Error as POP3Error
+    from .client._errors import ProtocolViolation as ProtocolViolation
+    from .client._errors import TemporaryFailure as TemporaryFailure
+    from .client._errors import TLSUnavailable as TLSUnavailable
+    from .client._options import TLSMode as TLSMode
+    from .client._sync import Client as Client
+    from .mailstore._maildir import MaildirBackend as MaildirBackend
+    from .mailstore._memory import MemoryBackend as MemoryBackend
+    from .mailstore._users import DictAuthenticator as DictAuthenticator
+    from .mailstore._users import UsersFile as UsersFile
+    from .mailstore._users import hash_password as hash_password
+    from .server._config import ServerConfig as ServerConfig
+    from .server._sync import Server as Server
+    from .server._sync import serve as serve
+
+# The modern API, the server and the backends load on first use (PEP 562),
+# so that the drop-in costs what poplib costs to import.  Type checkers see
+# the imports above.
+_LAZY: dict[str, str] = {
+    "MailboxStatus": ".client._core",
+    "AuthenticationFailed": ".client._errors",
+    "CommandFailed": ".client._errors",
+    "ConnectionLost": ".client._errors",
+    "InsecureAuthenticationRefused": ".client._errors",
+    "LoginDelay": ".client._errors",
+    "MailboxInUse": ".client._errors",
+    "PermanentFailure": ".client._errors",
+    "POP3Error": ".client._errors",
+    "ProtocolViolation": ".client._errors",
+    "TemporaryFailure": ".client._errors",
+    "TLSUnavailable": ".client._errors",
+    "TLSMode": ".client._options",
+    "Client": ".client._sync",
+    "MaildirBackend": ".mailstore._maildir",
+    "MemoryBackend": ".mailstore._memory",
+    "DictAuthenticator": ".mailstore._users",
+    "UsersFile": ".mailstore._users",
+    "hash_password": ".mailstore._users",
+    "ServerConfig": ".server._config",
+    "Server": ".server._sync",
+    "serve": ".server._sync",
+}
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __package__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_LAZY))
+
 
 # Exactly the standard library's: ``from ... import *`` must bring what
 # ``from poplib import *`` brings.  The modern API is imported by name.

@@ -31,13 +31,22 @@ Configuration facts that this file depends on (Dovecot 2.3):
 * The temporary directory is made world-traversable, because the auth
   process reads the passwd-file as the ``dovecot`` user and the mail process
   reads the Maildir as ``nobody``.
+* XOAUTH2 and OAUTHBEARER use an ``oauth2`` passdb with
+  ``introspection_mode = local``: Dovecot validates a JWT itself, with no
+  identity provider, against the HMAC key :data:`OAUTH2_KEY` (base64) found
+  in an ``fs:posix`` dict at ``default/HS256/default`` (the dict path
+  ``shared/<azp>/<alg>/<kid>``, with no ``azp`` or ``kid`` claim).  The
+  user is the token's ``sub`` claim; :func:`oauth2_token` makes one.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import grp
+import hmac
+import json
 import os
 import pwd
 import shutil
@@ -64,6 +73,28 @@ USERS: dict[str, str] = {
     "bob": "pass word!",  # a space: PASS takes the rest of the line
     "carol": "p\u00e4ss w\u00f6rd",  # non-ASCII: only over SASL (no UTF8 capability)
 }
+
+#: The HMAC-SHA256 key Dovecot checks the test OAuth 2.0 tokens (JWTs) with.
+OAUTH2_KEY = os.urandom(32)
+
+
+def oauth2_token(user: str, *, ttl: int = 600, padding: int = 0) -> str:
+    """An HS256 JWT for *user* that Dovecot's oauth2 passdb accepts (a
+    negative *ttl* gives an expired one; *padding* lengthens it)."""
+
+    def part(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    # As few claims as Dovecot needs, so that a short token fits on the AUTH
+    # line (RFC 5034 §4); "iat" and "nbf" default to now.
+    claims: dict[str, object] = {"sub": user, "exp": int(time.time()) + ttl}
+    if padding:
+        claims["pad"] = "x" * padding
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    # Dovecot 2.3 requires "typ" in the header.
+    signed = part(b'{"alg":"HS256","typ":"JWT"}') + b"." + part(payload)
+    return (signed + b"." + part(hmac.digest(OAUTH2_KEY, signed, "sha256"))).decode("ascii")
+
 
 # Generous, because they bound a hang, not a normal start: on a loaded
 # machine Dovecot's first processes can take many seconds to come up.
@@ -288,6 +319,7 @@ def _config(
     state_dir: Path,
     log_path: Path,
     passwd_path: Path,
+    oauth2_path: Path,
     home: Path,
     maildir: Path,
     cert_path: Path,
@@ -317,8 +349,13 @@ ssl_key = <{key_path}
 ssl_dh = </usr/share/dovecot/dh.pem
 
 disable_plaintext_auth = no
-auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 apop
+auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 apop xoauth2 oauthbearer
 auth_failure_delay = 0
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {oauth2_path}
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {passwd_path}
@@ -499,6 +536,19 @@ def run_dovecot() -> Iterator[DovecotServer]:
             encoding="utf-8",
         )
         passwd_path.chmod(0o644)
+        keys = tmp / "oauth2-keys"
+        (keys / "default" / "HS256").mkdir(parents=True)
+        (keys / "default" / "HS256" / "default").write_text(
+            base64.b64encode(OAUTH2_KEY).decode("ascii")
+        )
+        for folder in (keys, keys / "default", keys / "default" / "HS256"):
+            folder.chmod(0o755)
+        oauth2_path = tmp / "dovecot-oauth2.conf.ext"
+        oauth2_path.write_text(
+            "introspection_mode = local\n"
+            f"local_validation_key_dict = fs:posix:prefix={keys}/\n"
+            "username_attribute = sub\n"
+        )
 
         pop3_port, pop3s_port = _free_ports(2)
         config_path = tmp / "dovecot.conf"
@@ -508,6 +558,7 @@ def run_dovecot() -> Iterator[DovecotServer]:
                 state_dir=state_dir,
                 log_path=log_path,
                 passwd_path=passwd_path,
+                oauth2_path=oauth2_path,
                 home=home,
                 maildir=maildir,
                 cert_path=cert_path,

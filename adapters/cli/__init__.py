@@ -10,15 +10,18 @@ Exit codes (the same for every command):
 ====  ====================================================================
 0     success
 1     failure not covered below (e.g. ``demo`` found a mismatch, some
-      messages could not be retrieved, another ``fetch`` holds the lock)
+      messages could not be retrieved or were skipped as over
+      ``--max-size``, another ``fetch`` holds the lock)
 2     usage: bad arguments, unreadable users file, certificate or
       password file, no password available
 3     authentication failed (wrong user name or password)
 4     network: cannot resolve, connect or listen; connection lost; timeout
+      (``--timeout``, or a message not received within ``--message-timeout``)
 5     TLS or security: certificate verification or handshake failed, no
       STLS offered, or the password would have crossed an unencrypted link
 6     the server refused (``-ERR`` other than a failed login: mailbox in
-      use, temporary failure, ...) or broke the protocol
+      use, temporary failure, ...) or broke the protocol (e.g. sent a
+      message far larger than its LIST size, or over ``--max-size``)
 7     local storage: the destination Maildir/mbox or state file could not
       be written
 130   interrupted (Ctrl-C); 143: terminated (SIGTERM) during ``fetch``
@@ -29,7 +32,7 @@ one line, ``pop3proto COMMAND: error: ...``, never as a traceback (``-v``
 adds detail to the log of ``serve`` only).
 
 This module holds the parser and :func:`main`; each command is a module of
-its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._demo`), imported only when
+its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._passwd`, :mod:`._demo`), imported only when
 it runs, and what they share (errors, exit codes, argument types) is in
 :mod:`._common`.
 """
@@ -59,6 +62,7 @@ from ._common import (
     CLIError,
     Terminated,
     describe_error,
+    octet_count,
     one_line,
     parse_address,
     positive_float,
@@ -169,6 +173,13 @@ state file (default DEST.uidl, or --state FILE):
   Servers without UIDL: every message is fetched on every run (use
   --delete); the state file is not used.
 
+size and time limits: a message may be at most twice its LIST size plus
+64 KiB (and at most --max-size); a server that sends more is cut off and
+fetch exits 6.  Each message must arrive within --message-timeout (by
+default --timeout plus 1 s per 16 KiB listed), however slowly the server
+trickles it; else fetch exits 4.  Messages listed over --max-size are
+skipped with a warning (exit 1).  What was stored before stays stored.
+
 --delete: messages are marked deleted (DELE) only once stored and recorded,
 and removed by the server only when QUIT succeeds at the end of the run.
 
@@ -274,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: only over TLS or on loopback)",
     )
     serve.add_argument(
+        "--oauth2-verify-cmd",
+        metavar="CMD",
+        help="offer OAUTHBEARER and XOAUTH2, checking each token with CMD (run with /bin/sh; "
+        "token on stdin, user in $POP3PROTO_OAUTH2_USER; exit 0 accepts, its first output "
+        "line naming the user if not empty; otherwise refuses, a JSON object on stdout "
+        "filling the error)",
+    )
+    serve.add_argument(
         "--no-trust-loopback",
         dest="trust_loopback",
         action="store_false",
@@ -292,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=600.0,
         help="close sessions idle this long (default 600, RFC 1939's minimum)",
+    )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        type=positive_int,
+        default=1,
+        help="serve with N processes sharing the listening sockets (every core: N = the "
+        "number of cores; the Maildir locks hold across processes) (default 1)",
     )
     serve.add_argument(
         "--max-connections",
@@ -336,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     secret.add_argument(
         "--password-file", metavar="FILE", help="read the password from the first line of FILE"
+    )
+    secret.add_argument(
+        "--oauth2-token-env",
+        metavar="VAR",
+        help="log in with the OAuth 2.0 access token in environment variable VAR "
+        "(OAUTHBEARER, else XOAUTH2)",
+    )
+    secret.add_argument(
+        "--oauth2-token-cmd",
+        metavar="CMD",
+        help="log in with the OAuth 2.0 access token CMD prints (run with /bin/sh once per "
+        "connection; OAUTHBEARER, else XOAUTH2)",
     )
     tls = fetch.add_mutually_exclusive_group()
     tls.add_argument(
@@ -390,6 +429,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=60.0,
         help="network timeout for each operation (default 60)",
+    )
+    fetch.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        type=octet_count,
+        help="skip messages LIST says are larger than SIZE (octets, or 512K, 25M, 1G) and "
+        "cut a transfer that grows past it (default: no limit beyond twice the LIST size "
+        "plus 64K)",
+    )
+    fetch.add_argument(
+        "--message-timeout",
+        metavar="SECONDS",
+        type=positive_float,
+        help="the longest one message may take in all, however the server paces it "
+        "(default: --timeout plus 1 s per 16 KiB of its LIST size)",
     )
     fetch.add_argument(
         "--fsync",

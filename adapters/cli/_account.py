@@ -67,7 +67,12 @@ def parse_url(url: str) -> Account:
     A password in the URL is refused: command lines are visible to other
     users of the machine.  Raises :class:`CLIError` (usage) when invalid.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validated here, read below
+    except ValueError as exc:
+        # "Invalid IPv6 URL", a bad port, ...: one line, not a traceback.
+        raise CLIError(f"invalid port or host in {url!r}: {exc}", EXIT_USAGE) from None
     scheme = parts.scheme.lower()
     if scheme not in ("pop3", "pop3s"):
         raise CLIError(
@@ -87,10 +92,7 @@ def parse_url(url: str) -> Account:
     host = parts.hostname
     if not host:
         raise CLIError(f"the URL must name the host: {scheme}://USER@HOST", EXIT_USAGE)
-    try:
-        port = parts.port
-    except ValueError:
-        raise CLIError(f"invalid port in {url!r}", EXIT_USAGE) from None
+    port = parts.port
     user_part, _, params = parts.username.partition(";")
     mechanism: str | None = None
     if params:

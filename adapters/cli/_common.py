@@ -48,6 +48,7 @@ __all__ = [
     "parse_address",
     "positive_float",
     "positive_int",
+    "octet_count",
     "format_address",
     "signals_raise",
 ]
@@ -215,6 +216,20 @@ def positive_int(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
     return int(text)
+
+
+_UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def octet_count(text: str) -> int:
+    """An argument type: a size in octets, with an optional K, M or G
+    suffix (powers of 1024): ``500000``, ``512K``, ``25M``."""
+    number = text.strip().upper().removesuffix("B")
+    unit = number[-1:] if number[-1:] in ("K", "M", "G") else ""
+    digits = number[: len(number) - len(unit)]
+    if not (digits.isascii() and digits.isdigit()) or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"must be a size like 500000, 512K or 25M, not {text!r}")
+    return int(digits) * _UNITS[unit]
 
 
 def format_address(host: str, port: int) -> str:

@@ -51,15 +51,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
+import re
 import ssl
+import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Literal
+from typing import IO, Final, Literal
 
 from ..client._base import DEFAULT_WINDOW
-from ..client._errors import CommandFailed, POP3Error
+from ..client._errors import AuthenticationFailed, CommandFailed, POP3Error
 from ..client._options import TLSMode
 from ..client._sync import Client
 from ..mailstore._destinations import (
@@ -73,7 +77,10 @@ from ..mailstore._destinations import (
 from ._account import Account, parse_url, read_password
 from ._common import (
     EXIT_FAILURE,
+    EXIT_NETWORK,
     EXIT_OK,
+    EXIT_SERVER,
+    EXIT_TLS,
     EXIT_USAGE,
     CLIError,
     describe_error,
@@ -112,6 +119,11 @@ class FetchOptions:
     window: int = DEFAULT_WINDOW
     progress: bool | None = None
     quiet: bool = False
+    #: Log in with an OAuth 2.0 token instead of *password*: called once per
+    #: connection, it returns the access token (``--oauth2-token-*``).
+    oauth2_token: Callable[[], str] | None = None
+    max_size: int | None = None
+    message_timeout: float | None = None
 
 
 @dataclass
@@ -124,6 +136,8 @@ class FetchResult:
         stored: message numbers stored this run, in order.
         recovered: numbers found already stored by an interrupted run.
         failed: numbers whose RETR got ``-ERR``.
+        skipped: numbers not fetched because LIST gave them more than
+            ``max_size`` octets.
         octets: octets received (as the server sent them).
         deleted: messages removed by the server (0 unless ``--delete``
             and QUIT succeeded).
@@ -138,6 +152,7 @@ class FetchResult:
     stored: list[int] = field(default_factory=list)
     recovered: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
     octets: int = 0
     deleted: int = 0
     uidl: bool = True
@@ -158,6 +173,113 @@ def _client_context(options: FetchOptions) -> ssl.SSLContext | None:
             f"cannot load --cafile {options.cafile}: {getattr(exc, 'strerror', None) or exc}",
             EXIT_USAGE,
         ) from None
+
+
+#: How far a message may outgrow its LIST size before the transfer is cut:
+#: twice the size (a server that counts LF line ends sends up to one more
+#: octet per line) plus 64 KiB.
+SIZE_MARGIN_FACTOR: Final = 2
+SIZE_MARGIN_OCTETS: Final = 64 * 1024
+#: The slowest transfer rate a message's default deadline allows for
+#: (octets per second), on top of ``--timeout``.
+MIN_RATE: Final = 16 * 1024
+
+
+# How servers word a refused plaintext login: ours, Dovecot's ("Plaintext
+# authentication disallowed on non-secure (SSL/TLS) connections"), and
+# RFC 3206's [AUTH] texts that mention encryption.
+_PLAINTEXT_REFUSED: Final = re.compile(r"plain ?text|\bssl\b|\btls\b|encrypt|secure", re.I)
+
+
+def size_cap(listed: int, max_size: int | None) -> int:
+    """The most octets accepted for a message LIST gave *listed* octets."""
+    cap = listed * SIZE_MARGIN_FACTOR + SIZE_MARGIN_OCTETS
+    return cap if max_size is None else min(cap, max_size)
+
+
+def message_deadline(listed: int, options: FetchOptions) -> float:
+    """Seconds a message of *listed* octets may take in all."""
+    if options.message_timeout is not None:
+        return options.message_timeout
+    return options.timeout + listed / MIN_RATE
+
+
+def _deadline_error(number: int, listed: int, options: FetchOptions) -> CLIError:
+    allowed = message_deadline(listed, options)
+    return CLIError(
+        f"message {number} ({listed} octets) not received within {allowed:.1f} s "
+        "(--message-timeout); stopped, the message is not stored",
+        EXIT_NETWORK,
+    )
+
+
+#: How long a plain connection waits for the greeting: a POP3 server greets
+#: at once, and a TLS port (``pop3://`` to 995 by mistake) never does.
+GREETING_TIMEOUT: Final = 10.0
+
+
+def _connect(options: FetchOptions, tls: TLSMode, context: ssl.SSLContext | None) -> Client:
+    account = options.account
+    wait = options.timeout if tls == "implicit" else min(options.timeout, GREETING_TIMEOUT)
+    try:
+        client = Client(
+            account.host,
+            account.port,
+            tls=tls,
+            ssl_context=context,
+            timeout=wait,
+            window=options.window,
+        )
+    except TimeoutError:
+        if tls == "implicit":
+            raise
+        raise CLIError(
+            f"no POP3 greeting or reply from {account.hostport} within {wait:g} s; if it "
+            f"is an implicit-TLS port (POP3S, like 995), use pop3s://{account.hostport}",
+            EXIT_NETWORK,
+        ) from None
+    except ssl.SSLError as exc:
+        if tls != "implicit" or "WRONG_VERSION_NUMBER" not in str(exc.reason):
+            raise
+        raise CLIError(
+            f"TLS error ({account.hostport}): {exc.reason}; if it is a plain POP3 port "
+            f"(like 110), use pop3://{account.hostport}",
+            EXIT_TLS,
+        ) from None
+    _set_timeout(client, options.timeout)
+    return client
+
+
+def _set_timeout(client: Client, seconds: float) -> None:
+    sock = client.sock
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _check_mbox(path: str) -> None:
+    """Refuse an existing file that is not an mbox: appending to it would
+    corrupt whatever it is (a mistyped ``--to``)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # created by MboxDestination, or its error says why not
+    if not stat.S_ISREG(st.st_mode):
+        raise CLIError(f"--to {path}: not a directory, an mbox or a new file name", EXIT_USAGE)
+    if st.st_size == 0:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(5)
+    except OSError as exc:
+        raise CLIError(f"--to {path}: cannot read it: {exc.strerror}", EXIT_USAGE) from None
+    # An mbox starts with a From line (a first append cut short leaves a
+    # prefix of one, which the intent file then settles).
+    if not b"From ".startswith(head):
+        raise CLIError(
+            f"--to {path}: an existing file that is not an mbox (it does not start with "
+            "'From '); not appending to it",
+            EXIT_USAGE,
+        )
 
 
 def _open_destination(options: FetchOptions, state_path: str) -> Destination:
@@ -185,6 +307,8 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
     tls: TLSMode = options.tls or ("implicit" if account.scheme == "pop3s" else "starttls")
     context = _client_context(options) if tls != "none" else None
     result = FetchResult()
+    if (options.kind or destination_kind(options.destination)) == "mbox":
+        _check_mbox(options.destination)  # before anything is created beside it
     state = StateFile(state_path, durable=options.durable)
     state_dir = os.path.dirname(state_path)
     try:
@@ -206,26 +330,36 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
             state.add(*settled)
             if settled[0] == key:
                 settled_uids.add(settled[1])
-        with Client(
-            account.host,
-            account.port,
-            tls=tls,
-            ssl_context=context,
-            timeout=options.timeout,
-            window=options.window,
-        ) as client:
+        with _connect(options, tls, context) as client:
             try:
-                result.login_method = client.login(
-                    account.user,
-                    options.password,
-                    mechanism=options.mechanism or account.mechanism,
-                    allow_insecure=options.insecure_auth,
-                )
+                if options.oauth2_token is not None:
+                    result.login_method = client.login_oauth2(
+                        account.user,
+                        options.oauth2_token(),
+                        allow_insecure=options.insecure_auth,
+                    )
+                else:
+                    result.login_method = client.login(
+                        account.user,
+                        options.password,
+                        mechanism=options.mechanism or account.mechanism,
+                        allow_insecure=options.insecure_auth,
+                    )
             except ValueError as exc:
                 # Credentials the protocol cannot carry (too long, or
                 # non-ASCII to a server without UTF8); the message names
                 # the problem, never the value.
                 raise CLIError(f"cannot log in as {key}: {exc}", EXIT_USAGE) from None
+            except AuthenticationFailed as exc:
+                # A server refusing a plaintext login on an unencrypted
+                # link is a security policy, not a wrong password (exit 5).
+                if client.tls or not _PLAINTEXT_REFUSED.search(exc.text or ""):
+                    raise
+                raise CLIError(
+                    f"the server refuses plaintext logins without TLS ({exc}); drop --no-tls "
+                    "to use STLS, use pop3s://, or --auth SCRAM-SHA-256 or CRAM-MD5",
+                    EXIT_TLS,
+                ) from None
             result.tls = client.tls
             sizes = client.list()
             numbers = sorted(sizes)
@@ -256,6 +390,16 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
                     todo = [n for n in numbers if uids.get(n) not in seen]
             else:
                 todo = list(numbers)
+            if options.max_size is not None:
+                # Too big by the server's own count: not fetched at all.
+                result.skipped = [n for n in todo if sizes[n] > options.max_size]
+                for number in result.skipped:
+                    print(
+                        f"pop3proto fetch: warning: message {number} skipped: "
+                        f"{sizes[number]} octets, over --max-size {options.max_size}",
+                        file=stream,
+                    )
+                todo = [n for n in todo if sizes[n] <= options.max_size]
             if options.limit is not None:
                 todo = todo[: options.limit]
             result.new = len(todo)
@@ -265,6 +409,19 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
             progress = Progress(stream, len(todo), sum(sizes[n] for n in todo), enabled=show)
 
             current: list[Writer | None] = [None]
+            following = dict(itertools.pairwise(todo))
+            # When the message being received must be complete (monotonic).
+            deadline = [0.0]
+
+            def arm(number: int | None) -> None:
+                # Each message gets a total deadline, enforced through the
+                # socket timeout: a server trickling a byte just inside
+                # --timeout cannot stretch it.
+                if number is None:
+                    return
+                allowed = message_deadline(sizes[number], options)
+                deadline[0] = time.monotonic() + allowed
+                _set_timeout(client, min(options.timeout, allowed))
 
             def sink(number: int, chunk: bytes) -> None:
                 active = current[0]
@@ -273,6 +430,17 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
                     active = destination.begin(key, uid)
                     current[0] = active
                 if chunk:
+                    cap = size_cap(sizes[number], options.max_size)
+                    if active.size + len(chunk) > cap:
+                        raise CLIError(
+                            f"message {number}: the server sent more than {cap} octets "
+                            f"(LIST said {sizes[number]}); stopped, the message is not stored",
+                            EXIT_SERVER,
+                        )
+                    left = deadline[0] - time.monotonic()
+                    if left <= 0:
+                        raise _deadline_error(number, sizes[number], options)
+                    _set_timeout(client, min(options.timeout, left))
                     active.write(chunk)
                     result.octets += len(chunk)
                     assert progress is not None
@@ -291,13 +459,21 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
                 result.stored.append(number)
                 assert progress is not None
                 progress.message_done()
+                arm(following.get(number))
 
             remaining = todo
             try:
                 while remaining:
+                    arm(remaining[0])
                     try:
                         client.retrieve_many_into(remaining, sink)
                         remaining = []
+                    except TimeoutError:
+                        if time.monotonic() < deadline[0] - 0.05:
+                            raise  # --timeout, not the message's deadline
+                        done = {*result.stored, *result.failed}
+                        number = next(n for n in remaining if n not in done)
+                        raise _deadline_error(number, sizes[number], options) from None
                     except POP3Error as exc:
                         # A -ERR for one message (it vanished, or cannot be
                         # read right now): note it and go on with the rest.
@@ -312,6 +488,7 @@ def fetch(options: FetchOptions, *, out: IO[str] | None = None) -> FetchResult:
             finally:
                 writer = current[0]
                 progress.finish()
+            _set_timeout(client, options.timeout)
             if options.delete:
                 doomed = sorted({*result.stored, *result.recovered})
                 client.delete_many(doomed)
@@ -349,6 +526,8 @@ def summary_line(result: FetchResult, options: FetchOptions) -> str:
         parts.append(f"{result.deleted} deleted")
     if result.failed:
         parts.append(f"{len(result.failed)} failed")
+    if result.skipped:
+        parts.append(f"{len(result.skipped)} skipped (over --max-size)")
     if not result.uidl:
         parts.append("no UIDL: fetched without memory")
     kind = options.kind or destination_kind(options.destination)
@@ -364,6 +543,21 @@ def run_fetch_command(args: argparse.Namespace) -> int:
         return _run_fetch(args)
 
 
+def _token_source(args: argparse.Namespace) -> Callable[[], str] | None:
+    """How to get the token for each connection, or ``None`` for a password."""
+    variable: str | None = getattr(args, "oauth2_token_env", None)
+    command: str | None = getattr(args, "oauth2_token_cmd", None)
+    if variable is None and command is None:
+        return None
+    from ._oauth2 import token_from_command, token_from_env
+
+    if variable is not None:
+        token_from_env(variable)  # fail early, before anything is opened
+        return lambda: token_from_env(variable)
+    assert command is not None
+    return lambda: token_from_command(command)
+
+
 def _run_fetch(args: argparse.Namespace) -> int:
     account = parse_url(args.url)
     tls: TLSMode
@@ -377,10 +571,21 @@ def _run_fetch(args: argparse.Namespace) -> int:
         raise CLIError("--insecure-auth only makes sense with --no-tls", EXIT_USAGE)
     if args.cafile is not None and not os.path.isfile(args.cafile):
         raise CLIError(f"--cafile {args.cafile}: no such file", EXIT_USAGE)
-    password = read_password(env=args.password_env, file=args.password_file, account=account)
+    oauth2_token = _token_source(args)
+    if oauth2_token is not None:
+        if args.auth is not None or account.mechanism is not None:
+            raise CLIError(
+                "--auth and ;AUTH= choose a password method; with an OAuth 2.0 token the "
+                "mechanism is OAUTHBEARER, else XOAUTH2, as the server offers",
+                EXIT_USAGE,
+            )
+        password = ""
+    else:
+        password = read_password(env=args.password_env, file=args.password_file, account=account)
     options = FetchOptions(
         account=account,
         password=password,
+        oauth2_token=oauth2_token,
         destination=args.to,
         state_path=args.state,
         tls=tls,
@@ -393,6 +598,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
         durable=args.fsync,
         timeout=args.timeout,
         quiet=args.quiet,
+        max_size=args.max_size,
+        message_timeout=args.message_timeout,
     )
     try:
         result = fetch(options)
@@ -402,4 +609,4 @@ def _run_fetch(args: argparse.Namespace) -> int:
         raise CLIError(message, code) from None
     if not args.quiet:
         print(f"pop3proto fetch: {summary_line(result, options)}", file=sys.stderr)
-    return EXIT_FAILURE if result.failed else EXIT_OK
+    return EXIT_FAILURE if result.failed or result.skipped else EXIT_OK

@@ -15,7 +15,8 @@ package holds what they re-export, by role:
   :mod:`._asyncio` and :mod:`._trio`, with :mod:`._options` (TLS modes and
   ports, decided once for all of them);
 * the ``poplib`` compatibility classes: :mod:`._poplib` and
-  :mod:`._poplib_commands`.
+  :mod:`._poplib_body`
+  (reading multi-line replies in bulk).
 
 Nothing is imported here, so that importing the core does not import a
 runtime (trio is optional).

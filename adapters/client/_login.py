@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pop3proto
 from pop3proto import State
+from pop3proto.sasl import OAuthDenial
 
 from .._seam import Operation
 from ._base import CoreBase, build_command
@@ -25,9 +26,40 @@ from ._errors import (
     ProtocolViolation,
     raise_for_err,
 )
-from ._mechanisms import LOGIN_PREFERENCE, SAFE_WITHOUT_TLS
+from ._mechanisms import LOGIN_PREFERENCE, SAFE_WITHOUT_TLS, TOKEN_MECHANISMS
 
 __all__ = ["LoginOperations"]
+
+
+def _token_refusal(mech: pop3proto.SaslClientMechanism) -> str | None:
+    """What a bearer-token mechanism's error challenge says, in one line."""
+    challenge = getattr(mech, "error_challenge", None)
+    if not isinstance(challenge, bytes):
+        return None
+    denial = OAuthDenial.from_challenge(challenge)
+    return denial.describe() if denial is not None else "the server's error is not JSON"
+
+
+#: The methods whose ``-ERR [AUTH]`` is a clear denial: the server had the
+#: password itself to check (USER/PASS, and the SASL mechanisms that send
+#: it), so no other method can fare better.
+_VERDICT_METHODS: frozenset[str] = frozenset(
+    {"USER"}
+    | {
+        name
+        for name, entry in pop3proto.MECHANISMS.items()
+        if entry.sends_password and entry.client_credential == "password"
+    }
+)
+
+
+def _tried(failure: AuthenticationFailed, tried: list[str]) -> AuthenticationFailed:
+    """*failure*, its message naming the methods tried (never a password)."""
+    return AuthenticationFailed(
+        f"login failed (tried {', '.join(tried)}): {failure}",
+        response=failure.response,
+        command=failure.command,
+    )
 
 
 class LoginOperations(CoreBase):
@@ -80,11 +112,17 @@ class LoginOperations(CoreBase):
 
         If a method fails with a plain ``-ERR`` (no response code: perhaps
         the mechanism is not set up for this account), the next one is
-        tried.  A reply with a code ends the attempt at once: ``[AUTH]``
-        means the credentials themselves are wrong (RFC 3206 §5), so trying
-        them again elsewhere only adds failed logins; ``[IN-USE]``,
-        ``[LOGIN-DELAY]`` and ``[SYS/...]`` are raised as their own classes.
-        A SASL server that fails to prove itself (SCRAM) also ends it.
+        tried.  ``-ERR [AUTH]`` to a method that sends the password
+        (USER/PASS, PLAIN, LOGIN) is a clear denial (RFC 3206 §5) and ends
+        the attempt; to a challenge-response method (SCRAM, CRAM-MD5, APOP)
+        it may only mean that the server cannot verify that method for the
+        account (it stores password hashes), so the first remaining method
+        that sends the password is tried next, and nothing between: a wrong
+        password costs at most two failed logins.  ``[IN-USE]``,
+        ``[LOGIN-DELAY]`` and ``[SYS/...]`` end it at once, raised as their
+        own classes.  A SASL server that fails to prove itself (SCRAM) also
+        ends it.  When more than one method was tried, the error's message
+        names them.
         """
         if not isinstance(user, str) or not isinstance(password, str):
             raise TypeError("user and password must be str")
@@ -119,9 +157,14 @@ class LoginOperations(CoreBase):
                     command="login",
                 )
         failure: AuthenticationFailed | None = None
+        tried: list[str] = []
+        skip_to_verdict = False
         # After a -ERR to a login command the session is back in AUTHORIZATION
         # (RFC 1939 §7, RFC 5034 §4), so the next method can always be tried.
         for method in methods:
+            if skip_to_verdict and method not in _VERDICT_METHODS:
+                continue
+            tried.append(method)
             try:
                 if method == "USER":
                     yield from self._user_pass(user, password)
@@ -134,16 +177,32 @@ class LoginOperations(CoreBase):
             except ConnectionLost as exc:
                 if failure is not None:
                     # RFC 1939 §4: the server may close after a failed login.
-                    raise failure from exc
+                    raise _tried(failure, tried[:-1]) from exc
                 raise
             except AuthenticationFailed as exc:
-                if exc.response is None or exc.code is not None or len(methods) == 1:
+                if exc.response is None or len(methods) == 1:
                     raise
+                if exc.code is None:
+                    failure = exc  # a plain -ERR: perhaps not set up; try the next
+                    continue
+                if exc.code != pop3proto.AUTH or method in _VERDICT_METHODS:
+                    # [IN-USE], [SYS/...], or a clear denial: the server
+                    # checked the password itself (RFC 3206 §5).
+                    if len(tried) == 1:
+                        raise
+                    raise _tried(exc, tried) from exc
+                # [AUTH] to a challenge-response method (SCRAM, CRAM-MD5,
+                # APOP) may only mean that the server cannot verify it for
+                # this account (a store of PBKDF2 hashes); what it can
+                # always judge is the password itself: go straight to the
+                # first method that sends it, so one wrong password costs
+                # at most two failed logins.
                 failure = exc
+                skip_to_verdict = True
                 continue
             return method
         assert failure is not None
-        raise failure
+        raise _tried(failure, tried) if len(tried) > 1 else failure
 
     def authenticate(
         self, mechanism: pop3proto.SaslClientMechanism, *, allow_insecure: bool = False
@@ -167,6 +226,72 @@ class LoginOperations(CoreBase):
             yield from self._begin("AUTH")
         capabilities = yield from self.capabilities()
         yield from self._sasl(mechanism, capabilities)
+
+    def login_oauth2(
+        self,
+        user: str,
+        token: str,
+        *,
+        mechanism: str | None = None,
+        allow_insecure: bool = False,
+    ) -> Operation[str]:
+        """Log in with an OAuth 2.0 access token (RFC 6750); return the mechanism used.
+
+        Takes OAUTHBEARER (RFC 7628) if the server's CAPA offers it, else
+        XOAUTH2 (Google's and Microsoft's); *mechanism* forces one of them.
+        The token goes on the AUTH line only when the line stays within
+        RFC 5034 §4's command limit; a longer token (Microsoft's are over a
+        kilobyte) is sent after the server's empty challenge.  On a refusal
+        the server's JSON error challenge is answered as the mechanism
+        requires and summarised in the :class:`AuthenticationFailed`
+        message (``status``, ``scope``), which never holds the token.
+
+        A bearer token is as good as a password to whoever reads it, so it
+        is refused (:class:`InsecureAuthenticationRefused`) on an
+        unencrypted link to a host that is not loopback unless
+        *allow_insecure* (RFC 7628 §5).
+        """
+        if not isinstance(user, str) or not isinstance(token, str):
+            raise TypeError("user and token must be str")
+        if not user or not token:
+            raise ValueError("user and token must not be empty")
+        if self._conn.state is not State.AUTHORIZATION:
+            yield from self._begin("AUTH")  # raises the right error
+        capabilities = yield from self.capabilities()
+        if mechanism is not None:
+            name = mechanism.upper()
+            if name not in TOKEN_MECHANISMS:
+                raise ValueError(
+                    f"unknown token mechanism {mechanism!r}; use {' or '.join(TOKEN_MECHANISMS)}"
+                )
+        else:
+            offered = {name.upper() for name in capabilities.sasl}
+            choices = [m for m in TOKEN_MECHANISMS if m in offered]
+            if not choices:
+                raise AuthenticationFailed(
+                    "the server offers no OAuth 2.0 mechanism ("
+                    + " or ".join(TOKEN_MECHANISMS)
+                    + "); its SASL capability lists "
+                    + (" ".join(capabilities.sasl) or "nothing"),
+                    command="AUTH",
+                )
+            name = choices[0]
+        if not (self.secure or allow_insecure):
+            raise InsecureAuthenticationRefused(
+                f"{name} would expose the token on an unencrypted link to "
+                f"{self.host or 'the server'}; use TLS or pass allow_insecure=True",
+                command="login",
+            )
+        mech: pop3proto.SaslClientMechanism
+        if name == "OAUTHBEARER":
+            # RFC 7628 §3.1: host is optional; sent when known (a host
+            # name the message cannot carry is left out, not an error).
+            host = self.host if self.host and self.host.isprintable() else None
+            mech = pop3proto.OAuthBearerClient(user, token, host=host)
+        else:
+            mech = pop3proto.XOAuth2Client(user, token)
+        yield from self._sasl(mech, capabilities)
+        return name
 
     def _sasl(
         self, mech: pop3proto.SaslClientMechanism, capabilities: pop3proto.Capabilities
@@ -217,6 +342,15 @@ class LoginOperations(CoreBase):
                     # a server that failed to prove itself.
                     raise AuthenticationFailed(
                         f"{label}: the server failed verification: {distrust}", command=label
+                    )
+                refusal = _token_refusal(mech)
+                if refusal is not None and (event.code is None or event.code.known == "AUTH"):
+                    # The JSON error challenge says why (RFC 7628 §3.2.2).
+                    code = f"[{event.code}] " if event.code is not None else ""
+                    raise AuthenticationFailed(
+                        f"{label} failed: -ERR {code}{event.text} (token refused: {refusal})",
+                        response=event,
+                        command=label,
                     )
                 raise_for_err(event, label, login=True)
             if isinstance(event, pop3proto.ConnectionClosed):

@@ -15,7 +15,7 @@ from typing import Final
 
 import pop3proto
 
-__all__ = ["LOGIN_PREFERENCE", "SAFE_WITHOUT_TLS", "LOGIN_METHODS"]
+__all__ = ["LOGIN_PREFERENCE", "SAFE_WITHOUT_TLS", "LOGIN_METHODS", "TOKEN_MECHANISMS"]
 
 #: The SASL mechanisms a client holding a password can use, strongest first,
 #: as :meth:`ClientCore.login` tries them (then ``"APOP"`` and ``"USER"``).
@@ -37,3 +37,9 @@ SAFE_WITHOUT_TLS: Final = frozenset(
 #: The login methods ``fetch --auth`` accepts: those the client can force,
 #: weakest first as the option's help lists them.
 LOGIN_METHODS: Final = ("USER", "APOP", *reversed(LOGIN_PREFERENCE))
+
+#: The SASL mechanisms a client holding an OAuth 2.0 token can use, strongest
+#: first (OAUTHBEARER, the standard, then XOAUTH2), as ``login_oauth2`` picks.
+TOKEN_MECHANISMS: Final = tuple(
+    name for name, entry in pop3proto.MECHANISMS.items() if entry.client_credential == "token"
+)

@@ -1,13 +1,21 @@
 """The ``poplib`` compatibility classes: :class:`POP3` and :class:`POP3_SSL`.
 
-They keep the standard library's interface (and its private plumbing, which
-code subclasses and calls) while the pop3proto engine parses every reply;
-the deliberate differences are listed in the docstring of the public face,
-:mod:`pop3proto.adapters.sync`, which re-exports these names.  Command
-strings are parsed and masked by :mod:`._poplib_commands`.
+They behave as the running Python's ``poplib``: the command the caller asks
+for is sent and the server decides; a reply is accepted or refused by the
+same rule (a status line starting with ``+`` is success, anything else
+raises :class:`error_proto` holding the line); return values, exceptions,
+private plumbing (``_putline``, ``_getresp``, ...) and signatures per Python
+version are ``poplib``'s.  The deliberate differences, each refusing
+something unsafe, are listed in the docstring of the public face,
+:mod:`pop3proto.adapters.sync`.
+
+Multi-line replies are read in bulk by :mod:`._poplib_body` (same results,
+one ``recv`` per buffer instead of one Python loop per line) unless a
+subclass hooks the line plumbing or debugging prints every line.
 
 ``_MAXLINE`` is read at call time from this module; the public face
-forwards ``poplib._MAXLINE = ...`` here.
+forwards ``poplib._MAXLINE = ...`` here.  :mod:`ssl` is imported on first
+use, so that importing the drop-in stays cheap.
 """
 
 from __future__ import annotations
@@ -15,17 +23,19 @@ from __future__ import annotations
 import errno
 import re
 import socket
-import ssl
 import sys
 from collections.abc import Callable
-from typing import Any, Final, NoReturn
-
-import pop3proto
-from pop3proto import State
 
 from ._errors import error_proto
 from ._options import POP3_PORT, POP3_SSL_PORT
-from ._poplib_commands import mask_command, parse_command
+from ._poplib_body import read_lines
+
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ssl
+    from typing import Any, Final
 
 __all__ = [
     "POP3",
@@ -46,46 +56,31 @@ CRLF: Final = CR + LF
 
 #: The longest line accepted, in octets with its line end; read at call time,
 #: so code may change it (``poplib._MAXLINE = 100_000`` is a common fix for
-#: servers that send long body lines).  RFC 1939 §3 limits only status lines.
+#: servers that send long body lines).
 _MAXLINE = 2048
 
-HAVE_SSL: Final = True
+#: As in ``poplib``: whether :mod:`ssl` is available (it is imported lazily).
+HAVE_SSL: bool
+try:
+    import _ssl  # noqa: F401 - the C module: cheap, and what ssl needs
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    HAVE_SSL = False
+else:
+    HAVE_SSL = True
 
 # socket.create_connection's "use the global default" marker (not in typeshed).
 _GLOBAL_DEFAULT_TIMEOUT: Any = vars(socket)["_GLOBAL_DEFAULT_TIMEOUT"]
 
-# Engine options for the drop-in: as lenient as poplib where security does
-# not suffer.  A lone LF ends lines (poplib accepts it); commands have no
-# length limit (poplib has none and XOAUTH2 lines sent with _shortcmd are
-# long); a second command may be sent before reading a reply (poplib never
-# does it itself, but code calling _putcmd twice may); CAPA may come between
-# USER and PASS.
-_COMPAT_ENGINE_OPTIONS: Final[dict[str, Any]] = {
-    "bare_lf": True,
-    "strict_user": False,
-    "allow_unadvertised_pipelining": True,
-    "max_command_size": 1 << 20,
-    "max_status_size": 1 << 20,
-}
+# Python 3.10 and 3.11 still take keyfile/certfile (deprecated); 3.12 removed them.
+_KEYFILE_ARGS: Final = sys.version_info < (3, 12)
 
+# CR or LF would end the command early and send the rest as a second command
+# (command injection through an argument); NUL is refused by servers.
+_FORBIDDEN: Final = (b"\r", b"\n", b"\0")
 
-def _split_body(body: bytes) -> list[bytes]:
-    """Message octets -> lines without their line ends (LF or CRLF)."""
-    if not body:
-        return []
-    if body.endswith(b"\r\n"):
-        lines = body.split(b"\r\n")
-        # Every LF ended a CRLF (the usual case): one C-level split did it.
-        if body.count(b"\n") == len(lines) - 1:
-            lines.pop()  # the empty string after the last CRLF
-            return lines
-    lines = body[:-1].split(b"\n") if body.endswith(b"\n") else body.split(b"\n")
-    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
-
-
-# The methods a subclass may override to watch or change what goes over
-# the wire (as with poplib); retr() takes its shortcut only when none is.
-_PLUMBING = ("_putline", "_putcmd", "_longcmd", "_getline", "_getresp", "_getlongresp")
+# The methods that read lines; the bulk reader is used only when none is
+# overridden, so that a subclass watching lines sees every one.
+_PLUMBING: Final = ("_getline", "_getresp")
 _plain_classes: dict[type, bool] = {}
 
 
@@ -97,12 +92,38 @@ def _plain_plumbing(cls: type) -> bool:
     return plain
 
 
+_MASK: Final = "********"
+
+
+def _mask(line: str, sasl: bool) -> str:
+    """*line* with its secret hidden, for debug output and error messages:
+    the PASS argument, the APOP digest, an AUTH initial response, and any
+    line answering a SASL challenge."""
+    if sasl:
+        return line if line == "*" else _MASK
+    keyword, _, rest = line.partition(" ")
+    upper = keyword.upper()
+    if upper == "PASS":
+        return f"{keyword} {_MASK}"
+    if upper == "APOP":
+        return f"{keyword} {rest.split(' ', 1)[0]} {_MASK}"
+    if upper == "AUTH":
+        mechanism, has_data, _ = rest.partition(" ")
+        return f"{keyword} {mechanism}" + (f" {_MASK}" if has_data else "")
+    return line
+
+
+def _unverified_context(**files: Any) -> ssl.SSLContext:
+    """``poplib``'s default context: no certificate verification."""
+    import ssl
+
+    return ssl._create_unverified_context(**files)
+
+
 # "list" is a method name below; these keep annotations unambiguous.
 _Lines = list[bytes]
 _Capa = dict[str, list[str]]
 _LongResp = tuple[bytes, _Lines, int]
-
-_BLOCK_EVENTS = (pop3proto.ListOk, pop3proto.UidlOk, pop3proto.CapaOk, pop3proto.LangOk)
 
 
 class POP3:
@@ -110,24 +131,20 @@ class POP3:
 
     ``POP3(host, port=110, timeout=...)`` connects and reads the greeting.
     Methods return the server's status line as bytes (``b"+OK ..."``) or,
-    for multi-line replies, ``(status, [lines], octets)``; a ``-ERR`` raises
-    :class:`error_proto` holding the ``-ERR`` line.  Message numbers may be
-    given as ints or decimal strings.  The docstring of
-    :mod:`pop3proto.adapters.sync` says where this differs from the standard
-    library (RFC dot-unstuffing, validation of arguments, errors instead of
-    known ``poplib`` bugs).
+    for multi-line replies, ``(status, [lines], octets)``; a reply that does
+    not start with ``+`` raises :class:`error_proto` holding the line.
+    Whatever the caller asks is sent (``retr("foo")`` sends ``RETR foo``);
+    the server decides.  The docstring of :mod:`pop3proto.adapters.sync`
+    lists the few differences from the standard library.
 
-    Attributes code may use, as in ``poplib``: ``host``, ``port``,
-    ``sock`` (the socket), ``file`` (``sock.makefile("rb")``, from which
-    replies are read), ``welcome`` (the greeting line) and ``encoding``.
+    Attributes, as in ``poplib``: ``host``, ``port``, ``sock`` (the socket),
+    ``file`` (``sock.makefile("rb")``, from which replies are read),
+    ``welcome`` (the greeting line) and ``encoding``.
     """
 
     encoding = "UTF-8"
-    #: The ``poplib`` greeting-timestamp pattern, kept for code that uses
-    #: it; :meth:`apop` itself uses the engine's stricter parser.
+    #: The greeting-timestamp pattern :meth:`apop` uses (any ``<...>``).
     timestamp = re.compile(rb"\+OK.[^<]*(<.*>)")
-
-    _implicit_tls = False
 
     def __init__(
         self, host: str, port: int = POP3_PORT, timeout: Any = _GLOBAL_DEFAULT_TIMEOUT
@@ -135,17 +152,12 @@ class POP3:
         self.host = host
         self.port = port
         self._tls_established = False
-        self._conn = pop3proto.Connection(
-            pop3proto.CLIENT, tls=self._implicit_tls, **_COMPAT_ENGINE_OPTIONS
-        )
+        # The last reply was a SASL challenge ("+ ..."): the next line sent
+        # answers it and is masked in debug output.
         self._sasl_owed = False
-        self._multiline = False
-        self._registered: bytes | None = None
-        self._shown: str | None = None
-        self._last_event: pop3proto.Event | None = None
-        # The status line of the oldest unanswered multi-line reply was
-        # returned; its lines have not been read yet.
-        self._status_done = False
+        # Set when a response injection was seen after STLS: nothing more
+        # may be sent on this connection (credentials would go in clear).
+        self._injected = False
         sys.audit("poplib.connect", self, host, port)
         self.sock: Any = self._create_socket(timeout)
         self.file: Any = self.sock.makefile("rb")
@@ -153,7 +165,8 @@ class POP3:
         try:
             self.welcome = self._getresp()
         except BaseException:
-            # poplib leaks the socket here; nothing else can close it.
+            # poplib leaks the socket here (a ResourceWarning); nobody else
+            # can close it.
             self.close()
             raise
 
@@ -167,247 +180,85 @@ class POP3:
     # ------------------------------------------------------------------
 
     def _putline(self, line: bytes) -> None:
-        """Send one command line (CRLF is added), through the engine."""
+        """Send one line (CRLF is added).
+
+        Raises :class:`error_proto` without sending anything if *line*
+        holds CR, LF or NUL (``poplib`` would send two commands).
+        """
+        sasl = self._sasl_owed
+        self._sasl_owed = False
         if self._debugging > 1:
-            shown = self._shown
-            if shown is None or self._registered is not line:
-                shown = mask_command(line.decode(self.encoding, "replace"), self._sasl_owed)
-            print("*put*", repr(shown.encode(self.encoding, "replace")))
+            print("*put*", repr(self._shown(line, sasl).encode(self.encoding, "replace")))
+        if self._injected:
+            raise error_proto("-ERR connection unusable after a possible STLS response injection")
+        for octet in _FORBIDDEN:
+            if octet in line:
+                shown = self._shown(line, sasl)
+                raise error_proto(
+                    f"-ERR CR, LF and NUL are not allowed in commands: {shown!r} (not sent)"
+                )
         sys.audit("poplib.putline", self, line)
-        if self._registered is not line:
-            # Called directly, not from _putcmd: the engine must still know
-            # what was sent, or it could not frame the reply.
-            try:
-                text = line.decode(self.encoding)
-            except UnicodeDecodeError:
-                raise error_proto("-ERR command is not valid UTF-8 (not sent)") from None
-            line = self._register(text)
-        try:
-            self.sock.sendall(line + CRLF)
-        except BaseException:
-            # Part of the line may be out: the session is out of step.
-            self._conn.send_failed()
-            raise
+        self.sock.sendall(line + CRLF)
 
     def _putcmd(self, line: str) -> None:
         """Send one command (a str such as ``"RETR 1"``)."""
-        # Masked before registering: that may end the SASL exchange whose
-        # lines must be hidden.
-        shown = None
         if self._debugging:
-            shown = mask_command(line, self._sasl_owed)
-            print("*cmd*", repr(shown))
-        wire = self._register(line)
-        self._registered = wire
-        self._shown = shown
-        try:
-            self._putline(wire)
-        finally:
-            self._registered = None
-            self._shown = None
+            print("*cmd*", repr(_mask(line, self._sasl_owed)))
+        self._putline(bytes(line, self.encoding))
 
-    def _register(self, line: str) -> bytes:
-        """Validate *line* as a command, tell the engine, return its wire
-        form without CRLF.  Raises :class:`error_proto` and sends nothing if
-        the command is malformed or not allowed now."""
-        sasl = self._sasl_owed
-        event = self._parse_command(line)
-        conn = self._conn
-        if conn.state is State.ERROR:
-            raise error_proto("-ERR the connection is unusable after an earlier protocol error")
-        if conn.state is State.CLOSED:
-            raise error_proto("-ERR the connection is closed")
-        if isinstance(event, pop3proto.Command):
-            keyword = event.name if isinstance(event, pop3proto.Extension) else event.keyword
-            if conn.outstanding and isinstance(
-                conn.outstanding[-1], (pop3proto.Stls, pop3proto.Auth, pop3proto.Quit)
-            ):
-                shown = mask_command(line, sasl)
-                raise error_proto(f"-ERR read the reply to the last command first: {shown!r}")
-            self._check_command(event)
-            if not conn.can_send(event):
-                raise error_proto(
-                    f"-ERR {keyword} is not allowed in the {conn.state.name} state "
-                    "(command not sent)"
-                )
-        try:
-            wire = conn.send(event)
-        except pop3proto.LocalProtocolError as exc:  # pragma: no cover - checked above
-            # The checks above mirror every refusal of the engine (which would
-            # leave it in ERROR); kept so that one it adds is never raw.
-            raise error_proto(f"-ERR {exc} (command not sent)") from None
-        if isinstance(event, (pop3proto.SaslResponse, pop3proto.SaslCancel)):
-            self._sasl_owed = False
-        return wire[:-2]
-
-    def _check_command(self, event: pop3proto.Command) -> None:
-        # What the engine would refuse for the session state (refusing puts
-        # it in ERROR), checked first so that error_proto leaves it usable.
-        conn = self._conn
-        if isinstance(event, pop3proto.Stls) and (conn.tls or conn.utf8):
-            raise error_proto(
-                "-ERR STLS is not allowed "
-                + ("on a TLS connection" if conn.tls else "after UTF8 (RFC 6856 §2.1)")
-            )
-        if isinstance(event, pop3proto.Apop):
-            greeting = conn.greeting
-            if greeting is None or greeting.timestamp is None:
-                raise error_proto("-ERR APOP not supported by server")
-        if isinstance(event, (pop3proto.User, pop3proto.Pass, pop3proto.Apop)):
-            value = event.password if isinstance(event, pop3proto.Pass) else event.name
-            caps = conn.capabilities
-            if not value.isascii() and not (conn.utf8 or (caps is not None and caps.utf8_user)):
-                raise error_proto(
-                    "-ERR non-ASCII user names and passwords need UTF8 mode (utf8()) or a "
-                    "server advertising 'UTF8 USER' (RFC 6856 §2.2); not sent"
-                )
-
-    def _parse_command(self, line: str) -> pop3proto.Event:
-        """Turn a command string into the engine event it stands for."""
-        return parse_command(line, sasl=self._sasl_owed, multiline=self._multiline)
+    def _shown(self, line: bytes, sasl: bool) -> str:
+        return _mask(line.decode(self.encoding, "replace"), sasl)
 
     # ------------------------------------------------------------------
     # Receiving
     # ------------------------------------------------------------------
 
     def _getline(self) -> tuple[bytes, int]:
-        """Read one line (as ``poplib`` does) and feed it to the engine;
-        return it without its line end, and its length on the wire."""
-        line = self.file.readline(_MAXLINE + 1)
-        if line:
-            # Even a line about to be refused as too long: the engine must
-            # stay in step with what was read from the stream.
-            self._conn.receive_data(line)
+        """Read one line; return it without its line end, and its length
+        on the wire.  Lines over ``_MAXLINE`` octets and EOF raise."""
+        line: bytes = self.file.readline(_MAXLINE + 1)
         if len(line) > _MAXLINE:
             raise error_proto("line too long")
         if self._debugging > 1:
             print("*get*", repr(line))
         if not line:
-            self._conn.receive_data(b"")
             raise error_proto("-ERR EOF")
         octets = len(line)
         if line[-2:] == CRLF:
             return line[:-2], octets
-        return line[:-1] if line[-1:] == LF else line, octets
-
-    def _read_chunk(self) -> None:
-        """Read what the socket has (up to 64 KiB) and feed it to the engine."""
-        data = self.file.read1(65536)
-        self._conn.receive_data(data)
-        if self._debugging > 1:
-            print("*get*", repr(data[:80]) + ("..." if len(data) > 80 else ""))
-        if not data:
-            raise error_proto("-ERR EOF")
-
-    def _pull(self) -> pop3proto.Event | None:
-        """The next engine event, or ``None`` if more input is needed."""
-        try:
-            event = self._conn.next_event()
-        except pop3proto.RemoteProtocolError as exc:
-            raise error_proto(f"-ERR malformed reply from server: {exc}") from None
-        if event is pop3proto.NEED_DATA or event is pop3proto.PAUSED:
-            return None
-        assert isinstance(event, pop3proto.Event)
-        return event
-
-    def _skip_unread(self) -> None:
-        """Read and drop the rest of a multi-line reply whose status line was
-        returned but whose lines nobody read (``_shortcmd("LIST")``), so
-        that the next status line really is the next reply; ``poplib``
-        would return the listing's lines as replies instead."""
-        if not self._status_done:
-            return
-        conn = self._conn
-        target = len(conn.outstanding) - 1
-        while len(conn.outstanding) > target and conn.state is not State.CLOSED:
-            if self._pull() is None:
-                self._getline()
-        self._status_done = False
+        if line[:1] == CR:
+            return line[1:-1], octets
+        return line[:-1], octets
 
     def _getresp(self) -> bytes:
-        """Read a status line; return it, or raise :class:`error_proto` for
-        ``-ERR`` (holding the line) and for anything that is not a valid
-        reply to the command sent."""
-        self._skip_unread()
-        while True:
-            resp, octets = self._getline()
-            if self._debugging > 1:
-                print("*resp*", repr(resp))
-            event = self._pull()
-            if event is None:
-                if octets > len(resp):
-                    # Fed one whole line and got no event: it was the +OK
-                    # that opens a listing (LIST, UIDL, CAPA, LANG), which
-                    # the engine reports once complete.
-                    self._status_done = True
-                    self._last_event = None
-                    return resp
-                continue  # cut short by EOF; the next read says so
-            self._last_event = event
-            if isinstance(event, pop3proto.Err):
-                raise error_proto(resp)
-            if isinstance(event, pop3proto.SaslChallenge):
-                # The caller is running AUTH by hand (e.g. XOAUTH2 through
-                # _shortcmd): the challenge line is its to answer.
-                self._sasl_owed = True
-            elif isinstance(event, pop3proto.MessageStart):
-                self._status_done = True
-            elif isinstance(event, pop3proto.ConnectionClosed):
-                raise error_proto("-ERR EOF")
-            return resp
+        """Read a status line; return it if it starts with ``+``, else raise
+        :class:`error_proto` holding it."""
+        resp, _ = self._getline()
+        if self._debugging > 1:
+            print("*resp*", repr(resp))
+        if not resp.startswith(b"+"):
+            raise error_proto(resp)
+        # RFC 5034 §4: "+ " (or a bare "+") is a SASL challenge.
+        self._sasl_owed = resp[:2] == b"+ " or resp == b"+"
+        return resp
 
     def _getlongresp(self) -> _LongResp:
         """Read a multi-line reply: ``(status line, lines, octets)``."""
         resp = self._getresp()
-        if not self._status_done:
-            # The reply was a single line after all (e.g. _longcmd on a
-            # command that has none); poplib would wait forever here.
-            return resp, [], 0
-        body: list[bytes] = []
-        raw: list[tuple[bytes, int]] = []
-        # A message body is read in bulk: the engine finds the terminator
-        # and unstuffs at C speed, where a line-by-line loop (as poplib's)
-        # costs a Python round trip per line.  Listings keep line reads.
-        in_body = isinstance(self._last_event, pop3proto.MessageStart)
-        while True:
-            event = self._pull()
-            if event is None:
-                if in_body:
-                    self._read_chunk()
-                else:
-                    raw.append(self._getline())
-                continue
-            if isinstance(event, pop3proto.MessageData):
-                body.append(event.data)
-                continue
-            if isinstance(event, (pop3proto.MessageEnd, *_BLOCK_EVENTS)):
-                self._status_done = False
-                self._last_event = event
-                # The last line read was the terminator.  A line that starts
-                # with "." had one added (RFC 1939 §3) that the octet count
-                # must not include.
-                if isinstance(event, pop3proto.MessageEnd):
-                    data = body[0] if len(body) == 1 else b"".join(body)
-                    lines = _split_body(data)
-                    # poplib refuses lines over _MAXLINE (read at call time).
-                    if len(data) + 2 > _MAXLINE and lines and max(map(len, lines)) + 2 > _MAXLINE:
-                        raise error_proto("line too long")
-                    # poplib's octets: wire octets less one per stuffed dot,
-                    # which is the unstuffed body, line ends included.
-                    return resp, lines, len(data)
-                lines_raw = raw[:-1]
-                octets = sum(o - (line[:1] == b".") for line, o in lines_raw)
-                return (
-                    resp,
-                    [line[1:] if line[:1] == b"." else line for line, _ in lines_raw],
-                    octets,
-                )
-            # The engine frames the reply by its command: after a +OK that
-            # opens a body or a listing only the events above can come (EOF
-            # is raised by the reads, a closed session by _register).
-            raise error_proto(  # pragma: no cover
-                f"-ERR unexpected {type(event).__name__} in a multi-line reply"
-            )
+        if self._debugging < 2 and _plain_plumbing(type(self)):
+            lines, octets = read_lines(self.file, _MAXLINE)
+            return resp, lines, octets
+        lines = []
+        octets = 0
+        line, o = self._getline()
+        while line != b".":
+            if line.startswith(b".."):
+                o -= 1
+                line = line[1:]
+            octets += o
+            lines.append(line)
+            line, o = self._getline()
+        return resp, lines, octets
 
     def _shortcmd(self, line: str) -> bytes:
         """Send a command, return its status line."""
@@ -416,12 +267,7 @@ class POP3:
 
     def _longcmd(self, line: str) -> _LongResp:
         """Send a command, return its multi-line reply."""
-        # Unknown commands sent this way are framed as multi-line replies.
-        self._multiline = True
-        try:
-            self._putcmd(line)
-        finally:
-            self._multiline = False
+        self._putcmd(line)
         return self._getlongresp()
 
     # ------------------------------------------------------------------
@@ -433,10 +279,7 @@ class POP3:
         return self.welcome
 
     def set_debuglevel(self, level: int) -> None:
-        """Print commands (level 1) and every line (level 2) to stdout.
-
-        Passwords, APOP digests and SASL data are shown as ``********``.
-        """
+        """Print commands (level 1) and every line (level 2) to stdout."""
         self._debugging = level
 
     def user(self, user: str) -> bytes:
@@ -456,36 +299,43 @@ class POP3:
         authobject: Callable[[bytes], bytes | str | None] | None = None,
         initial_response: bytes | str | None = None,
     ) -> bytes:
-        """AUTH (RFC 5034), with the interface newer CPython ``poplib`` has.
+        """AUTH (RFC 5034): an addition (``poplib`` has no ``auth()``),
+        with the interface of ``smtplib.SMTP.auth``'s callback style.
 
         With *initial_response* it goes on the AUTH line (base64-encoded
-        here).  With *authobject*, each server challenge (decoded) is passed
-        to it and its answer (bytes or str; ``None`` is empty, ``b"*"``
-        cancels) is sent back, until the server says ``+OK`` or ``-ERR``.
-        Returns the final ``+OK`` line; ``-ERR`` raises :class:`error_proto`.
+        here).  With *authobject*, each server challenge (``+ base64``,
+        decoded) is passed to it and its answer (bytes or str; ``None`` is
+        empty, ``b"*"`` cancels) is sent back, until the server says ``+OK``
+        or ``-ERR``.  Returns the final ``+OK`` line; ``-ERR`` raises
+        :class:`error_proto`.
         """
+        import binascii
+
         if authobject is not None and initial_response is not None:
             raise ValueError("authobject and initial_response are mutually exclusive")
         if initial_response is not None:
             if isinstance(initial_response, str):
                 initial_response = initial_response.encode(self.encoding)
-            encoded = pop3proto.sasl_b64encode(initial_response).decode("ascii")
-            return self._shortcmd(f"AUTH {mechanism} {encoded}".rstrip())
-        if authobject is None:
-            return self._shortcmd(f"AUTH {mechanism}")
+            # RFC 5034 §4: an empty initial response is sent as "=".
+            encoded = binascii.b2a_base64(initial_response, newline=False).decode() or "="
+            return self._shortcmd(f"AUTH {mechanism} {encoded}")
         resp = self._shortcmd(f"AUTH {mechanism}")
-        while True:
-            event = self._last_event
-            if not isinstance(event, pop3proto.SaslChallenge):
-                return resp
-            answer = authobject(event.data)
+        if authobject is None:
+            return resp
+        while resp[:2] == b"+ " or resp == b"+":
+            try:
+                challenge = binascii.a2b_base64(resp[2:])
+            except binascii.Error:
+                raise error_proto(f"-ERR invalid base64 in challenge: {resp!r}") from None
+            answer = authobject(challenge)
             if answer is None:
                 answer = b""
             if isinstance(answer, str):
                 answer = answer.encode(self.encoding)
             if answer == b"*":
                 return self._shortcmd("*")
-            resp = self._shortcmd(pop3proto.sasl_b64encode(answer).decode("ascii"))
+            resp = self._shortcmd(binascii.b2a_base64(answer, newline=False).decode())
+        return resp
 
     def stat(self) -> tuple[int, int]:
         """STAT (RFC 1939 §5): ``(message count, mailbox size)``."""
@@ -493,10 +343,6 @@ class POP3:
         rets = retval.split()
         if self._debugging:
             print("*stat*", repr(rets))
-        # The engine has checked a real reply; this also covers a mocked
-        # _shortcmd, which must not produce IndexError (a poplib bug).
-        if len(rets) < 3 or not all(r.isdigit() for r in rets[1:3]):
-            raise error_proto(f"-ERR malformed STAT reply: {retval[:60]!r}")
         return int(rets[1]), int(rets[2])
 
     def list(self, which: Any = None) -> Any:
@@ -510,28 +356,7 @@ class POP3:
         return self._longcmd("LIST")
 
     def retr(self, which: Any) -> _LongResp:
-        """RETR (RFC 1939 §5): ``(status, [lines], octets)`` of a message.
-
-        Lines are dot-unstuffed by RFC 1939 §3 (see the docstring of
-        :mod:`pop3proto.adapters.sync`).
-        """
-        # Downloading a mailbox is one retr() per message, so the usual
-        # case skips parsing a command string it could build directly.
-        # Anything unusual (a message number given oddly, debugging on, a
-        # subclass hooking the plumbing, a command the engine would refuse)
-        # goes the general way, which also words the errors.
-        if type(which) is int and which > 0 and not self._debugging and _plain_plumbing(type(self)):
-            event = pop3proto.Retr(which)
-            conn = self._conn
-            if not self._sasl_owed and not self._status_done and conn.can_send(event):
-                wire = conn.send(event)
-                sys.audit("poplib.putline", self, wire[:-2])
-                try:
-                    self.sock.sendall(wire)
-                except BaseException:
-                    conn.send_failed()
-                    raise
-                return self._getlongresp()
+        """RETR (RFC 1939 §5): ``(status, [lines], octets)`` of a message."""
         return self._longcmd(f"RETR {which}")
 
     def dele(self, which: Any) -> bytes:
@@ -580,14 +405,17 @@ class POP3:
     def apop(self, user: str, password: str) -> bytes:
         """APOP (RFC 1939 §7): log in with MD5(timestamp + password).
 
-        Only possible when the greeting carries a timestamp; raises
-        :class:`error_proto` ("-ERR APOP not supported by server") otherwise.
+        The timestamp is the greeting's ``<...>`` (any, as in ``poplib``);
+        without one, raises :class:`error_proto` ("-ERR APOP not supported
+        by server").
         """
-        greeting = self._conn.greeting
-        timestamp = greeting.timestamp if greeting is not None else None
-        if timestamp is None:
+        secret = bytes(password, self.encoding)
+        match = self.timestamp.match(self.welcome)
+        if not match:
             raise error_proto("-ERR APOP not supported by server")
-        digest = pop3proto.apop_digest(timestamp, password)
+        import hashlib
+
+        digest = hashlib.md5(match.group(1) + secret).hexdigest()
         return self._shortcmd(f"APOP {user} {digest}")
 
     def top(self, which: Any, howmuch: Any) -> _LongResp:
@@ -598,7 +426,7 @@ class POP3:
         """UIDL (RFC 1939 §7).
 
         Without *which*: ``(status, [b"msg uid", ...], octets)``; with a
-        message number: ``b"+OK msg uid"``.
+        message number: the status line ``b"+OK msg uid"``.
         """
         if which is not None:
             return self._shortcmd(f"UIDL {which}")
@@ -614,45 +442,46 @@ class POP3:
         Raises :class:`error_proto` ("-ERR CAPA not supported by server") on
         any error, as ``poplib`` does.
         """
+        caps: _Capa = {}
         try:
-            _, lines, _ = self._longcmd("CAPA")
+            _, rawcaps, _ = self._longcmd("CAPA")
+            for capline in rawcaps:
+                words = capline.decode("ascii").split()
+                caps[words[0]] = words[1:]
         except error_proto:
             raise error_proto("-ERR CAPA not supported by server")  # noqa: B904 - as poplib
-        decode = "utf-8" if self._conn.utf8 or self._conn.lang else "ascii"
-        texts = (line.decode(decode, "replace") for line in lines)
-        return pop3proto.Capabilities.from_lines(texts).as_dict()
+        return caps
 
     def stls(self, context: ssl.SSLContext | None = None) -> bytes:
         """STLS (RFC 2595 §4): start TLS on this connection.
 
         Without *context* the server certificate is not verified, as in
         ``poplib``; pass ``ssl.create_default_context()`` to verify it.
+        Bytes received after the ``+OK`` and before the handshake raise
+        :class:`error_proto` (RFC 2595 §4 response injection).
         """
+        if not HAVE_SSL:  # pragma: no cover - Python built without OpenSSL
+            raise error_proto("-ERR TLS support missing")
         if self._tls_established:
             raise error_proto("-ERR TLS session already established")
         caps = self.capa()
         if "STLS" not in caps:
             raise error_proto("-ERR STLS not supported by server")
         if context is None:
-            # poplib's default (ssl._create_stdlib_context) does not verify.
-            context = ssl._create_unverified_context()
+            context = _unverified_context()
         resp = self._shortcmd("STLS")
         self._check_nothing_buffered()
-        self.file.close()
         self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
         self.file = self.sock.makefile("rb")
-        try:
-            self._conn.tls_established()
-        except pop3proto.ProtocolError as exc:  # pragma: no cover - checked above
-            raise error_proto(f"-ERR {exc}") from None
         self._tls_established = True
         return resp
 
     def _check_nothing_buffered(self) -> None:
         # RFC 2595 §4: after +OK the server sends nothing until TLS is up;
-        # bytes already here were injected by someone on the path.  Look at
-        # what the reader buffered and what the kernel holds, without
-        # blocking.
+        # bytes already here were injected by someone on the path (poplib
+        # silently drops them and would read them as plaintext replies).
+        # Look at what the reader buffered and what the kernel holds,
+        # without blocking.
         timeout = self.sock.gettimeout()
         self.sock.settimeout(0)
         try:
@@ -662,7 +491,7 @@ class POP3:
         finally:
             self.sock.settimeout(timeout)
         if extra:
-            self._conn.send_failed()
+            self._injected = True
             raise error_proto(
                 "-ERR data followed +OK to STLS before TLS started: possible response injection"
             )
@@ -671,30 +500,63 @@ class POP3:
 class POP3_SSL(POP3):
     """``POP3`` over implicit TLS (RFC 8314 §3), port 995 by default.
 
-    ``POP3_SSL(host, port=995, *, timeout=..., context=None)`` as in
-    CPython 3.12+.  Without *context* the certificate is not verified (as in
+    Signature as the running Python's ``poplib``: ``POP3_SSL(host,
+    port=995, *, timeout=..., context=None)`` on 3.12+; on 3.10 and 3.11
+    also ``keyfile`` and ``certfile`` (deprecated, positional after
+    *port*).  Without *context* the certificate is not verified (as in
     ``poplib``); pass ``ssl.create_default_context()``.
     """
 
-    _implicit_tls = True
-
-    def __init__(
-        self,
-        host: str,
-        port: int = POP3_SSL_PORT,
-        *,
-        timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,
-        context: ssl.SSLContext | None = None,
-    ) -> None:
+    def __init__(self, host: str, port: int = POP3_SSL_PORT, *args: Any, **kwargs: Any) -> None:
+        timeout, context = self._arguments(args, kwargs)
         if context is None:
-            context = ssl._create_unverified_context()
+            context = _unverified_context(
+                certfile=getattr(self, "certfile", None), keyfile=getattr(self, "keyfile", None)
+            )
         self.context = context
         super().__init__(host, port, timeout)
 
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        # The signature of the running Python's poplib.POP3_SSL, checked here
+        # so that the errors are Python's own.
+        if _KEYFILE_ARGS:
+
+            def bind(
+                keyfile: Any = None,
+                certfile: Any = None,
+                timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,
+                context: Any = None,
+            ) -> tuple[Any, Any]:
+                if context is not None and keyfile is not None:
+                    raise ValueError("context and keyfile arguments are mutually exclusive")
+                if context is not None and certfile is not None:
+                    raise ValueError("context and certfile arguments are mutually exclusive")
+                if keyfile is not None or certfile is not None:
+                    import warnings
+
+                    warnings.warn(
+                        "keyfile and certfile are deprecated, use a custom context instead",
+                        DeprecationWarning,
+                        3,
+                    )
+                self.keyfile = keyfile
+                self.certfile = certfile
+                return timeout, context
+
+            return bind(*args, **kwargs)
+
+        def bind_new(
+            *, timeout: Any = _GLOBAL_DEFAULT_TIMEOUT, context: Any = None
+        ) -> tuple[Any, Any]:
+            return timeout, context
+
+        return bind_new(*args, **kwargs)
+
     def _create_socket(self, timeout: Any) -> socket.socket:
         sock = super()._create_socket(timeout)
-        return self.context.wrap_socket(sock, server_hostname=self.host)
+        wrapped: socket.socket = self.context.wrap_socket(sock, server_hostname=self.host)
+        return wrapped
 
-    def stls(self, context: Any = None) -> NoReturn:
+    def stls(self, *args: Any, **kwargs: Any) -> Any:
         """Always raises: TLS is already active."""
         raise error_proto("-ERR TLS session already established")

@@ -203,6 +203,25 @@ class Client:
             self._core.login(user, password, mechanism=mechanism, allow_insecure=allow_insecure)
         )
 
+    def login_oauth2(
+        self,
+        user: str,
+        token: str,
+        *,
+        mechanism: str | None = None,
+        allow_insecure: bool = False,
+    ) -> str:
+        """Log in with an OAuth 2.0 access token; return the mechanism used.
+
+        OAUTHBEARER if offered, else XOAUTH2; long tokens go after the
+        server's empty challenge (RFC 5034 §4); a refusal's JSON error is
+        summarised in the :class:`AuthenticationFailed`.  See
+        :meth:`ClientCore.login_oauth2`.
+        """
+        return self._run(
+            self._core.login_oauth2(user, token, mechanism=mechanism, allow_insecure=allow_insecure)
+        )
+
     def authenticate(
         self, mechanism: pop3proto.SaslClientMechanism, *, allow_insecure: bool = False
     ) -> None:

@@ -24,15 +24,43 @@ backend.
 
 The backends: :class:`~._maildir.MaildirBackend` (a Maildir on disk) and
 :class:`~._memory.MemoryBackend` (in memory, for tests and embedding).
+
+Where each method runs (what a backend may assume):
+
+* The blocking server calls every method from the connection's own
+  thread.
+* The asyncio and trio servers call :meth:`MaildropBackend.open`,
+  :meth:`Maildrop.messages` and :meth:`Maildrop.commit` in a worker thread
+  of a bounded pool (``Server(worker_threads=...)``), never on the event
+  loop, one call at a time per session; or, when the method is a coroutine
+  function (``async def``, see :class:`AsyncMaildropBackend`), they await it
+  on the loop instead.  :meth:`Maildrop.open_message`, :meth:`Maildrop.top`
+  (each step of their iterators reads one chunk) and :meth:`Maildrop.close`
+  run on the loop: keep them quick (a local read, a lock release).
+* A backend used by an event-loop server must therefore be thread-safe
+  across sessions (two sessions' calls may run at once in two threads).
+
+Which exception means what (the session's answer):
+
+* :class:`MaildropInUse` from ``open()``: ``-ERR [IN-USE]`` (RFC 2449
+  §8.1.2); the client may retry later, its credentials were fine.
+* :class:`MaildropError` or :class:`OSError` from ``open()`` or
+  ``messages()``: ``-ERR [SYS/TEMP]`` (RFC 3206 §4), logged.
+* ``commit()`` returning ``False`` or raising: ``-ERR [SYS/TEMP] some
+  deleted messages not removed`` (RFC 1939 §6).
+* An exception while streaming a message: the connection is dropped
+  (half a body is already on the wire), nothing is committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
+    "Identity",
+    "AsyncMaildropBackend",
     "MaildropError",
     "MaildropInUse",
     "MessageInfo",
@@ -54,6 +82,46 @@ class MaildropError(Exception):
 class MaildropInUse(MaildropError):
     """Another session holds the maildrop's lock (``-ERR [IN-USE]``,
     RFC 2449 §8.1.2)."""
+
+
+class Identity(str):
+    """Who logged in: what the server hands to :meth:`MaildropBackend.open`.
+
+    It *is* the mailbox key (a ``str``), so a backend that only needs a
+    name uses it as one; it also carries how the user logged in:
+
+    Attributes:
+        mailbox: the mailbox key (the string itself).
+        login: the name the client authenticated as (the USER name, the
+            SASL authentication identity).
+        authzid: the authorization identity the client asked for (SASL
+            PLAIN, RFC 4616 §2), ``""`` if none.
+
+    An authenticator maps a login to a mailbox by returning an
+    ``Identity`` from ``check_password`` (see
+    :class:`~._users.Authenticator`); otherwise the mailbox is the
+    authenticated name.
+    """
+
+    login: str
+    authzid: str
+
+    def __new__(cls, mailbox: str, *, login: str | None = None, authzid: str = "") -> Identity:
+        """*mailbox*, logged in as *login* (default: *mailbox*)."""
+        if not mailbox:
+            raise ValueError("the mailbox key must not be empty")
+        self = super().__new__(cls, mailbox)
+        self.login = mailbox if login is None else login
+        self.authzid = authzid
+        return self
+
+    @property
+    def mailbox(self) -> str:
+        """The mailbox key, as a plain ``str``."""
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"Identity({self.mailbox!r}, login={self.login!r}, authzid={self.authzid!r})"
 
 
 class MessageInfo(NamedTuple):
@@ -120,11 +188,28 @@ class MaildropBackend(Protocol):
     """Opens users' maildrops."""
 
     def open(self, user: str) -> Maildrop:
-        """Open and lock the maildrop of *user* (an authenticated name).
+        """Open and lock the maildrop of *user*, an :class:`Identity` (a
+        ``str``: the mailbox key).
 
         Raises :class:`MaildropInUse` if it is locked by another session and
-        :class:`MaildropError` if it cannot be opened.
+        :class:`MaildropError` if it cannot be opened.  Called in a worker
+        thread by the event-loop servers (see the module docstring).
         """
+        ...
+
+
+@runtime_checkable
+class AsyncMaildropBackend(Protocol):
+    """A backend native to the event loop: ``open`` is a coroutine function.
+
+    The asyncio and trio servers await it on the loop (no worker thread);
+    the maildrop it returns may likewise define ``messages`` and ``commit``
+    with ``async def``.  Write it for the server's library (asyncio or
+    trio).  The blocking server refuses such a backend.
+    """
+
+    def open(self, user: str) -> Awaitable[Maildrop]:
+        """As :meth:`MaildropBackend.open`, awaited on the loop."""
         ...
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import stat
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from typing import NamedTuple
@@ -31,9 +32,14 @@ log = logging.getLogger("pop3proto.server")
 
 #: Name of the lock file :class:`MaildirBackend` creates inside a Maildir.
 LOCK_FILE_NAME = ".pop3proto.lock"
+#: How many message sizes :class:`MaildirBackend` caches by default.
+DEFAULT_CACHE_SIZE = 100_000
+
+_CacheKey = tuple[str, int, int]  # (unique name, stored size, mtime)
+_Ident = tuple[int, int, int]  # (st_dev, st_ino, st_uid) of a listed file
 
 
-def _by_mtime_and_name(item: tuple[int, str, str, int, tuple[int, int]]) -> tuple[int, str]:
+def _by_mtime_and_name(item: tuple[int, str, str, int, _Ident]) -> tuple[int, str]:
     return item[0], item[1]
 
 
@@ -41,19 +47,22 @@ def _by_mtime_and_name(item: tuple[int, str, str, int, tuple[int, int]]) -> tupl
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-def _open_listed(path: str, ident: tuple[int, int]) -> int:
+def _open_listed(path: str, ident: _Ident) -> int:
     """Open the message file *path* without following a link, and check the
     open file: a regular file, and either the very file the scan listed
-    (same device and inode) or one with no other name (a mail agent that
-    rewrote the message, as :mod:`mailbox` does when flags change).  A
-    symbolic link, a FIFO or a hard link put in its place since (by whoever
-    can write the Maildir) is refused, so that the server never reads a
+    (same device and inode) or one that a mail agent rewrote in its place,
+    as :mod:`mailbox` does when flags change (same device and owner, no
+    other name).  A symbolic link, a FIFO, a hard link or a file of another
+    owner put in its place since (by whoever can write the Maildir, also
+    through a linked ``cur/``) is refused, so that the server never reads a
     file from outside the Maildir with its own rights."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         st = os.fstat(fd)
-        same = (st.st_dev, st.st_ino) == ident
-        if not stat.S_ISREG(st.st_mode) or not (same or st.st_nlink == 1):
+        dev, ino, uid = ident
+        same = (st.st_dev, st.st_ino) == (dev, ino)
+        rewritten = st.st_dev == dev and st.st_uid == uid and st.st_nlink == 1
+        if not stat.S_ISREG(st.st_mode) or not (same or rewritten):
             raise OSError(errno.EPERM, "not the file listed at login", path)
         os.set_blocking(fd, True)
     except BaseException:
@@ -83,7 +92,7 @@ class _MaildirEntry(NamedTuple):
     path: str
     stored: int  # octets in the file when it was listed
     info: MessageInfo  # CRLF octets and unique-id
-    ident: tuple[int, int]  # (st_dev, st_ino) when it was listed
+    ident: _Ident  # (st_dev, st_ino, st_uid) when it was listed
 
 
 class _FileStream:
@@ -278,6 +287,15 @@ class MaildirBackend:
         chunk_size: how many octets to read from disk at a time.
         colon: the separator between a Maildir file's unique name and its
             info (``:`` on POSIX, as in :mod:`mailbox`).
+        shared_sessions: let several sessions open one Maildir at once
+            (what Dovecot calls ``pop3_lock_session = no``).  Off by
+            default: RFC 1939 §8 asks for an exclusive lock.  When on, the
+            flock is shared, so such sessions still exclude (and are
+            excluded by) an exclusive session of another server; each sees
+            its own snapshot, and a message another session removed first
+            counts as removed at commit.
+        cache_size: the most message sizes cached (default 100,000, about
+            27 MiB; 0 turns the cache off).
 
     Messages are listed from ``new/`` and ``cur/`` (files whose name starts
     with ``.`` are skipped, as Maildir readers do), sorted by modification
@@ -285,8 +303,10 @@ class MaildirBackend:
     the unique part of the file name (:func:`maildir_uid`), so they stay the
     same across sessions, restarts and moves from ``new/`` to ``cur/``.
     Sizes are counted once, by streaming the file, and cached with the
-    unique-id by ``(unique name, stored size, mtime)`` for the life of the
-    backend.
+    unique-id by ``(unique name, stored size, mtime)``.  The cache holds the
+    messages found by the latest scan of each Maildir (a message deleted or
+    changed drops out at the next login), and at most *cache_size* entries
+    in all: the Maildirs opened least recently are dropped first.
     """
 
     def __init__(
@@ -297,8 +317,11 @@ class MaildirBackend:
         create: bool = True,
         chunk_size: int = DEFAULT_CHUNK,
         colon: str = ":",
+        shared_sessions: bool = False,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         """See the class docstring."""
+        self.shared_sessions = shared_sessions
         self.root = os.fspath(root)
         self.per_user = per_user
         self.create = create
@@ -306,8 +329,13 @@ class MaildirBackend:
         if len(colon) != 1:
             raise ValueError("colon must be a single character")
         self.colon = colon
-        # (unique name, stored size, mtime) -> MessageInfo
-        self._infos: dict[tuple[str, int, int], MessageInfo] = {}
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self.cache_size = cache_size
+        # Maildir path -> {(unique name, stored size, mtime): MessageInfo},
+        # least recently scanned first.
+        self._infos: OrderedDict[str, dict[_CacheKey, MessageInfo]] = OrderedDict()
+        self._cached = 0
         self._infos_lock = threading.Lock()
 
     def path_for(self, user: str) -> str:
@@ -341,7 +369,8 @@ class MaildirBackend:
             # (RFC 1939 §8 and RFC 2449 §8.1.2), not hang.  flock locks
             # belong to the open file description, so this also excludes
             # other threads of this process, which open their own.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if self.shared_sessions else fcntl.LOCK_EX
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise MaildropInUse("maildrop already locked") from None
@@ -362,7 +391,7 @@ class MaildirBackend:
         return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)
 
     def _scan(self, path: str) -> list[_MaildirEntry]:
-        found: list[tuple[int, str, str, int, tuple[int, int]]] = []
+        found: list[tuple[int, str, str, int, _Ident]] = []
         colon = self.colon
         for sub in ("new", "cur"):
             folder = os.path.join(path, sub)
@@ -387,36 +416,48 @@ class MaildirBackend:
                             name.split(colon, 1)[0],
                             entry.path,
                             st.st_size,
-                            (st.st_dev, st.st_ino),
+                            (st.st_dev, st.st_ino, st.st_uid),
                         )
                     )
         found.sort(key=_by_mtime_and_name)
-        cache = self._infos
         with self._infos_lock:
-            infos = [cache.get((unique, stored, mtime)) for mtime, unique, _, stored, _ in found]
+            # Taken out: what this scan does not find again is forgotten.
+            cache = self._infos.pop(path, {})
+            self._cached -= len(cache)
+        fresh: dict[_CacheKey, MessageInfo] = {}
         entries: list[_MaildirEntry] = []
-        for (mtime, unique, file_path, stored_size, ident), info in zip(found, infos, strict=True):
+        for mtime, unique, file_path, stored_size, ident in found:
+            key = (unique, stored_size, mtime)
+            info = cache.get(key)
             if info is None:
                 try:
-                    info = self._info(unique, file_path, stored_size, mtime, ident)
+                    info = self._info(unique, file_path, ident)
                 except OSError:
                     # Removed, or replaced (by a link, say) since it was
                     # listed: as if it had not been there.
                     continue
+            if len(fresh) < self.cache_size:
+                fresh[key] = info
             entries.append(_MaildirEntry(unique, file_path, stored_size, info, ident))
+        self._remember(path, fresh)
         return entries
 
-    def _info(
-        self, unique: str, path: str, stored_size: int, mtime: int, ident: tuple[int, int]
-    ) -> MessageInfo:
-        """Count the CRLF size of a file not in the cache yet; cache it with
-        the file's unique-id."""
+    def _remember(self, path: str, fresh: dict[_CacheKey, MessageInfo]) -> None:
+        with self._infos_lock:
+            if fresh:
+                self._infos[path] = fresh
+                self._cached += len(fresh)
+            while self._cached > self.cache_size:
+                # The least recently scanned Maildir goes first (never the
+                # one just stored: it holds at most cache_size entries).
+                _, dropped = self._infos.popitem(last=False)
+                self._cached -= len(dropped)
+
+    def _info(self, unique: str, path: str, ident: _Ident) -> MessageInfo:
+        """Count the CRLF size of a file not in the cache yet."""
         with open(_open_listed(path, ident), "rb") as f:
             size = normalized_size(iter(lambda: f.read(self.chunk_size), b""))
-        info = MessageInfo(size, maildir_uid(unique))
-        with self._infos_lock:
-            self._infos[(unique, stored_size, mtime)] = info
-        return info
+        return MessageInfo(size, maildir_uid(unique))
 
     def __repr__(self) -> str:
         return f"<MaildirBackend {self.root!r} per_user={self.per_user}>"

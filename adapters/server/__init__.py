@@ -1,21 +1,119 @@
-"""The POP3 server, by role.
+"""The POP3 server as a framework: what an application builds a server from.
 
-I/O-free:
+This is the public API for writing a server of one's own: a maildrop
+backend (where mail lives), an authenticator (who may log in), and, for
+those who bring their own I/O, the I/O-free session.  The ready servers
+are :class:`pop3proto.adapters.sync.Server`, ``.asyncio.Server`` and
+``.trio.Server``; each takes a backend and an authenticator from here.
 
-* :mod:`._session`: the session, what the server *does* with each
-  command; with :mod:`._authorization` (the logins) and
-  :mod:`._transaction` (the open maildrop, UPDATE).
-* :mod:`._config`: the settings, the statistics and end reasons, and
-  small policy helpers.
-* :mod:`._base`: the options every server takes, checked once.
-* :mod:`._loop`: the one loop that serves a connection (batching the
-  replies into writes, reading, the idle timeout) and how it is closed
-  (the lingering close, by end reason).
+What an application implements:
 
-The runtimes, which only move bytes between a transport and that loop:
-:mod:`._sync` (blocking sockets, a thread per connection),
-:mod:`._asyncio` and :mod:`._trio`.
+* :class:`MaildropBackend` (or :class:`AsyncMaildropBackend`): ``open()``
+  returns a locked :class:`Maildrop` for an :class:`Identity`, or raises
+  :class:`MaildropInUse` (``-ERR [IN-USE]``) or :class:`MaildropError`
+  (``-ERR [SYS/TEMP]``).  See :class:`Maildrop` for the rest, and for which
+  method runs where (a worker thread or the event loop).
+* :class:`Authenticator`: says which credentials it can verify
+  (:meth:`Authenticator.credentials`; the server offers exactly the login
+  methods these allow) and checks them; a failed check is answered
+  ``-ERR [AUTH]``.  ``check_password`` may return an :class:`Identity`
+  to map a login to a mailbox.
 
-The public faces are :mod:`pop3proto.adapters.sync`, ``.asyncio`` and
-``.trio``; the modules here are private.
+What it may reuse: :class:`MaildirBackend`, :class:`MemoryBackend`,
+:class:`UsersFile`, :class:`DictAuthenticator` and :func:`hash_password`.
+
+Bringing one's own I/O: :class:`ServerSession` takes bytes
+(:meth:`~ServerSession.receive`) and yields actions (:class:`Send`,
+:class:`StartTLS`, :class:`Close`, and with ``offload=True``
+:class:`Call`, answered with a :class:`CallResult`); :class:`ServerConfig`
+holds the settings (with ``commands``: :class:`ExtensionCommand`, how the
+application answers commands the session does not know, such as a vendor
+``XOIP``, with CAPA entries to match), :class:`SessionStats` and
+:class:`EndReason` what a session did.
+
+Inside, by role (private modules): ``_session`` (the session, with
+``_authorization`` and ``_transaction``), ``_config``, ``_base`` (the
+options every server takes), ``_loop`` (the one loop that serves a
+connection), and the runtimes ``_sync``, ``_asyncio``, ``_trio``.
 """
+
+from __future__ import annotations
+
+from .._seam import Call, CallResult, Close, Send, StartTLS
+from ..mailstore._base import (
+    AsyncMaildropBackend,
+    Identity,
+    Maildrop,
+    MaildropBackend,
+    MaildropError,
+    MaildropInUse,
+    MessageInfo,
+)
+from ..mailstore._maildir import MaildirBackend
+from ..mailstore._memory import MemoryBackend
+from ..mailstore._users import Authenticator, DictAuthenticator, UsersFile, hash_password
+from ._config import (
+    AUTHENTICATOR_CREDENTIALS,
+    SUPPORTED_MECHANISMS,
+    EndReason,
+    ExtensionCommand,
+    ExtensionReply,
+    ServerConfig,
+    SessionStats,
+)
+from ._session import Action, ServerSession
+
+__all__ = [
+    # what an application implements
+    "MaildropBackend",
+    "AsyncMaildropBackend",
+    "Maildrop",
+    "MessageInfo",
+    "Identity",
+    "MaildropError",
+    "MaildropInUse",
+    "Authenticator",
+    "AUTHENTICATOR_CREDENTIALS",
+    # ready implementations
+    "MaildirBackend",
+    "MemoryBackend",
+    "UsersFile",
+    "DictAuthenticator",
+    "hash_password",
+    # the I/O-free session
+    "ServerSession",
+    "ServerConfig",
+    "SessionStats",
+    "EndReason",
+    "ExtensionCommand",
+    "ExtensionReply",
+    "SUPPORTED_MECHANISMS",
+    "Action",
+    "Send",
+    "StartTLS",
+    "Close",
+    "Call",
+    "CallResult",
+]
+
+# help() and tracebacks name the public home of what a user implements or
+# catches, not the private module it is defined in.
+for _name in (
+    "MaildropBackend",
+    "AsyncMaildropBackend",
+    "Maildrop",
+    "MessageInfo",
+    "Identity",
+    "MaildropError",
+    "MaildropInUse",
+    "Authenticator",
+    "ServerSession",
+    "ServerConfig",
+    "SessionStats",
+    "EndReason",
+    "ExtensionCommand",
+    "Call",
+    "CallResult",
+):
+    globals()[_name].__module__ = __name__
+del _name

@@ -48,7 +48,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import inspect
 import logging
 import socket
 import ssl
@@ -57,8 +59,8 @@ from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .._seam import Send, StartTLS
-from ..mailstore._base import MaildropBackend
+from .._seam import Call, CallResult, Send, StartTLS
+from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._base import ServerBase, format_peer
 from ._config import ServerConfig, busy_response
@@ -67,8 +69,11 @@ from ._loop import (
     LINGER_READ,
     RECV_SIZE,
     Closing,
+    LoopAnswer,
     LoopRequest,
+    apply_call,
     closing,
+    discard_call,
     serve_session,
 )
 
@@ -154,8 +159,9 @@ class Server(ServerBase):
     """An asyncio POP3 server.
 
     Args:
-        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
-        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
+        backend: the :class:`pop3proto.adapters.server.MaildropBackend` (or
+            an ``AsyncMaildropBackend``).
+        authenticator: the :class:`pop3proto.adapters.server.Authenticator`.
         host, port: where to listen (port ``0`` picks a free one; see
             :attr:`server_address`).  Like the blocking server, only the
             first address *host* resolves to is bound.
@@ -163,7 +169,7 @@ class Server(ServerBase):
             (RFC 2595; Python 3.11+, see :data:`STLS_SUPPORTED`), or
             implicit TLS with *implicit_tls*.
         implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
-        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
+        config: the :class:`pop3proto.adapters.server.ServerConfig`;
             ``tls_available`` is set from *ssl_context*, *implicit_tls* and
             the Python version.
         max_connections: concurrent sessions; more are refused.
@@ -175,6 +181,11 @@ class Server(ServerBase):
         trust_loopback: treat clients on a loopback address as local (the
             default plaintext policy lets them log in without TLS).  Turn it
             off behind a proxy on the same host.
+        worker_threads: the most backend and authenticator calls run at
+            once in worker threads (checking a password, opening, listing
+            and committing a maildrop), so that none of them blocks the
+            event loop; calls beyond it wait their turn.  Backend methods
+            written ``async def`` are awaited on the loop instead.
 
     Nothing is bound until :meth:`start` (or ``async with``, or
     :meth:`serve_forever`).  :meth:`close` stops listening and abandons
@@ -183,6 +194,7 @@ class Server(ServerBase):
     """
 
     stls_supported = STLS_SUPPORTED
+    offloads = True
 
     def _init_io(self) -> None:
         stls_wanted = self.ssl_context is not None and not self.implicit_tls
@@ -194,6 +206,9 @@ class Server(ServerBase):
         self._sessions = 0
         self._closing = False
         self._stopped: asyncio.Event | None = None
+        # Created on first use (a loop-less constructor), shut down in
+        # wait_closed().
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -202,11 +217,14 @@ class Server(ServerBase):
         if self._server is not None or self._closing:
             raise RuntimeError("the server was already started")
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        listener = socket.create_server(address, family=family, backlog=self.backlog)
+        if self.sock is not None:
+            listener = self.sock
+        else:
+            infos = await loop.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            listener = socket.create_server(address, family=family, backlog=self.backlog)
         try:
             implicit = self.ssl_context if self.implicit_tls else None
             self._server = await asyncio.start_server(
@@ -280,6 +298,10 @@ class Server(ServerBase):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Calls in flight finish in their threads (no waiting here).
+            executor.shutdown(wait=False)
 
     async def __aenter__(self) -> Server:
         if self._server is None:
@@ -362,11 +384,11 @@ class Server(ServerBase):
             await self._close(conn, how)
 
     async def _run(
-        self, conn: _Connection, loop: Generator[LoopRequest, bytes | None, None]
+        self, conn: _Connection, loop: Generator[LoopRequest, LoopAnswer, None]
     ) -> None:
         """Perform what the loop asks until it ends (see :mod:`._loop`)."""
         reader, writer = conn.reader, conn.writer
-        answer: bytes | None = None
+        answer: LoopAnswer = None
         while True:
             try:
                 request = loop.send(answer)
@@ -377,6 +399,8 @@ class Server(ServerBase):
                 writer.write(request.data)
                 if conn.must_drain():
                     await conn.drain()
+            elif type(request) is Call:
+                answer = await self._perform(request)
             elif type(request) is StartTLS:
                 leftover = _take_buffered(reader)
                 if leftover:
@@ -390,6 +414,28 @@ class Server(ServerBase):
                     answer = await _within(reader.read(RECV_SIZE), conn.timeout)
                 except asyncio.TimeoutError:
                     continue  # None: the idle timeout
+
+    async def _perform(self, call: Call) -> CallResult:
+        """Run *call* off the loop (or await it, if native); see :mod:`._loop`."""
+        try:
+            if inspect.iscoroutinefunction(call.fn):
+                return CallResult(await call.fn(*call.args))
+            executor = self._executor
+            if executor is None:
+                executor = self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.worker_threads, thread_name_prefix="pop3proto-worker"
+                )
+            box: list[Any] = []
+            done = executor.submit(apply_call, call, box)
+            try:
+                return CallResult(await asyncio.wrap_future(done))
+            except asyncio.CancelledError:
+                # Abandoned (close()): the thread runs on; release what it
+                # acquires once it is done.
+                done.add_done_callback(lambda _: discard_call(call, box))
+                raise
+        except Exception as exc:
+            return CallResult(error=exc)
 
     async def _start_tls(self, conn: _Connection) -> None:
         context = self.ssl_context
@@ -431,7 +477,7 @@ class Server(ServerBase):
 
 
 async def serve(
-    backend: MaildropBackend,
+    backend: MaildropBackend | AsyncMaildropBackend,
     authenticator: Authenticator,
     *,
     host: str = "127.0.0.1",

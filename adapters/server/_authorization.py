@@ -14,6 +14,14 @@ with the mechanisms of :data:`~._config.SUPPORTED_MECHANISMS`.  It
   it and closes after ``max_auth_failures``; why it failed (unknown user,
   wrong password, bad SASL proof) stays here.
 
+What is offered follows from what the authenticator can verify
+(:meth:`~pop3proto.adapters.mailstore._users.Authenticator.credentials`),
+looked up in the mechanism registry
+(:attr:`pop3proto.Mechanism.server_credential`): a SASL mechanism only if
+its credential is there, USER/PASS only with ``"password"``, the APOP
+timestamp only with ``"secret"``.  A store of PBKDF2 hashes offers USER,
+PLAIN and LOGIN, never a method it would have to fail.
+
 Policy choices:
 
 * Plaintext logins (USER/PASS, SASL PLAIN and LOGIN) are refused, and not
@@ -34,6 +42,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import pop3proto
@@ -50,9 +59,11 @@ from pop3proto import (
     SaslResponse,
     User,
 )
+from pop3proto.sasl import OAuthDenial
 
+from ..mailstore._base import Identity
 from ..mailstore._users import Authenticator
-from ._config import ServerConfig
+from ._config import AUTHENTICATOR_CREDENTIALS, ServerConfig
 
 __all__ = ["Authorization", "LoggedIn", "Failed", "FAILED", "Outcome"]
 
@@ -61,9 +72,10 @@ log = logging.getLogger("pop3proto.server")
 
 @dataclass(frozen=True, slots=True)
 class LoggedIn:
-    """The credentials are good: *user* may open their maildrop."""
+    """The credentials are good: *user* (who logged in, and the mailbox
+    key) may open their maildrop."""
 
-    user: str
+    user: Identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +103,15 @@ def apop_timestamp(hostname: str) -> str:
     """
     host = _HOST_RE.sub("", hostname) or "localhost"
     return f"<{os.getpid()}.{next(_timestamp_counter)}.{secrets.token_hex(8)}@{host}>"
+
+
+def credentials_of(authenticator: Authenticator) -> AbstractSet[str]:
+    """What *authenticator* can verify (all it may be asked for if it does
+    not say, as before :meth:`Authenticator.credentials` existed)."""
+    credentials = getattr(authenticator, "credentials", None)
+    if credentials is None:
+        return AUTHENTICATOR_CREDENTIALS
+    return frozenset(credentials())
 
 
 def _plaintext_refused() -> Err:
@@ -123,18 +144,29 @@ class Authorization:
         self.config = config
         self.is_loopback = is_loopback
         self._conn = conn
+        #: What the authenticator can verify (see the module docstring).
+        self.credentials = _with_derived(credentials_of(authenticator), config)
         #: The APOP timestamp of this session's greeting, if any.
         self.timestamp: str | None = None
         self._pending_user: str | None = None
         self._mechanism: pop3proto.SaslServerMechanism | None = None
+        # The last login check_password accepted, and the Identity it
+        # returned (if it chose the mailbox).
+        self._checked: tuple[str, Identity | None] | None = None
 
     def greeting_text(self) -> str:
         """The greeting's text, with a new APOP timestamp if APOP is on."""
         text = self.config.greeting
-        if self.config.apop:
+        # RFC 1939 §7: APOP needs the shared secret on the server.
+        if self.config.apop and "secret" in self.credentials:
             self.timestamp = apop_timestamp(self.config.hostname)
             text = f"{text} {self.timestamp}"
         return text
+
+    @property
+    def user_pass(self) -> bool:
+        """Whether USER/PASS is allowed (and advertised) right now."""
+        return "password" in self.credentials and self.plaintext_allowed
 
     @property
     def plaintext_allowed(self) -> bool:
@@ -148,10 +180,12 @@ class Authorization:
     def mechanisms(self) -> tuple[str, ...]:
         """The SASL mechanisms allowed (and advertised) right now."""
         plaintext = self.plaintext_allowed
+        credentials = self.credentials
         return tuple(
             m
             for m in self.config.sasl_mechanisms
-            if plaintext or not pop3proto.MECHANISMS[m].sends_password
+            if (plaintext or not pop3proto.MECHANISMS[m].sends_password)
+            and pop3proto.MECHANISMS[m].server_credential in credentials
         )
 
     # -- what the session tells us -------------------------------------------
@@ -175,6 +209,8 @@ class Authorization:
         """USER (RFC 1939 §7)."""
         if not self.plaintext_allowed:
             return _plaintext_refused()
+        if "password" not in self.credentials:
+            return Err("USER/PASS not available")
         # RFC 1939 §13: +OK whatever the name, so USER reveals nothing.
         self._pending_user = event.name
         return Ok("send PASS")
@@ -182,11 +218,12 @@ class Authorization:
     def password(self, event: Pass) -> Outcome:
         """PASS (RFC 1939 §7), after USER."""
         user, self._pending_user = self._pending_user, None
+        self._checked = None
         if user is None or not self.plaintext_allowed:  # pragma: no cover - engine order
             return _plaintext_refused()
         if not self._check_password(user, event.password):
             return FAILED
-        return LoggedIn(user)
+        return LoggedIn(self._identity(user))
 
     def apop(self, event: Apop) -> Outcome:
         """APOP (RFC 1939 §7)."""
@@ -206,14 +243,17 @@ class Authorization:
         matches = hmac.compare_digest(expected.encode("ascii"), event.digest.encode("ascii"))
         if not matches or secret is None:
             return FAILED
-        return LoggedIn(event.name)
+        return LoggedIn(Identity(event.name))
 
     def auth(self, event: Auth) -> Outcome:
         """AUTH mechanism [initial-response] (RFC 5034 §4)."""
         name = event.mechanism
-        if name not in self.config.sasl_mechanisms:
+        if name not in self.config.sasl_mechanisms or (
+            pop3proto.MECHANISMS[name].server_credential not in self.credentials
+        ):
             return Err("unsupported authentication mechanism")
         entry = pop3proto.MECHANISMS[name]
+        self._checked = None
         if entry.sends_password and not self.plaintext_allowed:
             return _plaintext_refused()
         mechanism = _BUILDERS[entry.server_credential](self, entry)
@@ -236,10 +276,26 @@ class Authorization:
 
     def _check_password(self, user: str, password: str) -> bool:
         try:
-            return bool(self.authenticator.check_password(user, password))
+            verdict = self.authenticator.check_password(user, password)
         except Exception:
             log.exception("authenticator failed")
             return False
+        if verdict:
+            self._checked = (user, verdict if isinstance(verdict, Identity) else None)
+        return bool(verdict)
+
+    def _identity(self, user: str) -> Identity:
+        """Who logged in as *user* (the authenticated name; for PLAIN, the
+        authzid if one was given): the Identity check_password returned,
+        or one built from the names."""
+        checked, self._checked = self._checked, None
+        if checked is None:
+            return Identity(user)
+        login, chosen = checked
+        authzid = user if user != login else ""
+        if chosen is not None:
+            return Identity(chosen.mailbox, login=chosen.login, authzid=authzid or chosen.authzid)
+        return Identity(user, login=login, authzid=authzid)
 
     def _with_password(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         return entry.server(self._check_password)  # type: ignore[call-arg]
@@ -251,6 +307,42 @@ class Authorization:
 
     def _with_scram_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         return entry.server(self.authenticator.scram_credentials)  # type: ignore[call-arg]
+
+    def _with_scram_sha1_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        # The authenticator gives SCRAM-SHA-256 keys only, which cannot
+        # verify SHA-1 (RFC 5802 §3): derive SHA-1 keys from the shared
+        # secret, with a per-process keyed salt so that it is stable while
+        # the server runs (asking twice reveals nothing) and unguessable.
+        def credentials(user: str) -> pop3proto.ScramCredentials | None:
+            secret = self.authenticator.get_secret(user)
+            if secret is None:
+                return None
+            salt = hmac.digest(
+                _SCRAM_SHA1_SALT_KEY, user.encode("utf-8", "surrogatepass"), "sha256"
+            )
+            return pop3proto.scram_credentials(secret, hash_name="sha1", salt=salt[:16])
+
+        return entry.server(credentials)  # type: ignore[call-arg]
+
+    def _with_token(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
+        verifier = self.config.token_verifier
+        assert verifier is not None  # _with_derived() offers tokens only then
+
+        def check_token(user: str, token: str) -> str | OAuthDenial:
+            try:
+                verdict = verifier(user, token)
+            except Exception as exc:
+                # The type only: the message might quote the token.
+                log.error("token verifier failed: %s", type(exc).__name__)
+                return OAuthDenial()
+            if isinstance(verdict, OAuthDenial) or (isinstance(verdict, str) and verdict):
+                return verdict
+            log.error(
+                "token verifier returned %s, not an identity or a denial", type(verdict).__name__
+            )
+            return OAuthDenial()
+
+        return entry.server(check_token)  # type: ignore[call-arg]
 
     def _sasl_step(self, response: bytes | None) -> Outcome:
         mechanism = self._mechanism
@@ -267,16 +359,34 @@ class Authorization:
         self._mechanism = None
         user = mechanism.authenticated_user
         assert user is not None
-        return LoggedIn(user)
+        return LoggedIn(self._identity(user))
 
 
 #: How to build the server side of a mechanism from what the authenticator
 #: gives, by the registry's name for the credential it needs (the keys are
-#: :data:`~._config.AUTHENTICATOR_CREDENTIALS`).
+#: :data:`~._config.AUTHENTICATOR_CREDENTIALS` and the derived kinds of
+#: :func:`_with_derived`).
 _BUILDERS: dict[
     str, Callable[[Authorization, pop3proto.Mechanism], pop3proto.SaslServerMechanism]
 ] = {
     "password": Authorization._with_password,
     "secret": Authorization._with_secret,
+    "scram-sha-1": Authorization._with_scram_sha1_keys,
     "scram-sha-256": Authorization._with_scram_keys,
+    "token": Authorization._with_token,
 }
+
+#: Keys the derived SCRAM-SHA-1 salts (see ``_with_scram_sha1_keys``).
+_SCRAM_SHA1_SALT_KEY = secrets.token_bytes(32)
+
+
+def _with_derived(credentials: AbstractSet[str], config: ServerConfig) -> frozenset[str]:
+    """*credentials*, plus the kinds the server derives: SCRAM-SHA-1 keys
+    from a shared secret (an authenticator gives SHA-256 keys only), and a
+    bearer token when a verifier is configured."""
+    kinds = set(credentials)
+    if "secret" in kinds:
+        kinds.add("scram-sha-1")
+    if config.token_verifier is not None:
+        kinds.add("token")
+    return frozenset(kinds)

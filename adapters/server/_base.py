@@ -9,10 +9,12 @@ new option or a new check is written here, not three times.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import socket
 import ssl
 from typing import Any, ClassVar
 
-from ..mailstore._base import MaildropBackend
+from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._config import ServerConfig, is_loopback_address
 from ._session import ServerSession
@@ -39,14 +41,21 @@ class ServerBase:
     docstring) from one place.  STLS is offered (``tls_available``) when
     there is a TLS context, TLS is not implicit, and the I/O layer can start
     TLS mid-stream (:attr:`stls_supported`: asyncio needs Python 3.11).
+
+    Every server also takes ``sock``: a socket already bound and listening,
+    served instead of binding *host* and *port* (e.g. one inherited by
+    several worker processes, each accepting on it).
     """
 
     #: Whether this I/O layer can start TLS in the middle of a stream (STLS).
     stls_supported: ClassVar[bool] = True
+    #: Whether sessions hand calls that may block to the runtime (an event
+    #: loop must not make them itself; see ``ServerSession(offload=)``).
+    offloads: ClassVar[bool] = False
 
     def __init__(
         self,
-        backend: MaildropBackend,
+        backend: MaildropBackend | AsyncMaildropBackend,
         authenticator: Authenticator,
         *,
         host: str = "127.0.0.1",
@@ -59,8 +68,17 @@ class ServerBase:
         linger: float = 1.0,
         backlog: int = 128,
         trust_loopback: bool = True,
+        worker_threads: int = 8,
+        sock: socket.socket | None = None,
     ) -> None:
         """Check the arguments; see the class docstring."""
+        if worker_threads < 1:
+            raise ValueError("worker_threads must be at least 1")
+        if not self.offloads and inspect.iscoroutinefunction(getattr(backend, "open", None)):
+            raise TypeError(
+                "this backend's open() is a coroutine function: serve it with the "
+                "asyncio or trio server"
+            )
         if implicit_tls and ssl_context is None:
             raise ValueError("implicit_tls needs an ssl_context")
         if max_connections < 1:
@@ -81,6 +99,11 @@ class ServerBase:
         self.linger = linger
         self.backlog = backlog
         self.trust_loopback = trust_loopback
+        self.worker_threads = worker_threads
+        #: A socket already bound and listening (``sock=``), accepted on
+        #: instead of binding *host*/*port*: one listening socket shared by
+        #: several worker processes (``pop3proto serve --workers``).
+        self.sock = sock
         self._init_io()
 
     def _init_io(self) -> None:
@@ -96,4 +119,5 @@ class ServerBase:
             tls=self.implicit_tls,
             is_loopback=self.trust_loopback and is_loopback_address(ip),
             peer=peer,
+            offload=self.offloads,
         )

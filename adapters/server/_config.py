@@ -14,37 +14,67 @@ from __future__ import annotations
 import enum
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import pop3proto
 from pop3proto import SERVER, Connection, Err
+from pop3proto.sasl import OAuthDenial
 
 __all__ = [
+    "ExtensionCommand",
+    "ExtensionReply",
     "EndReason",
     "ServerConfig",
     "SessionStats",
     "SUPPORTED_MECHANISMS",
+    "DEFAULT_MECHANISMS",
     "AUTHENTICATOR_CREDENTIALS",
+    "TokenVerifier",
     "busy_response",
     "is_loopback_address",
 ]
 
-#: What an :class:`~pop3proto.adapters.mailstore._users.Authenticator` can
+#: What an :class:`pop3proto.adapters.server.Authenticator` can
 #: verify, in the engine registry's words (:attr:`pop3proto.Mechanism.server_credential`):
 #: a password (``check_password``), a shared secret (``get_secret``) and
 #: SCRAM-SHA-256 keys (``scram_credentials``).
 AUTHENTICATOR_CREDENTIALS: frozenset[str] = frozenset({"password", "secret", "scram-sha-256"})
 
-#: The SASL mechanisms the session can run, strongest first: those of the
-#: engine's registry whose server side needs only what an authenticator gives
-#: (SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN).
+#: The credential kinds with a builder: the authenticator's, and those the
+#: server derives (SCRAM-SHA-1 keys from a shared secret; a bearer token,
+#: checked by ``ServerConfig.token_verifier``).
+_VERIFIABLE: frozenset[str] = AUTHENTICATOR_CREDENTIALS | {"scram-sha-1", "token"}
+
+#: The SASL mechanisms the session can run, strongest first: every entry of
+#: the engine's registry (SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, OAUTHBEARER,
+#: XOAUTH2, PLAIN, LOGIN).
 SUPPORTED_MECHANISMS: tuple[str, ...] = tuple(
-    name
-    for name, entry in pop3proto.MECHANISMS.items()
-    if entry.server_credential in AUTHENTICATOR_CREDENTIALS
+    name for name, entry in pop3proto.MECHANISMS.items() if entry.server_credential in _VERIFIABLE
 )
+
+#: The default of ``ServerConfig.sasl_mechanisms``: all but SCRAM-SHA-1,
+#: which adds nothing where SCRAM-SHA-256 is offered (opt in for clients
+#: that know only SHA-1).  OAUTHBEARER and XOAUTH2 are advertised only when
+#: a ``token_verifier`` is configured.
+DEFAULT_MECHANISMS: tuple[str, ...] = tuple(m for m in SUPPORTED_MECHANISMS if m != "SCRAM-SHA-1")
+
+
+class TokenVerifier(Protocol):
+    """Checks an OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER; RFC 7628).
+
+    Called with the user named in the SASL message and the token.  Returns
+    the identity to log in as (usually *user*; a verifier may map the
+    token's subject to a maildrop), or an :class:`pop3proto.sasl.OAuthDenial`
+    whose fields fill the JSON error challenge the client is sent before the
+    ``-ERR`` (RFC 7628 §3.2.2).  It must never log the token.  An exception
+    counts as a denial (and is logged without the token).  It is called
+    where the authenticator is: in a worker thread for the asyncio and trio
+    servers, so a slow verifier holds up only its own session.
+    """
+
+    def __call__(self, user: str, token: str) -> str | OAuthDenial: ...
 
 
 class EndReason(str, enum.Enum):
@@ -110,6 +140,36 @@ class SessionStats:
     reason: str = ""
 
 
+#: What an :class:`ExtensionCommand` handler returns: ``Ok``/``Err`` (a
+#: status line), or for a multi-line command ``(text, body)``: ``+OK text``
+#: then *body* (octets with CRLF line ends; dot-stuffed by the engine).
+ExtensionReply = pop3proto.Ok | pop3proto.Err | tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class ExtensionCommand:
+    """How the application answers a command the session does not know
+    (a vendor command like ``XOIP``, an extension; RFC 2449 §3).
+
+    Fields:
+        handler: ``handler(session, event)`` with the
+            :class:`~._session.ServerSession` (read its ``state``, ``user``,
+            ``tls``) and the :class:`pop3proto.Extension` event (its
+            ``arguments``); returns an :data:`ExtensionReply`.  It runs like
+            a backend call: in a worker thread on the event-loop servers.
+            An exception is answered ``-ERR [SYS/TEMP]`` (and logged).  The
+            command is accepted in AUTHORIZATION and TRANSACTION: refuse it
+            in the handler where it makes no sense.
+        multiline: a positive reply carries a body (``(text, body)``).
+        capability: the CAPA entry advertising it (``"XOIP"`` or
+            ``("X-VENDOR", "arg")``), or ``None``.
+    """
+
+    handler: Callable[[Any, pop3proto.Extension], ExtensionReply]
+    multiline: bool = False
+    capability: str | tuple[str, ...] | None = None
+
+
 def _default_hostname() -> str:
     return socket.gethostname()
 
@@ -134,7 +194,12 @@ class ServerConfig:
             context).  It is offered only before TLS and before UTF8.
         apop: put an APOP timestamp in the greeting and accept APOP.
         sasl_mechanisms: the SASL mechanisms offered, from
-            :data:`SUPPORTED_MECHANISMS`, in the order advertised.
+            :data:`SUPPORTED_MECHANISMS`, in the order advertised (default
+            :data:`DEFAULT_MECHANISMS`).  Naming OAUTHBEARER or XOAUTH2
+            needs a *token_verifier*; by default they are offered exactly
+            when one is configured.
+        token_verifier: checks OAuth 2.0 bearer tokens (a
+            :class:`TokenVerifier`), or ``None``: no token logins.
         idle_timeout: seconds of client silence before the adapter calls
             :meth:`ServerSession.timed_out`.  RFC 1939 §3: at least 10
             minutes (600, the default); smaller values are accepted for
@@ -154,6 +219,8 @@ class ServerConfig:
             follow USER).
         on_session_end: called with the :class:`SessionStats` when a session
             ends (after the log line).
+        commands: keyword -> :class:`ExtensionCommand`, the commands the
+            application answers itself (CAPA lists their capabilities).
     """
 
     hostname: str = field(default_factory=_default_hostname)
@@ -161,7 +228,8 @@ class ServerConfig:
     allow_plaintext_auth: bool | None = None
     tls_available: bool = False
     apop: bool = True
-    sasl_mechanisms: tuple[str, ...] = SUPPORTED_MECHANISMS
+    sasl_mechanisms: tuple[str, ...] = DEFAULT_MECHANISMS
+    token_verifier: TokenVerifier | None = field(default=None, repr=False)
     idle_timeout: float = 600.0
     max_bad_commands: int = 20
     max_auth_failures: int = 3
@@ -171,12 +239,27 @@ class ServerConfig:
     chunk_size: int = 65536
     strict_user: bool = True
     on_session_end: Callable[[SessionStats], None] | None = None
+    commands: Mapping[str, ExtensionCommand] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        commands: dict[str, ExtensionCommand] = {}
+        for name, command in self.commands.items():
+            try:
+                keyword = pop3proto.Extension(name).name
+            except pop3proto.LocalProtocolError as exc:
+                raise ValueError(f"command {name!r}: {exc}") from None
+            commands[keyword] = command
+        object.__setattr__(self, "commands", commands)
         mechanisms = tuple(m.upper() for m in self.sasl_mechanisms)
         unknown = [m for m in mechanisms if m not in SUPPORTED_MECHANISMS]
         if unknown:
             raise ValueError(f"unsupported SASL mechanisms: {', '.join(unknown)}")
+        # The default list names the token mechanisms too, offered only
+        # with a verifier; a list naming them otherwise is a mistake.
+        if self.token_verifier is None and mechanisms != DEFAULT_MECHANISMS:
+            tokens = [m for m in mechanisms if pop3proto.MECHANISMS[m].server_credential == "token"]
+            if tokens:
+                raise ValueError(f"{', '.join(tokens)} need a token_verifier")
         object.__setattr__(self, "sasl_mechanisms", mechanisms)
         if not self.idle_timeout > 0:
             raise ValueError("idle_timeout must be positive")

@@ -21,6 +21,10 @@ what they share is written here once, and each runtime only moves bytes:
   - :class:`Receive` -> some octets, ``b""`` at end of stream, or ``None``
     when the idle timeout expired (the session's ``-ERR`` is then sent and
     the loop ends).
+  - :class:`Call` (sessions created with ``offload=True``) -> a
+    :class:`CallResult`: the runtime runs the call in a worker thread (or
+    awaits it on the loop if it is a coroutine function) and reports what
+    it returned or raised.  Replies gathered so far stay queued meanwhile.
 
   The generator returns when the session is over.  Whatever happens (the
   end, a transport error, a timeout on a write, cancellation), the runtime
@@ -37,9 +41,11 @@ what they share is written here once, and each runtime only moves bytes:
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Generator
+from typing import Any
 
-from .._seam import Receive, Send, StartTLS
+from .._seam import Call, CallResult, Receive, Send, StartTLS
 from ._config import EndReason
 from ._session import ServerSession
 
@@ -48,11 +54,16 @@ __all__ = [
     "FLUSH_SIZE",
     "LINGER_LIMIT",
     "LINGER_READ",
+    "LoopAnswer",
     "LoopRequest",
     "RECV_SIZE",
     "closing",
+    "apply_call",
+    "discard_call",
     "serve_session",
 ]
+
+log = logging.getLogger("pop3proto.server")
 
 #: Replies are gathered up to this many octets before a write: one write for
 #: a batch of pipelined commands rather than one per reply, and memory per
@@ -66,13 +77,33 @@ LINGER_LIMIT = 65536
 LINGER_READ = 4096
 
 #: What :func:`serve_session` asks the runtime to do.
-LoopRequest = Send | StartTLS | Receive
+LoopRequest = Send | StartTLS | Receive | Call
+#: What the runtime answers (see the module docstring).
+LoopAnswer = bytes | CallResult | None
 
 _RECEIVE = Receive()
 _START_TLS = StartTLS()
 
 
-def serve_session(session: ServerSession) -> Generator[LoopRequest, bytes | None, None]:
+def apply_call(call: Call, box: list[Any]) -> Any:
+    """``call.fn(*call.args)``: what a worker thread runs for a :class:`Call`;
+    the value is also put in *box*, for :func:`discard_call`."""
+    value = call.fn(*call.args)
+    box.append(value)
+    return value
+
+
+def discard_call(call: Call, box: list[Any]) -> None:
+    """The session waiting for *call* was abandoned: hand the value the
+    thread put in *box*, if any, to ``call.discard``."""
+    if box and call.discard is not None:
+        try:
+            call.discard(box[0])
+        except Exception:
+            log.exception("error while discarding the result of an abandoned call")
+
+
+def serve_session(session: ServerSession) -> Generator[LoopRequest, LoopAnswer, None]:
     """Serve *session* until it is over; see the module docstring."""
     out = [session.greeting()]
     queued = len(out[0])
@@ -80,8 +111,14 @@ def serve_session(session: ServerSession) -> Generator[LoopRequest, bytes | None
     # left by the returns below, each right after a batch of actions.
     while True:
         actions = session.actions()
+        answer: CallResult | None = None
         try:
-            for action in actions:
+            while True:
+                try:
+                    action = actions.send(answer)
+                except StopIteration:
+                    break
+                answer = None
                 if type(action) is Send:
                     data = action.data
                     out.append(data)
@@ -97,12 +134,17 @@ def serve_session(session: ServerSession) -> Generator[LoopRequest, bytes | None
                         out.clear()
                         queued = 0
                     leftover = yield _START_TLS
+                    assert not isinstance(leftover, CallResult)
                     if leftover:
                         # Plaintext pipelined after STLS: the session sees
                         # it and drops the connection.
                         session.receive(leftover)
                     else:
                         session.tls_started()
+                elif type(action) is Call:
+                    result = yield action
+                    assert isinstance(result, CallResult)
+                    answer = result
                 # A Close is the session's last action: the loop then ends.
         finally:
             # If a write failed in the middle of a body, this closes the
@@ -115,6 +157,7 @@ def serve_session(session: ServerSession) -> Generator[LoopRequest, bytes | None
         if session.closed:
             return
         received = yield _RECEIVE
+        assert not isinstance(received, CallResult)
         if received is None:
             # The idle timeout: the session's last word, then the end.
             last = [a.data for a in session.timed_out() if type(a) is Send]

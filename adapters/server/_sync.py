@@ -39,7 +39,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from .._seam import Send, StartTLS
+from .._seam import Call, Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
 from ._base import ServerBase, format_peer
@@ -49,6 +49,7 @@ from ._loop import (
     LINGER_READ,
     RECV_SIZE,
     Closing,
+    LoopAnswer,
     LoopRequest,
     closing,
     serve_session,
@@ -73,15 +74,15 @@ class Server(ServerBase):
     """A blocking, thread-per-connection POP3 server.
 
     Args:
-        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
-        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
+        backend: the :class:`pop3proto.adapters.server.MaildropBackend`.
+        authenticator: the :class:`pop3proto.adapters.server.Authenticator`.
         host, port: where to listen (port ``0`` picks a free one; see
             :attr:`server_address`).  The socket is bound and listening when
             the constructor returns.
         ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
             (RFC 2595), or implicit TLS with *implicit_tls*.
         implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
-        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
+        config: the :class:`pop3proto.adapters.server.ServerConfig`;
             ``tls_available`` is set from *ssl_context* and *implicit_tls*.
         max_connections: concurrent sessions; more are refused.
         handshake_timeout: seconds allowed for a TLS handshake.
@@ -97,11 +98,14 @@ class Server(ServerBase):
 
     def _init_io(self) -> None:
         """Bind and listen."""
-        infos = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        self._listener = socket.create_server(address, family=family, backlog=self.backlog)
+        if self.sock is not None:
+            self._listener = self.sock
+        else:
+            infos = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            self._listener = socket.create_server(address, family=family, backlog=self.backlog)
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._clients: set[_Client] = set()
@@ -262,9 +266,9 @@ class Server(ServerBase):
             with self._lock:
                 self._clients.discard(client)
 
-    def _run(self, client: _Client, loop: Generator[LoopRequest, bytes | None, None]) -> None:
+    def _run(self, client: _Client, loop: Generator[LoopRequest, LoopAnswer, None]) -> None:
         """Perform what the loop asks until it ends (see :mod:`._loop`)."""
-        answer: bytes | None = None
+        answer: LoopAnswer = None
         while True:
             try:
                 request = loop.send(answer)
@@ -273,6 +277,8 @@ class Server(ServerBase):
             answer = None
             if type(request) is Send:
                 client.sock.sendall(request.data)
+            elif type(request) is Call:  # pragma: no cover - sessions here call directly
+                raise RuntimeError("the blocking server's sessions do not offload")
             elif type(request) is StartTLS:
                 self._start_tls(client)
             else:

@@ -270,17 +270,28 @@ class Transaction:
         ``EXPIRE 0``, what was retrieved) and returns the answer owed.
         The caller then releases the maildrop.
         """
-        doomed = set(self._deleted)
-        if expire_retrieved:
-            doomed |= self._retrieved
+        doomed = self.doomed(expire_retrieved=expire_retrieved)
         ok = True
         if doomed:
             try:
-                ok = bool(self.maildrop.commit(frozenset(doomed)))
+                ok = bool(self.maildrop.commit(doomed))
             except Exception:
                 log.exception("commit failed for %s", self._stats.user)
                 ok = False
-        if not ok:
+        return self.updated(doomed, committed=ok)
+
+    def doomed(self, *, expire_retrieved: bool) -> frozenset[int]:
+        """The indexes UPDATE removes: those marked, and with
+        *expire_retrieved* those retrieved (see :meth:`update`)."""
+        doomed = set(self._deleted)
+        if expire_retrieved:
+            doomed |= self._retrieved
+        return frozenset(doomed)
+
+    def updated(self, doomed: frozenset[int], *, committed: bool) -> Ok | Err:
+        """The answer to QUIT once *doomed* was committed, or not
+        (RFC 1939 §6)."""
+        if not committed:
             return Err("some deleted messages not removed", pop3proto.SYS_TEMP)
         self._stats.deleted = len(doomed)
         return Ok(f"bye ({len(doomed)} messages deleted)")

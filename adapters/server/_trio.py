@@ -49,6 +49,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import socket
@@ -57,8 +58,8 @@ from collections.abc import Generator
 
 import trio  # type: ignore[import-untyped, unused-ignore]
 
-from .._seam import Send, StartTLS
-from ..mailstore._base import MaildropBackend
+from .._seam import Call, CallResult, Send, StartTLS
+from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._base import ServerBase, format_peer
 from ._config import ServerConfig, busy_response
@@ -67,7 +68,9 @@ from ._loop import (
     LINGER_READ,
     RECV_SIZE,
     Closing,
+    LoopAnswer,
     LoopRequest,
+    apply_call,
     closing,
     serve_session,
 )
@@ -131,15 +134,16 @@ class Server(ServerBase):
     """A trio POP3 server.
 
     Args:
-        backend: the :class:`~pop3proto.adapters.mailstore._base.MaildropBackend`.
-        authenticator: the :class:`~pop3proto.adapters.mailstore._users.Authenticator`.
+        backend: the :class:`pop3proto.adapters.server.MaildropBackend` (or
+            an ``AsyncMaildropBackend``).
+        authenticator: the :class:`pop3proto.adapters.server.Authenticator`.
         host, port: where to listen (port ``0`` picks a free one; see
             :attr:`server_address` and :meth:`serve`).  Only the first
             address *host* resolves to is bound.
         ssl_context: a server-side :class:`ssl.SSLContext`.  Enables STLS
             (RFC 2595), or implicit TLS with *implicit_tls*.
         implicit_tls: TLS from the first byte (port 995, RFC 8314 §3).
-        config: the :class:`~pop3proto.adapters.server._config.ServerConfig`;
+        config: the :class:`pop3proto.adapters.server.ServerConfig`;
             ``tls_available`` is set from *ssl_context* and *implicit_tls*.
         max_connections: concurrent sessions; more are refused.
         handshake_timeout: seconds allowed for a TLS handshake.
@@ -150,13 +154,21 @@ class Server(ServerBase):
         trust_loopback: treat clients on a loopback address as local (the
             default plaintext policy lets them log in without TLS).  Turn it
             off behind a proxy on the same host.
+        worker_threads: the most backend and authenticator calls run at
+            once in worker threads (checking a password, opening, listing
+            and committing a maildrop), so that none of them blocks the
+            event loop; calls beyond it wait their turn.  Backend methods
+            written ``async def`` are awaited on the loop instead.
 
     Run it with ``await nursery.start(server.serve)``; :meth:`shutdown` (or
     cancelling the nursery) stops it and abandons every session (no UPDATE:
     nothing is deleted, locks are released).  A server serves once.
     """
 
+    offloads = True
+
     def _init_io(self) -> None:
+        self._limiter = trio.CapacityLimiter(self.worker_threads)
         self._listener: trio.SocketListener | None = None
         self._address: tuple[str, int] | None = None
         self._scope: trio.CancelScope | None = None
@@ -195,11 +207,13 @@ class Server(ServerBase):
         if self._started:
             raise RuntimeError("a server serves once")
         self._started = True
-        infos = await trio.socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        sock = socket.create_server(address, family=family, backlog=self.backlog)
+        sock = self.sock
+        if sock is None:
+            infos = await trio.socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            sock = socket.create_server(address, family=family, backlog=self.backlog)
         name = sock.getsockname()
         self._address = (str(name[0]), int(name[1]))
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
@@ -304,7 +318,7 @@ class Server(ServerBase):
             await self._close(conn, how)
 
     async def _run(
-        self, conn: _Connection, loop: Generator[LoopRequest, bytes | None, None]
+        self, conn: _Connection, loop: Generator[LoopRequest, LoopAnswer, None]
     ) -> None:
         """Perform what the loop asks until it ends (see :mod:`._loop`)."""
         with trio.CancelScope() as scope:
@@ -324,8 +338,8 @@ class Server(ServerBase):
     async def _steps(
         self,
         conn: _Connection,
-        loop: Generator[LoopRequest, bytes | None, None],
-        answer: bytes | None = None,
+        loop: Generator[LoopRequest, LoopAnswer, None],
+        answer: LoopAnswer = None,
     ) -> None:
         while True:
             try:
@@ -335,6 +349,8 @@ class Server(ServerBase):
             answer = None
             if type(request) is Send:
                 await conn.send(request.data)
+            elif type(request) is Call:
+                answer = await self._perform(request)
             elif type(request) is StartTLS:
                 # Nothing is buffered above the socket: plaintext sent after
                 # STLS stays in the kernel and breaks the handshake (no
@@ -345,6 +361,20 @@ class Server(ServerBase):
                 conn.stream = await self._tls_wrap(conn.stream)
             else:
                 answer = await conn.receive()
+
+    async def _perform(self, call: Call) -> CallResult:
+        """Run *call* in a worker thread (or await it, if native); see
+        :mod:`._loop`.  Cancellation waits for the thread to finish."""
+        try:
+            if inspect.iscoroutinefunction(call.fn):
+                return CallResult(await call.fn(*call.args))
+            # Cancelled meanwhile, trio waits for the thread and still
+            # returns its value (the session then releases what it holds),
+            # so nothing needs discarding here.
+            value = await trio.to_thread.run_sync(apply_call, call, [], limiter=self._limiter)
+            return CallResult(value)
+        except Exception as exc:
+            return CallResult(error=exc)
 
     async def _close(self, conn: _Connection, how: Closing) -> None:
         stream = conn.stream
@@ -374,7 +404,7 @@ class Server(ServerBase):
 
 
 async def serve(
-    backend: MaildropBackend,
+    backend: MaildropBackend | AsyncMaildropBackend,
     authenticator: Authenticator,
     *,
     host: str = "127.0.0.1",

@@ -49,7 +49,15 @@ from ._base import (
 )
 from ._codec import fits_initial_response, sasl_b64decode, sasl_b64encode
 from ._cram import CramMD5Client, CramMD5Server
-from ._oauth import OAuthBearerClient, OAuthBearerServer, XOAuth2Client, XOAuth2Server
+from ._oauth import (
+    OAuthBearerClient,
+    OAuthBearerServer,
+    OAuthDenial,
+    TokenCheck,
+    TokenVerdict,
+    XOAuth2Client,
+    XOAuth2Server,
+)
 from ._plain import LoginClient, LoginServer, PlainClient, PlainServer
 from ._registry import (
     CLIENT_MECHANISMS,
@@ -105,6 +113,9 @@ __all__ = [
     "XOAuth2Server",
     "OAuthBearerClient",
     "OAuthBearerServer",
+    "OAuthDenial",
+    "TokenCheck",
+    "TokenVerdict",
     # the registry
     "Mechanism",
     "ClientCredential",

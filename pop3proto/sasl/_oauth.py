@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, TypeAlias
 
 from ._base import (
     SaslAuthenticationFailed,
@@ -24,7 +25,15 @@ from ._base import (
 )
 from ._codec import _utf8
 
-__all__ = ["XOAuth2Client", "OAuthBearerClient", "XOAuth2Server", "OAuthBearerServer"]
+__all__ = [
+    "XOAuth2Client",
+    "OAuthBearerClient",
+    "XOAuth2Server",
+    "OAuthBearerServer",
+    "OAuthDenial",
+    "TokenCheck",
+    "TokenVerdict",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -148,12 +157,105 @@ def _parse_bearer(value: str) -> str | None:
     return token
 
 
+def _check_json_field(value: str | None, what: str) -> None:
+    if value is not None and (not value or not value.isprintable()):
+        raise ValueError(f"{what} must be non-empty printable text")
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthDenial:
+    """A token verifier's refusal, with what the error challenge should say.
+
+    The server sends it as the JSON error challenge before failing the
+    exchange (RFC 7628 §3.2.2 for OAUTHBEARER; Google's and Microsoft's
+    XOAUTH2 send the same shape).  Every field is optional:
+
+    Fields:
+        status: the error status; ``None`` for the mechanism's usual one
+            (``"invalid_token"`` for OAUTHBEARER, RFC 7628 §3.2.2 and
+            RFC 6750 §3.1; ``"401"`` for XOAUTH2, as Gmail sends).
+        scope: the OAuth scope a valid token needs (RFC 7628 §3.2.2), for
+            example ``"https://mail.google.com/"``.
+        openid_configuration: the URL of the OpenID Connect discovery
+            document the client may use to get a new token (RFC 7628 §3.2.2).
+
+    The challenge never repeats the token, and a verifier should not put
+    secrets in these fields: the client shows them to its user.
+    """
+
+    status: str | None = None
+    scope: str | None = None
+    openid_configuration: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_json_field(self.status, "status")
+        _check_json_field(self.scope, "scope")
+        _check_json_field(self.openid_configuration, "openid_configuration")
+
+    @classmethod
+    def from_challenge(cls, challenge: bytes) -> OAuthDenial | None:
+        """Read a server's error challenge; ``None`` if it is not a JSON object.
+
+        For the client: what to tell the user after a refusal.  Members
+        other than the three fields are ignored, and so is a field that is
+        not printable text (a hostile server's escape sequences never reach
+        a terminal); ``status`` is kept as text even when a server sends it
+        as a number.
+        """
+        try:
+            error = json.loads(challenge.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if not isinstance(error, dict):
+            return None
+
+        def text(key: str) -> str | None:
+            value = error.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if isinstance(value, str) and value and value.isprintable():
+                return value[:200]
+            return None
+
+        return cls(text("status"), text("scope"), text("openid-configuration"))
+
+    def describe(self) -> str:
+        """One line for a person: ``status invalid_token, scope ...``."""
+        parts = [f"status {self.status or 'unknown'}"]
+        if self.scope is not None:
+            parts.append(f"scope {self.scope}")
+        if self.openid_configuration is not None:
+            parts.append(f"see {self.openid_configuration}")
+        return ", ".join(parts)
+
+    def to_json(self, default_status: str) -> bytes:
+        """The error challenge, compact JSON (RFC 7628 §3.2.2; RFC 8259)."""
+        error: dict[str, str] = {"status": self.status or default_status, "schemes": "bearer"}
+        if self.scope is not None:
+            error["scope"] = self.scope
+        if self.openid_configuration is not None:
+            error["openid-configuration"] = self.openid_configuration
+        return json.dumps(error, separators=(",", ":")).encode("utf-8")
+
+
+#: What a token check may return: ``True`` (the token is good for the user
+#: named in the message), a ``str`` (good, and this is the identity to act
+#: as: a verifier may map the token's subject to a maildrop), ``False`` (a
+#: refusal with the usual error challenge) or an :class:`OAuthDenial`
+#: (a refusal with its own).
+TokenVerdict: TypeAlias = bool | str | OAuthDenial
+
+#: The callback of the OAuth server mechanisms: ``check_token(user, token)``.
+TokenCheck: TypeAlias = Callable[[str, str], TokenVerdict]
+
+
 class _OAuthServerBase(SaslServerMechanism):
     """Shared flow: parse, check, error challenge on rejection, then fail."""
 
-    _error_json: ClassVar[bytes]
+    # RFC 7628 §3.2.2 / the vendor's documentation: the status of a refusal.
+    _default_status: ClassVar[str]
 
-    def __init__(self, check_token: Callable[[str, str], bool]) -> None:
+    def __init__(self, check_token: TokenCheck) -> None:
         super().__init__()
         self._check_token = check_token
         self._error_sent = False
@@ -173,26 +275,35 @@ class _OAuthServerBase(SaslServerMechanism):
         if parsed is None:
             raise SaslAuthenticationFailed(f"malformed {self.name} message")
         user, token = parsed
-        if not self._check_token(user, token):
-            self._error_sent = True
-            return self._error_json
-        self._succeed(user)
-        return None
+        verdict = self._check_token(user, token)
+        # A bool is tested first: True and False are not identities.
+        if verdict is True:
+            self._succeed(user)
+            return None
+        if isinstance(verdict, str) and not isinstance(verdict, bool):
+            if not verdict:
+                raise SaslAuthenticationFailed("the token check returned an empty identity")
+            self._succeed(verdict)
+            return None
+        denial = verdict if isinstance(verdict, OAuthDenial) else OAuthDenial()
+        # RFC 7628 §3.2.2: the refusal is a challenge the client must answer
+        # (with a lone ^A, §3.2.3) before the server fails the exchange.
+        self._error_sent = True
+        return denial.to_json(self._default_status)
 
 
 class XOAuth2Server(_OAuthServerBase):
     """XOAUTH2 server: ``user=U ^A auth=Bearer T ^A ^A``.
 
-    ``check_token(user, token)`` decides.  A rejected token gets a JSON
-    error status as a challenge (as Gmail does); the client's answer to it
-    then raises :class:`SaslAuthenticationFailed`.  A malformed message
-    fails at once.
+    ``check_token(user, token)`` decides (see :data:`TokenVerdict`).  A
+    rejected token gets a JSON error status as a challenge (as Gmail does,
+    ``{"status":"401","schemes":"bearer"}`` unless the :class:`OAuthDenial`
+    says otherwise); the client's answer to it then raises
+    :class:`SaslAuthenticationFailed`.  A malformed message fails at once.
     """
 
     name: ClassVar[str] = "XOAUTH2"
-    _error_json: ClassVar[bytes] = json.dumps(
-        {"status": "401", "schemes": "bearer"}, separators=(",", ":")
-    ).encode("ascii")
+    _default_status: ClassVar[str] = "401"
 
     def _parse(self, text: str) -> tuple[str, str] | None:
         if not text.endswith("\x01\x01"):
@@ -213,18 +324,17 @@ class XOAuth2Server(_OAuthServerBase):
 class OAuthBearerServer(_OAuthServerBase):
     """OAUTHBEARER server (RFC 7628).
 
-    ``check_token(user, token)`` decides.  The user comes from the GS2
-    authzid (``a=``), which this server requires: without it there is no
-    user to pass to the callback.  ``host``/``port`` pairs are accepted and
-    ignored.  A rejected token gets the RFC 7628 §3.2.2 JSON error as a
-    challenge; the client's answer (a lone ``^A``, §3.2.3) then raises
-    :class:`SaslAuthenticationFailed`.
+    ``check_token(user, token)`` decides (see :data:`TokenVerdict`).  The
+    user comes from the GS2 authzid (``a=``), which this server requires:
+    without it there is no user to pass to the callback.  ``host``/``port``
+    pairs are accepted and ignored.  A rejected token gets the RFC 7628
+    §3.2.2 JSON error as a challenge (status ``invalid_token`` unless the
+    :class:`OAuthDenial` says otherwise); the client's answer (a lone
+    ``^A``, §3.2.3) then raises :class:`SaslAuthenticationFailed`.
     """
 
     name: ClassVar[str] = "OAUTHBEARER"
-    _error_json: ClassVar[bytes] = json.dumps(
-        {"status": "invalid_token", "schemes": "bearer"}, separators=(",", ":")
-    ).encode("ascii")
+    _default_status: ClassVar[str] = "invalid_token"
 
     def _parse(self, text: str) -> tuple[str, str] | None:
         # RFC 7628 §3.1: client-resp = gs2-header kvsep *kvpair kvsep

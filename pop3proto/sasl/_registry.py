@@ -92,8 +92,8 @@ ClientCredential = Literal["password", "token"]
 #: * ``"scram-sha-1"``, ``"scram-sha-256"``: the stored keys for that hash,
 #:   ``get_credentials(user) -> ScramCredentials | None``.  They are two
 #:   kinds, because keys derived with one hash cannot verify the other.
-#: * ``"token"``: a ``check_token(user, token) -> bool`` call (XOAUTH2,
-#:   OAUTHBEARER).
+#: * ``"token"``: a ``check_token(user, token)`` call returning a
+#:   :data:`~pop3proto.sasl.TokenVerdict` (XOAUTH2, OAUTHBEARER).
 ServerCredential = Literal["password", "secret", "scram-sha-1", "scram-sha-256", "token"]
 
 

@@ -260,13 +260,49 @@ def test_bearer_tokens_are_passwords_too() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_auth_code_stops_at_the_first_failure() -> None:
+def test_auth_code_goes_straight_to_a_password_method_then_stops() -> None:
+    # [AUTH] to SCRAM-SHA-256 may mean "cannot verify SCRAM for this user":
+    # the next try is PLAIN (skipping SCRAM-SHA-1, CRAM-MD5), whose [AUTH]
+    # is the verdict.  Two failed logins, not five.
     core, runner, session = connect()
     with pytest.raises(AuthenticationFailed) as info:
         runner.run(core.login("alice", "wrong"))
     assert info.value.code == pop3proto.AUTH
-    assert session.auth_attempts == 1
+    assert session.auth_attempts == 2
+    assert [c.mechanism for c in session.commands if isinstance(c, pop3proto.Auth)] == [
+        "SCRAM-SHA-256",
+        "PLAIN",
+    ]
+    assert "tried SCRAM-SHA-256, PLAIN" in str(info.value)
     assert "wrong" not in str(info.value)
+
+
+def test_auth_code_to_a_password_method_is_a_verdict() -> None:
+    core, runner, session = connect(FakeConfig(sasl=("PLAIN", "LOGIN")))
+    with pytest.raises(AuthenticationFailed) as info:
+        runner.run(core.login("alice", "wrong"))
+    assert session.auth_attempts == 1
+    assert "tried" not in str(info.value)  # one method: the server's own words
+
+
+def test_auth_code_without_a_password_method_left_is_raised() -> None:
+    # Only challenge-response methods on offer: nothing can give a verdict,
+    # so the first [AUTH] is raised, naming what was tried.
+    config = FakeConfig(sasl=("SCRAM-SHA-256", "CRAM-MD5"), user_command=False, greeting="hi")
+    core, runner, session = connect(config)
+    with pytest.raises(AuthenticationFailed) as info:
+        runner.run(core.login("alice", "wrong"))
+    assert session.auth_attempts == 1
+    assert info.value.code == pop3proto.AUTH
+
+
+def test_hashed_store_login_falls_back_to_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that advertises SCRAM but cannot verify it answers [AUTH]:
+    # the right password then works with PLAIN.
+    core, runner, session = connect(FakeConfig(sasl=("SCRAM-SHA-256", "PLAIN")))
+    monkeypatch.setattr(session, "_mechanism", _failing_scram(session._mechanism))
+    assert runner.run(core.login("alice", PASSWORD)) == "PLAIN"
+    assert session.auth_attempts == 2
 
 
 def test_plain_err_falls_back_to_the_next_method() -> None:
@@ -332,7 +368,9 @@ def test_login_errors_by_response_code(error: str, cls: type[POP3Error]) -> None
         runner.run(core.login("alice", PASSWORD))
     assert type(info.value) is cls
     assert info.value.response is not None and info.value.code is not None
-    assert session.auth_attempts == 1  # a code never triggers the fallback
+    # A code other than [AUTH] never triggers the fallback; [AUTH] to the
+    # first method (SCRAM) leads to one password-sending method.
+    assert session.auth_attempts == (2 if cls is AuthenticationFailed else 1)
 
 
 def test_scram_server_with_a_bad_signature_is_not_trusted() -> None:
@@ -554,6 +592,50 @@ def test_retrieve_many_pipelines_within_the_window() -> None:
     assert len(retr_sends) < 40
     assert sum(s.count(b"RETR") for s in retr_sends) == 40
     assert core.conn.outstanding == ()
+
+
+def drain_batch(core: ClientCore, runner: MemoryRunner, numbers: list[int]) -> list[int]:
+    batch = core.retrieve_many(numbers)
+    got = []
+    while (number := runner.run(batch.next(), lambda data: None)) is not None:
+        got.append(number)
+    return got
+
+
+def test_small_messages_with_list_sizes_go_out_in_one_burst() -> None:
+    """The window is counted in octets by the LIST sizes: 300 small
+    messages are one write of 300 RETRs (beyond the old 64-command window)."""
+    messages = many_messages(300)
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=4096)
+    sizes = runner.run(core.list())
+    first = len(runner.sends)
+    assert drain_batch(core, runner, sorted(sizes)) == list(range(1, 301))
+    retr_sends = [s for s in runner.sends[first:] if s.startswith(b"RETR")]
+    assert [s.count(b"RETR") for s in retr_sends] == [300]
+
+
+def test_large_messages_stay_within_the_byte_window() -> None:
+    """Messages of 1 MiB by LIST: at most WINDOW_BYTES of replies are owed."""
+    from pop3proto.adapters.client._base import WINDOW_BYTES
+
+    messages = [b"Subject: big\r\n\r\n" + b"y" * (1 << 20) for _ in range(12)]
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=1 << 16)
+    sizes = runner.run(core.list())
+    assert drain_batch(core, runner, sorted(sizes)) == list(range(1, 13))
+    per_message = max(sizes.values())
+    assert runner.max_outstanding == WINDOW_BYTES // per_message == 3
+
+
+def test_without_list_sizes_the_window_assumes_a_size() -> None:
+    """No LIST: each message counts ASSUMED_SIZE, so 64 RETRs go out first."""
+    from pop3proto.adapters.client._base import ASSUMED_SIZE, WINDOW_BYTES
+
+    messages = many_messages(100)
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=4096)
+    first = len(runner.sends)
+    assert drain_batch(core, runner, list(range(1, 101))) == list(range(1, 101))
+    retr_sends = [s for s in runner.sends[first:] if s.startswith(b"RETR")]
+    assert retr_sends[0].count(b"RETR") == WINDOW_BYTES // ASSUMED_SIZE == 64
 
 
 def test_retrieve_many_without_pipelining_is_one_at_a_time() -> None:

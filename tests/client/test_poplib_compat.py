@@ -15,7 +15,7 @@ import io
 import poplib as std_poplib
 import socket
 import ssl
-import types
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -241,8 +241,15 @@ def test_constructor_arguments_match() -> None:
             assert pop.file.readable()
         finally:
             pop.quit()
-    with pytest.raises(TypeError):
-        our_poplib.POP3_SSL("localhost", 995, None, None)  # type: ignore[misc]
+    # POP3_SSL's signature is the running Python's: keyfile/certfile
+    # (deprecated, positional) until 3.11, gone from 3.12.
+    for mod in IMPLEMENTATIONS:
+        if sys.version_info < (3, 12):
+            with pytest.raises(ValueError, match="mutually exclusive"):
+                mod.POP3_SSL("localhost", 995, "key.pem", None, 10, ssl.create_default_context())
+        else:
+            with pytest.raises(TypeError):
+                mod.POP3_SSL("localhost", 995, None, None)
 
 
 # ---------------------------------------------------------------------------
@@ -348,7 +355,7 @@ def test_maxline_monkeypatch_is_honoured() -> None:
 
 
 # ---------------------------------------------------------------------------
-# Known poplib bugs: a clear error_proto instead
+# Odd replies: what poplib gives, the session goes on
 # ---------------------------------------------------------------------------
 
 
@@ -403,74 +410,120 @@ def test_error_messages_never_contain_the_password() -> None:
         pop.close()
 
 
-def test_continuation_line_is_not_success() -> None:
-    with serve(handler=scripted(lambda line: b"+ go ahead\r\n")) as server:
-        std = std_poplib.POP3("127.0.0.1", server.port, timeout=10)
-        assert std.user("alice") == b"+ go ahead"  # the poplib bug
-        std.close()
-        pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
-        with pytest.raises(our_poplib.error_proto, match="malformed reply"):
-            pop.user("alice")
-        pop.close()
-
-
-def test_odd_stat_reply_is_error_proto() -> None:
-    # "+OK" alone answers everything, STAT included.
-    with serve(handler=scripted(lambda line: b"+OK\r\n")) as server:
+def raw_both(
+    replies: Callable[[bytes], bytes | None],
+    script: Callable[[ModuleType, int, Recorder], None],
+    greeting: bytes = b"+OK ready <1.2@host>\r\n",
+) -> tuple[list[Result], list[Result], list[bytes]]:
+    """Run *script* with the stdlib, then with ours, against a scripted raw
+    server; return both results and what the server received each time."""
+    results: list[list[Result]] = []
+    received: list[bytes] = []
+    with serve(handler=scripted(replies, greeting)) as server:
         for mod in IMPLEMENTATIONS:
-            pop = mod.POP3("127.0.0.1", server.port, timeout=10)
-            pop.user("a")
-            pop.pass_("b")
-            with pytest.raises(Exception) as info:
-                pop.stat()
+            server.received = bytearray()
+            call = Recorder()
+            script(mod, server.port, call)
+            results.append(call.results)
+            received.append(bytes(server.received))
+    return results[0], results[1], received
+
+
+def logged_in_script(*calls: tuple[str, tuple[Any, ...]]) -> Callable[..., None]:
+    def script(mod: ModuleType, port: int, call: Recorder) -> None:
+        pop = mod.POP3("127.0.0.1", port, timeout=10)
+        try:
+            for name, args in calls:
+                call(getattr(pop, name), *args)
+        finally:
             pop.close()
-            if mod is our_poplib:
-                assert info.type is our_poplib.error_proto
-            else:
-                # 3.11's poplib raises IndexError; newer ones error_proto.
-                assert info.type in (IndexError, std_poplib.error_proto)
+
+    return script
 
 
-def test_odd_capa_lines_do_not_raise() -> None:
+def test_continuation_line_is_success_as_in_poplib() -> None:
+    # poplib's rule: a reply starting with "+" is success (test_poplib
+    # greets with "+ Hola mundo").
+    theirs, ours, _ = raw_both(
+        lambda line: b"+ go ahead\r\n",
+        logged_in_script(("user", ("alice",)), ("getwelcome", ())),
+        greeting=b"+ Hola mundo\r\n",
+    )
+    assert ours == theirs == [("returned", b"+ go ahead"), ("returned", b"+ Hola mundo")]
+
+
+def test_odd_replies_give_what_poplib_gives() -> None:
+    # "+OK" alone answers everything: STAT, UIDL n and LIST n without
+    # their fields, CAPA with odd lines.  Whatever poplib returns or
+    # raises, the drop-in returns or raises, and the session goes on.
+    capa = b"+OK\r\nTOP\r\nIMPLEMENTATION x  2.0 extra\r\nUSER\r\n.\r\n"
+
+    def replies(line: bytes) -> bytes:
+        return capa if line == b"CAPA" else b"+OK\r\n"
+
+    theirs, ours, received = raw_both(
+        replies,
+        logged_in_script(
+            ("stat", ()),
+            ("uidl", (1,)),
+            ("list", (1,)),
+            ("capa", ()),
+            ("noop", ()),
+        ),
+    )
+    assert ours == theirs
+    assert ours[1:] == [
+        ("returned", b"+OK"),
+        ("returned", b"+OK"),
+        ("returned", {"TOP": [], "IMPLEMENTATION": ["x", "2.0", "extra"], "USER": []}),
+        ("returned", b"+OK"),
+    ]
+    assert received[0] == received[1]
+
+
+def test_odd_capa_lines_raise_as_in_poplib() -> None:
     capa = b"+OK\r\nTOP\r\n\r\nIMPLEMENTATION caf\xc3\xa9  2.0\r\nUSER\r\n.\r\n"
-    with serve(handler=scripted(lambda line: capa)) as server:
-        std = std_poplib.POP3("127.0.0.1", server.port, timeout=10)
-        with pytest.raises((IndexError, UnicodeDecodeError)):
-            std.capa()
-        std.close()
-        pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
-        assert pop.capa() == {
-            "TOP": [],
-            "IMPLEMENTATION": ["caf\ufffd\ufffd", "2.0"],
-            "USER": [],
-        }
-        pop.close()
+    theirs, ours, _ = raw_both(lambda line: capa, logged_in_script(("capa", ())))
+    assert ours == theirs
+    assert ours[0][0] == "raised"
 
 
-@pytest.mark.parametrize("tail", [b"+OK\r\nhello\r\n", b"+OK\r\nhello\r\n.\r", b"+OK\r\nhi."])
-def test_eof_in_the_middle_of_a_body_is_error_proto(tail: bytes) -> None:
-    with serve(handler=scripted(lambda line: tail if line == b"RETR 1" else b"+OK\r\n")) as s:
-        pop = our_poplib.POP3("127.0.0.1", s.port, timeout=10)
-        with pytest.raises(our_poplib.error_proto):
-            pop.retr(1)
-        pop.close()
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"+OK\r\nhello\r\n",
+        b"+OK\r\nhello\r\n.\r",
+        b"+OK\r\nhi.",
+        b"+OK\r\nhello\r\n.",
+        b"+OK\r\n" + b"x" * 5000,
+        b"+OK\r\nhello\r\n\r.\nafter",
+        b"+OK\nhello\n..x\n.\n",
+    ],
+)
+def test_eof_and_odd_endings_in_a_body_as_in_poplib(tail: bytes) -> None:
+    results = []
+    for mod in IMPLEMENTATIONS:
+
+        def handler(sock: socket.socket, server: ThreadedServer) -> None:
+            sock.sendall(b"+OK ready\r\n")
+            sock.recv(100)  # RETR 1
+            sock.sendall(tail)
+            sock.shutdown(socket.SHUT_WR)
+
+        with serve(handler=handler) as server:
+            call = Recorder()
+            logged_in_script(("retr", (1,)))(mod, server.port, call)
+            results.append(call.results)
+    assert results[1] == results[0]
 
 
-def test_retr_unstuffs_by_the_rfc() -> None:
-    # A server that forgot to stuff ".x": poplib keeps the dot, we follow
-    # RFC 1939 §3 and remove it (the documented deviation).
+def test_retr_unstuffs_as_poplib() -> None:
+    # A server that forgot to stuff ".x": poplib keeps the dot, and so do we.
     body = b"+OK\r\n..stuffed\r\n.x\r\nplain\r\n.\r\n"
-    with serve(handler=scripted(lambda line: body if line == b"RETR 1" else b"+OK\r\n")) as s:
-        std = std_poplib.POP3("127.0.0.1", s.port, timeout=10)
-        theirs = std.retr(1)
-        std.close()
-        pop = our_poplib.POP3("127.0.0.1", s.port, timeout=10)
-        pop.user("a")
-        pop.pass_("b")
-        ours = pop.retr(1)
-        pop.close()
-    assert theirs == (b"+OK", [b".stuffed", b".x", b"plain"], 21)
-    assert ours == (b"+OK", [b".stuffed", b"x", b"plain"], 20)
+    theirs, ours, _ = raw_both(
+        lambda line: body if line == b"RETR 1" else b"+OK\r\n", logged_in_script(("retr", (1,)))
+    )
+    assert ours == theirs == [("returned", (b"+OK", [b".stuffed", b".x", b"plain"], 21))]
 
 
 def test_retr_shortcut_and_general_path_agree_and_hooks_still_see_retr() -> None:
@@ -520,20 +573,27 @@ def test_bare_lf_lines_are_accepted_like_poplib() -> None:
     assert results[0] == results[1] == (b"+OK", [b"line one", b"line two"], 19)
 
 
-def test_commands_in_the_wrong_state_are_not_sent() -> None:
-    with serve(handler=scripted(lambda line: b"+OK\r\n")) as server:
-        pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
-        with pytest.raises(our_poplib.error_proto, match="not allowed"):
-            pop.stat()
-        with pytest.raises(our_poplib.error_proto, match="not sent"):
-            pop.retr("one")
-        with pytest.raises(our_poplib.error_proto, match="not sent"):
-            pop.user("two words")
-        assert pop.user("alice") == b"+OK"
-        assert pop.pass_("pass word with spaces") == b"+OK"
-        assert isinstance(pop.stat, types.MethodType) and pop.stat.__self__ is pop
-        pop.close()
-    assert server.received == b"USER alice\r\nPASS pass word with spaces\r\n"
+def test_whatever_the_caller_asks_is_sent_and_the_server_decides() -> None:
+    def replies(line: bytes) -> bytes:
+        return b"-ERR no\r\n" if line.startswith((b"STAT", b"RETR")) else b"+OK\r\n"
+
+    theirs, ours, received = raw_both(
+        replies,
+        logged_in_script(
+            ("stat", ()),
+            ("retr", ("one",)),
+            ("dele", ("foo",)),
+            ("user", ("two words",)),
+            ("pass_", ("pass word with spaces",)),
+        ),
+    )
+    assert ours == theirs
+    assert ours[:2] == [("raised", "error_proto", (b"-ERR no",))] * 2
+    assert (
+        received[0]
+        == received[1]
+        == (b"STAT\r\nRETR one\r\nDELE foo\r\nUSER two words\r\nPASS pass word with spaces\r\n")
+    )
 
 
 def test_stls_response_injection_is_refused(
@@ -583,29 +643,22 @@ def test_negative_greeting_is_error_proto() -> None:
     assert ours == theirs == (b"-ERR [SYS/TEMP] busy",)
 
 
-def test_unread_listing_does_not_desynchronise() -> None:
+def test_unread_listing_as_poplib() -> None:
     def script(mod: ModuleType, port: int, call: Recorder) -> None:
         pop = mod.POP3("127.0.0.1", port, timeout=10)
         call(pop.user, "alice")
         call(pop.pass_, PASSWORD)
         call(pop._shortcmd, "LIST")  # the listing is left unread
         call(pop.noop)
-        call(pop._shortcmd, "RETR 1")  # and a message body
-        call(pop.stat)
         pop.close()
 
     theirs, ours, _ = run_both(script)
-    assert ours[2:] == [
-        ("returned", b"+OK"),
-        ("returned", b"+OK"),
-        ("returned", b"+OK 23 octets"),
-        ("returned", (len(FAKE_MESSAGES), sum(map(len, FAKE_MESSAGES)))),
-    ]
-    # poplib reads the first listing line as NOOP's reply.
-    assert theirs[3] == ("raised", "error_proto", (b"1 23",))
+    # poplib reads the first listing line as NOOP's reply; so do we.
+    assert ours == theirs
+    assert ours[3] == ("raised", "error_proto", (b"1 23",))
 
 
-def test_auth_like_newer_cpython() -> None:
+def test_auth_addition() -> None:
     config = FakeConfig(sasl=("PLAIN", "LOGIN", "CRAM-MD5"))
     with serve(config) as server:
         pop = our_poplib.POP3("127.0.0.1", server.port, timeout=10)
@@ -623,3 +676,23 @@ def test_auth_like_newer_cpython() -> None:
             pop.auth("PLAIN", lambda c: b"", b"x")
         pop.close()
     assert [s.authenticated for s in server.sessions] == ["alice", "alice", None]
+
+
+def test_importing_the_drop_in_is_cheap() -> None:
+    """The drop-in loads neither the engine, the modern clients, the server
+    nor ssl until used (PEP 562), so it costs what poplib costs to import."""
+    import json
+    import subprocess
+
+    code = (
+        "import sys, json, pop3proto.adapters.sync as p; p.POP3; p.error_proto;"
+        " print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "pop3proto.adapters.client._poplib" in loaded
+    heavy = {"ssl", "pop3proto._events", "pop3proto._connection", "pop3proto.adapters.server"}
+    assert loaded & heavy == set()
+    assert "pop3proto.adapters.client._sync" not in loaded

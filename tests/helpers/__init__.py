@@ -111,6 +111,7 @@ from .servers import (
     running_server,
 )
 from .stores import (
+    EveryMethodAuthenticator,
     FlakyBackend,
     FlakyMaildrop,
     lock_is_free,
@@ -188,6 +189,7 @@ __all__ = [
     "recv_until",
     "running_server",
     # stores: Maildirs and a flaky maildrop for the server tests
+    "EveryMethodAuthenticator",
     "FlakyBackend",
     "FlakyMaildrop",
     "lock_is_free",

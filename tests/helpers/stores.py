@@ -7,6 +7,8 @@ inspected afterwards, and a maildrop that fails on purpose.
   says whether a session still holds the Maildir's lock.
 * :class:`FlakyBackend` hands out a :class:`FlakyMaildrop`, whose commit
   and reads fail as a test asks.
+* :class:`EveryMethodAuthenticator`: a mixed user store offering every
+  login method, to test each path against each storage form.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from pop3proto.adapters.mailstore._base import MaildropError, MessageInfo
 from pop3proto.adapters.mailstore._maildir import LOCK_FILE_NAME
+from pop3proto.adapters.mailstore._users import DictAuthenticator
 
 # ---------------------------------------------------------------------------
 # Real Maildirs
@@ -139,3 +142,22 @@ class FlakyBackend:
         if self.error:
             raise MaildropError("broken")
         return self.maildrop
+
+
+# ---------------------------------------------------------------------------
+# A mixed user store that claims every method
+# ---------------------------------------------------------------------------
+
+
+class EveryMethodAuthenticator(DictAuthenticator):
+    """A :class:`DictAuthenticator` that claims to verify every credential
+    kind, whatever its users are stored as.
+
+    A real mixed store offers only what works for every user (its
+    ``credentials()`` is the intersection); this one offers everything, so
+    that a test can drive each login path against each storage form and see
+    the per-user verdicts (a hashed user failing SCRAM, say).
+    """
+
+    def credentials(self) -> frozenset[str]:
+        return frozenset({"password", "secret", "scram-sha-256"})

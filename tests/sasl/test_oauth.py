@@ -9,6 +9,7 @@ import pytest
 from pop3proto.sasl import (
     OAuthBearerClient,
     OAuthBearerServer,
+    OAuthDenial,
     SaslAuthenticationFailed,
     SaslServerVerificationFailed,
     XOAuth2Client,
@@ -176,3 +177,99 @@ def test_oauth_client_validation() -> None:
         OAuthBearerClient("user", "tok", port=70000)
     with pytest.raises(ValueError):
         OAuthBearerClient("user", "tok", host="h\x01")
+
+
+# ---------------------------------------------------------------------------
+# What a token check may answer, and the error challenge (OAuthDenial)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server_cls", [XOAuth2Server, OAuthBearerServer])
+def test_token_check_may_name_the_identity(server_cls: type[XOAuth2Server]) -> None:
+    client_cls = XOAuth2Client if server_cls is XOAuth2Server else OAuthBearerClient
+    server = server_cls(lambda user, token: "mailbox-7" if token == "t" else False)
+    run_exchange(client_cls("alice@example.com", "t"), server)
+    assert server.authenticated_user == "mailbox-7"
+
+
+@pytest.mark.parametrize("server_cls", [XOAuth2Server, OAuthBearerServer])
+def test_token_check_empty_identity_fails(server_cls: type[XOAuth2Server]) -> None:
+    server = server_cls(lambda user, token: "")
+    message = (
+        b"user=a\x01auth=Bearer t\x01\x01"
+        if server_cls is XOAuth2Server
+        else b"n,a=a,\x01auth=Bearer t\x01\x01"
+    )
+    with pytest.raises(SaslAuthenticationFailed):
+        server.step(message)
+    assert server.authenticated_user is None
+
+
+@pytest.mark.parametrize(
+    ("server_cls", "client_cls", "default_status"),
+    [
+        (XOAuth2Server, XOAuth2Client, "401"),
+        (OAuthBearerServer, OAuthBearerClient, "invalid_token"),
+    ],
+)
+def test_denial_sets_the_error_challenge(
+    server_cls: type[XOAuth2Server], client_cls: type[XOAuth2Client], default_status: str
+) -> None:
+    denial = OAuthDenial(scope="https://mail.google.com/", openid_configuration="https://x/.wk")
+    server = server_cls(lambda user, token: denial)
+    client = client_cls("alice@example.com", "s3cr3t")
+    challenge = server.step(client.initial_response())
+    assert challenge is not None
+    assert json.loads(challenge) == {
+        "status": default_status,
+        "schemes": "bearer",
+        "scope": "https://mail.google.com/",
+        "openid-configuration": "https://x/.wk",
+    }
+    assert b"s3cr3t" not in challenge
+    client.respond(challenge)
+    parsed = OAuthDenial.from_challenge(challenge)
+    assert parsed == OAuthDenial(default_status, "https://mail.google.com/", "https://x/.wk")
+    assert parsed.describe() == (
+        f"status {default_status}, scope https://mail.google.com/, see https://x/.wk"
+    )
+    with pytest.raises(SaslAuthenticationFailed):
+        server.step(b"")
+
+
+def test_denial_status_overrides_the_default() -> None:
+    server = OAuthBearerServer(lambda user, token: OAuthDenial(status="insufficient_scope"))
+    challenge = server.step(b"n,a=a,\x01auth=Bearer t\x01\x01")
+    assert challenge == b'{"status":"insufficient_scope","schemes":"bearer"}'
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"status": ""}, {"scope": "a\nb"}, {"openid_configuration": "\x1b[2J"}],
+)
+def test_denial_validation(fields: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        OAuthDenial(**fields)
+
+
+@pytest.mark.parametrize(
+    ("challenge", "expected"),
+    [
+        (
+            b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}',
+            OAuthDenial("401", "https://mail.google.com/"),
+        ),
+        (b'{"status":401}', OAuthDenial("401")),
+        (b'{"status":"\\u001b[31m","scope":true,"extra":"x"}', OAuthDenial()),
+        (b"{}", OAuthDenial()),
+        (b"[1, 2]", None),
+        (b"not json", None),
+        (b"\xff\xfe", None),
+    ],
+)
+def test_denial_from_challenge(challenge: bytes, expected: OAuthDenial | None) -> None:
+    assert OAuthDenial.from_challenge(challenge) == expected
+
+
+def test_denial_describe_without_status() -> None:
+    assert OAuthDenial().describe() == "status unknown"

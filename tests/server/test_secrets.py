@@ -43,7 +43,14 @@ from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
 from pop3proto.adapters.server._config import ServerConfig
 from pop3proto.adapters.server._session import ServerSession
-from tests.helpers import RUNTIMES, SessionPair, read_to_eof, recv_until, running_server
+from tests.helpers import (
+    RUNTIMES,
+    EveryMethodAuthenticator,
+    SessionPair,
+    read_to_eof,
+    recv_until,
+    running_server,
+)
 
 PASSWORD = "Tr0ub4dor&3 secret"
 WRONG = "wrong-Pa55word!"
@@ -63,7 +70,7 @@ def stores() -> dict[str, str]:
 
 
 def users() -> DictAuthenticator:
-    return DictAuthenticator(stores())
+    return EveryMethodAuthenticator(stores())
 
 
 def mailboxes() -> MemoryBackend:

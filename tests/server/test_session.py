@@ -65,8 +65,14 @@ from pop3proto.adapters.server._config import (
     busy_response,
     is_loopback_address,
 )
-from pop3proto.adapters.server._session import _HANDLERS, ServerSession
-from tests.helpers import PASSWORD, FlakyBackend, FlakyMaildrop, expected_body
+from pop3proto.adapters.server._session import _HANDLERS, Action, ServerSession
+from tests.helpers import (
+    PASSWORD,
+    EveryMethodAuthenticator,
+    FlakyBackend,
+    FlakyMaildrop,
+    expected_body,
+)
 
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n"
 # LF-only, dot lines, no final newline: sizes must still match RETR octets.
@@ -79,7 +85,7 @@ def make_backend(**kwargs: object) -> MemoryBackend:
 
 
 def make_auth() -> DictAuthenticator:
-    return DictAuthenticator(
+    return EveryMethodAuthenticator(
         {
             "alice": PASSWORD,
             "hashed": hash_password(PASSWORD, iterations=1000),
@@ -111,7 +117,7 @@ class Harness:
             peer="192.0.2.1:1234",
         )
         self.client = Connection(CLIENT, tls=tls, allow_unadvertised_pipelining=allow_pipelining)
-        self.actions: list[Send | StartTLS | Close] = []
+        self.actions: list[Action] = []
         self.closed = False
         self.tls_requested = False
         self.client.receive_data(self.session.greeting())
@@ -915,8 +921,9 @@ def test_every_command_class_has_a_handler() -> None:
         for cls in (getattr(pop3proto, name) for name in pop3proto.__all__)
         if isinstance(cls, type) and issubclass(cls, Command)
     }
-    # Extension is the client role's: a server gets BadCommand instead.
-    assert commands - set(_HANDLERS) == {Command, pop3proto.Extension}
+    # A server gets Extension only for the keywords ServerConfig.commands
+    # declares (else BadCommand); it has its handler too.
+    assert commands - set(_HANDLERS) == {Command}
     assert {ConnectionClosed, SaslResponse, SaslCancel} <= set(_HANDLERS)
 
 

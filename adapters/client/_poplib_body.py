@@ -1,0 +1,157 @@
+"""Reading a ``poplib`` multi-line reply in bulk, with ``poplib``'s results.
+
+``poplib`` reads a multi-line reply one ``readline()`` and one trip through
+a Python loop per line.  :func:`read_lines` takes what the socket's buffered
+reader already holds (:meth:`io.BufferedReader.peek`, so one ``recv`` per
+buffer, and nothing after the terminator is consumed), splits it at C speed
+and finds the terminator with ``bytes.find``; per-line Python work is left
+for the rare lines that need it (dot-stuffed lines, lone-LF line ends).
+
+The result is what ``poplib._getlongresp`` returns for the same bytes:
+lines without their line ends, only ``..`` lines unstuffed, ``octets``
+counting each line with its line end, less one per unstuffed dot, and
+``error_proto("line too long")`` / ``error_proto("-ERR EOF")`` where
+``poplib`` raises them.
+"""
+
+from __future__ import annotations
+
+from ._errors import error_proto
+
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+__all__ = ["read_lines", "poplib_line"]
+
+_TERMINATOR = b"\r\n.\r\n"
+
+
+def poplib_line(raw: bytes) -> bytes:
+    """One line as ``poplib._getline`` returns it: CRLF stripped; for a line
+    ending in a lone LF, a leading CR stripped as well (its "LF CR" case)."""
+    if raw[-2:] == b"\r\n":
+        return raw[:-2]
+    if raw[:1] == b"\r":
+        return raw[1:-1]
+    return raw[:-1]
+
+
+def _slow(region: bytes, lines: list[bytes], maxline: int) -> tuple[int, bool]:
+    """Lines with lone LFs (or a partial last line at EOF), one by one as
+    ``poplib`` does.  Returns (octets, terminated)."""
+    octets = 0
+    start = 0
+    size = len(region)
+    while start < size:
+        end = region.find(b"\n", start)
+        end = size if end < 0 else end + 1
+        raw = region[start:end]
+        start = end
+        if len(raw) > maxline:
+            raise error_proto("line too long")
+        line = poplib_line(raw)
+        if line == b".":
+            return octets, True
+        o = len(raw)
+        if line[:2] == b"..":
+            o -= 1
+            line = line[1:]
+        octets += o
+        lines.append(line)
+    return octets, False
+
+
+def _fast(complete: bytes, lines: list[bytes], maxline: int) -> int | None:
+    """Complete CRLF-ended lines with no terminator among them: unstuff
+    and split at C speed; returns octets, or ``None`` (nothing done) if a
+    lone LF ends a line, which only :func:`_slow` reads as ``poplib`` does."""
+    body = complete
+    stuffed = 0
+    if body[:2] == b"..":
+        body = body[1:]
+        stuffed = 1
+    if b"\r\n.." in body:
+        unstuffed = body.replace(b"\r\n..", b"\r\n.")
+        stuffed += len(body) - len(unstuffed)
+        body = unstuffed
+    parts = body.split(b"\r\n")
+    parts.pop()  # after the last CRLF
+    if body.count(b"\n") != len(parts):
+        return None
+    # poplib's limit is on the line as received (stuffed, with its CRLF).
+    if (
+        len(complete) > maxline - 2
+        and max(map(len, parts)) + 3 > maxline
+        and max(map(len, complete.split(b"\r\n"))) + 2 > maxline
+    ):
+        raise error_proto("line too long")
+    lines += parts
+    return len(complete) - stuffed
+
+
+def read_lines(file: Any, maxline: int) -> tuple[list[bytes], int]:
+    """Read the lines of a multi-line reply (its status line already read)
+    from *file*, a buffered binary reader, up to and including the ``.``
+    line; return ``(lines, octets)`` as ``poplib`` would."""
+    lines: list[bytes] = []
+    octets = 0
+    carry = b""  # a line begun in an earlier buffer, already consumed
+    while True:
+        data = file.peek(1)
+        if not data:
+            if carry:
+                # poplib returns the unterminated last line before EOF.
+                more, done = _slow(carry, lines, maxline)
+                octets += more
+                if done:
+                    return lines, octets
+            raise error_proto("-ERR EOF")
+        text = carry + data if carry else data
+        last = text.rfind(b"\n") + 1
+        if not last:
+            if len(text) > maxline:
+                raise error_proto("line too long")
+            file.read(len(data))
+            carry = text
+            continue
+        region = text[:last]
+        # The terminator is a "." line: at the start, or after a CRLF.  An
+        # earlier one ended by a lone LF would show as a lone LF in front.
+        if region[:3] == b".\r\n":
+            cut = 0
+        else:
+            cut = region.find(_TERMINATOR)
+            cut = -1 if cut < 0 else cut + 2
+        complete = region if cut < 0 else region[:cut]
+        more = _fast(complete, lines, maxline) if complete else 0
+        if more is None:
+            more, done = _slow(region, lines, maxline)
+            octets += more
+            if done:
+                # Consume exactly through the terminator line.
+                file.read(_terminator_end(region) - len(carry))
+                return lines, octets
+        else:
+            octets += more
+            if cut >= 0:
+                file.read(cut + 3 - len(carry))
+                return lines, octets
+        file.read(len(data))
+        carry = text[last:]
+        if len(carry) > maxline:
+            raise error_proto("line too long")
+
+
+def _terminator_end(region: bytes) -> int:
+    """Offset just past the first line of *region* that ``poplib`` reads as
+    the terminator (``.`` with CRLF, LF or the "LF CR" ending)."""
+    start = 0
+    while True:
+        end = region.find(b"\n", start) + 1
+        if poplib_line(region[start:end]) == b".":
+            return end
+        start = end
