@@ -48,6 +48,7 @@ def check_server(
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         database=None,
+        report_multiple_bugs=False,
     )
     @given(data=st.data())
     def property_(data: st.DataObject) -> None:
@@ -79,6 +80,7 @@ def check_client(
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
         database=None,
+        report_multiple_bugs=False,
     )
     @given(
         mailbox=mailboxes(),

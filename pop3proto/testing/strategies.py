@@ -466,7 +466,12 @@ def scripts(mailbox: Mailbox, *, illegal: bool = True) -> st.SearchStrategy[list
     in (never between USER and PASS)."""
     n = len(mailbox.messages)
     number = st.integers(0, n + 1).map(str)
+    # DELE and RETR of a message that exists come up often: they are where
+    # servers go wrong (deletions before QUIT, octet counts).
+    existing = st.integers(1, max(n, 1)).map(str)
     transaction = st.one_of(
+        st.builds(lambda c: b"DELE " + c.encode(), existing),
+        st.builds(lambda c: b"RETR " + c.encode(), existing),
         st.sampled_from([b"STAT", b"LIST", b"UIDL", b"NOOP", b"RSET", b"CAPA"]),
         st.builds(
             lambda k, c: k + b" " + c.encode(),
@@ -483,7 +488,7 @@ def scripts(mailbox: Mailbox, *, illegal: bool = True) -> st.SearchStrategy[list
     )
     wrong = st.booleans() if illegal else st.just(False)
     during = st.lists(transaction | noise if illegal else transaction, max_size=12)
-    end = st.sampled_from([[b"QUIT"], [b"QUIT"], []])
+    end = st.sampled_from([[b"QUIT"], []])
     user = mailbox.user.encode()
     password = mailbox.password.encode()
 

@@ -58,6 +58,13 @@ def test_tour_runs() -> None:
     exec(compile(_block_with("client = p.Connection(p.CLIENT)"), str(README), "exec"), {})
 
 
+def test_testing_guide_runs() -> None:
+    """The downstream test in the testing guide is short and passes."""
+    block = _block_with("check_server(session_factory(my_backend)")
+    assert len([line for line in block.splitlines() if line.strip()]) < 20
+    exec(compile(block, str(README), "exec"), {})
+
+
 def test_poplib_migration_line_imports() -> None:
     namespace: dict[str, Any] = {}
     exec(_block_with("as poplib"), namespace)
