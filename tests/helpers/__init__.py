@@ -19,11 +19,32 @@ the modules below hold one idea each:
   maildrop that fails on purpose.
 * :mod:`.sasl`: SASL mechanisms driven against each other, and the check
   that no secret leaks into an exception.
-* ``pop3proto.testing.strategies`` (public, re-exported here): Hypothesis strategies for field values, bodies and
-  server replies.
+* ``pop3proto.testing.strategies`` (public, re-exported here): Hypothesis
+  strategies for field values, bodies and server replies.
 """
 
 from __future__ import annotations
+
+from pop3proto.testing.strategies import (
+    ASCII_TEXT,
+    BODY_PIECES,
+    KNOWN_KEYWORDS,
+    UNICODE_TEXT,
+    bodies,
+    capabilities,
+    chunkings,
+    extension_names,
+    message_numbers,
+    message_replies,
+    optional_codes,
+    passwords,
+    replies_for,
+    response_codes,
+    sizes,
+    status_texts,
+    tokens,
+    uids,
+)
 
 from .engine import (
     DOVECOT_CAPABILITIES,
@@ -97,26 +118,6 @@ from .stores import (
     maildir_state,
     make_maildir,
     message_file,
-)
-from pop3proto.testing.strategies import (
-    ASCII_TEXT,
-    BODY_PIECES,
-    KNOWN_KEYWORDS,
-    UNICODE_TEXT,
-    bodies,
-    capabilities,
-    chunkings,
-    extension_names,
-    message_numbers,
-    message_replies,
-    optional_codes,
-    passwords,
-    replies_for,
-    response_codes,
-    sizes,
-    status_texts,
-    tokens,
-    uids,
 )
 from .transcripts import (
     STANDARD_BODY,
