@@ -96,6 +96,10 @@ class Call:
 
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    #: Called with the value if it arrives after the session was abandoned
+    #: (a shutdown while a worker thread ran the call): releases what the
+    #: call acquired, such as a maildrop's lock.
+    discard: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

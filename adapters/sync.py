@@ -68,26 +68,14 @@ modules, and are re-exported here.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 
 from .client import _poplib
-from .client._core import MailboxStatus as MailboxStatus
-from .client._errors import AuthenticationFailed as AuthenticationFailed
-from .client._errors import CommandFailed as CommandFailed
-from .client._errors import ConnectionLost as ConnectionLost
-from .client._errors import InsecureAuthenticationRefused as InsecureAuthenticationRefused
-from .client._errors import LoginDelay as LoginDelay
-from .client._errors import MailboxInUse as MailboxInUse
-from .client._errors import PermanentFailure as PermanentFailure
-from .client._errors import POP3Error as POP3Error
-from .client._errors import ProtocolViolation as ProtocolViolation
-from .client._errors import TemporaryFailure as TemporaryFailure
-from .client._errors import TLSUnavailable as TLSUnavailable
 from .client._errors import error_proto as error_proto
 from .client._options import POP3_PORT as POP3_PORT
 from .client._options import POP3_SSL_PORT as POP3_SSL_PORT
-from .client._options import TLSMode as TLSMode
 from .client._poplib import _MAXLINE as _MAXLINE
 from .client._poplib import CR as CR
 from .client._poplib import CRLF as CRLF
@@ -95,15 +83,75 @@ from .client._poplib import HAVE_SSL as HAVE_SSL
 from .client._poplib import LF as LF
 from .client._poplib import POP3 as POP3
 from .client._poplib import POP3_SSL as POP3_SSL
-from .client._sync import Client as Client
-from .mailstore._maildir import MaildirBackend as MaildirBackend
-from .mailstore._memory import MemoryBackend as MemoryBackend
-from .mailstore._users import DictAuthenticator as DictAuthenticator
-from .mailstore._users import UsersFile as UsersFile
-from .mailstore._users import hash_password as hash_password
-from .server._config import ServerConfig as ServerConfig
-from .server._sync import Server as Server
-from .server._sync import serve as serve
+
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .client._core import MailboxStatus as MailboxStatus
+    from .client._errors import AuthenticationFailed as AuthenticationFailed
+    from .client._errors import CommandFailed as CommandFailed
+    from .client._errors import ConnectionLost as ConnectionLost
+    from .client._errors import InsecureAuthenticationRefused as InsecureAuthenticationRefused
+    from .client._errors import LoginDelay as LoginDelay
+    from .client._errors import MailboxInUse as MailboxInUse
+    from .client._errors import PermanentFailure as PermanentFailure
+    from .client._errors import POP3Error as POP3Error
+    from .client._errors import ProtocolViolation as ProtocolViolation
+    from .client._errors import TemporaryFailure as TemporaryFailure
+    from .client._errors import TLSUnavailable as TLSUnavailable
+    from .client._options import TLSMode as TLSMode
+    from .client._sync import Client as Client
+    from .mailstore._maildir import MaildirBackend as MaildirBackend
+    from .mailstore._memory import MemoryBackend as MemoryBackend
+    from .mailstore._users import DictAuthenticator as DictAuthenticator
+    from .mailstore._users import UsersFile as UsersFile
+    from .mailstore._users import hash_password as hash_password
+    from .server._config import ServerConfig as ServerConfig
+    from .server._sync import Server as Server
+    from .server._sync import serve as serve
+
+# The modern API, the server and the backends load on first use (PEP 562),
+# so that the drop-in costs what poplib costs to import.  Type checkers see
+# the imports above.
+_LAZY: dict[str, str] = {
+    "MailboxStatus": ".client._core",
+    "AuthenticationFailed": ".client._errors",
+    "CommandFailed": ".client._errors",
+    "ConnectionLost": ".client._errors",
+    "InsecureAuthenticationRefused": ".client._errors",
+    "LoginDelay": ".client._errors",
+    "MailboxInUse": ".client._errors",
+    "PermanentFailure": ".client._errors",
+    "POP3Error": ".client._errors",
+    "ProtocolViolation": ".client._errors",
+    "TemporaryFailure": ".client._errors",
+    "TLSUnavailable": ".client._errors",
+    "TLSMode": ".client._options",
+    "Client": ".client._sync",
+    "MaildirBackend": ".mailstore._maildir",
+    "MemoryBackend": ".mailstore._memory",
+    "DictAuthenticator": ".mailstore._users",
+    "UsersFile": ".mailstore._users",
+    "hash_password": ".mailstore._users",
+    "ServerConfig": ".server._config",
+    "Server": ".server._sync",
+    "serve": ".server._sync",
+}
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __package__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_LAZY))
+
 
 # Exactly the standard library's: ``from ... import *`` must bring what
 # ``from poplib import *`` brings.  The modern API is imported by name.

@@ -11,104 +11,223 @@ RFC 1939 session states; it never does I/O.  Start with :class:`Connection`::
     conn.send(pop3proto.User("alice"))  # b'USER alice\\r\\n'
 """
 
-from ._apop import apop_digest, parse_greeting_timestamp
-from ._capabilities import Capabilities
-from ._commands import command_from_line
-from ._connection import (
-    CLIENT,
-    NEED_DATA,
-    PAUSED,
-    SERVER,
-    Connection,
-    NeedData,
-    NextEvent,
-    Paused,
-    Role,
-)
-from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._events import (
-    Apop,
-    Auth,
-    BadCommand,
-    Capa,
-    CapaOk,
-    CloseReason,
-    Command,
-    ConnectionClosed,
-    Dele,
-    Err,
-    Event,
-    Extension,
-    Greeting,
-    Lang,
-    LangOk,
-    Last,
-    LastOk,
-    List,
-    ListEntryOk,
-    ListOk,
-    MessageData,
-    MessageEnd,
-    MessageStart,
-    Noop,
-    Ok,
-    Pass,
-    Quit,
-    Response,
-    Retr,
-    Rset,
-    SaslCancel,
-    SaslChallenge,
-    SaslResponse,
-    Stat,
-    StatOk,
-    Stls,
-    Top,
-    Uidl,
-    UidlEntryOk,
-    UidlOk,
-    User,
-    Utf8,
-)
-from ._responses import (
-    AUTH,
-    IN_USE,
-    LOGIN_DELAY,
-    SYS_PERM,
-    SYS_TEMP,
-    UTF8,
-    ResponseCode,
-)
-from ._state import State
-from .sasl import (
-    CLIENT_MECHANISMS,
-    MECHANISMS,
-    SERVER_MECHANISMS,
-    CramMD5Client,
-    CramMD5Server,
-    LoginClient,
-    LoginServer,
-    Mechanism,
-    OAuthBearerClient,
-    OAuthBearerServer,
-    PlainClient,
-    PlainServer,
-    SaslAuthenticationFailed,
-    SaslClientMechanism,
-    SaslError,
-    SaslServerMechanism,
-    SaslServerVerificationFailed,
-    ScramClient,
-    ScramCredentials,
-    ScramServer,
-    XOAuth2Client,
-    XOAuth2Server,
-    fits_initial_response,
-    sasl_b64decode,
-    sasl_b64encode,
-    saslprep,
-    scram_credentials,
-)
+import importlib as _importlib
+
+# Not typing.TYPE_CHECKING: importing typing would cost more than the rest of
+# this module.  Type checkers treat any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._apop import apop_digest, parse_greeting_timestamp
+    from ._capabilities import Capabilities
+    from ._commands import command_from_line
+    from ._connection import (
+        CLIENT,
+        NEED_DATA,
+        PAUSED,
+        SERVER,
+        Connection,
+        NeedData,
+        NextEvent,
+        Paused,
+        Role,
+    )
+    from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+    from ._events import (
+        Apop,
+        Auth,
+        BadCommand,
+        Capa,
+        CapaOk,
+        CloseReason,
+        Command,
+        ConnectionClosed,
+        Dele,
+        Err,
+        Event,
+        Extension,
+        Greeting,
+        Lang,
+        LangOk,
+        Last,
+        LastOk,
+        List,
+        ListEntryOk,
+        ListOk,
+        MessageData,
+        MessageEnd,
+        MessageStart,
+        Noop,
+        Ok,
+        Pass,
+        Quit,
+        Response,
+        Retr,
+        Rset,
+        SaslCancel,
+        SaslChallenge,
+        SaslResponse,
+        Stat,
+        StatOk,
+        Stls,
+        Top,
+        Uidl,
+        UidlEntryOk,
+        UidlOk,
+        User,
+        Utf8,
+    )
+    from ._responses import (
+        AUTH,
+        IN_USE,
+        LOGIN_DELAY,
+        SYS_PERM,
+        SYS_TEMP,
+        UTF8,
+        ResponseCode,
+    )
+    from ._state import State
+    from .sasl import (
+        CLIENT_MECHANISMS,
+        MECHANISMS,
+        SERVER_MECHANISMS,
+        CramMD5Client,
+        CramMD5Server,
+        LoginClient,
+        LoginServer,
+        Mechanism,
+        OAuthBearerClient,
+        OAuthBearerServer,
+        PlainClient,
+        PlainServer,
+        SaslAuthenticationFailed,
+        SaslClientMechanism,
+        SaslError,
+        SaslServerMechanism,
+        SaslServerVerificationFailed,
+        ScramClient,
+        ScramCredentials,
+        ScramServer,
+        XOAuth2Client,
+        XOAuth2Server,
+        fits_initial_response,
+        sasl_b64decode,
+        sasl_b64encode,
+        saslprep,
+        scram_credentials,
+    )
+
+# Where each name lives: the engine's modules are imported on first use of
+# one of their names (PEP 562), so ``import pop3proto`` (and with it every
+# adapter, the poplib drop-in included) costs almost nothing until the
+# engine is used.  Type checkers see the plain imports above.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "._apop": (
+        "apop_digest",
+        "parse_greeting_timestamp",
+    ),
+    "._capabilities": ("Capabilities",),
+    "._commands": ("command_from_line",),
+    "._connection": (
+        "CLIENT",
+        "NEED_DATA",
+        "PAUSED",
+        "SERVER",
+        "Connection",
+        "NeedData",
+        "NextEvent",
+        "Paused",
+        "Role",
+    ),
+    "._errors": (
+        "LocalProtocolError",
+        "ProtocolError",
+        "RemoteProtocolError",
+    ),
+    "._events": (
+        "Apop",
+        "Auth",
+        "BadCommand",
+        "Capa",
+        "CapaOk",
+        "CloseReason",
+        "Command",
+        "ConnectionClosed",
+        "Dele",
+        "Err",
+        "Event",
+        "Extension",
+        "Greeting",
+        "Lang",
+        "LangOk",
+        "Last",
+        "LastOk",
+        "List",
+        "ListEntryOk",
+        "ListOk",
+        "MessageData",
+        "MessageEnd",
+        "MessageStart",
+        "Noop",
+        "Ok",
+        "Pass",
+        "Quit",
+        "Response",
+        "Retr",
+        "Rset",
+        "SaslCancel",
+        "SaslChallenge",
+        "SaslResponse",
+        "Stat",
+        "StatOk",
+        "Stls",
+        "Top",
+        "Uidl",
+        "UidlEntryOk",
+        "UidlOk",
+        "User",
+        "Utf8",
+    ),
+    "._responses": (
+        "AUTH",
+        "IN_USE",
+        "LOGIN_DELAY",
+        "SYS_PERM",
+        "SYS_TEMP",
+        "UTF8",
+        "ResponseCode",
+    ),
+    "._state": ("State",),
+    ".sasl": (
+        "CLIENT_MECHANISMS",
+        "MECHANISMS",
+        "SERVER_MECHANISMS",
+        "CramMD5Client",
+        "CramMD5Server",
+        "LoginClient",
+        "LoginServer",
+        "Mechanism",
+        "OAuthBearerClient",
+        "OAuthBearerServer",
+        "PlainClient",
+        "PlainServer",
+        "SaslAuthenticationFailed",
+        "SaslClientMechanism",
+        "SaslError",
+        "SaslServerMechanism",
+        "SaslServerVerificationFailed",
+        "ScramClient",
+        "ScramCredentials",
+        "ScramServer",
+        "XOAuth2Client",
+        "XOAuth2Server",
+        "fits_initial_response",
+        "sasl_b64decode",
+        "sasl_b64encode",
+        "saslprep",
+        "scram_credentials",
+    ),
+}
+_WHERE: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __version__ = "0.1.0.dev0"
 
@@ -216,3 +335,22 @@ __all__ = [
     "SERVER_MECHANISMS",
     "__version__",
 ]
+
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers, for which the names above are plain
+    # imports: a module __getattr__ would make every misspelt attribute
+    # type-check.
+
+    def __getattr__(name: str) -> object:
+        module = _WHERE.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module, __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))
+
+del TYPE_CHECKING

@@ -224,8 +224,13 @@ class Capabilities:
 
     @property
     def pipelining(self) -> bool:
-        """The server accepts pipelined commands (RFC 2449 §6.6)."""
-        return "PIPELINING" in self
+        """The server accepts pipelined commands (RFC 2449 §6.6).
+
+        ``PIPELINE``, which some servers advertise instead, counts too
+        (CONFORMANCE.md §3.9): the misspelling cannot mean anything else,
+        and pipelining a server that does not support it costs only speed.
+        """
+        return "PIPELINING" in self or "PIPELINE" in self
 
     @property
     def resp_codes(self) -> bool:

@@ -361,7 +361,7 @@ class ClientRole(RoleCore):
             return self._finish(Err(text, code), False)
         if framing is _LINE:
             assert reply.read is not None
-            return self._finish(reply.read(text), True)
+            return self._finish(reply.read(text, self.queue[0][0]), True)
         if framing is _BODY:
             self.body = self._start_body()
             return MessageStart(text, code)

@@ -31,13 +31,14 @@ A peer that breaks the protocol raises :class:`RemoteProtocolError` from
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final, TypeAlias
 
 from ._buffer import LineTooLong
 from ._capabilities import Capabilities
 from ._client_role import ClientRole
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._events import Command, Event, Greeting
+from ._events import Command, Event, Extension, Greeting
 from ._sentinels import CLIENT, NEED_DATA, PAUSED, SERVER, NeedData, Paused, Role
 from ._server_role import ServerRole
 from ._state import ERROR, State
@@ -96,6 +97,12 @@ class Connection:
         max_listing_size: client only: the largest multi-line listing
             (LIST, UIDL, CAPA, LANG) accepted, in octets (default 64 MiB).
             Message bodies stream and need no limit.
+        extension_commands: server only: keywords the application answers
+            itself (vendor or extension commands, RFC 2449 §3), each mapped
+            to whether a positive reply carries a multi-line body.  They
+            arrive as :class:`Extension` events in AUTHORIZATION and
+            TRANSACTION and change no state; other unknown keywords remain
+            :class:`BadCommand`.
     """
 
     __slots__ = ("_role", "our_role")
@@ -113,9 +120,22 @@ class Connection:
         max_status_size: int | None = None,
         max_sasl_size: int = 65536,
         max_listing_size: int = 64 * 1024 * 1024,
+        extension_commands: Mapping[str, bool] | None = None,
     ) -> None:
         if our_role is not CLIENT and our_role is not SERVER:
             raise ValueError(f"expected CLIENT or SERVER, not {our_role!r}")
+        extensions: dict[str, bool] = {}
+        if extension_commands:
+            if our_role is CLIENT:
+                raise ValueError("extension_commands is a server option")
+            for name, multiline in extension_commands.items():
+                # Validated as the event would be: 3-4 printable ASCII
+                # characters, not a command the engine knows.
+                try:
+                    event = Extension(name, multiline=multiline)
+                except LocalProtocolError as exc:
+                    raise ValueError(f"extension command {name!r}: {exc}") from None
+                extensions[event.name] = multiline
         for name, value in (
             ("max_command_size", max_command_size),
             ("max_sasl_size", max_sasl_size),
@@ -142,6 +162,7 @@ class Connection:
             )
         else:
             self._role = ServerRole(
+                extension_commands=extensions,
                 max_status_size=512 if max_status_size is None else max_status_size,
                 **shared,
             )

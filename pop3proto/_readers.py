@@ -306,13 +306,13 @@ def _two_numbers(text: str, what: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def read_stat(text: str) -> StatOk:
+def read_stat(text: str, command: object = None) -> StatOk:
     """``+OK count size`` (RFC 1939 §5); text after the size is ignored."""
     count, size = _two_numbers(text, "STAT")
     return StatOk(count, size)
 
 
-def read_last(text: str) -> LastOk:
+def read_last(text: str, command: object = None) -> LastOk:
     """``+OK nn`` (RFC 1081); text after the number is ignored."""
     number = text.split(" ", 1)[0]
     if not (number.isascii() and number.isdecimal()):
@@ -320,16 +320,41 @@ def read_last(text: str) -> LastOk:
     return LastOk(int(number))
 
 
-def read_list_entry(text: str) -> ListEntryOk:
-    """``+OK msg size`` (RFC 1939 §5)."""
-    number, size = _two_numbers(text, "LIST")
-    return ListEntryOk(number, size)
+def _asked(command: object) -> int | None:
+    """The message number a ``LIST n`` / ``UIDL n`` command asked about."""
+    number = getattr(command, "number", None)
+    return number if isinstance(number, int) else None
 
 
-def read_uidl_entry(text: str) -> Event:
-    """``+OK msg uid`` (RFC 1939 §7); text after the unique-id is ignored."""
+def read_list_entry(text: str, command: object = None) -> ListEntryOk:
+    """``+OK msg size`` (RFC 1939 §5).
+
+    Lenient (CONFORMANCE.md §3.9): ``+OK size`` alone, from servers that
+    leave out the message number, is read as the size of the message asked
+    about.
+    """
+    asked = _asked(command)
+    parts = text.split(" ")
+    if asked is not None and (len(parts) == 1 or not parts[1]):
+        size = parts[0]
+        if size.isascii() and size.isdecimal():
+            return ListEntryOk(asked, int(size))
+    number, size_ = _two_numbers(text, "LIST")
+    return ListEntryOk(number, size_)
+
+
+def read_uidl_entry(text: str, command: object = None) -> Event:
+    """``+OK msg uid`` (RFC 1939 §7); text after the unique-id is ignored.
+
+    Lenient (CONFORMANCE.md §3.9): ``+OK uid`` alone, from servers that
+    leave out the message number, is read as the unique-id of the message
+    asked about.  The unique-id must still be printable ASCII.
+    """
+    asked = _asked(command)
     number, _, value = text.partition(" ")
     uid = value.split(" ", 1)[0]
+    if asked is not None and not uid and number:
+        number, uid = str(asked), number
     if not (number.isascii() and number.isdecimal() and uid):
         raise ValueError(f"malformed UIDL reply {text[:40]!r}")
     n = int(number)

@@ -99,7 +99,7 @@ class Reply:
         events: the response events a server may answer with (``Err``
             always among them).
         read: client role: builds the positive event from the status text
-            (``LINE``: ``read(text)``) or from the listing
+            (``LINE``: ``read(text, command)``) or from the listing
             (``LISTING``: ``read(block, text, bare_lf, decode)``).
         effect: what a positive reply changes, if anything.
         utf8_text: the ``+OK`` line is UTF-8 whatever the session's mode:

@@ -10,6 +10,10 @@ comes with the shape of its reply from the command table
 (:mod:`pop3proto._commands`), which says which response events may answer
 it; each event is written by its writer in :data:`pop3proto._writers.WRITERS`.
 
+Keywords the application declared (``Connection(extension_commands=...)``)
+come as :class:`Extension` events, answered like any command (a status
+line, or a body when declared multi-line); they change no state.
+
 A line that is not an acceptable command (unknown, malformed, too long, or
 not allowed in this state) becomes a :class:`BadCommand` that the
 application answers with ``-ERR`` (RFC 1939 §3), and the session goes on.
@@ -42,6 +46,7 @@ from ._events import (
     ConnectionClosed,
     Err,
     Event,
+    Extension,
     Greeting,
     MessageData,
     MessageEnd,
@@ -71,6 +76,7 @@ class ServerRole(RoleCore):
     __slots__ = (
         "current",
         "discarding",
+        "extensions",
         "owed",
         "reply",
         "sasl_cancelled",
@@ -78,8 +84,10 @@ class ServerRole(RoleCore):
         "writer",
     )
 
-    def __init__(self, **options: object) -> None:
+    def __init__(self, *, extension_commands: dict[str, bool], **options: object) -> None:
         super().__init__(**options)  # type: ignore[arg-type]
+        #: Extension keyword -> whether a positive reply has a body.
+        self.extensions = extension_commands
         # The command being answered and the shape of its reply; whether a
         # reply is owed now; the body being written.
         self.current: Command | None = None
@@ -146,10 +154,21 @@ class ServerRole(RoleCore):
             return self._eof_or_need()
         if sasl:
             return self._sasl_line(line)
+        extensions = self.extensions
         try:
-            cmd = parse_command(line, allow_utf8=self.utf8_credentials_allowed())
+            cmd = parse_command(
+                line, allow_utf8=self.utf8_credentials_allowed(), extensions=bool(extensions)
+            )
         except BadLine as exc:
             return self._bad(BadCommand(line, exc.reason, exc.command))
+        if type(cmd) is Extension:
+            # Only the keywords the application answers; the reply shape
+            # (a body or not) is the application's declaration.
+            multiline = extensions.get(cmd.name)
+            if multiline is None:
+                return self._bad(BadCommand(line, "unknown command"))
+            if multiline:
+                cmd = Extension(cmd.name, cmd.arguments, multiline=True)
         spec = BY_TYPE[type(cmd)]
         session = self.session
         if not allowed(spec, state, strict_user=session.strict_user):

@@ -32,7 +32,7 @@ one line, ``pop3proto COMMAND: error: ...``, never as a traceback (``-v``
 adds detail to the log of ``serve`` only).
 
 This module holds the parser and :func:`main`; each command is a module of
-its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._demo`), imported only when
+its own (:mod:`._serve`, :mod:`._fetch`, :mod:`._passwd`, :mod:`._demo`), imported only when
 it runs, and what they share (errors, exit codes, argument types) is in
 :mod:`._common`.
 """
@@ -311,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=600.0,
         help="close sessions idle this long (default 600, RFC 1939's minimum)",
+    )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        type=positive_int,
+        default=1,
+        help="serve with N processes sharing the listening sockets (every core: N = the "
+        "number of cores; the Maildir locks hold across processes) (default 1)",
     )
     serve.add_argument(
         "--max-connections",

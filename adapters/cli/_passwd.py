@@ -139,10 +139,9 @@ def run_passwd_command(args: argparse.Namespace) -> int:
     """``pop3proto passwd``: see the module docstring."""
     check_user_name(args.user)
     password = read_new_password(from_stdin=args.stdin)
-    try:
-        stored = hash_password(password, scheme=_SCHEMES[args.scheme], iterations=args.iterations)
-    except ValueError as exc:
-        usage_error(str(exc))
+    # The arguments are valid by now (argparse checked the scheme and the
+    # iterations, read_new_password the password): this cannot fail.
+    stored = hash_password(password, scheme=_SCHEMES[args.scheme], iterations=args.iterations)
     if args.users is None:
         print(f"{args.user}:{stored}")
         return EXIT_OK

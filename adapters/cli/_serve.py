@@ -13,13 +13,15 @@ runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._common import EXIT_NETWORK, EXIT_OK, EXIT_USAGE, CLIError, format_address, usage_error
@@ -39,6 +41,8 @@ class _Listener:
     host: str
     port: int
     implicit_tls: bool
+    #: Bound by the parent of ``--workers`` processes, shared by them.
+    sock: socket.socket | None = None
 
 
 @dataclass
@@ -53,6 +57,8 @@ class _ServeSpec:
     max_connections: int
     trust_loopback: bool = True
     run_as: _RunAs | None = None
+    #: Do not announce the listeners (every ``--workers`` process but one).
+    quiet: bool = False
 
     def server_kwargs(self, listener: _Listener) -> dict[str, Any]:
         return {
@@ -63,6 +69,7 @@ class _ServeSpec:
             "config": self.config,
             "max_connections": self.max_connections,
             "trust_loopback": self.trust_loopback,
+            "sock": listener.sock,
         }
 
     def bound(self) -> None:
@@ -244,22 +251,85 @@ def run_serve_command(args: argparse.Namespace) -> int:
         trust_loopback=getattr(args, "trust_loopback", True),
         run_as=run_as,
     )
-    if args.runtime == "asyncio":
-        import asyncio
-
-        asyncio.run(_serve_asyncio(spec))
-    elif args.runtime == "trio":
+    if args.runtime == "trio":
         try:
             import trio  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
         except ImportError:
             raise CLIError(
                 "--runtime trio needs trio: pip install 'pop3proto[trio]'", EXIT_USAGE
             ) from None
+    workers = getattr(args, "workers", 1)
+    if workers > 1:
+        status = _fork_workers(spec, workers, args.runtime)
+        if status is None:
+            return EXIT_OK  # a worker: the parent reports the end
+        if status != EXIT_OK:
+            raise CLIError(f"a worker process failed (exit status {status})", status)
+    else:
+        _serve_in(args.runtime, spec)
+    print("stopped", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def _serve_in(runtime: str, spec: _ServeSpec) -> None:
+    if runtime == "asyncio":
+        import asyncio
+
+        asyncio.run(_serve_asyncio(spec))
+    elif runtime == "trio":
         _serve_trio(spec)
     else:
         _serve_sync(spec)
-    print("stopped", file=sys.stderr, flush=True)
-    return EXIT_OK
+
+
+def _fork_workers(spec: _ServeSpec, workers: int, runtime: str) -> int | None:
+    """``--workers N``: bind every listener here, then fork N processes that
+    each serve them all (the kernel spreads the connections; the Maildir
+    flock holds across processes).  In the parent, forward SIGINT and
+    SIGTERM to the workers and return the worst exit status once all have
+    stopped; in a worker, serve and return ``None``."""
+    bound: list[_Listener] = []
+    for listener in spec.listeners:
+        try:
+            infos = socket.getaddrinfo(
+                listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            sock = socket.create_server(address, family=family, backlog=1024)
+        except OSError as exc:
+            raise _listen_error(listener, exc) from None
+        bound.append(replace(listener, port=sock.getsockname()[1], sock=sock))
+    # Fork with the default handlers: a worker installs its own.
+    children: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            spec.listeners = bound
+            # Only the first worker announces the listeners (once).
+            spec.quiet = index > 0
+            _serve_in(runtime, spec)
+            return None
+        children.append(pid)
+    for listener in bound:
+        assert listener.sock is not None
+        listener.sock.close()  # the workers accept; the parent only waits
+    log.info("%d workers started", workers)
+
+    def forward(signum: int, frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                os.kill(pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    worst = EXIT_OK
+    try:
+        for pid in children:
+            _, status = os.waitpid(pid, 0)
+            worst = max(worst, os.waitstatus_to_exitcode(status))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return worst
 
 
 def _log_stop(signum: int, active: int) -> None:
@@ -302,7 +372,8 @@ async def _serve_asyncio(spec: _ServeSpec) -> None:
                 raise _listen_error(listener, exc) from None
             servers.append(server)
             stls = spec.ssl_context is not None and STLS_SUPPORTED
-            _announce(listener, server.server_address, stls)
+            if not spec.quiet:
+                _announce(listener, server.server_address, stls)
         spec.bound()
         await stop.wait()
         _log_stop(received[0] if received else 0, sum(s.active_connections for s in servers))
@@ -342,7 +413,8 @@ def _serve_trio(spec: _ServeSpec) -> None:
                     except OSError as exc:
                         raise _listen_error(listener, exc) from None
                     servers.append(server)
-                    _announce(listener, address, spec.ssl_context is not None)
+                    if not spec.quiet:
+                        _announce(listener, address, spec.ssl_context is not None)
                 spec.bound()
                 signum = 0
                 # The receiver never ends: the loop is left by the break.
@@ -385,7 +457,8 @@ def _serve_sync(spec: _ServeSpec) -> None:
                 raise _listen_error(listener, exc) from None
             servers.append(server)
             server.start()
-            _announce(listener, server.server_address, spec.ssl_context is not None)
+            if not spec.quiet:
+                _announce(listener, server.server_address, spec.ssl_context is not None)
         spec.bound()
         # A timed wait, so that the signal handler gets to run promptly on
         # every platform.

@@ -32,13 +32,24 @@ __all__ = [
     "build_command",
     "DEFAULT_WINDOW",
     "MAX_WINDOW",
+    "WINDOW_BYTES",
+    "ASSUMED_SIZE",
 ]
 
-#: How many RETR commands :meth:`ClientCore.retrieve_many` keeps unanswered
-#: when the server advertises PIPELINING.
-DEFAULT_WINDOW: Final = 64
+#: How many commands :meth:`ClientCore.retrieve_many` and ``delete_many``
+#: keep unanswered when the server advertises PIPELINING.  Commands are
+#: tiny (1,024 RETRs are about 13 KB, within any socket buffer), so the
+#: count is generous and :data:`WINDOW_BYTES` is what bounds a batch.
+DEFAULT_WINDOW: Final = 1024
 #: The largest window accepted (a larger one is lowered to it).
 MAX_WINDOW: Final = 1024
+#: How many octets of replies :meth:`ClientCore.retrieve_many` keeps owed,
+#: by the LIST sizes: a mailbox of small messages goes out in one burst, one
+#: of large messages stays bounded (it is also the most a batch holds in
+#: memory when another command must read the replies in flight first).
+WINDOW_BYTES: Final = 4 << 20
+#: The size a message counts for when no LIST told it: 64 in flight.
+ASSUMED_SIZE: Final = 64 << 10
 
 # A refused Connection.send puts the engine in the ERROR state for good, and
 # calling stat() before login() should not cost the caller the connection, so
@@ -143,6 +154,9 @@ class CoreBase:
         # CAPA answered -ERR since the last TLS start (RFC 2449 §5: probe).
         self._no_capa = False
         self._batch: PendingBatch | None = None
+        # Message sizes from the last LIST (fixed for the session, RFC 1939
+        # §5): they size the pipelining window in octets.
+        self._sizes: dict[int, int] = {}
 
     # ------------------------------------------------------------------
     # State

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import pop3proto
 
 from .._seam import Deliver, Operation
-from ._base import MAX_WINDOW, CoreBase, check_number
+from ._base import ASSUMED_SIZE, MAX_WINDOW, WINDOW_BYTES, CoreBase, check_number
 from ._errors import ConnectionLost, POP3Error, raise_for_err
 
 __all__ = ["RetrieveBatch"]
@@ -30,11 +30,15 @@ class RetrieveBatch:
     each run a runner may call :meth:`take_buffered`, which returns a
     message whose reply has already been received, with no requests.
 
-    Flow control: the first run sends up to *window* RETRs in one
-    :class:`Send`; whenever no more than three quarters of the window are
-    outstanding, the batch tops it up, again in one write, and it does so before
-    returning a message so that the server keeps sending while the caller
-    works.  The client therefore never has more than *window* short
+    Flow control: the window is counted in commands (*window*) and in
+    octets (:data:`WINDOW_BYTES`, by the sizes of the last LIST, or
+    :data:`ASSUMED_SIZE` per message when none was asked), so that a
+    mailbox of small messages goes out in one burst and one of large
+    messages stays bounded.  The first run sends what the window holds (at
+    least one RETR) in one :class:`Send`; whenever no more than three
+    quarters of either is outstanding, the batch tops it up, again in one
+    write, and it does so before returning a message so that the server
+    keeps sending while the caller works.  The client therefore never has more than *window* short
     commands unanswered: its writes always fit in the socket buffers, so it
     cannot block writing while the server blocks writing a reply the client
     has not read yet.  Without PIPELINING the window is 1 and nothing is
@@ -60,6 +64,8 @@ class RetrieveBatch:
         self._window = 1
         self._index = 0
         self._pending: deque[int] = deque()
+        # The octets owed for _pending (by _size()).
+        self._pending_bytes = 0
         # Replies read ahead by _settle(): (number, body or -ERR).
         self._ready: deque[tuple[int, bytes | pop3proto.Err]] = deque()
         # The first pieces of the reply to _pending[0] when take_buffered()
@@ -143,7 +149,7 @@ class RetrieveBatch:
             if partial is None:
                 event = yield from core._reply(label)
                 if isinstance(event, pop3proto.Err):
-                    self._pending.popleft()
+                    self._pop()
                     self._check_finished()
                     raise_for_err(event, label)
                 assert isinstance(event, pop3proto.MessageStart)
@@ -152,7 +158,7 @@ class RetrieveBatch:
                 for piece in partial:
                     yield Deliver(piece)
             yield from core._stream(label)
-            self._pending.popleft()
+            self._pop()
             if self._window > 1 and self._wants_more():
                 # Keep the server busy while the caller handles this message.
                 yield from self._fill()
@@ -199,7 +205,7 @@ class RetrieveBatch:
                 label = f"RETR {number}"
                 event = core._accept(event if isinstance(event, pop3proto.Event) else None, label)
                 if isinstance(event, pop3proto.Err):
-                    self._pending.popleft()
+                    self._pop()
                     self._check_finished()
                     raise_for_err(event, label)
                 raise AssertionError(f"{label}: unexpected {event!r}")  # pragma: no cover
@@ -228,7 +234,7 @@ class RetrieveBatch:
         except BaseException:  # pragma: no cover - as in next()
             self.abandon()
             raise
-        self._pending.popleft()
+        self._pop()
         self._check_finished()
         return number, pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
@@ -240,21 +246,44 @@ class RetrieveBatch:
             self._core._batch = None
         return True
 
+    def _size(self, number: int) -> int:
+        return self._core._sizes.get(number, ASSUMED_SIZE)
+
+    def _pop(self) -> None:
+        self._pending_bytes -= self._size(self._pending.popleft())
+
     def _wants_more(self) -> bool:
         # Top up at three quarters, not half: on a slow link each top-up
         # costs a round trip before its replies flow, and the commands are
         # tiny, so a fuller pipe is nearly free.
-        return self._index < len(self._numbers) and len(self._pending) <= self._window * 3 // 4
+        if self._index >= len(self._numbers):
+            return False
+        if self._window == 1:
+            return not self._pending
+        return (
+            len(self._pending) <= self._window * 3 // 4
+            and self._pending_bytes <= WINDOW_BYTES * 3 // 4
+        )
 
     def _fill(self) -> Operation[None]:
-        # Called only when _wants_more().
+        # Called only when _wants_more(): at least one RETR goes out.
         pending = self._pending
-        remaining = len(self._numbers) - self._index
-        count = min(remaining, self._window - len(pending))
-        chunk = self._numbers[self._index : self._index + count]
-        self._index += count
+        numbers = self._numbers
+        room = self._window - len(pending)
+        owed = self._pending_bytes
+        end = self._index
+        while end < len(numbers) and room > 0:
+            size = self._size(numbers[end])
+            if end > self._index and owed + size > WINDOW_BYTES:
+                break
+            owed += size
+            room -= 1
+            end += 1
+        chunk = numbers[self._index : end]
+        self._index = end
         yield from self._core._send(*(pop3proto.Retr(n) for n in chunk))
         pending.extend(chunk)
+        self._pending_bytes = owed
 
     def _settle(self) -> Operation[None]:
         """Read every reply in flight and keep it for later runs."""
@@ -268,7 +297,7 @@ class RetrieveBatch:
                     event = yield from core._reply(label)
                     if isinstance(event, pop3proto.Err):
                         self._ready.append((number, event))
-                        self._pending.popleft()
+                        self._pop()
                         continue
                     assert isinstance(event, pop3proto.MessageStart)
                 # take_buffered() may have taken the +OK and a first part.
@@ -281,7 +310,7 @@ class RetrieveBatch:
                     assert isinstance(event, pop3proto.MessageEnd), event
                     break
                 self._ready.append((number, bytes(body)))
-                self._pending.popleft()
+                self._pop()
         except BaseException:
             self.abandon()
             raise

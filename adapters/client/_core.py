@@ -136,6 +136,7 @@ class ClientCore(LoginOperations):
         """LIST (RFC 1939 §5): message number -> size in octets."""
         event = yield from self._simple(pop3proto.List(), "LIST")
         assert isinstance(event, pop3proto.ListOk)
+        self._sizes = dict(event.sizes)
         return dict(event.sizes)
 
     def size(self, number: int) -> Operation[int]:

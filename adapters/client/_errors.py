@@ -42,9 +42,13 @@ client raises has one home.
 
 from __future__ import annotations
 
-from typing import NoReturn
-
 import pop3proto
+
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 __all__ = [
     "POP3Error",

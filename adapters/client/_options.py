@@ -8,7 +8,11 @@ asked for.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, Literal
 
 __all__ = ["TLSMode", "POP3_PORT", "POP3_SSL_PORT", "resolve_tls", "check_timeout"]
 
@@ -19,7 +23,19 @@ POP3_SSL_PORT: Final = 995
 #: How a client secures its connection: ``"implicit"`` (TLS from the first
 #: byte, RFC 8314 §3), ``"starttls"`` (upgrade with STLS and refuse to go on
 #: without it) or ``"none"``.
-TLSMode = Literal["implicit", "starttls", "none"]
+if TYPE_CHECKING:
+    TLSMode = Literal["implicit", "starttls", "none"]
+else:
+
+    def __getattr__(name: str) -> object:
+        # TLSMode is built on first use: typing is not worth importing for
+        # the poplib drop-in, which needs only the ports.
+        if name != "TLSMode":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from typing import Literal
+
+        globals()["TLSMode"] = mode = Literal["implicit", "starttls", "none"]
+        return mode
 
 
 def resolve_tls(tls: TLSMode | None, port: int | None) -> tuple[TLSMode, int]:

@@ -25,14 +25,17 @@ import re
 import socket
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import error_proto
 from ._options import POP3_PORT, POP3_SSL_PORT
 from ._poplib_body import read_lines
 
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from typing import Any, Final
 
 __all__ = [
     "POP3",

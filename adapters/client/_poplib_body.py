@@ -16,9 +16,14 @@ counting each line with its line end, less one per unstuffed dot, and
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._errors import error_proto
+
+# Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
+# (type checkers treat any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["read_lines", "poplib_line"]
 
@@ -60,19 +65,32 @@ def _slow(region: bytes, lines: list[bytes], maxline: int) -> tuple[int, bool]:
     return octets, False
 
 
-def _fast(region: bytes, lines: list[bytes], maxline: int) -> int:
-    """Complete CRLF-ended lines (no terminator among them); returns octets."""
-    parts = region.split(b"\r\n")
+def _fast(complete: bytes, lines: list[bytes], maxline: int) -> int | None:
+    """Complete CRLF-ended lines with no terminator among them: unstuff
+    and split at C speed; returns octets, or ``None`` (nothing done) if a
+    lone LF ends a line, which only :func:`_slow` reads as ``poplib`` does."""
+    body = complete
+    stuffed = 0
+    if body[:2] == b"..":
+        body = body[1:]
+        stuffed = 1
+    if b"\r\n.." in body:
+        unstuffed = body.replace(b"\r\n..", b"\r\n.")
+        stuffed += len(body) - len(unstuffed)
+        body = unstuffed
+    parts = body.split(b"\r\n")
     parts.pop()  # after the last CRLF
-    if len(region) > maxline - 2 and max(map(len, parts)) + 2 > maxline:
+    if body.count(b"\n") != len(parts):
+        return None
+    # poplib's limit is on the line as received (stuffed, with its CRLF).
+    if (
+        len(complete) > maxline - 2
+        and max(map(len, parts)) + 3 > maxline
+        and max(map(len, complete.split(b"\r\n"))) + 2 > maxline
+    ):
         raise error_proto("line too long")
-    octets = len(region)
-    if region[:2] == b".." or b"\r\n.." in region:
-        stuffed = [part[1:] if part[:2] == b".." else part for part in parts]
-        octets -= sum(1 for part in parts if part[:2] == b"..")
-        parts = stuffed
-    lines.extend(parts)
-    return octets
+    lines += parts
+    return len(complete) - stuffed
 
 
 def read_lines(file: Any, maxline: int) -> tuple[list[bytes], int]:
@@ -101,27 +119,27 @@ def read_lines(file: Any, maxline: int) -> tuple[list[bytes], int]:
             carry = text
             continue
         region = text[:last]
-        if region.count(b"\n") != region.count(b"\r\n"):
+        # The terminator is a "." line: at the start, or after a CRLF.  An
+        # earlier one ended by a lone LF would show as a lone LF in front.
+        if region[:3] == b".\r\n":
+            cut = 0
+        else:
+            cut = region.find(_TERMINATOR)
+            cut = -1 if cut < 0 else cut + 2
+        complete = region if cut < 0 else region[:cut]
+        more = _fast(complete, lines, maxline) if complete else 0
+        if more is None:
             more, done = _slow(region, lines, maxline)
             octets += more
             if done:
                 # Consume exactly through the terminator line.
-                end = _terminator_end(region)
-                file.read(end - len(carry))
+                file.read(_terminator_end(region) - len(carry))
                 return lines, octets
         else:
-            # The terminator is a "." line: at the start, or after a CRLF.
-            if region[:3] == b".\r\n":
-                cut = 0
-            else:
-                cut = region.find(_TERMINATOR)
-                cut = -1 if cut < 0 else cut + 2
+            octets += more
             if cut >= 0:
-                if cut:
-                    octets += _fast(region[:cut], lines, maxline)
                 file.read(cut + 3 - len(carry))
                 return lines, octets
-            octets += _fast(region, lines, maxline)
         file.read(len(data))
         carry = text[last:]
         if len(carry) > maxline:

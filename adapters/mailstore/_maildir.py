@@ -36,9 +36,10 @@ LOCK_FILE_NAME = ".pop3proto.lock"
 DEFAULT_CACHE_SIZE = 100_000
 
 _CacheKey = tuple[str, int, int]  # (unique name, stored size, mtime)
+_Ident = tuple[int, int, int]  # (st_dev, st_ino, st_uid) of a listed file
 
 
-def _by_mtime_and_name(item: tuple[int, str, str, int, tuple[int, int]]) -> tuple[int, str]:
+def _by_mtime_and_name(item: tuple[int, str, str, int, _Ident]) -> tuple[int, str]:
     return item[0], item[1]
 
 
@@ -46,19 +47,22 @@ def _by_mtime_and_name(item: tuple[int, str, str, int, tuple[int, int]]) -> tupl
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-def _open_listed(path: str, ident: tuple[int, int]) -> int:
+def _open_listed(path: str, ident: _Ident) -> int:
     """Open the message file *path* without following a link, and check the
     open file: a regular file, and either the very file the scan listed
-    (same device and inode) or one with no other name (a mail agent that
-    rewrote the message, as :mod:`mailbox` does when flags change).  A
-    symbolic link, a FIFO or a hard link put in its place since (by whoever
-    can write the Maildir) is refused, so that the server never reads a
+    (same device and inode) or one that a mail agent rewrote in its place,
+    as :mod:`mailbox` does when flags change (same device and owner, no
+    other name).  A symbolic link, a FIFO, a hard link or a file of another
+    owner put in its place since (by whoever can write the Maildir, also
+    through a linked ``cur/``) is refused, so that the server never reads a
     file from outside the Maildir with its own rights."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         st = os.fstat(fd)
-        same = (st.st_dev, st.st_ino) == ident
-        if not stat.S_ISREG(st.st_mode) or not (same or st.st_nlink == 1):
+        dev, ino, uid = ident
+        same = (st.st_dev, st.st_ino) == (dev, ino)
+        rewritten = st.st_dev == dev and st.st_uid == uid and st.st_nlink == 1
+        if not stat.S_ISREG(st.st_mode) or not (same or rewritten):
             raise OSError(errno.EPERM, "not the file listed at login", path)
         os.set_blocking(fd, True)
     except BaseException:
@@ -88,7 +92,7 @@ class _MaildirEntry(NamedTuple):
     path: str
     stored: int  # octets in the file when it was listed
     info: MessageInfo  # CRLF octets and unique-id
-    ident: tuple[int, int]  # (st_dev, st_ino) when it was listed
+    ident: _Ident  # (st_dev, st_ino, st_uid) when it was listed
 
 
 class _FileStream:
@@ -283,6 +287,13 @@ class MaildirBackend:
         chunk_size: how many octets to read from disk at a time.
         colon: the separator between a Maildir file's unique name and its
             info (``:`` on POSIX, as in :mod:`mailbox`).
+        shared_sessions: let several sessions open one Maildir at once
+            (what Dovecot calls ``pop3_lock_session = no``).  Off by
+            default: RFC 1939 §8 asks for an exclusive lock.  When on, the
+            flock is shared, so such sessions still exclude (and are
+            excluded by) an exclusive session of another server; each sees
+            its own snapshot, and a message another session removed first
+            counts as removed at commit.
         cache_size: the most message sizes cached (default 100,000, about
             27 MiB; 0 turns the cache off).
 
@@ -306,9 +317,11 @@ class MaildirBackend:
         create: bool = True,
         chunk_size: int = DEFAULT_CHUNK,
         colon: str = ":",
+        shared_sessions: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         """See the class docstring."""
+        self.shared_sessions = shared_sessions
         self.root = os.fspath(root)
         self.per_user = per_user
         self.create = create
@@ -356,7 +369,8 @@ class MaildirBackend:
             # (RFC 1939 §8 and RFC 2449 §8.1.2), not hang.  flock locks
             # belong to the open file description, so this also excludes
             # other threads of this process, which open their own.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if self.shared_sessions else fcntl.LOCK_EX
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise MaildropInUse("maildrop already locked") from None
@@ -377,7 +391,7 @@ class MaildirBackend:
         return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)
 
     def _scan(self, path: str) -> list[_MaildirEntry]:
-        found: list[tuple[int, str, str, int, tuple[int, int]]] = []
+        found: list[tuple[int, str, str, int, _Ident]] = []
         colon = self.colon
         for sub in ("new", "cur"):
             folder = os.path.join(path, sub)
@@ -402,7 +416,7 @@ class MaildirBackend:
                             name.split(colon, 1)[0],
                             entry.path,
                             st.st_size,
-                            (st.st_dev, st.st_ino),
+                            (st.st_dev, st.st_ino, st.st_uid),
                         )
                     )
         found.sort(key=_by_mtime_and_name)
@@ -439,7 +453,7 @@ class MaildirBackend:
                 _, dropped = self._infos.popitem(last=False)
                 self._cached -= len(dropped)
 
-    def _info(self, unique: str, path: str, ident: tuple[int, int]) -> MessageInfo:
+    def _info(self, unique: str, path: str, ident: _Ident) -> MessageInfo:
         """Count the CRLF size of a file not in the cache yet."""
         with open(_open_listed(path, ident), "rb") as f:
             size = normalized_size(iter(lambda: f.read(self.chunk_size), b""))

@@ -78,7 +78,9 @@ class MemoryBackend:
     in both forms (as delivered for :meth:`messages`, as served for RETR).
     Each message gets a unique-id ``m<n>`` from a counter when it is added,
     so ids are never reused.  Unknown users get an empty maildrop.  The
-    lock is in-process (a set of users, under a :class:`threading.Lock`).
+    lock is in-process (sessions per user, under a :class:`threading.Lock`).
+    With *shared_sessions*, several sessions may hold one maildrop at once
+    (see :class:`~._maildir.MaildirBackend`); off by default (RFC 1939 §8).
     """
 
     def __init__(
@@ -86,13 +88,15 @@ class MemoryBackend:
         mailboxes: Mapping[str, Iterable[bytes]] | None = None,
         *,
         chunk_size: int = DEFAULT_CHUNK,
+        shared_sessions: bool = False,
     ) -> None:
         """See the class docstring."""
+        self.shared_sessions = shared_sessions
         self.chunk_size = check_chunk_size(chunk_size)
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self._boxes: dict[str, list[_Stored]] = {}
-        self._locked: set[str] = set()
+        self._locked: dict[str, int] = {}  # user -> sessions holding it
         for user, messages in (mailboxes or {}).items():
             for message in messages:
                 self.add(user, message)
@@ -123,9 +127,9 @@ class MemoryBackend:
     def open(self, user: str) -> MemoryMaildrop:
         """Lock and snapshot *user*'s maildrop; see :class:`MaildropBackend`."""
         with self._lock:
-            if user in self._locked:
+            if user in self._locked and not self.shared_sessions:
                 raise MaildropInUse("maildrop already locked")
-            self._locked.add(user)
+            self._locked[user] = self._locked.get(user, 0) + 1
             snapshot = list(self._boxes.get(user, []))
         return MemoryMaildrop(self, user, snapshot)
 
@@ -136,7 +140,9 @@ class MemoryBackend:
 
     def _release(self, user: str) -> None:
         with self._lock:
-            self._locked.discard(user)
+            left = self._locked.pop(user, 1) - 1
+            if left:
+                self._locked[user] = left
 
     def __repr__(self) -> str:
         return f"<MemoryBackend users={len(self._boxes)}>"

@@ -42,6 +42,7 @@ import os
 import secrets
 import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -246,18 +247,38 @@ def _parse_stored(stored: str) -> _Entry:
     return _Entry(plain=stored)
 
 
+def _salt_key(secret: bytes) -> bytes:
+    return hmac.digest(secret, b"pop3proto SCRAM salts", "sha256")
+
+
+def _cost(entry: _Entry) -> int:
+    """The PBKDF2-SHA256 blocks (iterations x 32-octet blocks) a check of
+    *entry* computes."""
+    if entry.pbkdf2 is not None:
+        iterations, _, digest = entry.pbkdf2
+        return iterations * -(-len(digest) // 32)
+    return entry.scram.iterations if entry.scram is not None else 0
+
+
 class _TableAuthenticator:
     """The logic shared by :class:`DictAuthenticator` and :class:`UsersFile`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, secret: bytes | None = None, scram_iterations: int | None = None) -> None:
         self._table: dict[str, _Entry] = {}
-        # A per-process key: the derived SCRAM salt of a plaintext user is
-        # stable while the server runs (as the engine's fake salts for
-        # unknown users are), so asking twice reveals nothing.
-        self._salt_key = secrets.token_bytes(32)
+        # The key of the SCRAM salts derived for plaintext and unknown
+        # users: from the server's secret, so that they stay the same across
+        # restarts like the salts of users stored with SCRAM keys (else a
+        # salt that changes at a restart marks a user as unknown).  Without
+        # one, a per-process key (UsersFile derives one from its file).
+        self._salt_key = _salt_key(secret) if secret is not None else secrets.token_bytes(32)
+        if scram_iterations is not None and scram_iterations < 1:
+            raise ValueError("scram_iterations must be >= 1")
+        self._scram_iterations_set = scram_iterations
         self._scram_cache: dict[tuple[str, str], pop3proto.ScramCredentials] = {}
         self._cache_lock = threading.Lock()
         self._dummy_salt = secrets.token_bytes(16)
+        self._costs: tuple[int, int] = (0, scram_iterations or SCRAM_ITERATIONS)
+        self._costs_of: dict[str, _Entry] | None = None
 
     def _entries(self) -> dict[str, _Entry]:
         return self._table
@@ -265,15 +286,26 @@ class _TableAuthenticator:
     def _lookup(self, user: str) -> _Entry | None:
         return self._entries().get(user)
 
-    def _dummy_work(self) -> None:
-        # Unknown user: spend about what a known user of the most expensive
-        # kind stored here would cost, so timing does not reveal existence.
-        iterations = max(
-            (e.pbkdf2[0] if e.pbkdf2 else e.scram.iterations if e.scram else 0)
-            for e in [*self._entries().values(), _Entry()]
-        )
-        if iterations:
-            hashlib.pbkdf2_hmac("sha256", b"x", self._dummy_salt, iterations)
+    def _table_costs(self) -> tuple[int, int]:
+        """(the PBKDF2 iterations of the most expensive check, the SCRAM
+        iteration count shown for derived and unknown users), per table."""
+        table = self._entries()
+        if table is not self._costs_of:
+            counts = Counter(e.scram.iterations for e in table.values() if e.scram)
+            shown = self._scram_iterations_set or (
+                counts.most_common(1)[0][0] if counts else SCRAM_ITERATIONS
+            )
+            self._costs = (max((_cost(e) for e in table.values()), default=0), shown)
+            self._costs_of = table
+        return self._costs
+
+    def _pad(self, spent: int) -> None:
+        # Every check costs what the most expensive entry costs: a plain
+        # user, a hashed one and an unknown name all take the same time
+        # (SECURITY.md), whatever the table mixes.
+        missing = self._table_costs()[0] - spent
+        if missing > 0:
+            hashlib.pbkdf2_hmac("sha256", b"x", self._dummy_salt, missing)
 
     def credentials(self) -> frozenset[str]:
         """See :meth:`Authenticator.credentials`: what every stored form
@@ -288,23 +320,28 @@ class _TableAuthenticator:
         """See :meth:`Authenticator.check_password`."""
         entry = self._lookup(user)
         if entry is None:
-            self._dummy_work()
+            self._pad(0)
             return False
-        if entry.plain is not None:
-            # Compare digests, not the strings: equal lengths, so the time
-            # does not depend on how long the stored password is.
-            want = hashlib.sha256(_prep(entry.plain).encode("utf-8", "surrogatepass")).digest()
-            got = hashlib.sha256(_prep(password).encode("utf-8", "surrogatepass")).digest()
-            return hmac.compare_digest(want, got)
-        if entry.pbkdf2 is not None:
-            iterations, salt, digest = entry.pbkdf2
-            return hmac.compare_digest(digest, _pbkdf2(password, salt, iterations, len(digest)))
-        assert entry.scram is not None
-        creds = entry.scram
-        derived = pop3proto.scram_credentials(
-            password, salt=creds.salt, iterations=creds.iterations
-        )
-        return hmac.compare_digest(derived.stored_key, creds.stored_key)
+        try:
+            if entry.plain is not None:
+                # Compare digests, not the strings: equal lengths, so the
+                # time does not depend on how long the stored password is.
+                plain = _prep(entry.plain).encode("utf-8", "surrogatepass")
+                want = hashlib.sha256(plain).digest()
+                got = hashlib.sha256(_prep(password).encode("utf-8", "surrogatepass")).digest()
+                return hmac.compare_digest(want, got)
+            if entry.pbkdf2 is not None:
+                iterations, salt, digest = entry.pbkdf2
+                derived = _pbkdf2(password, salt, iterations, len(digest))
+                return hmac.compare_digest(digest, derived)
+            assert entry.scram is not None
+            creds = entry.scram
+            keys = pop3proto.scram_credentials(
+                password, salt=creds.salt, iterations=creds.iterations
+            )
+            return hmac.compare_digest(keys.stored_key, creds.stored_key)
+        finally:
+            self._pad(_cost(entry))
 
     def get_secret(self, user: str) -> str | None:
         """See :meth:`Authenticator.get_secret`."""
@@ -313,21 +350,31 @@ class _TableAuthenticator:
 
     def scram_credentials(self, user: str) -> pop3proto.ScramCredentials | None:
         """See :meth:`Authenticator.scram_credentials`; derived (and cached)
-        for users stored in plaintext."""
+        for users stored in plaintext.
+
+        A user who cannot log in with SCRAM (unknown, or stored as PBKDF2)
+        gets decoy credentials that no password matches, with the salt and
+        iteration count a plaintext user would get: the server's first SCRAM
+        message reveals nothing about who exists.
+        """
         entry = self._lookup(user)
-        if entry is None:
-            return None
-        if entry.scram is not None:
+        if entry is not None and entry.scram is not None:
             return entry.scram
-        if entry.plain is None:
-            return None
+        iterations = self._table_costs()[1]
+        salt = hmac.digest(self._salt_key, user.encode("utf-8", "surrogatepass"), "sha256")[:16]
+        if entry is None or entry.plain is None:
+            return pop3proto.ScramCredentials(
+                salt=salt,
+                iterations=iterations,
+                stored_key=secrets.token_bytes(32),
+                server_key=secrets.token_bytes(32),
+            )
         key = (user, entry.plain)
         with self._cache_lock:
             cached = self._scram_cache.get(key)
-        if cached is not None:
+        if cached is not None and cached.iterations == iterations:
             return cached
-        salt = hmac.digest(self._salt_key, user.encode("utf-8", "surrogatepass"), "sha256")[:16]
-        creds = pop3proto.scram_credentials(entry.plain, salt=salt, iterations=SCRAM_ITERATIONS)
+        creds = pop3proto.scram_credentials(entry.plain, salt=salt, iterations=iterations)
         with self._cache_lock:
             self._scram_cache[key] = creds
         return creds
@@ -338,11 +385,25 @@ class DictAuthenticator(_TableAuthenticator):
 
     Values take any form of the module docstring (plain, ``{PLAIN}``,
     ``{PBKDF2-SHA256}``, ``{SCRAM-SHA-256}``).  The mapping is copied.
+
+    *secret* (bytes, kept by the server) keys the SCRAM salts of users
+    stored in plaintext and of unknown users, so that they stay the same
+    across restarts; without it they are stable only while the process
+    runs.  *scram_iterations* is the SCRAM iteration count for those users
+    (default: the most common count of the ``{SCRAM-SHA-256}`` entries,
+    else :data:`SCRAM_ITERATIONS`).  Every password check costs the key
+    derivation of the most expensive entry, so store users with one scheme.
     """
 
-    def __init__(self, users: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        *,
+        secret: bytes | None = None,
+        scram_iterations: int | None = None,
+    ) -> None:
         """Parse *users*; ValueError names the bad user, never the password."""
-        super().__init__()
+        super().__init__(secret=secret, scram_iterations=scram_iterations)
         table: dict[str, _Entry] = {}
         for name, stored in users.items():
             if not name:
@@ -376,20 +437,37 @@ class UsersFile(_TableAuthenticator):
     number, never the line) and read again when its size or modification
     time changes; a broken edit is then logged and the previous contents
     kept.  Keep it readable only by the server (mode 0600).
+
+    *secret* and *scram_iterations* are as for :class:`DictAuthenticator`;
+    without *secret*, the key of the derived SCRAM salts comes from the
+    file's contents as first read (its hashes and passwords are secret), so
+    the salts survive a restart and change only when the file does.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        secret: bytes | None = None,
+        scram_iterations: int | None = None,
+    ) -> None:
         """Read *path*; see the class docstring."""
-        super().__init__()
+        super().__init__(secret=secret, scram_iterations=scram_iterations)
         self.path = os.fspath(path)
         self._reload_lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._load()
+        if secret is None:
+            # The file's contents (its hashes and secrets) are the server's
+            # secret: the derived SCRAM salts survive a restart, and change
+            # only when the file does.  Read once: a reload keeps them.
+            self._salt_key = _salt_key(self._file_digest)
 
     def _load(self) -> None:
         st = os.stat(self.path)
         with open(self.path, "rb") as f:
             data = f.read()
+        self._file_digest = hashlib.sha256(b"pop3proto users\0" + data).digest()
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -26,8 +26,10 @@ Bringing one's own I/O: :class:`ServerSession` takes bytes
 (:meth:`~ServerSession.receive`) and yields actions (:class:`Send`,
 :class:`StartTLS`, :class:`Close`, and with ``offload=True``
 :class:`Call`, answered with a :class:`CallResult`); :class:`ServerConfig`
-holds the settings, :class:`SessionStats` and :class:`EndReason` what a
-session did.
+holds the settings (with ``commands``: :class:`ExtensionCommand`, how the
+application answers commands the session does not know, such as a vendor
+``XOIP``, with CAPA entries to match), :class:`SessionStats` and
+:class:`EndReason` what a session did.
 
 Inside, by role (private modules): ``_session`` (the session, with
 ``_authorization`` and ``_transaction``), ``_config``, ``_base`` (the
@@ -54,6 +56,8 @@ from ._config import (
     AUTHENTICATOR_CREDENTIALS,
     SUPPORTED_MECHANISMS,
     EndReason,
+    ExtensionCommand,
+    ExtensionReply,
     ServerConfig,
     SessionStats,
 )
@@ -81,6 +85,8 @@ __all__ = [
     "ServerConfig",
     "SessionStats",
     "EndReason",
+    "ExtensionCommand",
+    "ExtensionReply",
     "SUPPORTED_MECHANISMS",
     "Action",
     "Send",
@@ -105,6 +111,7 @@ for _name in (
     "ServerConfig",
     "SessionStats",
     "EndReason",
+    "ExtensionCommand",
     "Call",
     "CallResult",
 ):

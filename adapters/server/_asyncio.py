@@ -73,6 +73,7 @@ from ._loop import (
     LoopRequest,
     apply_call,
     closing,
+    discard_call,
     serve_session,
 )
 
@@ -216,11 +217,14 @@ class Server(ServerBase):
         if self._server is not None or self._closing:
             raise RuntimeError("the server was already started")
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        listener = socket.create_server(address, family=family, backlog=self.backlog)
+        if self.sock is not None:
+            listener = self.sock
+        else:
+            infos = await loop.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            listener = socket.create_server(address, family=family, backlog=self.backlog)
         try:
             implicit = self.ssl_context if self.implicit_tls else None
             self._server = await asyncio.start_server(
@@ -421,8 +425,15 @@ class Server(ServerBase):
                 executor = self._executor = concurrent.futures.ThreadPoolExecutor(
                     self.worker_threads, thread_name_prefix="pop3proto-worker"
                 )
-            loop = asyncio.get_running_loop()
-            return CallResult(await loop.run_in_executor(executor, apply_call, call))
+            box: list[Any] = []
+            done = executor.submit(apply_call, call, box)
+            try:
+                return CallResult(await asyncio.wrap_future(done))
+            except asyncio.CancelledError:
+                # Abandoned (close()): the thread runs on; release what it
+                # acquires once it is done.
+                done.add_done_callback(lambda _: discard_call(call, box))
+                raise
         except Exception as exc:
             return CallResult(error=exc)
 

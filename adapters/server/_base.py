@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import socket
 import ssl
 from typing import Any, ClassVar
 
@@ -40,6 +41,10 @@ class ServerBase:
     docstring) from one place.  STLS is offered (``tls_available``) when
     there is a TLS context, TLS is not implicit, and the I/O layer can start
     TLS mid-stream (:attr:`stls_supported`: asyncio needs Python 3.11).
+
+    Every server also takes ``sock``: a socket already bound and listening,
+    served instead of binding *host* and *port* (e.g. one inherited by
+    several worker processes, each accepting on it).
     """
 
     #: Whether this I/O layer can start TLS in the middle of a stream (STLS).
@@ -64,6 +69,7 @@ class ServerBase:
         backlog: int = 128,
         trust_loopback: bool = True,
         worker_threads: int = 8,
+        sock: socket.socket | None = None,
     ) -> None:
         """Check the arguments; see the class docstring."""
         if worker_threads < 1:
@@ -94,6 +100,10 @@ class ServerBase:
         self.backlog = backlog
         self.trust_loopback = trust_loopback
         self.worker_threads = worker_threads
+        #: A socket already bound and listening (``sock=``), accepted on
+        #: instead of binding *host*/*port*: one listening socket shared by
+        #: several worker processes (``pop3proto serve --workers``).
+        self.sock = sock
         self._init_io()
 
     def _init_io(self) -> None:

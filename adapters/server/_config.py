@@ -14,15 +14,17 @@ from __future__ import annotations
 import enum
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import pop3proto
 from pop3proto import SERVER, Connection, Err
 from pop3proto.sasl import OAuthDenial
 
 __all__ = [
+    "ExtensionCommand",
+    "ExtensionReply",
     "EndReason",
     "ServerConfig",
     "SessionStats",
@@ -138,6 +140,36 @@ class SessionStats:
     reason: str = ""
 
 
+#: What an :class:`ExtensionCommand` handler returns: ``Ok``/``Err`` (a
+#: status line), or for a multi-line command ``(text, body)``: ``+OK text``
+#: then *body* (octets with CRLF line ends; dot-stuffed by the engine).
+ExtensionReply = pop3proto.Ok | pop3proto.Err | tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class ExtensionCommand:
+    """How the application answers a command the session does not know
+    (a vendor command like ``XOIP``, an extension; RFC 2449 §3).
+
+    Fields:
+        handler: ``handler(session, event)`` with the
+            :class:`~._session.ServerSession` (read its ``state``, ``user``,
+            ``tls``) and the :class:`pop3proto.Extension` event (its
+            ``arguments``); returns an :data:`ExtensionReply`.  It runs like
+            a backend call: in a worker thread on the event-loop servers.
+            An exception is answered ``-ERR [SYS/TEMP]`` (and logged).  The
+            command is accepted in AUTHORIZATION and TRANSACTION: refuse it
+            in the handler where it makes no sense.
+        multiline: a positive reply carries a body (``(text, body)``).
+        capability: the CAPA entry advertising it (``"XOIP"`` or
+            ``("X-VENDOR", "arg")``), or ``None``.
+    """
+
+    handler: Callable[[Any, pop3proto.Extension], ExtensionReply]
+    multiline: bool = False
+    capability: str | tuple[str, ...] | None = None
+
+
 def _default_hostname() -> str:
     return socket.gethostname()
 
@@ -187,6 +219,8 @@ class ServerConfig:
             follow USER).
         on_session_end: called with the :class:`SessionStats` when a session
             ends (after the log line).
+        commands: keyword -> :class:`ExtensionCommand`, the commands the
+            application answers itself (CAPA lists their capabilities).
     """
 
     hostname: str = field(default_factory=_default_hostname)
@@ -205,8 +239,17 @@ class ServerConfig:
     chunk_size: int = 65536
     strict_user: bool = True
     on_session_end: Callable[[SessionStats], None] | None = None
+    commands: Mapping[str, ExtensionCommand] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        commands: dict[str, ExtensionCommand] = {}
+        for name, command in self.commands.items():
+            try:
+                keyword = pop3proto.Extension(name).name
+            except pop3proto.LocalProtocolError as exc:
+                raise ValueError(f"command {name!r}: {exc}") from None
+            commands[keyword] = command
+        object.__setattr__(self, "commands", commands)
         mechanisms = tuple(m.upper() for m in self.sasl_mechanisms)
         unknown = [m for m in mechanisms if m not in SUPPORTED_MECHANISMS]
         if unknown:

@@ -41,6 +41,7 @@ what they share is written here once, and each runtime only moves bytes:
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Generator
 from typing import Any
 
@@ -58,8 +59,11 @@ __all__ = [
     "RECV_SIZE",
     "closing",
     "apply_call",
+    "discard_call",
     "serve_session",
 ]
+
+log = logging.getLogger("pop3proto.server")
 
 #: Replies are gathered up to this many octets before a write: one write for
 #: a batch of pipelined commands rather than one per reply, and memory per
@@ -81,9 +85,22 @@ _RECEIVE = Receive()
 _START_TLS = StartTLS()
 
 
-def apply_call(call: Call) -> Any:
-    """``call.fn(*call.args)``: what a worker thread runs for a :class:`Call`."""
-    return call.fn(*call.args)
+def apply_call(call: Call, box: list[Any]) -> Any:
+    """``call.fn(*call.args)``: what a worker thread runs for a :class:`Call`;
+    the value is also put in *box*, for :func:`discard_call`."""
+    value = call.fn(*call.args)
+    box.append(value)
+    return value
+
+
+def discard_call(call: Call, box: list[Any]) -> None:
+    """The session waiting for *call* was abandoned: hand the value the
+    thread put in *box*, if any, to ``call.discard``."""
+    if box and call.discard is not None:
+        try:
+            call.discard(box[0])
+        except Exception:
+            log.exception("error while discarding the result of an abandoned call")
 
 
 def serve_session(session: ServerSession) -> Generator[LoopRequest, LoopAnswer, None]:

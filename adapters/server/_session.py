@@ -61,9 +61,10 @@ Policy choices (each one documented where it is made):
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 import pop3proto
 from pop3proto import (
@@ -82,6 +83,7 @@ from pop3proto import (
     Dele,
     Err,
     Event,
+    Extension,
     Greeting,
     Lang,
     LangOk,
@@ -113,6 +115,7 @@ from ..mailstore._base import (
     MaildropBackend,
     MaildropError,
     MaildropInUse,
+    MessageInfo,
 )
 from ..mailstore._users import Authenticator
 from ._authorization import FAILED, Authorization, Failed, LoggedIn, Outcome
@@ -128,6 +131,10 @@ Action = Send | StartTLS | Close | Call
 _T = TypeVar("_T")
 
 _AUTH_FAILED = "authentication failed"
+
+
+#: The last words to a SASL line over the engine's ``max_sasl_size``.
+_SASL_TOO_LONG: Final = b"-ERR SASL line too long, closing\r\n"
 
 
 class _Stop(Exception):
@@ -173,7 +180,12 @@ class ServerSession:
         self.backend = backend
         self.authenticator = authenticator
         self.stats = SessionStats(peer=peer, tls=tls)
-        self._conn = Connection(SERVER, tls=tls, strict_user=self.config.strict_user)
+        self._conn = Connection(
+            SERVER,
+            tls=tls,
+            strict_user=self.config.strict_user,
+            extension_commands={n: c.multiline for n, c in self.config.commands.items()},
+        )
         self._authorization = Authorization(
             authenticator, self.config, self._conn, is_loopback=is_loopback
         )
@@ -273,6 +285,9 @@ class ServerSession:
             items.append(("LOGIN-DELAY", str(config.login_delay)))
         if config.implementation is not None:
             items.append(("IMPLEMENTATION", *config.implementation.split()))
+        for command in config.commands.values():
+            if command.capability is not None:
+                items.append(command.capability)
         return Capabilities.build(*items)
 
     # -- the adapter API ---------------------------------------------------
@@ -315,14 +330,20 @@ class ServerSession:
         conn = self._conn
         handlers = _HANDLERS
         while not self._closed:
+            in_sasl = conn.state is State.SASL
             try:
                 event = conn.next_event()
             except RemoteProtocolError as exc:
                 # An injection attempt after STLS or an oversize SASL line:
-                # nothing sensible can be answered; drop the connection
-                # without UPDATE.
+                # drop the connection without UPDATE.
                 log.info("protocol error from %s: %s", self.stats.peer or "client", exc)
                 self._end(EndReason.PROTOCOL_ERROR)
+                if in_sasl:
+                    # RFC 5034 §4 lets the server end an exchange with -ERR;
+                    # the engine is in ERROR now and sends nothing more, so
+                    # the fixed line is written here.
+                    self.stats.bytes_sent += len(_SASL_TOO_LONG)
+                    yield Send(_SASL_TOO_LONG)
                 yield Close()
                 return
             if event is NEED_DATA or event is PAUSED:
@@ -386,12 +407,15 @@ class ServerSession:
 
     # -- internals: calls that may block, sending and ending -----------------
 
-    def _call(self, fn: Callable[..., _T], *args: Any) -> Generator[Action, Any, _T]:
+    def _call(
+        self, fn: Callable[..., _T], *args: Any, discard: Callable[[Any], None] | None = None
+    ) -> Generator[Action, Any, _T]:
         """``fn(*args)``: made here, or (``offload``) by the driver, which
-        answers the yielded :class:`Call` with its :class:`CallResult`."""
+        answers the yielded :class:`Call` with its :class:`CallResult`
+        (*discard* releases the value if the session is gone by then)."""
         if not self._offload:
             return fn(*args)
-        result = yield Call(fn, args)
+        result = yield Call(fn, args, discard)
         assert isinstance(result, CallResult), "answer a Call with a CallResult"
         value: _T = result.unwrap()
         return value
@@ -487,15 +511,30 @@ class ServerSession:
         take half a second): the whole decision is one call, off the loop
         when offloading.  The Authorization is this session's own and the
         session waits for it, so no other thread touches it meanwhile."""
+        backend = self.backend
+        # With a blocking backend, a good login opens and lists the maildrop
+        # in the same call: one trip to a worker thread, not three.
+        open_too = not inspect.iscoroutinefunction(backend.open)
+
+        def _login_check() -> tuple[Outcome, _Opened | None]:
+            outcome = method(self._authorization, event)
+            if open_too and isinstance(outcome, LoggedIn):
+                return outcome, _open_listed(cast(MaildropBackend, backend), outcome.user)
+            return outcome, None
+
+        opened: _Opened | None = None
         try:
-            outcome = yield from self._call(method, self._authorization, event)
+            outcome, opened = yield from self._call(_login_check, discard=_discard_login)
         except Exception:
             # The call itself failed (the runtime could not run it): the
             # answer of any failed login, and no exchange left half done.
             log.exception("login check failed")
             self._authorization.bad_line()
             outcome = FAILED
-        yield from self._authorize(outcome)
+        if isinstance(outcome, LoggedIn):
+            yield from self._login(outcome.user, opened)
+        else:
+            yield from self._authorize(outcome)
 
     def _auth_failure(self) -> Iterator[Action]:
         self.stats.auth_failures += 1
@@ -504,27 +543,28 @@ class ServerSession:
             yield from self._close_after(reply, EndReason.TOO_MANY_AUTH_FAILURES)
         yield self._send(reply)
 
-    def _login(self, user: Identity) -> Generator[Action, Any, None]:
-        """Credentials are good: lock and open the maildrop (RFC 1939 §4)."""
-        try:
-            # (awaited by the runtime if open is a coroutine function)
-            opened: object = yield from self._call(self.backend.open, user)
-            maildrop = cast(Maildrop, opened)
-        except MaildropInUse:
-            # RFC 2449 §8.1.2: credentials fine, maildrop busy.
-            yield self._send(Err("maildrop already locked", pop3proto.IN_USE))
+    def _login(self, user: Identity, opened: _Opened | None = None) -> Generator[Action, Any, None]:
+        """Credentials are good: lock and open the maildrop (RFC 1939 §4),
+        unless *opened* already did (see :func:`_open_listed`)."""
+        if opened is None:
+            try:
+                # (awaited by the runtime if open is a coroutine function)
+                got: object = yield from self._call(self.backend.open, user)
+                opened = cast(Maildrop, got), None
+            except Exception as exc:
+                opened = _open_failed(user, exc)
+        if isinstance(opened, Err):
+            yield self._send(opened)
             return
-        except (MaildropError, OSError) as exc:
-            log.error("cannot open the maildrop of %s: %s", user, exc)
-            yield self._send(Err("unable to open maildrop", pop3proto.SYS_TEMP))
-            return
-        try:
-            messages = list((yield from self._call(maildrop.messages)))
-        except Exception:
-            log.exception("cannot list the maildrop of %s", user)
-            maildrop.close()
-            yield self._send(Err("unable to open maildrop", pop3proto.SYS_TEMP))
-            return
+        maildrop, messages = opened
+        if messages is None:
+            try:
+                messages = list((yield from self._call(maildrop.messages)))
+            except Exception:
+                log.exception("cannot list the maildrop of %s", user)
+                maildrop.close()
+                yield self._send(_UNABLE_TO_OPEN)
+                return
         self._transaction = transaction = Transaction(
             maildrop,
             messages,
@@ -564,6 +604,31 @@ class ServerSession:
     def _noop(self, event: Noop) -> Ok:
         return Ok()
 
+    def _extension(self, event: Extension) -> Generator[Action, Any, None]:
+        """A command the application answers (``ServerConfig.commands``)."""
+        command = self.config.commands[event.name]
+        try:
+            reply = yield from self._call(command.handler, self, event)
+            if command.multiline and isinstance(reply, Ok):
+                reply = (reply.text, b"")
+            if isinstance(reply, tuple):
+                text, body = reply
+                if not command.multiline:
+                    raise TypeError(f"{event.name} is not declared multiline")
+                out = [self._send(pop3proto.MessageStart(text))]
+                if body:
+                    out.append(self._send(pop3proto.MessageData(bytes(body))))
+                out.append(self._send(pop3proto.MessageEnd()))
+                # (joined: the engine took them in order, nothing can fail now)
+                yield Send(b"".join(a.data for a in out))
+                return
+            if not isinstance(reply, (Ok, Err)):
+                raise TypeError(f"{event.name} handler returned {type(reply).__name__}")
+        except Exception:
+            log.exception("the %s command failed", event.name)
+            reply = Err("command failed", pop3proto.SYS_TEMP)
+        yield self._send(reply)
+
     # -- TRANSACTION and UPDATE -----------------------------------------------
 
     def _in_transaction(self) -> Transaction:
@@ -591,6 +656,54 @@ class ServerSession:
             reply = transaction.updated(doomed, committed=committed)
             self._release()
         yield from self._close_after(reply, EndReason.QUIT)
+
+
+# ---------------------------------------------------------------------------
+# Opening a maildrop
+# ---------------------------------------------------------------------------
+
+#: An opened maildrop and its messages (``None``: not listed yet, because
+#: ``messages`` is a coroutine function), or the refusal to send.
+_Opened = tuple[Maildrop, list[MessageInfo] | None] | Err
+
+_UNABLE_TO_OPEN = Err("unable to open maildrop", pop3proto.SYS_TEMP)
+
+
+def _open_failed(user: Identity, exc: Exception) -> Err:
+    """The answer when ``open()`` raised *exc*."""
+    if isinstance(exc, MaildropInUse):
+        # RFC 2449 §8.1.2: credentials fine, maildrop busy.
+        return Err("maildrop already locked", pop3proto.IN_USE)
+    if isinstance(exc, (MaildropError, OSError)):
+        log.error("cannot open the maildrop of %s: %s", user, exc)
+    else:
+        # A bug in the backend: still the server's problem, not the user's.
+        log.error("the backend failed to open the maildrop of %s", user, exc_info=exc)
+    return _UNABLE_TO_OPEN
+
+
+def _discard_login(result: tuple[Outcome, _Opened | None]) -> None:
+    """A login check whose session was abandoned: close what it opened."""
+    opened = result[1]
+    if opened is not None and not isinstance(opened, Err):
+        opened[0].close()
+
+
+def _open_listed(backend: MaildropBackend, user: Identity) -> _Opened:
+    """Open and list *user*'s maildrop in one call (made where blocking is
+    fine: the connection's thread, or a worker thread)."""
+    try:
+        maildrop = backend.open(user)
+    except Exception as exc:
+        return _open_failed(user, exc)
+    if inspect.iscoroutinefunction(maildrop.messages):
+        return maildrop, None  # awaited by the session's runtime
+    try:
+        return maildrop, list(maildrop.messages())
+    except Exception:
+        log.exception("cannot list the maildrop of %s", user)
+        maildrop.close()
+        return _UNABLE_TO_OPEN
 
 
 # ---------------------------------------------------------------------------
@@ -668,6 +781,8 @@ _HANDLERS: dict[type[Event], Handler] = {
     Top: _maildrop_step(Transaction.top),
     Dele: _maildrop_step(Transaction.dele),
     Rset: _maildrop_step(Transaction.rset),
+    # The application's own commands (ServerConfig.commands).
+    Extension: ServerSession._extension,
     # RFC 1725 removed LAST; clients that know it fall back on UIDL.
     Last: ServerSession._not_implemented,
 }

@@ -98,11 +98,14 @@ class Server(ServerBase):
 
     def _init_io(self) -> None:
         """Bind and listen."""
-        infos = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        self._listener = socket.create_server(address, family=family, backlog=self.backlog)
+        if self.sock is not None:
+            self._listener = self.sock
+        else:
+            infos = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            self._listener = socket.create_server(address, family=family, backlog=self.backlog)
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._clients: set[_Client] = set()

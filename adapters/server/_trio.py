@@ -207,11 +207,13 @@ class Server(ServerBase):
         if self._started:
             raise RuntimeError("a server serves once")
         self._started = True
-        infos = await trio.socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        sock = socket.create_server(address, family=family, backlog=self.backlog)
+        sock = self.sock
+        if sock is None:
+            infos = await trio.socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            sock = socket.create_server(address, family=family, backlog=self.backlog)
         name = sock.getsockname()
         self._address = (str(name[0]), int(name[1]))
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
@@ -366,7 +368,10 @@ class Server(ServerBase):
         try:
             if inspect.iscoroutinefunction(call.fn):
                 return CallResult(await call.fn(*call.args))
-            value = await trio.to_thread.run_sync(apply_call, call, limiter=self._limiter)
+            # Cancelled meanwhile, trio waits for the thread and still
+            # returns its value (the session then releases what it holds),
+            # so nothing needs discarding here.
+            value = await trio.to_thread.run_sync(apply_call, call, [], limiter=self._limiter)
             return CallResult(value)
         except Exception as exc:
             return CallResult(error=exc)

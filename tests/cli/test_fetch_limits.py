@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from pop3proto.adapters.cli import main
+from pop3proto.adapters.cli._account import Account
+from pop3proto.adapters.cli._fetch import FetchOptions, FetchResult, summary_line
 
 Body = Callable[[socket.socket], None]
 
@@ -143,6 +145,10 @@ def test_max_size_skips_and_caps(
     assert code == 1, err
     assert "message 2 skipped: 5000 octets, over --max-size 1024" in err
     assert stored(tmp_path / "a") == [b"Subject: ok\n\nfine\n"]
+    result = FetchResult(listed=2, new=1, stored=[1], skipped=[2])
+    account = Account("pop3", "alice", "127.0.0.1", server.port)
+    line = summary_line(result, FetchOptions(account, "pw", str(tmp_path / "a")))
+    assert "1 stored" in line and "1 skipped (over --max-size)" in line
     box: list[LyingServer] = []
     with lying({1: 20}, {1: flood(box)}) as server:
         box.append(server)

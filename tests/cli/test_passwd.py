@@ -148,3 +148,31 @@ def test_the_console_command_from_outside(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert UsersFile(users).check_password("eve", "s3cret pw")
+
+
+def test_closed_stdin_and_a_file_without_a_final_newline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", None)
+    assert main(["passwd", "alice"]) == 2
+    assert "stdin is closed" in capsys.readouterr().err
+    users = tmp_path / "users"
+    users.write_text("carol:pw")  # no newline at the end
+    assert run(monkeypatch, ["--users", str(users), "bob"], "bob pw\n") == 0
+    assert users.read_text().startswith("carol:pw\nbob:{SCRAM-SHA-256}")
+
+
+def test_a_failed_rename_leaves_the_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users = tmp_path / "users"
+    users.write_text("carol:pw\n")
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    assert run(monkeypatch, ["--users", str(users), "bob"], "bob pw\n") == 7
+    assert "No space left on device" in capsys.readouterr().err
+    assert users.read_text() == "carol:pw\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users"]

@@ -594,6 +594,50 @@ def test_retrieve_many_pipelines_within_the_window() -> None:
     assert core.conn.outstanding == ()
 
 
+def drain_batch(core: ClientCore, runner: MemoryRunner, numbers: list[int]) -> list[int]:
+    batch = core.retrieve_many(numbers)
+    got = []
+    while (number := runner.run(batch.next(), lambda data: None)) is not None:
+        got.append(number)
+    return got
+
+
+def test_small_messages_with_list_sizes_go_out_in_one_burst() -> None:
+    """The window is counted in octets by the LIST sizes: 300 small
+    messages are one write of 300 RETRs (beyond the old 64-command window)."""
+    messages = many_messages(300)
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=4096)
+    sizes = runner.run(core.list())
+    first = len(runner.sends)
+    assert drain_batch(core, runner, sorted(sizes)) == list(range(1, 301))
+    retr_sends = [s for s in runner.sends[first:] if s.startswith(b"RETR")]
+    assert [s.count(b"RETR") for s in retr_sends] == [300]
+
+
+def test_large_messages_stay_within_the_byte_window() -> None:
+    """Messages of 1 MiB by LIST: at most WINDOW_BYTES of replies are owed."""
+    from pop3proto.adapters.client._base import WINDOW_BYTES
+
+    messages = [b"Subject: big\r\n\r\n" + b"y" * (1 << 20) for _ in range(12)]
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=1 << 16)
+    sizes = runner.run(core.list())
+    assert drain_batch(core, runner, sorted(sizes)) == list(range(1, 13))
+    per_message = max(sizes.values())
+    assert runner.max_outstanding == WINDOW_BYTES // per_message == 3
+
+
+def test_without_list_sizes_the_window_assumes_a_size() -> None:
+    """No LIST: each message counts ASSUMED_SIZE, so 64 RETRs go out first."""
+    from pop3proto.adapters.client._base import ASSUMED_SIZE, WINDOW_BYTES
+
+    messages = many_messages(100)
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=4096)
+    first = len(runner.sends)
+    assert drain_batch(core, runner, list(range(1, 101))) == list(range(1, 101))
+    retr_sends = [s for s in runner.sends[first:] if s.startswith(b"RETR")]
+    assert retr_sends[0].count(b"RETR") == WINDOW_BYTES // ASSUMED_SIZE == 64
+
+
 def test_retrieve_many_without_pipelining_is_one_at_a_time() -> None:
     messages = many_messages(10)
     core, runner, _ = logged_in(FakeConfig(messages=messages, pipelining=False))

@@ -589,8 +589,10 @@ def test_whatever_the_caller_asks_is_sent_and_the_server_decides() -> None:
     )
     assert ours == theirs
     assert ours[:2] == [("raised", "error_proto", (b"-ERR no",))] * 2
-    assert received[0] == received[1] == (
-        b"STAT\r\nRETR one\r\nDELE foo\r\nUSER two words\r\nPASS pass word with spaces\r\n"
+    assert (
+        received[0]
+        == received[1]
+        == (b"STAT\r\nRETR one\r\nDELE foo\r\nUSER two words\r\nPASS pass word with spaces\r\n")
     )
 
 
@@ -674,3 +676,23 @@ def test_auth_addition() -> None:
             pop.auth("PLAIN", lambda c: b"", b"x")
         pop.close()
     assert [s.authenticated for s in server.sessions] == ["alice", "alice", None]
+
+
+def test_importing_the_drop_in_is_cheap() -> None:
+    """The drop-in loads neither the engine, the modern clients, the server
+    nor ssl until used (PEP 562), so it costs what poplib costs to import."""
+    import json
+    import subprocess
+
+    code = (
+        "import sys, json, pop3proto.adapters.sync as p; p.POP3; p.error_proto;"
+        " print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "pop3proto.adapters.client._poplib" in loaded
+    heavy = {"ssl", "pop3proto._events", "pop3proto._connection", "pop3proto.adapters.server"}
+    assert loaded & heavy == set()
+    assert "pop3proto.adapters.client._sync" not in loaded

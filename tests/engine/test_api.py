@@ -122,11 +122,25 @@ def test_import_loads_no_io_modules() -> None:
     """The engine is sans-I/O: importing it pulls in no socket, TLS, event-loop or
     threading module (compared against a bare interpreter's baseline)."""
     baseline = modules_loaded_by("pass")
-    loaded = modules_loaded_by("import pop3proto")
+    # The engine's modules load on first use of a name (PEP 562): use one.
+    loaded = modules_loaded_by("import pop3proto; pop3proto.Connection")
     assert "pop3proto" in loaded and "pop3proto._connection" in loaded
     new = loaded - baseline
     assert sorted(set(IO_MODULES) & new) == []
     assert not any(name.startswith(("asyncio.", "trio.", "ssl.")) for name in new)
+
+
+def test_import_alone_loads_no_engine_module() -> None:
+    """``import pop3proto`` is cheap: the engine loads on first use of a name."""
+    loaded = modules_loaded_by("import pop3proto")
+    assert "pop3proto" in loaded
+    assert not any(name.startswith("pop3proto.") for name in loaded)
+    assert "pop3proto._connection" in modules_loaded_by("from pop3proto import Connection")
+
+
+def test_unknown_attribute_is_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="Nope"):
+        pop3proto.Nope  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_the_check_above_can_fail() -> None:

@@ -405,3 +405,11 @@ def test_round_trip(entries: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
     again = Capabilities.from_lines(lines)
     assert again.entries == entries
     assert hash(again) == hash(caps)
+
+
+@pytest.mark.parametrize(
+    ("line", "pipelining"), [("PIPELINING", True), ("PIPELINE", True), ("PIPE", False)]
+)
+def test_pipeline_spelling_counts_as_pipelining(line: str, pipelining: bool) -> None:
+    """CONFORMANCE.md §3.9: some servers advertise PIPELINE."""
+    assert Capabilities.from_lines(["TOP", line]).pipelining is pipelining

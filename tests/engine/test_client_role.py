@@ -555,6 +555,33 @@ def test_malformed_stat_reply(wire: bytes) -> None:
     assert conn.state is State.ERROR
 
 
+@pytest.mark.parametrize("wire", [b"+OK 120\r\n", b"+OK 120 \r\n"])
+def test_list_entry_without_the_message_number_is_the_asked_one(wire: bytes) -> None:
+    """CONFORMANCE.md §3.9: "+OK size" alone answers for the message asked about."""
+    conn = client_tx()
+    assert ask(conn, List(1), wire)[0] == ListEntryOk(1, 120)
+    assert conn.state is State.TRANSACTION
+
+
+def test_uidl_entry_without_the_message_number_is_the_asked_one() -> None:
+    """CONFORMANCE.md §3.9: "+OK uid" alone answers for the message asked about."""
+    conn = client_tx()
+    assert ask(conn, Uidl(3), b"+OK whqtswO00WBw418f9t5JxYwZ\r\n")[0] == UidlEntryOk(
+        3, "whqtswO00WBw418f9t5JxYwZ"
+    )
+    assert ask(conn, Uidl(3), b"+OK 3 abc extra\r\n")[0] == UidlEntryOk(3, "abc")
+
+
+@pytest.mark.parametrize("wire", [b"+OK\r\n", b"+OK 3 \x01\r\n", b"+OK \x01\r\n"])
+def test_uidl_entry_empty_or_with_control_octets_is_refused(wire: bytes) -> None:
+    """CONFORMANCE.md §3.9: lenient about the number, strict about the uid."""
+    conn = client_tx()
+    conn.send(Uidl(3))
+    conn.receive_data(wire)
+    with pytest.raises(RemoteProtocolError, match="UIDL"):
+        conn.next_event()
+
+
 def test_stat_and_list_entry_ignore_text_after_the_numbers() -> None:
     """RFC 1939 §5: text after the size is allowed ("STRONGLY discouraged")."""
     conn = client_tx()
@@ -562,7 +589,9 @@ def test_stat_and_list_entry_ignore_text_after_the_numbers() -> None:
     assert ask(conn, List(1), b"+OK 1 120 octets\r\n")[0] == ListEntryOk(1, 120)
 
 
-@pytest.mark.parametrize("wire", [b"+OK 1\r\n", b"+OK 1 x\r\n", b"+OK x 1\r\n"])
+@pytest.mark.parametrize(
+    "wire", [b"+OK 1 x\r\n", b"+OK x 1\r\n", b"+OK x\r\n", b"+OK\r\n"]
+)
 def test_malformed_list_entry_reply(wire: bytes) -> None:
     conn = client_tx()
     conn.send(List(1))

@@ -116,7 +116,7 @@ def test_uidl_uid_with_space_is_uid_plus_trailing_text() -> None:
 
 
 @pytest.mark.parametrize(
-    "wire", [b"+OK 1 ab\x7fc\r\n", b"+OK 1 ab\xe9c\r\n", b"+OK 1\r\n", b"+OK 0 abc\r\n"]
+    "wire", [b"+OK 1 ab\x7fc\r\n", b"+OK 1 ab\xe9c\r\n", b"+OK\r\n", b"+OK 0 abc\r\n"]
 )
 def test_uidl_bad_entry(wire: bytes) -> None:
     """A uid with 0x7F or an 8-bit octet, no uid, or message 0 is a RemoteProtocolError."""

@@ -93,3 +93,80 @@ def test_a_symlinked_maildir_folder_is_refused(tmp_path: Path, sub: str) -> None
     folder.symlink_to(outside, target_is_directory=True)
     with pytest.raises(MaildropError, match="link"):
         MaildirBackend(tmp_path / "Maildir").open(USER)
+
+
+def test_a_read_error_closes_the_message_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planted(tmp_path)
+    drop = MaildirBackend(tmp_path / "Maildir").open(USER)
+    opened: list[int] = []
+    real_open, real_read = os.open, os.read
+
+    def spy_open(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        fd = real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(fd)
+        return fd
+
+    def failing_read(fd: int, size: int) -> bytes:
+        if fd in opened:
+            raise OSError(5, "Input/output error")
+        return real_read(fd, size)
+
+    try:
+        monkeypatch.setattr(os, "open", spy_open)
+        monkeypatch.setattr(os, "read", failing_read)
+        with pytest.raises(OSError, match="Input/output"):
+            drop.open_message(0)
+        monkeypatch.undo()
+        with pytest.raises(OSError):  # closed: fstat of it fails
+            os.fstat(opened[0])
+    finally:
+        drop.close()
+
+
+def test_a_file_replaced_during_the_scan_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the listing and the size count a message became a link: it
+    is not listed (as if it had not been there yet)."""
+    import pop3proto.adapters.mailstore._maildir as module
+
+    _, files = planted(tmp_path)
+    real = module._open_listed
+
+    def swapped(path: str, ident: tuple[int, int, int]) -> int:
+        if path == str(files[0]):
+            raise OSError(40, "Too many levels of symbolic links", path)
+        return real(path, ident)
+
+    monkeypatch.setattr(module, "_open_listed", swapped)
+    drop = MaildirBackend(tmp_path / "Maildir").open(USER)
+    try:
+        assert len(drop.messages()) == 1
+    finally:
+        drop.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as two users")
+def test_a_folder_swapped_for_a_link_after_login_reads_no_other_owners_file(
+    tmp_path: Path,
+) -> None:
+    """The owner of the Maildir names a message like a file of root's, logs
+    in, then swaps new/ for a link to root's directory: the file found
+    there under that name has another owner, and is refused."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    make_maildir(tmp_path / "Maildir", [b"Subject: bait\r\n\r\nx\r\n"])
+    [bait] = list((tmp_path / "Maildir" / "new").iterdir())
+    (outside / bait.name).write_bytes(SECRET)  # root's, with one name
+    os.chown(bait, 65534, 65534)
+    drop = MaildirBackend(tmp_path / "Maildir").open(USER)
+    try:
+        moved = tmp_path / "Maildir" / "new-moved"
+        (tmp_path / "Maildir" / "new").rename(moved)
+        (tmp_path / "Maildir" / "new").symlink_to(outside, target_is_directory=True)
+        with pytest.raises(OSError, match="not the file listed"):
+            drop.open_message(0)
+    finally:
+        drop.close()

@@ -104,8 +104,12 @@ def test_scram_credentials(auth: DictAuthenticator) -> None:
     assert derived is not None and derived == auth.scram_credentials("plain")  # stable salt
     other = auth.scram_credentials("escaped")
     assert other is not None and other.salt != derived.salt
-    assert auth.scram_credentials("pbkdf2") is None
-    assert auth.scram_credentials("nobody") is None
+    # Who cannot use SCRAM gets decoys shaped like a plaintext user's keys.
+    for decoy in ("pbkdf2", "nobody"):
+        creds = auth.scram_credentials(decoy)
+        again = auth.scram_credentials(decoy)
+        assert creds is not None and again is not None
+        assert creds.salt == again.salt and creds.iterations == derived.iterations
     assert run_scram(auth, "plain", "pass word:with colon")
     assert run_scram(auth, "scram", "scram pw")
     assert not run_scram(auth, "scram", "wrong")

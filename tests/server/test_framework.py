@@ -24,6 +24,8 @@ import os
 import pydoc
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,18 +41,23 @@ from pop3proto.adapters.server import (
     Call,
     CallResult,
     DictAuthenticator,
+    ExtensionCommand,
+    ExtensionReply,
     Identity,
+    MaildirBackend,
     Maildrop,
     MaildropBackend,
+    MaildropInUse,
     MemoryBackend,
     MessageInfo,
     Send,
+    ServerConfig,
     ServerSession,
     UsersFile,
     hash_password,
 )
 from pop3proto.adapters.sync import Server as SyncServer
-from tests.helpers import RUNTIMES, running_server
+from tests.helpers import RUNTIMES, make_maildir, running_server
 
 PASSWORD = "correct horse battery"
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
@@ -324,8 +331,9 @@ def test_an_offloading_session_yields_calls() -> None:
             answer = CallResult(action.fn(*action.args))
         elif isinstance(action, Send):
             out += action.data
-    # The login decision, open, messages and commit: each one a call.
-    assert calls == ["password", "open", "messages", "commit"]
+    # The login decision (opening and listing the maildrop with it), then
+    # the commit: one call each.
+    assert calls == ["_login_check", "commit"]
     assert out.endswith(b"+OK bye (1 messages deleted)\r\n")
     assert backend.messages("alice") == []
 
@@ -347,25 +355,52 @@ def drive(session: ServerSession, fail: set[str]) -> bytes:
             if name in fail:
                 answer = CallResult(error=OSError("database down"))
             else:
-                answer = CallResult(action.fn(*action.args))
+                try:
+                    answer = CallResult(action.fn(*action.args))
+                except Exception as exc:  # as the runtimes do
+                    answer = CallResult(error=exc)
         elif isinstance(action, Send):
             out += action.data
 
 
+class FailingOpen(MemoryBackend):
+    def __init__(self, error: Exception) -> None:
+        super().__init__({"alice": [MESSAGE]})
+        self.error = error
+
+    def open(self, user: str) -> Any:
+        raise self.error
+
+
+class FailingList(MemoryBackend):
+    def open(self, user: str) -> Any:
+        maildrop = super().open(user)
+        maildrop.messages = lambda: 1 / 0  # type: ignore[method-assign, assignment, return-value]
+        return maildrop
+
+
+@pytest.mark.parametrize("offload", [False, True])
 @pytest.mark.parametrize(
-    ("fail", "reply"),
-    [("password", b"-ERR [AUTH]"), ("open", b"-ERR [SYS/TEMP]"), ("messages", b"-ERR [SYS/TEMP]")],
+    ("backend", "fail", "reply"),
+    [
+        (MemoryBackend({"alice": [MESSAGE]}), "_login_check", b"-ERR [AUTH]"),
+        (FailingOpen(OSError("database down")), "", b"-ERR [SYS/TEMP]"),
+        (FailingOpen(RuntimeError("backend bug")), "", b"-ERR [SYS/TEMP]"),
+        (FailingOpen(MaildropInUse("busy")), "", b"-ERR [IN-USE]"),
+        (FailingList(), "", b"-ERR [SYS/TEMP]"),
+    ],
 )
-def test_a_call_that_raised(fail: str, reply: bytes) -> None:
+def test_a_call_that_raised(backend: Any, fail: str, reply: bytes, offload: bool) -> None:
+    if fail and not offload:
+        return  # only the runtime can fail to run a call
     session = ServerSession(
-        MemoryBackend({"alice": [MESSAGE]}),
-        DictAuthenticator({"alice": PASSWORD}),
-        is_loopback=True,
-        offload=True,
+        backend, DictAuthenticator({"alice": PASSWORD}), is_loopback=True, offload=offload
     )
     session.greeting()
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
     assert drive(session, {fail}).splitlines()[-1].startswith(reply)
+    if isinstance(backend, FailingList):
+        assert not backend.is_locked("alice")
 
 
 class AsyncBackend:
@@ -421,3 +456,171 @@ def test_blocking_server_refuses_a_native_async_backend() -> None:
     with pytest.raises(ValueError):
         AsyncioServer(MemoryBackend(), DictAuthenticator({}), worker_threads=0)
     assert isinstance(MemoryBackend(), MaildropBackend)
+
+
+# ---------------------------------------------------------------------------
+# The command hook
+# ---------------------------------------------------------------------------
+
+
+def _xoip(session: ServerSession, event: pop3proto.Extension) -> ExtensionReply:
+    if len(event.arguments) != 1:
+        return pop3proto.Err("usage: XOIP address")
+    return pop3proto.Ok(f"noted {event.arguments[0]} for {session.user or 'nobody'}")
+
+
+def _xlst(session: ServerSession, event: pop3proto.Extension) -> ExtensionReply:
+    return ("listing follows", b"one\r\n.two\r\n")
+
+
+def _xbad(session: ServerSession, event: pop3proto.Extension) -> ExtensionReply:
+    raise RuntimeError("boom")
+
+
+HOOKED = ServerConfig(
+    commands={
+        "xoip": ExtensionCommand(_xoip, capability="XOIP"),
+        "XLST": ExtensionCommand(_xlst, multiline=True, capability=("X-LIST", "1")),
+        "XEMP": ExtensionCommand(lambda s, e: pop3proto.Ok("empty"), multiline=True),
+        "XBAD": ExtensionCommand(_xbad),
+        "XTYP": ExtensionCommand(lambda s, e: "nonsense"),  # type: ignore[arg-type, return-value]
+    }
+)
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_extension_commands_are_answered_by_the_application(offload: bool) -> None:
+    session = ServerSession(
+        MemoryBackend({"alice": [MESSAGE]}),
+        DictAuthenticator({"alice": PASSWORD}),
+        HOOKED,
+        is_loopback=True,
+        offload=offload,
+    )
+    session.greeting()
+    session.receive(b"CAPA\r\nXOIP 192.0.2.1\r\nXOIP\r\nxlst\r\nXEMP\r\nXBAD\r\nXTYP\r\nXNOP\r\n")
+    out = drive(session, set())
+    assert b"XOIP\r\n" in out and b"X-LIST 1\r\n" in out
+    tail = out[out.index(b"\r\n.\r\n") + 5 :]
+    assert tail == (
+        b"+OK noted 192.0.2.1 for nobody\r\n"
+        b"-ERR usage: XOIP address\r\n"
+        b"+OK listing follows\r\none\r\n..two\r\n.\r\n"
+        b"+OK empty\r\n.\r\n"
+        b"-ERR [SYS/TEMP] command failed\r\n"
+        b"-ERR [SYS/TEMP] command failed\r\n"
+        b"-ERR unknown command\r\n"
+    )
+    # In TRANSACTION too, where the handler sees who is logged in.
+    session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\nXOIP 192.0.2.2\r\n")
+    assert drive(session, set()).endswith(b"+OK noted 192.0.2.2 for alice\r\n")
+
+
+def test_extension_command_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="XO"):
+        ServerConfig(commands={"XO": ExtensionCommand(_xoip)})
+    with pytest.raises(ValueError, match="STAT"):
+        ServerConfig(commands={"STAT": ExtensionCommand(_xoip)})
+    with pytest.raises(ValueError, match="server option"):
+        pop3proto.Connection(pop3proto.CLIENT, extension_commands={"XOIP": False})
+    with pytest.raises(ValueError, match="XO"):
+        pop3proto.Connection(pop3proto.SERVER, extension_commands={"XO": False})
+
+
+def test_extension_command_over_a_socket() -> None:
+    backend = MemoryBackend({"alice": [MESSAGE]})
+    auth = DictAuthenticator({"alice": PASSWORD})
+    with running_server("asyncio", backend, auth, config=HOOKED) as running:
+        with sync_client.Client(*running.address, tls="none", timeout=10) as client:
+            assert "XOIP" in client.capabilities()
+        sock = running.connect()
+        sock.sendall(b"XOIP 198.51.100.7\r\nQUIT\r\n")
+        data = b""
+        while not data.endswith(b"+OK bye\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+    assert b"+OK noted 198.51.100.7 for nobody\r\n" in data
+
+
+# ---------------------------------------------------------------------------
+# Sessions that share a maildrop (off by default)
+# ---------------------------------------------------------------------------
+
+
+def _two_sessions(backend: MaildropBackend, user: str) -> tuple[Any, Any]:
+    auth = DictAuthenticator({user: PASSWORD})
+    with running_server("sync", backend, auth) as running:
+        first = sync_client.Client(*running.address, tls="none", timeout=10)
+        second = sync_client.Client(*running.address, tls="none", timeout=10)
+        with first, second:
+            first.login(user, PASSWORD)
+            try:
+                second.login(user, PASSWORD)
+            except sync_client.MailboxInUse as exc:
+                return first.stat().count, exc
+            # Both see the snapshot; both delete message 1; both commit.
+            counts = (first.stat().count, second.stat().count)
+            first.delete(1)
+            second.delete(1)
+        return counts, None
+
+
+@pytest.mark.parametrize("store", ["memory", "maildir"])
+def test_shared_sessions(store: str, tmp_path: Path) -> None:
+    def backend(shared: bool) -> Any:
+        if store == "memory":
+            return MemoryBackend({"alice": [MESSAGE, MESSAGE]}, shared_sessions=shared)
+        path = tmp_path / f"maildir-{shared}"
+        make_maildir(path, [MESSAGE, MESSAGE])
+        return MaildirBackend(path, shared_sessions=shared)
+
+    # The default: RFC 1939 §8's exclusive lock.
+    count, refused = _two_sessions(backend(False), "alice")
+    assert count == 2 and isinstance(refused, sync_client.MailboxInUse)
+    shared = backend(True)
+    counts, refused = _two_sessions(shared, "alice")
+    assert counts == (2, 2) and refused is None
+    # Both removed the same first message: one removed, no error.
+    auth = DictAuthenticator({"alice": PASSWORD})
+    with running_server("sync", shared, auth) as running:
+        client = sync_client.Client(*running.address, tls="none", timeout=10)
+        with client:
+            client.login("alice", PASSWORD)
+            assert client.stat().count == 1
+
+
+class SlowCheck(DictAuthenticator):
+    def __init__(self, users: dict[str, str]) -> None:
+        super().__init__(users)
+        self.started = threading.Event()
+        self.finished = threading.Event()
+
+    def check_password(self, user: str, password: str) -> bool:
+        self.started.set()
+        time.sleep(0.5)
+        try:
+            return super().check_password(user, password)
+        finally:
+            self.finished.set()
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "trio"])
+def test_a_login_abandoned_by_shutdown_releases_its_maildrop(kind: str) -> None:
+    backend = MemoryBackend({"alice": [MESSAGE]})
+    auth = SlowCheck({"alice": PASSWORD})
+    with running_server(kind, backend, auth) as running:
+        sock = running.connect()
+        sock.sendall(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
+        assert auth.started.wait(10)
+        # Leaving the block shuts the server down while the check runs.
+    sock.close()
+    assert auth.finished.wait(10)
+    # The worker thread opens the maildrop after the check, then gives it
+    # up (asyncio: Call.discard; trio waits for the thread and hands the
+    # result to the session, which releases it as it ends).
+    time.sleep(0.3)
+    assert not backend.is_locked("alice")
+    assert backend.messages("alice") == [MESSAGE]

@@ -278,13 +278,17 @@ def test_asyncio_context_manager_on_a_started_server() -> None:
 
 
 class ClosingAuthenticator(DictAuthenticator):
-    """Closes the server from inside the session, at the first login."""
+    """Closes the server while the first login is being checked (in a
+    worker thread: the close runs on the loop, and the check goes on after
+    the session was abandoned, opening the maildrop for nobody)."""
 
     server: AsyncioServer | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
     def check_password(self, user: str, password: str) -> bool:
-        assert self.server is not None
-        self.server.close()
+        assert self.server is not None and self.loop is not None
+        self.loop.call_soon_threadsafe(self.server.close)
+        time.sleep(0.3)  # the session is cancelled meanwhile
         return super().check_password(user, password)
 
 
@@ -296,6 +300,7 @@ def test_asyncio_server_closed_from_inside_a_session() -> None:
     async def main() -> None:
         server = AsyncioServer(backend, auth, port=0)
         auth.server = server
+        auth.loop = asyncio.get_running_loop()
         await server.start()
 
         def client() -> None:
@@ -314,6 +319,10 @@ def test_asyncio_server_closed_from_inside_a_session() -> None:
         assert server.active_connections == 0
 
     asyncio.run(main())
+    # The maildrop the abandoned login opened in its thread is released.
+    deadline = time.monotonic() + 10
+    while backend.is_locked("alice") and time.monotonic() < deadline:
+        time.sleep(0.01)
     maildrop = backend.open("alice")
     assert len(maildrop.messages()) == 2
     maildrop.close()

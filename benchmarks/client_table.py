@@ -1,0 +1,207 @@
+"""The client-side table: poplib / drop-in / ``retrieve_many`` / the limit.
+
+One run prints, for each scenario, the seconds of four clients downloading
+the same mailbox from a static server that replays precomputed replies
+(``clients.py``'s, in a process of its own, so the server is never the
+bottleneck):
+
+* ``poplib``: the standard library, ``retr(n)`` per message;
+* ``drop-in``: ``pop3proto.adapters.sync.POP3``, ``retr(n)`` per message;
+* ``retrieve_many``: ``pop3proto.adapters.sync.Client.retrieve_many`` over
+  the LIST numbers (pipelined: the server advertises PIPELINING);
+* ``limit``: :func:`run_limit`, a 40-line raw client that sends every RETR
+  at once and counts the replies' terminators at C speed: the practical limit.
+
+Scenarios: 2,000 x 4 KB and 5 x 20 MB on loopback; 200 x 4 KB and
+1,000 x 4 KB through a delay line of 5 ms each way.  The delay line is an
+in-process-style proxy (``clients.DelayProxy``) run in a child process of
+its own, holding every chunk for 5 ms in each direction (``tc netem`` needs
+a network namespace and root, which CI machines may not give).
+
+Timings start after the imports; the import times are printed apart
+(``python -X importtime``, the median of several fresh interpreters).  The
+peak RSS growth of poplib and the drop-in on 5 x 20 MB, and of
+``Client.retrieve_into`` on one 100 MB message, are each measured in a fresh
+process.
+
+Run: ``python benchmarks/client_table.py`` (``--repeat N``: best of N runs
+per client, interleaved; ``--quick``: smaller mailboxes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import clients
+from clients import PASSWORD, run_dropin, run_many, run_poplib
+
+DELAY = 0.005
+
+
+def run_limit(port: int, user: str) -> tuple[int, int]:
+    """The limit: log in, send every RETR in one write, count terminators."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+
+        def line() -> bytes:
+            nonlocal buf
+            while (end := buf.find(b"\r\n")) < 0:
+                buf += sock.recv(65536)
+            text, buf = buf[:end], buf[end + 2 :]
+            return text
+
+        line()
+        sock.sendall(f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\n".encode())
+        line(), line()
+        count = int(line().split()[1])
+        sock.sendall(b"".join(b"RETR %d\r\n" % n for n in range(1, count + 1)))
+        # In a dot-stuffed stream CRLF "." CRLF only ever ends a reply.
+        done, tail, data = 0, b"", buf
+        while True:
+            seam = tail + data
+            done += seam.count(b"\r\n.\r\n")
+            tail = seam[-4:]
+            if done >= count:
+                break
+            data = sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("server closed the connection")
+        sock.sendall(b"QUIT\r\n")
+    return count, 0
+
+
+CLIENTS: dict[str, Callable[[int, str], tuple[int, int]]] = {
+    "poplib": run_poplib,
+    "drop-in": run_dropin,
+    "retrieve_many": run_many,
+    "limit": run_limit,
+}
+
+
+def proxy_main(target: int) -> None:
+    proxy = clients.DelayProxy(target, DELAY)
+    print(f"PORT {proxy.port}", flush=True)
+    sys.stdin.read()  # until the parent goes
+
+
+@contextlib.contextmanager
+def delay_line(target: int) -> Iterator[int]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--proxy", str(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline().split()[1])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def best_times(port: int, user: str, count: int, repeat: int) -> dict[str, float]:
+    best = dict.fromkeys(CLIENTS, float("inf"))
+    for _ in range(repeat):
+        for name, func in CLIENTS.items():
+            start = time.perf_counter()
+            got = func(port, user)
+            best[name] = min(best[name], time.perf_counter() - start)
+            if got[0] != count:
+                raise AssertionError(f"{name}: {got[0]} messages, expected {count}")
+    return best
+
+
+def rss_child(name: str, port: int, user: str) -> None:
+    before = clients.rss_kib("VmHWM")
+    CLIENTS[name](port, user)
+    grown = (clients.rss_kib("VmHWM") - before) / 1024
+    print(f"{grown:.1f}")
+
+
+def rss_of(name: str, port: int, user: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", name, str(port), user],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.split()[-1])
+
+
+def import_ms(module: str, runs: int = 9) -> float:
+    """Median cumulative ``-X importtime`` of *module*, in ms."""
+    times = []
+    for _ in range(runs):
+        err = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd="/",
+        ).stderr
+        times.append(int(err.strip().splitlines()[-1].split("|")[1]) / 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--proxy", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.proxy:
+        return proxy_main(options.proxy)
+    if options.rss_child:
+        name, port, user = options.rss_child
+        return rss_child(name, int(port), user)
+
+    big = 2 << 20 if options.quick else 20 << 20
+    rows = [
+        ("2,000 x 4 KB, loopback", "small", 2000, 4096, False),
+        (f"5 x {big >> 20} MB, loopback", "big", 5, big, False),
+        ("200 x 4 KB, 5 ms one-way delay", "s200", 200, 4096, True),
+        ("1,000 x 4 KB, 5 ms one-way delay", "s1000", 1000, 4096, True),
+    ]
+    boxes = {user: (count, size) for _, user, count, size, _ in rows}
+    boxes["huge"] = (1, (10 << 20) if options.quick else (100 << 20))
+    print(f"Python {sys.version.split()[0]}, best of {options.repeat}, {os.cpu_count()} CPUs")
+    print("\nimport time (median of 9 fresh interpreters, -X importtime, ms)")
+    for module in ("poplib", "pop3proto", "pop3proto.adapters.sync"):
+        print(f"  {module:<26} {import_ms(module):7.1f}")
+    with contextlib.suppress(subprocess.CalledProcessError):
+        print(f"  {'h11':<26} {import_ms('h11'):7.1f}")
+
+    header = f"  {'scenario':<34}" + "".join(f"{n:>22}" for n in CLIENTS)
+    with clients.static_server(boxes) as port:
+        print("\nseconds (and x poplib)")
+        print(header)
+        for title, user, count, _, delayed in rows:
+            with delay_line(port) if delayed else contextlib.nullcontext(port) as target:
+                repeat = 1 if delayed and count >= 1000 else options.repeat
+                best = best_times(target, user, count, repeat)
+            base = best["poplib"]
+            cells = "".join(f"{f'{s:.3f} s ({base / s:.1f}x)':>22}" for s in best.values())
+            print(f"  {title:<34}{cells}", flush=True)
+        print(f"\npeak RSS growth on 5 x {big >> 20} MB (fresh process each, MiB)")
+        for name in ("poplib", "drop-in", "retrieve_many"):
+            print(f"  {name:<16} {rss_of(name, port, 'big'):8.1f}", flush=True)
+        clients.measure_memory(port, "huge", boxes["huge"][1])
+
+
+if __name__ == "__main__":
+    main()
