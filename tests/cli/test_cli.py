@@ -515,13 +515,19 @@ def test_fetch_mbox(served: Served, tmp_path: Path) -> None:
     assert not Path(f"{dest}.uidl.intent").exists()
 
 
+def _by_date_and_name(path: Path) -> tuple[int, str]:
+    return path.stat().st_mtime_ns, path.name
+
+
 def test_fetch_delete(served: Served, tmp_path: Path) -> None:
     dest = tmp_path / "inbox"
-    before = sorted((served.maildir / "new").iterdir())
+    # In the server's order (by date, then name; names alone misorder
+    # "M18458" before "M2380" when the microseconds differ in length).
+    before = sorted((served.maildir / "new").iterdir(), key=_by_date_and_name)
     done = run_fetch(served.url(), "--cafile", str(served.tls.ca), "--to", str(dest),
                      "--limit", "3", "--delete")  # fmt: skip
     assert done.returncode == 0 and "3 deleted" in done.stderr, done.stderr
-    after = sorted((served.maildir / "new").iterdir())
+    after = sorted((served.maildir / "new").iterdir(), key=_by_date_and_name)
     assert after == before[3:]
     assert maildir_messages(dest) == list(MESSAGES[:3])
     # The rest, and an unrelated message that appears meanwhile.
