@@ -49,19 +49,14 @@ from ._events import (
     CloseReason,
     Command,
     ConnectionClosed,
-    Err,
     Event,
-    Greeting,
-    MessageData,
-    MessageEnd,
-    MessageStart,
-    Ok,
     SaslCancel,
     SaslChallenge,
     SaslResponse,
 )
 from ._readers import BodyReader, find_block_end, parse_status, raw_status_text, trusted
 from ._replies import Effect, Framing, Reply
+from ._response_events import Err, Greeting, MessageData, MessageEnd, MessageStart, Ok
 from ._sentinels import NEED_DATA, PAUSED, NeedData, Paused
 from ._state import (
     AWAIT_GREETING,

@@ -48,7 +48,6 @@ from ._events import (
     Dele,
     Event,
     Extension,
-    Greeting,
     Lang,
     Last,
     List,
@@ -82,6 +81,7 @@ from ._replies import (
     UTF8_SWITCH,
     Reply,
 )
+from ._response_events import Greeting
 from ._state import AUTHORIZATION, EXTENSION, TRANSACTION, USER_OK, State
 from .sasl._codec import sasl_b64decode, sasl_b64encode
 

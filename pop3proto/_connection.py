@@ -38,7 +38,8 @@ from ._buffer import LineTooLong
 from ._capabilities import Capabilities
 from ._client_role import ClientRole
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._events import Command, Event, Extension, Greeting
+from ._events import Command, Event, Extension
+from ._response_events import Greeting
 from ._sentinels import CLIENT, NEED_DATA, PAUSED, SERVER, NeedData, Paused, Role
 from ._server_role import ServerRole
 from ._state import ERROR, State

@@ -13,8 +13,9 @@ from __future__ import annotations
 from ._buffer import ReceiveBuffer
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._events import CapaOk, CloseReason, ConnectionClosed, Event, Greeting
+from ._events import CloseReason, ConnectionClosed, Event
 from ._replies import Effect
+from ._response_events import CapaOk, Greeting
 from ._state import SessionState
 
 __all__ = ["RoleCore"]

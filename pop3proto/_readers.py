@@ -17,10 +17,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ._capabilities import Capabilities
-from ._events import (
+from ._events import Command, Event
+from ._response_events import (
     CapaOk,
-    Command,
-    Event,
     LangOk,
     LastOk,
     ListEntryOk,

@@ -15,22 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ._events import (
-    CapaOk,
-    Err,
-    Event,
-    LangOk,
-    LastOk,
-    ListEntryOk,
-    ListOk,
-    MessageStart,
-    Ok,
-    Response,
-    SaslChallenge,
-    StatOk,
-    UidlEntryOk,
-    UidlOk,
-)
+from ._events import Event, Response, SaslChallenge
 from ._readers import (
     read_capa_listing,
     read_lang_listing,
@@ -40,6 +25,19 @@ from ._readers import (
     read_stat,
     read_uidl_entry,
     read_uidl_listing,
+)
+from ._response_events import (
+    CapaOk,
+    Err,
+    LangOk,
+    LastOk,
+    ListEntryOk,
+    ListOk,
+    MessageStart,
+    Ok,
+    StatOk,
+    UidlEntryOk,
+    UidlOk,
 )
 
 __all__ = [

@@ -40,18 +40,11 @@ from ._core import RoleCore
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     BadCommand,
-    CapaOk,
     CloseReason,
     Command,
     ConnectionClosed,
-    Err,
     Event,
     Extension,
-    Greeting,
-    MessageData,
-    MessageEnd,
-    MessageStart,
-    Ok,
     Response,
     SaslCancel,
     SaslChallenge,
@@ -59,6 +52,7 @@ from ._events import (
 )
 from ._readers import BadLine
 from ._replies import ERR_ONLY, Framing, Reply
+from ._response_events import CapaOk, Err, Greeting, MessageData, MessageEnd, MessageStart, Ok
 from ._sentinels import NEED_DATA, PAUSED, NeedData, Paused
 from ._state import AWAIT_GREETING, CLOSED, ERROR, GREETING, TLS_PENDING, SessionState, State
 from ._writers import WRITERS, BodyWriter

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ._errors import LocalProtocolError
-from ._events import (
+from ._events import Response, SaslChallenge
+from ._response_events import (
     CapaOk,
     Err,
     Greeting,
@@ -24,8 +25,6 @@ from ._events import (
     ListOk,
     MessageStart,
     Ok,
-    Response,
-    SaslChallenge,
     StatOk,
     UidlEntryOk,
     UidlOk,

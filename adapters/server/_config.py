@@ -93,7 +93,8 @@ class EndReason(str, enum.Enum):
     #: The client was silent for ``idle_timeout`` seconds.
     TIMEOUT = "timeout"
     #: Input nothing sensible can answer (bytes pipelined after STLS, an
-    #: oversize SASL line): the connection is dropped.
+    #: oversize SASL line, which gets a ``-ERR`` first): the connection is
+    #: dropped.
     PROTOCOL_ERROR = "protocol error"
     #: ``max_bad_commands`` reached.
     TOO_MANY_BAD_COMMANDS = "too many bad commands"
