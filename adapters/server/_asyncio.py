@@ -5,9 +5,11 @@ to batch it; this module only moves bytes between asyncio streams and that
 loop, with the options of the blocking server (:mod:`._sync`):
 
 * the listening socket is made like the blocking server's (the first address
-  :func:`socket.getaddrinfo` gives for *host*) and handed to
-  :func:`asyncio.start_server`; each connection runs in the task asyncio
-  creates for it;
+  :func:`socket.getaddrinfo` gives for *host*); the server's own accept
+  task admits each connection as it is accepted (:mod:`._admission`: the
+  TLS handshake counts, and waits out of descriptors back off) and runs it
+  in a task of its own, which makes the streams (and does the implicit-TLS
+  handshake) with :meth:`asyncio.loop.connect_accepted_socket`;
 * replies are written through the :class:`asyncio.StreamWriter`, and
   whenever the transport is at its high-water mark ``await writer.drain()``
   is called before the loop pulls the next action from the session, so a
@@ -18,11 +20,10 @@ loop, with the options of the blocking server (:mod:`._sync`):
   that stops reading cannot hold a session forever;
 * STLS upgrades with :meth:`asyncio.StreamWriter.start_tls`, which needs
   Python 3.11: on 3.10, STLS is not offered (``tls_available=False``);
-  implicit TLS (``start_server(ssl=...)``) works everywhere;
-* over ``max_connections`` a client gets ``-ERR [SYS/TEMP] too many
-  connections`` and is closed.  With implicit TLS asyncio finishes the
-  handshake before the connection reaches this module, so the refusal is
-  sent over TLS (the blocking server just closes such a connection);
+  implicit TLS works everywhere;
+* a client refused at accept (see :mod:`._admission`) gets ``-ERR
+  [SYS/TEMP] too many connections`` and is closed (with implicit TLS it is
+  just closed: a plaintext line would be garbage to a TLS client);
 * every way out of a connection (EOF, reset, timeout, failed handshake,
   :meth:`Server.close`, cancellation) ends in ``session.connection_lost()``,
   which releases the maildrop lock without UPDATE.  Only QUIT deletes.  The
@@ -62,6 +63,7 @@ from typing import Any, TypeVar
 from .._seam import Call, CallResult, Send, StartTLS
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
+from ._admission import ACCEPT_RESOURCE_ERRORS, REFUSALS, AcceptBackoff, Ticket
 from ._base import ServerBase, format_peer
 from ._config import ServerConfig, busy_response
 from ._loop import (
@@ -76,6 +78,7 @@ from ._loop import (
     discard_call,
     serve_session,
 )
+from ._session import ServerSession
 
 __all__ = ["Server", "serve", "STLS_SUPPORTED"]
 
@@ -120,16 +123,23 @@ def _take_buffered(reader: asyncio.StreamReader) -> bytes:
 
 
 class _Connection:
-    """The streams of one client."""
+    """The streams of one client, its session and its admission ticket."""
 
-    __slots__ = ("reader", "timeout", "writer")
+    __slots__ = ("reader", "session", "ticket", "timeout", "writer")
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: float,
+        session: ServerSession,
+        ticket: Ticket,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.timeout = timeout
+        self.session = session
+        self.ticket = ticket
 
     def must_drain(self) -> bool:
         """Whether a write has to wait on ``drain()``: when the transport
@@ -201,9 +211,8 @@ class Server(ServerBase):
         if stls_wanted and not STLS_SUPPORTED:  # pragma: no cover
             log.warning("STLS needs Python 3.11 or later; it is not offered")
         self._listener: socket.socket | None = None
-        self._server: asyncio.Server | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sessions = 0
         self._closing = False
         self._stopped: asyncio.Event | None = None
         # Created on first use (a loop-less constructor), shut down in
@@ -214,7 +223,7 @@ class Server(ServerBase):
 
     async def start(self) -> None:
         """Bind, listen and start accepting connections."""
-        if self._server is not None or self._closing:
+        if self._listener is not None or self._closing:
             raise RuntimeError("the server was already started")
         loop = asyncio.get_running_loop()
         if self.sock is not None:
@@ -225,20 +234,10 @@ class Server(ServerBase):
             )
             family, _, _, _, address = infos[0]
             listener = socket.create_server(address, family=family, backlog=self.backlog)
-        try:
-            implicit = self.ssl_context if self.implicit_tls else None
-            self._server = await asyncio.start_server(
-                self._handle,
-                sock=listener,
-                ssl=implicit,
-                ssl_handshake_timeout=self.handshake_timeout if implicit else None,
-                limit=RECV_SIZE,
-            )
-        except BaseException:  # pragma: no cover - cancelled while starting
-            listener.close()
-            raise
+        listener.setblocking(False)
         self._listener = listener
         self._stopped = asyncio.Event()
+        self._accepting = loop.create_task(self._accept_loop(listener))
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -251,24 +250,24 @@ class Server(ServerBase):
     @property
     def sockets(self) -> tuple[Any, ...]:
         """The listening sockets (``asyncio.Server.sockets``); empty when closed."""
-        if self._server is None:
+        if self._listener is None or self._closing:
             return ()
-        return tuple(self._server.sockets)
+        return (self._listener,)
 
     @property
     def active_connections(self) -> int:
-        """Sessions being served right now."""
-        return self._sessions
+        """Connections open right now, counted from accept."""
+        return self.admission.count
 
     @property
     def is_serving(self) -> bool:
         """Whether the server accepts connections."""
-        return self._server is not None and not self._closing
+        return self._listener is not None and not self._closing
 
     async def serve_forever(self) -> None:
         """Start if needed, then serve until :meth:`close` is called (returns)
         or this task is cancelled (the server is then closed)."""
-        if self._server is None:
+        if self._listener is None:
             await self.start()
         assert self._stopped is not None
         try:
@@ -285,8 +284,10 @@ class Server(ServerBase):
         if self._closing:
             return
         self._closing = True
-        if self._server is not None:
-            self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+        elif self._listener is not None:  # pragma: no cover - closed while starting
+            self._listener.close()
         if self._stopped is not None:
             self._stopped.set()
         for task in list(self._tasks):
@@ -296,15 +297,16 @@ class Server(ServerBase):
         """Wait until the sessions abandoned by :meth:`close` have ended."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        accepting = self._accepting
+        if accepting is not None:
+            await asyncio.gather(accepting, return_exceptions=True)
         executor, self._executor = self._executor, None
         if executor is not None:
             # Calls in flight finish in their threads (no waiting here).
             executor.shutdown(wait=False)
 
     async def __aenter__(self) -> Server:
-        if self._server is None:
+        if self._listener is None:
             await self.start()
         return self
 
@@ -322,52 +324,100 @@ class Server(ServerBase):
         if self._listener is not None and not self._closing:
             host, port = self.server_address
             where = f"{host}:{port}"
-        return f"<Server {where} active={self._sessions}>"
+        return f"<Server {where} active={self.admission.count}>"
 
     # -- one connection -------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept and admit connections until cancelled (:meth:`close`)."""
+        loop = asyncio.get_running_loop()
+        backoff = AcceptBackoff()
+        try:
+            while True:
+                try:
+                    sock, address = await loop.sock_accept(listener)
+                except OSError as exc:
+                    if exc.errno in ACCEPT_RESOURCE_ERRORS:
+                        # Out of descriptors or memory: wait, or spin.
+                        delay, tell = backoff.failed()
+                        if tell:
+                            log.warning("accept failed: %s; backing off", exc)
+                        await asyncio.sleep(delay)
+                    else:  # pragma: no cover - ECONNABORTED...: keep serving
+                        log.debug("accept failed: %s", exc)
+                    continue
+                failures = backoff.succeeded()
+                if failures:
+                    log.warning("accept works again after %d failures", failures)
+                self._admit_client(sock, address)
+        finally:
+            listener.close()
+
+    def _admit_client(self, sock: socket.socket, address: Any) -> None:
+        ip, peer = format_peer(address)
+        decision = self._admit(ip, peer, asyncio.get_running_loop().time())
+        ticket = decision.ticket
+        if ticket is None:
+            # A fresh socket's send buffer is empty: one non-blocking send.
+            with contextlib.suppress(OSError):
+                if not self.implicit_tls:
+                    sock.send(busy_response(REFUSALS[decision.verdict]))
+            sock.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._handle(sock, peer, ticket))
+        self._tasks.add(task)
+
+    async def _handle(self, sock: socket.socket, peer: str, ticket: Ticket) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self._closing:  # pragma: no cover - accepted just before close(), run just after
-            writer.transport.abort()
-            return
-        self._tasks.add(task)
         try:
-            if self._sessions >= self.max_connections:
-                await self._refuse(writer)
-                return
-            self._sessions += 1
-            try:
-                await self._serve_client(reader, writer)
-            finally:
-                self._sessions -= 1
+            streams = await self._open(sock, peer, ticket, task)
+            if streams is not None:
+                await self._serve_client(*streams, ticket)
         except asyncio.CancelledError:
             # close() (or the loop shutting down) abandoned the session; the
-            # cleanup is done.  The task ends normally: on Python 3.11 the
-            # stream machinery's done-callback calls task.exception(), which
-            # raises (and logs a traceback) for a cancelled task.
-            writer.transport.abort()
-        finally:
-            self._tasks.discard(task)
-
-    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
-        log.warning("connection refused: %d sessions already open", self.max_connections)
-        try:
-            writer.write(busy_response())
-            writer.close()
-            await _within(writer.wait_closed(), 1.0)
-        except (OSError, asyncio.TimeoutError):  # pragma: no cover - the refused client is gone
+            # cleanup is done.
             pass
         finally:
-            writer.transport.abort()
+            ticket.release()
+            self._tasks.discard(task)
+
+    async def _open(
+        self, sock: socket.socket, peer: str, ticket: Ticket, task: asyncio.Task[Any]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The streams of *sock*, after the implicit-TLS handshake (which
+        an eviction interrupts); ``None`` if it failed."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=RECV_SIZE)
+        # A connected-callback makes the protocol server-side (what
+        # StreamWriter.start_tls asks for STLS) and hands over its writer.
+        made: list[asyncio.StreamWriter] = []
+        protocol = asyncio.StreamReaderProtocol(reader, lambda _, w: made.append(w))
+        implicit = self.ssl_context if self.implicit_tls else None
+        ticket.evict = task.cancel
+        try:
+            await loop.connect_accepted_socket(
+                lambda: protocol,
+                sock,
+                ssl=implicit,
+                ssl_handshake_timeout=self.handshake_timeout if implicit else None,
+            )
+        except (OSError, asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            sock.close()
+            if isinstance(exc, asyncio.CancelledError) and not ticket.evicted:
+                raise
+            log.debug("TLS handshake with %s failed: %s", peer, exc or type(exc).__name__)
+            return None
+        finally:
+            ticket.evict = None
+        return reader, made[0]
 
     async def _serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ticket: Ticket
     ) -> None:
         ip, peer = format_peer(writer.get_extra_info("peername"))
         session = self._new_session(ip, peer)
-        conn = _Connection(reader, writer, self.config.idle_timeout)
+        conn = _Connection(reader, writer, self.config.idle_timeout, session, ticket)
         loop = serve_session(session)
         try:
             await self._run(conn, loop)
@@ -383,9 +433,7 @@ class Server(ServerBase):
             how = closing(session.stats.reason, abandoned=self._closing, linger=self.linger)
             await self._close(conn, how)
 
-    async def _run(
-        self, conn: _Connection, loop: Generator[LoopRequest, LoopAnswer, None]
-    ) -> None:
+    async def _run(self, conn: _Connection, loop: Generator[LoopRequest, LoopAnswer, None]) -> None:
         """Perform what the loop asks until it ends (see :mod:`._loop`)."""
         reader, writer = conn.reader, conn.writer
         answer: LoopAnswer = None
@@ -410,10 +458,33 @@ class Server(ServerBase):
             else:
                 if self._closing:
                     return
-                try:
-                    answer = await _within(reader.read(RECV_SIZE), conn.timeout)
-                except asyncio.TimeoutError:
-                    continue  # None: the idle timeout
+                answer = await self._receive(conn)
+
+    async def _receive(self, conn: _Connection) -> bytes | None:
+        """A read within the idle timeout and the admission deadlines;
+        ``None`` when one expired or the connection was evicted."""
+        loop = asyncio.get_running_loop()
+        ticket = conn.ticket
+        timeout = self._read_timeout(ticket, conn.session, loop.time())
+        if not timeout > 0:
+            return None
+        task = asyncio.current_task()
+        assert task is not None
+        ticket.evict = task.cancel
+        try:
+            data = await _within(conn.reader.read(RECV_SIZE), timeout)
+        except asyncio.TimeoutError:
+            return None
+        except asyncio.CancelledError:
+            if not ticket.evicted or self._closing:
+                raise
+            if sys.version_info >= (3, 11):
+                task.uncancel()
+            return None
+        finally:
+            ticket.evict = None
+        ticket.received(data, loop.time())
+        return data
 
     async def _perform(self, call: Call) -> CallResult:
         """Run *call* off the loop (or await it, if native); see :mod:`._loop`."""

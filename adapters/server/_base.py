@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import socket
 import ssl
 from typing import Any, ClassVar
 
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
+from ._admission import Admission, AdmissionLimits, Decision, RefusalLog, Ticket, Verdict
 from ._config import ServerConfig, is_loopback_address
 from ._session import ServerSession
 
 __all__ = ["ServerBase", "format_peer"]
+
+log = logging.getLogger("pop3proto.server")
 
 
 def format_peer(address: Any) -> tuple[str, str]:
@@ -104,10 +108,45 @@ class ServerBase:
         #: instead of binding *host*/*port*: one listening socket shared by
         #: several worker processes (``pop3proto serve --workers``).
         self.sock = sock
+        #: The connection slots (see :mod:`._admission`), counted from accept.
+        self.admission = Admission(
+            AdmissionLimits(
+                max_connections=max_connections,
+                max_preauth_per_ip=self.config.max_preauth_per_ip,
+                max_sessions_per_ip=self.config.max_sessions_per_ip,
+                line_timeout=self.config.line_timeout,
+                login_timeout=self.config.login_timeout,
+            )
+        )
+        self._refusals = RefusalLog()
         self._init_io()
 
     def _init_io(self) -> None:
         """Set up the I/O layer's own state (the blocking server binds here)."""
+
+    def _admit(self, ip: str, peer: str, now: float) -> Decision:
+        """Decide for a connection just accepted (see :mod:`._admission`);
+        log refusals and evictions without flooding the log."""
+        decision = self.admission.admit(ip, now)
+        if decision.ticket is None:
+            count = self._refusals.refused(now)
+            if count:
+                why = (
+                    f"over the per-address limits for {ip or peer}"
+                    if decision.verdict is Verdict.REFUSE_IP
+                    else f"{self.max_connections} connections already open"
+                )
+                log.warning("refused %d connection(s): the latest %s", count, why)
+        elif decision.victim is not None:
+            log.debug("dropped the oldest idle connection before login for %s", peer)
+        return decision
+
+    def _read_timeout(self, ticket: Ticket, session: ServerSession, now: float) -> float:
+        """Seconds the next read of *session* may wait (see
+        :meth:`~._admission.Ticket.receive_timeout`); notes a login first."""
+        if not ticket.authenticated and session.user is not None:
+            ticket.logged_in()
+        return ticket.receive_timeout(self.config.idle_timeout, now)
 
     def _new_session(self, ip: str, peer: str) -> ServerSession:
         """The session of a client accepted from *ip* (*peer* as logged;

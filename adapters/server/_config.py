@@ -222,6 +222,19 @@ class ServerConfig:
             ends (after the log line).
         commands: keyword -> :class:`ExtensionCommand`, the commands the
             application answers itself (CAPA lists their capabilities).
+
+    Connection admission (applied by the servers from accept; see
+    :mod:`pop3proto.adapters.server._admission`):
+        max_preauth_per_ip: connections not yet logged in from one address
+            (TLS handshakes included); more are refused.  ``None``: no limit.
+        max_sessions_per_ip: logged-in sessions from one address (Dovecot's
+            ``mail_max_userip_connections`` is 10 per user and address); an
+            address holding this many gets no new connection.  ``None``: no
+            limit.
+        line_timeout: seconds a command line may take from its first octet
+            to its line end, however the octets trickle in.
+        login_timeout: seconds from accept to a successful login (TLS
+            handshake included), however active the client is.
     """
 
     hostname: str = field(default_factory=_default_hostname)
@@ -241,6 +254,11 @@ class ServerConfig:
     strict_user: bool = True
     on_session_end: Callable[[SessionStats], None] | None = None
     commands: Mapping[str, ExtensionCommand] = field(default_factory=dict)
+    # -- connection admission (SECURITY.md "Connection admission") --
+    max_preauth_per_ip: int | None = 10
+    max_sessions_per_ip: int | None = 10
+    line_timeout: float = 60.0
+    login_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         commands: dict[str, ExtensionCommand] = {}
@@ -284,6 +302,16 @@ class ServerConfig:
             raise ValueError("implementation must be non-empty printable ASCII")
         if not (self.greeting.isascii() and self.greeting.isprintable()) or "<" in self.greeting:
             raise ValueError("greeting must be printable ASCII without '<'")
+        self._check_admission()
+
+    def _check_admission(self) -> None:
+        for name in ("max_preauth_per_ip", "max_sessions_per_ip"):
+            limit = getattr(self, name)
+            if limit is not None and (isinstance(limit, bool) or limit < 1):
+                raise ValueError(f"{name} must be None (no limit) or at least 1")
+        for name in ("line_timeout", "login_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
 
 
 def is_loopback_address(host: str) -> bool:

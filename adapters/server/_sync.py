@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import selectors
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
@@ -42,6 +44,7 @@ from typing import Any
 from .._seam import Call, Send, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
+from ._admission import ACCEPT_RESOURCE_ERRORS, REFUSALS, AcceptBackoff, Ticket, Verdict
 from ._base import ServerBase, format_peer
 from ._config import ServerConfig, busy_response
 from ._loop import (
@@ -54,6 +57,7 @@ from ._loop import (
     closing,
     serve_session,
 )
+from ._session import ServerSession
 
 __all__ = ["Server", "serve"]
 
@@ -63,11 +67,19 @@ log = logging.getLogger("pop3proto.server")
 class _Client:
     """The current socket of one connection (replaced when TLS starts)."""
 
-    __slots__ = ("sock", "thread")
+    __slots__ = ("sock", "thread", "ticket")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, ticket: Ticket) -> None:
         self.sock = sock
+        self.ticket = ticket
         self.thread: threading.Thread | None = None
+
+    def interrupt(self) -> None:
+        """Evict: end the read (or handshake) under way.  Shutting the
+        descriptor's read side only, from the accept thread, is safe under
+        TLS too; the session can still write its last line."""
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self.sock, socket.SHUT_RD)
 
 
 class Server(ServerBase):
@@ -126,13 +138,14 @@ class Server(ServerBase):
     def active_connections(self) -> int:
         """Sessions being served right now."""
         with self._lock:
-            return len(self._clients)
+            return self.admission.count
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown` is called."""
         if self._closed:
             raise RuntimeError("the server is closed")
         self._stopped.clear()
+        backoff = AcceptBackoff()
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self._listener, selectors.EVENT_READ)
@@ -141,7 +154,11 @@ class Server(ServerBase):
                     for key, _ in selector.select():
                         if key.fileobj is self._wake_r:
                             break
-                        self._accept()
+                        delay = self._accept(backoff)
+                        if delay:
+                            # Out of descriptors or memory: retrying at once
+                            # would only spin; wait, unless shut down.
+                            select.select([self._wake_r], [], [], delay)
         finally:
             self._stopped.set()
 
@@ -197,20 +214,32 @@ class Server(ServerBase):
 
     # -- accepting ------------------------------------------------------------
 
-    def _accept(self) -> None:
+    def _accept(self, backoff: AcceptBackoff) -> float:
+        """Accept one connection; the seconds to wait before the next
+        accept (``0``: at once)."""
         try:
             sock, address = self._listener.accept()
-        except OSError as exc:  # pragma: no cover - ECONNABORTED, EMFILE...: keep serving
-            log.warning("accept failed: %s", exc)
-            return
-        client = _Client(sock)
+        except OSError as exc:
+            if exc.errno in ACCEPT_RESOURCE_ERRORS:
+                delay, tell = backoff.failed()
+                if tell:
+                    log.warning("accept failed: %s; backing off", exc)
+                return delay
+            log.debug("accept failed: %s", exc)  # ECONNABORTED...: keep serving
+            return 0.0
+        failures = backoff.succeeded()
+        if failures:
+            log.warning("accept works again after %d failures", failures)
+        ip, peer = format_peer(address)
         with self._lock:
-            full = len(self._clients) >= self.max_connections
-            if not full:
+            decision = self._admit(ip, peer, time.monotonic())
+            ticket = decision.ticket
+            if ticket is not None:
+                client = _Client(sock, ticket)
                 self._clients.add(client)
-        if full:
-            self._refuse(sock)
-            return
+        if ticket is None:
+            self._refuse(sock, decision.verdict)
+            return 0.0
         thread = threading.Thread(
             target=self._serve_client,
             args=(client, address),
@@ -219,15 +248,15 @@ class Server(ServerBase):
         )
         client.thread = thread
         thread.start()
+        return 0.0
 
-    def _refuse(self, sock: socket.socket) -> None:
-        log.warning("connection refused: %d sessions already open", self.max_connections)
+    def _refuse(self, sock: socket.socket, verdict: Verdict) -> None:
         try:
             if not self.implicit_tls:
                 # A fresh socket's send buffer is empty: this cannot block
                 # the accept loop for long.
                 sock.settimeout(1.0)
-                sock.sendall(busy_response())
+                sock.sendall(busy_response(REFUSALS[verdict]))
         except OSError:  # pragma: no cover - the refused client is gone already
             pass
         finally:
@@ -238,7 +267,11 @@ class Server(ServerBase):
     def _start_tls(self, client: _Client) -> ssl.SSLSocket:
         assert self.ssl_context is not None
         client.sock.settimeout(self.handshake_timeout)
-        tls_sock = self.ssl_context.wrap_socket(client.sock, server_side=True)
+        client.ticket.evict = client.interrupt
+        try:
+            tls_sock = self.ssl_context.wrap_socket(client.sock, server_side=True)
+        finally:
+            client.ticket.evict = None
         client.sock = tls_sock
         tls_sock.settimeout(self.config.idle_timeout)
         return tls_sock
@@ -251,7 +284,7 @@ class Server(ServerBase):
             if self.implicit_tls:
                 self._start_tls(client)
             client.sock.settimeout(self.config.idle_timeout)
-            self._run(client, loop)
+            self._run(client, session, loop)
         except (OSError, ssl.SSLError) as exc:
             log.debug("connection from %s ended: %s", peer, exc)
         except Exception:
@@ -265,8 +298,41 @@ class Server(ServerBase):
             self._close(client.sock, how)
             with self._lock:
                 self._clients.discard(client)
+                client.ticket.release()
 
-    def _run(self, client: _Client, loop: Generator[LoopRequest, LoopAnswer, None]) -> None:
+    def _receive(self, client: _Client, session: ServerSession) -> bytes | None:
+        """A read within the idle timeout and the admission deadlines;
+        ``None`` when one expired or the connection was evicted."""
+        ticket = client.ticket
+        with self._lock:
+            timeout = self._read_timeout(ticket, session, time.monotonic())
+        if not timeout > 0:
+            return None
+        sock = client.sock
+        sock.settimeout(timeout)
+        ticket.evict = client.interrupt
+        try:
+            data = sock.recv(RECV_SIZE)
+        except TimeoutError:
+            return None
+        except OSError:
+            if ticket.evicted:
+                return None
+            raise
+        finally:
+            ticket.evict = None
+            sock.settimeout(self.config.idle_timeout)  # sends: the idle timeout
+        if ticket.evicted:
+            return None
+        ticket.received(data, time.monotonic())
+        return data
+
+    def _run(
+        self,
+        client: _Client,
+        session: ServerSession,
+        loop: Generator[LoopRequest, LoopAnswer, None],
+    ) -> None:
         """Perform what the loop asks until it ends (see :mod:`._loop`)."""
         answer: LoopAnswer = None
         while True:
@@ -284,10 +350,7 @@ class Server(ServerBase):
             else:
                 if self._shutdown_requested:
                     return
-                try:
-                    answer = client.sock.recv(RECV_SIZE)
-                except TimeoutError:
-                    continue  # None: the idle timeout
+                answer = self._receive(client, session)
                 if self._shutdown_requested:
                     return
 

@@ -8,8 +8,10 @@ asyncio one (:mod:`._asyncio`):
 * :meth:`Server.serve` binds like the blocking server (the first address
   :func:`socket.getaddrinfo` gives for *host*), reports the bound
   ``(host, port)`` through ``task_status.started()`` (so
-  ``address = await nursery.start(server.serve)`` works) and runs
-  :func:`trio.serve_listeners`; each connection is a :class:`trio.abc.Stream`
+  ``address = await nursery.start(server.serve)`` works) and runs its own
+  accept loop, which admits each connection as it is accepted
+  (:mod:`._admission`: the TLS handshake counts, and waits out of
+  descriptors back off); each connection is a :class:`trio.abc.Stream`
   in a task of the server's nursery;
 * each write is an ``await stream.send_all()`` that finishes before the
   loop pulls the next action from the session, so a client that stops
@@ -19,9 +21,9 @@ asyncio one (:mod:`._asyncio`):
 * STLS wraps the stream in ``trio.SSLStream(stream, ctx, server_side=True)``
   and runs ``do_handshake()`` within ``handshake_timeout``; implicit TLS
   does the same before the greeting;
-* over ``max_connections`` a client gets ``-ERR [SYS/TEMP] too many
-  connections`` and is closed (with implicit TLS, after the handshake, as
-  the asyncio server does);
+* a client refused at accept (see :mod:`._admission`) gets ``-ERR
+  [SYS/TEMP] too many connections`` and is closed (with implicit TLS it is
+  just closed: a plaintext line would be garbage to a TLS client);
 * every way out of a connection (EOF, reset, timeout, failed handshake,
   :meth:`Server.shutdown`, cancellation of the nursery) ends in
   ``session.connection_lost()``, which releases the maildrop lock without
@@ -48,7 +50,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import math
@@ -61,6 +62,7 @@ import trio  # type: ignore[import-untyped, unused-ignore]
 from .._seam import Call, CallResult, Send, StartTLS
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
+from ._admission import ACCEPT_RESOURCE_ERRORS, REFUSALS, AcceptBackoff, Ticket
 from ._base import ServerBase, format_peer
 from ._config import ServerConfig, busy_response
 from ._loop import (
@@ -74,6 +76,7 @@ from ._loop import (
     closing,
     serve_session,
 )
+from ._session import ServerSession
 
 __all__ = ["Server", "serve"]
 
@@ -96,11 +99,21 @@ class _Connection:
     :attr:`waiting` says which of them was under way when it expired.
     After a timeout, each send gets a scope of its own."""
 
-    __slots__ = ("scope", "stream", "timeout", "waiting")
+    __slots__ = ("scope", "server", "session", "stream", "ticket", "timeout", "waiting")
 
-    def __init__(self, stream: trio.abc.Stream, timeout: float) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        timeout: float,
+        server: Server,
+        session: ServerSession,
+        ticket: Ticket,
+    ) -> None:
         self.stream = stream
         self.timeout = timeout
+        self.server = server
+        self.session = session
+        self.ticket = ticket
         self.scope: trio.CancelScope | None = None
         self.waiting = ""
 
@@ -121,13 +134,22 @@ class _Connection:
 
     async def receive(self) -> bytes:
         """Some bytes (``b""`` at end of stream), within the idle timeout
-        (inside :attr:`scope` only)."""
+        and the admission deadlines (inside :attr:`scope` only; an eviction
+        cancels it)."""
         scope = self.scope
         assert scope is not None
         self.waiting = "receive"
-        scope.deadline = trio.current_time() + self.timeout
-        data = await self.stream.receive_some(RECV_SIZE)
-        return data if isinstance(data, bytes) else bytes(data)
+        ticket = self.ticket
+        now = trio.current_time()
+        scope.deadline = now + self.server._read_timeout(ticket, self.session, now)
+        ticket.evict = scope.cancel
+        try:
+            data = await self.stream.receive_some(RECV_SIZE)
+        finally:
+            ticket.evict = None
+        data = data if isinstance(data, bytes) else bytes(data)
+        ticket.received(data, trio.current_time())
+        return data
 
 
 class Server(ServerBase):
@@ -172,7 +194,6 @@ class Server(ServerBase):
         self._listener: trio.SocketListener | None = None
         self._address: tuple[str, int] | None = None
         self._scope: trio.CancelScope | None = None
-        self._sessions = 0
         self._started = False
         self._closing = False
 
@@ -195,8 +216,8 @@ class Server(ServerBase):
 
     @property
     def active_connections(self) -> int:
-        """Sessions being served right now."""
-        return self._sessions
+        """Connections open right now, counted from accept."""
+        return self.admission.count
 
     async def serve(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
@@ -223,11 +244,7 @@ class Server(ServerBase):
             with trio.CancelScope() as scope:
                 self._scope = scope
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(
-                        functools.partial(
-                            trio.serve_listeners, self._handle, [listener], handler_nursery=nursery
-                        )
-                    )
+                    nursery.start_soon(self._accept_loop, listener, nursery)
                     task_status.started(self._address)
                     if self._closing:  # shutdown() came first
                         scope.cancel()
@@ -246,62 +263,93 @@ class Server(ServerBase):
         where = "-"
         if self._address is not None and not self._closing:
             where = "{}:{}".format(*self._address)
-        return f"<Server {where} active={self._sessions}>"
+        return f"<Server {where} active={self.admission.count}>"
 
     # -- one connection -------------------------------------------------------
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept and admit connections until cancelled."""
+        backoff = AcceptBackoff()
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_RESOURCE_ERRORS:  # pragma: no cover
+                    raise
+                # Out of descriptors or memory: wait, or spin.
+                delay, tell = backoff.failed()
+                if tell:
+                    log.warning("accept failed: %s; backing off", exc)
+                await trio.sleep(delay)
+                continue
+            failures = backoff.succeeded()
+            if failures:
+                log.warning("accept works again after %d failures", failures)
+            try:
+                ip, peer = format_peer(stream.socket.getpeername())
+            except OSError:  # pragma: no cover - reset before we got to it
+                await trio.aclose_forcefully(stream)
+                continue
+            decision = self._admit(ip, peer, trio.current_time())
+            ticket = decision.ticket
+            if ticket is None:
+                nursery.start_soon(self._refuse, stream, REFUSALS[decision.verdict])
+            else:
+                nursery.start_soon(self._handle, stream, ip, peer, ticket)
+
+    async def _handle(self, stream: trio.SocketStream, ip: str, peer: str, ticket: Ticket) -> None:
         current: trio.abc.Stream = stream
         try:
-            ip, peer = format_peer(stream.socket.getpeername())
             if self.implicit_tls:
-                wrapped = await self._handshake(stream, peer)
+                wrapped = await self._handshake(stream, peer, ticket)
                 if wrapped is None:
                     return
                 current = wrapped
-            if self._sessions >= self.max_connections:
-                await self._refuse(current)
-                return
-            self._sessions += 1
-            try:
-                await self._serve_client(current, ip, peer)
-            finally:
-                self._sessions -= 1
-        except OSError as exc:  # pragma: no cover - getpeername on a connection already reset
-            log.debug("connection ended before its session: %s", exc)
+            await self._serve_client(current, ip, peer, ticket)
         finally:
+            ticket.release()
             # A served session has closed its stream already (_close).
             if stream.socket.fileno() != -1:
                 await trio.aclose_forcefully(current)
 
-    async def _tls_wrap(self, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
+    async def _tls_wrap(
+        self, stream: trio.abc.Stream, ticket: Ticket
+    ) -> trio.SSLStream[trio.abc.Stream]:
         assert self.ssl_context is not None
         tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
         with trio.move_on_after(self.handshake_timeout) as scope:
-            await tls.do_handshake()
+            ticket.evict = scope.cancel
+            try:
+                await tls.do_handshake()
+            finally:
+                ticket.evict = None
         if scope.cancelled_caught:
-            raise _Stalled("TLS handshake timed out")
+            raise _Stalled("TLS handshake timed out or evicted")
         return tls
 
-    async def _handshake(self, stream: trio.SocketStream, peer: str) -> trio.abc.Stream | None:
+    async def _handshake(
+        self, stream: trio.SocketStream, peer: str, ticket: Ticket
+    ) -> trio.abc.Stream | None:
         try:
-            return await self._tls_wrap(stream)
+            return await self._tls_wrap(stream, ticket)
         except (*_STREAM_ERRORS, _Stalled) as exc:
             log.debug("TLS handshake with %s failed: %s", peer, exc)
             return None
 
-    async def _refuse(self, stream: trio.abc.Stream) -> None:
-        log.warning("connection refused: %d sessions already open", self.max_connections)
+    async def _refuse(self, stream: trio.SocketStream, text: str) -> None:
         with trio.move_on_after(1.0):
             try:
-                await stream.send_all(busy_response())
-                await stream.aclose()
+                if not self.implicit_tls:
+                    await stream.send_all(busy_response(text))
             except _STREAM_ERRORS:  # pragma: no cover - the refused client is gone already
                 pass
+        await trio.aclose_forcefully(stream)
 
-    async def _serve_client(self, stream: trio.abc.Stream, ip: str, peer: str) -> None:
+    async def _serve_client(
+        self, stream: trio.abc.Stream, ip: str, peer: str, ticket: Ticket
+    ) -> None:
         session = self._new_session(ip, peer)
-        conn = _Connection(stream, self.config.idle_timeout)
+        conn = _Connection(stream, self.config.idle_timeout, self, session, ticket)
         loop = serve_session(session)
         try:
             await self._run(conn, loop)
@@ -317,9 +365,7 @@ class Server(ServerBase):
             how = closing(session.stats.reason, abandoned=self._closing, linger=self.linger)
             await self._close(conn, how)
 
-    async def _run(
-        self, conn: _Connection, loop: Generator[LoopRequest, LoopAnswer, None]
-    ) -> None:
+    async def _run(self, conn: _Connection, loop: Generator[LoopRequest, LoopAnswer, None]) -> None:
         """Perform what the loop asks until it ends (see :mod:`._loop`)."""
         with trio.CancelScope() as scope:
             conn.scope = scope
@@ -358,7 +404,7 @@ class Server(ServerBase):
                 # applies to the handshake.
                 assert conn.scope is not None
                 conn.scope.deadline = math.inf
-                conn.stream = await self._tls_wrap(conn.stream)
+                conn.stream = await self._tls_wrap(conn.stream, conn.ticket)
             else:
                 answer = await conn.receive()
 

@@ -177,6 +177,12 @@ def test_sync_implicit_tls_over_the_limit_is_closed_without_a_line(
         with socket.create_connection((host, port), timeout=DEADLINE) as raw:
             held = client_context.wrap_socket(raw, server_hostname="localhost")
             assert held.recv(100).startswith(b"+OK")
+            # Logged in: a session is never evicted for a newcomer.
+            held.sendall(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
+            replies = b""
+            while replies.count(b"\r\n") < 2:
+                replies += held.recv(100)
+            assert replies.count(b"+OK") == 2
             wait_for(lambda: server.active_connections == 1, "the first session")
             with socket.create_connection((host, port), timeout=DEADLINE) as second:
                 return second.recv(100)

@@ -247,6 +247,9 @@ def test_connection_cap(start: Callable[..., Server]) -> None:
     server = start(MemoryBackend({"alice": [b"x\n"]}), max_connections=1)
     first = poplib.POP3(*server.server_address, timeout=5)
     try:
+        # Logged in: a session is never evicted for a newcomer.
+        first.user("alice")
+        first.pass_(PASSWORD)
         with socket.create_connection(server.server_address, timeout=5) as sock:
             data = b""
             while chunk := sock.recv(1024):
