@@ -59,9 +59,11 @@ class Ticket:
 
     The runtime sets :attr:`evict` to a callable that interrupts the
     connection while it waits idle (for a handshake to progress or for a
-    command), and back to ``None`` when it stops waiting; only a waiting
-    unauthenticated connection can be evicted.  :attr:`evicted` then says
-    why the wait ended.
+    command), and back to ``None`` when it stops waiting.  Only
+    unauthenticated connections are evicted, waiting ones first;
+    :attr:`evicted` then says why the wait ended, and a connection evicted
+    while not waiting stops at its next wait (:meth:`receive_timeout`
+    is then ``0``).
     """
 
     __slots__ = (
@@ -96,6 +98,8 @@ class Ticket:
         the line deadline and, before login, the login deadline.  ``0``
         when a deadline has passed (the runtime then answers the read with
         a timeout at once)."""
+        if self.evicted:
+            return 0.0
         limits = self._admission.limits
         timeout = idle_timeout
         if self.line_started is not None:
@@ -217,17 +221,20 @@ class Admission:
             return Decision(Verdict.REFUSE_IP)
         victim = None
         if self._count >= limits.max_connections:
+            # The oldest waiting one; else (a burst of connections not yet
+            # started) the oldest, which stops at its next wait.
             victim = next((t for t in self._preauth if t.evict is not None), None)
             if victim is None:
-                return Decision(Verdict.REFUSE_FULL)
+                victim = next(iter(self._preauth), None)
+                if victim is None:
+                    return Decision(Verdict.REFUSE_FULL)
             evict = victim.evict
-            assert evict is not None
             victim.evicted = True
-            victim.evict = None
             # The victim's slot is freed now, not when its runtime gets to
             # closing it: the newcomer takes it.
             self._release(victim)
-            evict()
+            if evict is not None:
+                evict()
         ticket = Ticket(self, ip, now)
         self._count += 1
         self._preauth[ticket] = None

@@ -394,6 +394,9 @@ class Server(ServerBase):
         made: list[asyncio.StreamWriter] = []
         protocol = asyncio.StreamReaderProtocol(reader, lambda _, w: made.append(w))
         implicit = self.ssl_context if self.implicit_tls else None
+        if ticket.evicted and implicit:  # in a burst, before its handshake
+            sock.close()
+            return None
         ticket.evict = task.cancel
         try:
             await loop.connect_accepted_socket(

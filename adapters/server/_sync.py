@@ -266,6 +266,8 @@ class Server(ServerBase):
 
     def _start_tls(self, client: _Client) -> ssl.SSLSocket:
         assert self.ssl_context is not None
+        if client.ticket.evicted:
+            raise OSError("evicted before the TLS handshake")
         client.sock.settimeout(self.handshake_timeout)
         client.ticket.evict = client.interrupt
         try:

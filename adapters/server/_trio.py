@@ -316,6 +316,8 @@ class Server(ServerBase):
         self, stream: trio.abc.Stream, ticket: Ticket
     ) -> trio.SSLStream[trio.abc.Stream]:
         assert self.ssl_context is not None
+        if ticket.evicted:  # in a burst, before it started
+            raise _Stalled("evicted before the TLS handshake")
         tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
         with trio.move_on_after(self.handshake_timeout) as scope:
             ticket.evict = scope.cancel
