@@ -67,8 +67,7 @@ def log_in(address: tuple[str, int], source: str = "127.0.0.1") -> poplib.POP3:
 def test_idle_preauth_connections_do_not_keep_a_user_out(kind: str) -> None:
     """Item 1: with the pool full of idle connections that never log in,
     a newcomer evicts the oldest and logs in; sessions are never evicted."""
-    config = ServerConfig(max_preauth_per_ip=None)
-    with running_server(kind, backend(), max_connections=4, config=config) as running:
+    with running_server(kind, backend(), max_connections=4) as running:
         idle = [connect(running.address) for _ in range(12)]
         try:
             for sock in idle[-4:]:
@@ -98,12 +97,10 @@ def test_tls_handshakes_count_from_accept(
     """Item 2: silent connections to the implicit-TLS port hold slots
     (counted before any handshake), are evicted for a real client, and are
     closed once the handshake timeout passes."""
-    config = ServerConfig(max_preauth_per_ip=None)
     with running_server(
         kind,
         backend(),
         max_connections=3,
-        config=config,
         ssl_context=server_context,
         implicit_tls=True,
         handshake_timeout=1.5,
@@ -268,7 +265,7 @@ def test_accept_out_of_descriptors_backs_off(caplog: pytest.LogCaptureFixture) -
     """EMFILE from accept: the blocking server waits (doubling) instead of
     spinning, logs the episode once, then serves the pending client."""
     server = SyncServer(backend(), _auth(), port=0)
-    listener = _ExhaustedListener(server._listener, failures=6)
+    listener = _ExhaustedListener(server._listener, failures=4)
     server._listener = listener  # type: ignore[assignment]
     thread = server.start()
     try:
@@ -281,11 +278,11 @@ def test_accept_out_of_descriptors_backs_off(caplog: pytest.LogCaptureFixture) -
         server.shutdown()
         server.server_close()
         thread.join(10)
-    assert listener.calls == 7  # six failures, then the accept: no spinning
-    assert elapsed >= 0.05 + 0.1 + 0.2 + 0.4  # the waits between retries
+    assert listener.calls == 5  # four failures, then the accept: no spinning
+    assert elapsed >= 0.05 + 0.1 + 0.2  # the waits between retries
     messages = [r.getMessage() for r in caplog.records]
     assert sum("backing off" in m for m in messages) == 1
-    assert any("accept works again after 6 failures" in m for m in messages)
+    assert any("accept works again after 4 failures" in m for m in messages)
 
 
 def _auth() -> Any:
