@@ -62,6 +62,7 @@ from ._common import (
     CLIError,
     Terminated,
     describe_error,
+    limit_or_none,
     octet_count,
     one_line,
     parse_address,
@@ -325,7 +326,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=positive_int,
         default=100,
-        help="concurrent sessions per listener; more get -ERR [SYS/TEMP] (default 100)",
+        help="connections per listener, counted from accept (TLS handshakes included); "
+        "when full, the oldest idle connection not logged in is dropped for a newcomer, "
+        "else it gets -ERR [SYS/TEMP] (default 100)",
+    )
+    # -- connection admission (SECURITY.md "Connection admission") --
+    serve.add_argument(
+        "--max-preauth-per-ip",
+        metavar="N",
+        type=limit_or_none,
+        default=10,
+        help="connections not yet logged in from one address; 0: no limit (default 10)",
+    )
+    serve.add_argument(
+        "--max-sessions-per-ip",
+        metavar="N",
+        type=limit_or_none,
+        default=10,
+        help="logged-in sessions from one address; 0: no limit (default 10)",
+    )
+    serve.add_argument(
+        "--line-timeout",
+        metavar="SECONDS",
+        type=positive_float,
+        default=60.0,
+        help="a command line must be complete this long after its first octet (default 60)",
+    )
+    serve.add_argument(
+        "--login-timeout",
+        metavar="SECONDS",
+        type=positive_float,
+        default=120.0,
+        help="a client must log in this long after connecting (default 120)",
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        metavar="SECONDS",
+        type=positive_float,
+        default=30.0,
+        help="a TLS handshake (implicit TLS or STLS) must finish this long after it "
+        "starts (default 30)",
     )
     verbosity = serve.add_mutually_exclusive_group()
     verbosity.add_argument(

@@ -46,6 +46,7 @@ __all__ = [
     "one_line",
     "usage_error",
     "parse_address",
+    "limit_or_none",
     "positive_float",
     "positive_int",
     "octet_count",
@@ -215,6 +216,13 @@ def positive_int(text: str) -> int:
     """An argument type: a whole number >= 1."""
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def limit_or_none(text: str) -> int:
+    """An argument type: a whole number >= 0, where ``0`` means no limit."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0: no limit), not {text!r}")
     return int(text)
 
 

@@ -56,6 +56,7 @@ class _ServeSpec:
     listeners: list[_Listener]
     max_connections: int
     trust_loopback: bool = True
+    handshake_timeout: float = 30.0
     run_as: _RunAs | None = None
     #: Do not announce the listeners (every ``--workers`` process but one).
     quiet: bool = False
@@ -69,6 +70,7 @@ class _ServeSpec:
             "config": self.config,
             "max_connections": self.max_connections,
             "trust_loopback": self.trust_loopback,
+            "handshake_timeout": self.handshake_timeout,
             "sock": listener.sock,
         }
 
@@ -235,6 +237,11 @@ def run_serve_command(args: argparse.Namespace) -> int:
         allow_plaintext_auth=True if args.allow_plaintext_auth else None,
         idle_timeout=args.idle_timeout,
         token_verifier=_token_verifier(args),
+        # Connection admission (SECURITY.md "Connection admission").
+        max_preauth_per_ip=args.max_preauth_per_ip or None,
+        max_sessions_per_ip=args.max_sessions_per_ip or None,
+        line_timeout=args.line_timeout,
+        login_timeout=args.login_timeout,
     )
     # The default plain listener only when no listener at all is given: a
     # TLS-only server must be possible.
@@ -248,6 +255,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
         ssl_context=ssl_context,
         listeners=listeners,
         max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
         trust_loopback=getattr(args, "trust_loopback", True),
         run_as=run_as,
     )

@@ -993,3 +993,49 @@ def test_mbox_round_trip(tmp_path: Path) -> None:
     for message, stored in zip(sent, got[1:], strict=True):
         want = message.replace(b"\r\n", b"\n")
         assert stored == (want if want.endswith(b"\n") else want + b"\n"), message
+
+
+def test_serve_admission_flags(tmp_path: Path) -> None:
+    """``serve --max-preauth-per-ip``, ``--login-timeout``: a second
+    connection from the address is refused, the first is dropped when it
+    has not logged in in time (SECURITY.md "Connection admission")."""
+    root = tmp_path / "mail"
+    make_maildir(root / USER, MESSAGES[:1])
+    server = ServeProcess(
+        ["--maildir-root", str(root), "--users", str(users_file(tmp_path)),
+         "--listen", f"{HOST}:0", "--runtime", "asyncio", "--max-preauth-per-ip", "1",
+         "--login-timeout", "1", "--line-timeout", "30", "--handshake-timeout", "5"],
+        tmp_path,
+        listeners=1,
+    )  # fmt: skip
+    try:
+        port = server.port("no TLS")
+        with socket.create_connection((HOST, port), timeout=10) as first:
+            assert first.recv(100).startswith(b"+OK")
+            with pytest.raises(poplib.error_proto, match=r"from your address"):
+                poplib.POP3(HOST, port, timeout=10)
+            started = time.monotonic()
+            first.settimeout(10)
+            assert first.recv(100) == b"-ERR disconnected for inactivity\r\n"
+            assert time.monotonic() - started < 8
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--max-preauth-per-ip", "-1"),
+        ("--max-sessions-per-ip", "ten"),
+        ("--line-timeout", "0"),
+        ("--login-timeout", "inf"),
+        ("--handshake-timeout", "-5"),
+    ],
+)
+def test_serve_admission_flags_are_checked(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--maildir", ".", "--users", "users", flag, value])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err
