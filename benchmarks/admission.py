@@ -124,7 +124,8 @@ def source(i: int) -> str:
 def open_many(port: int, count: int, greet: bool) -> list[socket.socket]:
     socks = []
     for i in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source(i), 0))
+        address = (source(i), 0)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=address)
         if greet:
             with contextlib.suppress(OSError):
                 sock.recv(200)
@@ -138,10 +139,6 @@ def still_open(socks: list[socket.socket]) -> int:
     for sock in socks:
         poller.register(sock, select.POLLIN)
     return len(socks) - len(poller.poll(0))
-
-
-def run_logged(runtime: str, folder: Path, *rest: object) -> dict[str, float]:
-    return run(runtime, folder, *rest)  # type: ignore[arg-type]
 
 
 def run(runtime: str, folder: Path, cert: Path, key: Path, client_ctx: ssl.SSLContext,

@@ -266,15 +266,22 @@ class Server(ServerBase):
 
     def _start_tls(self, client: _Client) -> ssl.SSLSocket:
         assert self.ssl_context is not None
-        if client.ticket.evicted:
-            raise OSError("evicted before the TLS handshake")
         client.sock.settimeout(self.handshake_timeout)
+        tls_sock = self.ssl_context.wrap_socket(
+            client.sock, server_side=True, do_handshake_on_connect=False
+        )
+        # wrap_socket detached the plain socket: an eviction must shut the
+        # descriptor down through the new one.
+        client.sock = tls_sock
         client.ticket.evict = client.interrupt
         try:
-            tls_sock = self.ssl_context.wrap_socket(client.sock, server_side=True)
+            # Checked after the hook is set: an eviction either sees the
+            # hook or is seen here (the accept thread flags, then reads it).
+            if client.ticket.evicted:
+                raise OSError("evicted before the TLS handshake")
+            tls_sock.do_handshake()
         finally:
             client.ticket.evict = None
-        client.sock = tls_sock
         tls_sock.settimeout(self.config.idle_timeout)
         return tls_sock
 
@@ -306,14 +313,15 @@ class Server(ServerBase):
         """A read within the idle timeout and the admission deadlines;
         ``None`` when one expired or the connection was evicted."""
         ticket = client.ticket
-        with self._lock:
-            timeout = self._read_timeout(ticket, session, time.monotonic())
-        if not timeout > 0:
-            return None
         sock = client.sock
-        sock.settimeout(timeout)
         ticket.evict = client.interrupt
         try:
+            # After the hook is set (see _start_tls): an eviction is seen.
+            with self._lock:
+                timeout = self._read_timeout(ticket, session, time.monotonic())
+            if not timeout > 0:
+                return None
+            sock.settimeout(timeout)
             data = sock.recv(RECV_SIZE)
         except TimeoutError:
             return None
