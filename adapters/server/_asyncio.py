@@ -421,7 +421,7 @@ class Server(ServerBase):
         ip, peer = format_peer(writer.get_extra_info("peername"))
         session = self._new_session(ip, peer)
         conn = _Connection(reader, writer, self.config.idle_timeout, session, ticket)
-        loop = serve_session(session)
+        loop = serve_session(session, ticket.logged_in)
         try:
             await self._run(conn, loop)
         except (OSError, _SendStalled, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:

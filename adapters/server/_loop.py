@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from .._seam import Call, CallResult, Receive, Send, StartTLS
@@ -103,8 +103,15 @@ def discard_call(call: Call, box: list[Any]) -> None:
             log.exception("error while discarding the result of an abandoned call")
 
 
-def serve_session(session: ServerSession) -> Generator[LoopRequest, LoopAnswer, None]:
-    """Serve *session* until it is over; see the module docstring."""
+def serve_session(
+    session: ServerSession, on_login: Callable[[], None] | None = None
+) -> Generator[LoopRequest, LoopAnswer, None]:
+    """Serve *session* until it is over; see the module docstring.
+
+    *on_login* is called once the session has logged in, before the reply
+    that says so is written: from then on the connection counts as a
+    session, never as an idle pre-auth connection (see :mod:`._admission`).
+    """
     out = [session.greeting()]
     queued = len(out[0])
     # Only actions() ends a session (receive() never does), so the loop is
@@ -124,6 +131,9 @@ def serve_session(session: ServerSession) -> Generator[LoopRequest, LoopAnswer, 
                     out.append(data)
                     queued += len(data)
                     if queued >= FLUSH_SIZE:
+                        if on_login is not None and session.user is not None:
+                            on_login()
+                            on_login = None
                         yield Send(b"".join(out))
                         out.clear()
                         queued = 0
@@ -150,6 +160,9 @@ def serve_session(session: ServerSession) -> Generator[LoopRequest, LoopAnswer, 
             # If a write failed in the middle of a body, this closes the
             # message being streamed now rather than at collection.
             actions.close()
+        if on_login is not None and session.user is not None:
+            on_login()
+            on_login = None
         if out:
             yield Send(b"".join(out))  # (one part: joined without a copy)
             out.clear()

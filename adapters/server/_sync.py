@@ -288,7 +288,7 @@ class Server(ServerBase):
     def _serve_client(self, client: _Client, address: Any) -> None:
         ip, peer = format_peer(address)
         session = self._new_session(ip, peer)
-        loop = serve_session(session)
+        loop = serve_session(session, lambda: self._logged_in(client.ticket))
         try:
             if self.implicit_tls:
                 self._start_tls(client)
@@ -308,6 +308,10 @@ class Server(ServerBase):
             with self._lock:
                 self._clients.discard(client)
                 client.ticket.release()
+
+    def _logged_in(self, ticket: Ticket) -> None:
+        with self._lock:
+            ticket.logged_in()
 
     def _receive(self, client: _Client, session: ServerSession) -> bytes | None:
         """A read within the idle timeout and the admission deadlines;

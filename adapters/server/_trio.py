@@ -352,7 +352,7 @@ class Server(ServerBase):
     ) -> None:
         session = self._new_session(ip, peer)
         conn = _Connection(stream, self.config.idle_timeout, self, session, ticket)
-        loop = serve_session(session)
+        loop = serve_session(session, ticket.logged_in)
         try:
             await self._run(conn, loop)
         except (*_STREAM_ERRORS, _Stalled) as exc:

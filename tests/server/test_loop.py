@@ -270,3 +270,37 @@ def test_a_session_that_failed_to_start_still_ends() -> None:
     loop.close()
     session.connection_lost()
     assert session.closed and session.stats.reason == "connection lost"
+
+
+def test_on_login_is_called_before_the_reply_that_says_so() -> None:
+    """The connection counts as a session before the client can know it
+    logged in: a newcomer must never evict it (SECURITY.md "Connection
+    admission")."""
+    calls: list[bool] = []
+    session = make_session()
+    loop = serve_session(session, lambda: calls.append(session.user is not None))
+    assert isinstance(next(loop), Send)
+    assert loop.send(None) == Receive()
+    request = loop.send(f"USER {USER}\r\n".encode())
+    assert isinstance(request, Send) and not calls  # USER alone is no login
+    assert loop.send(None) == Receive()
+    request = loop.send(f"PASS {PASSWORD}\r\nNOOP\r\n".encode())
+    assert isinstance(request, Send) and b"+OK" in request.data
+    assert calls == [True]
+    assert loop.send(None) == Receive()
+    request = loop.send(b"NOOP\r\n")
+    assert calls == [True]  # once
+    loop.close()
+
+
+def test_on_login_before_a_large_flush() -> None:
+    """Replies over FLUSH_SIZE go out mid-batch: the login is noted first."""
+    calls: list[str] = []
+    session = make_session()
+    loop = serve_session(session, lambda: calls.append("login"))
+    next(loop)
+    assert loop.send(None) == Receive()
+    request = loop.send(LOGIN + b"RETR 2\r\n")
+    assert isinstance(request, Send) and len(request.data) >= FLUSH_SIZE
+    assert calls == ["login"]
+    loop.close()
