@@ -44,6 +44,7 @@ import secrets
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pop3proto
 from pop3proto import (
@@ -90,6 +91,7 @@ FAILED = Failed()
 Outcome = Event | LoggedIn | Failed
 
 
+_T = TypeVar("_T")
 _timestamp_counter = itertools.count(1)
 _HOST_RE = re.compile(r"[^A-Za-z0-9.\-]")
 
@@ -153,6 +155,9 @@ class Authorization:
         # The last login check_password accepted, and the Identity it
         # returned (if it chose the mailbox).
         self._checked: tuple[str, Identity | None] | None = None
+        #: The account named by the login attempt in progress (what the
+        #: penalties count failures on), once a check has seen it.
+        self.attempted: str | None = None
 
     def greeting_text(self) -> str:
         """The greeting's text, with a new APOP timestamp if APOP is on."""
@@ -219,6 +224,7 @@ class Authorization:
         """PASS (RFC 1939 §7), after USER."""
         user, self._pending_user = self._pending_user, None
         self._checked = None
+        self.attempted = user
         if user is None or not self.plaintext_allowed:  # pragma: no cover - engine order
             return _plaintext_refused()
         if not self._check_password(user, event.password):
@@ -230,6 +236,7 @@ class Authorization:
         timestamp = self.timestamp
         if timestamp is None:  # pragma: no cover - the engine refuses APOP without one
             return Err("APOP not available")
+        self.attempted = event.name
         try:
             secret = self.authenticator.get_secret(event.name)
         except Exception:
@@ -254,6 +261,7 @@ class Authorization:
             return Err("unsupported authentication mechanism")
         entry = pop3proto.MECHANISMS[name]
         self._checked = None
+        self.attempted = None
         if entry.sends_password and not self.plaintext_allowed:
             return _plaintext_refused()
         mechanism = _BUILDERS[entry.server_credential](self, entry)
@@ -275,6 +283,7 @@ class Authorization:
     # -- internals ---------------------------------------------------------------
 
     def _check_password(self, user: str, password: str) -> bool:
+        self.attempted = user
         try:
             verdict = self.authenticator.check_password(user, password)
         except Exception:
@@ -303,10 +312,20 @@ class Authorization:
     def _with_secret(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         # RFC 2195 §2: a unique msg-id-like challenge.
         challenge = apop_timestamp(self.config.hostname)
-        return entry.server(self.authenticator.get_secret, challenge=challenge)  # type: ignore[call-arg]
+        return entry.server(self._noted(self.authenticator.get_secret), challenge=challenge)  # type: ignore[call-arg]
 
     def _with_scram_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
-        return entry.server(self.authenticator.scram_credentials)  # type: ignore[call-arg]
+        return entry.server(self._noted(self.authenticator.scram_credentials))  # type: ignore[call-arg]
+
+    def _noted(self, lookup: Callable[[str], _T]) -> Callable[[str], _T]:
+        """*lookup*, noting the account it is asked about (the penalties
+        count a failed SASL exchange on the account it named)."""
+
+        def noted(user: str) -> _T:
+            self.attempted = user
+            return lookup(user)
+
+        return noted
 
     def _with_scram_sha1_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         # The authenticator gives SCRAM-SHA-256 keys only, which cannot
@@ -329,6 +348,7 @@ class Authorization:
         assert verifier is not None  # _with_derived() offers tokens only then
 
         def check_token(user: str, token: str) -> str | OAuthDenial:
+            self.attempted = user
             try:
                 verdict = verifier(user, token)
             except Exception as exc:
