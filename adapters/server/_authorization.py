@@ -328,20 +328,34 @@ class Authorization:
         return noted
 
     def _with_scram_sha1_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
-        # The authenticator gives SCRAM-SHA-256 keys only, which cannot
-        # verify SHA-1 (RFC 5802 §3): derive SHA-1 keys from the shared
-        # secret, with a per-process keyed salt so that it is stable while
-        # the server runs (asking twice reveals nothing) and unguessable.
-        def credentials(user: str) -> pop3proto.ScramCredentials | None:
-            secret = self.authenticator.get_secret(user)
-            if secret is None:
-                return None
-            salt = hmac.digest(
-                _SCRAM_SHA1_SALT_KEY, user.encode("utf-8", "surrogatepass"), "sha256"
-            )
-            return pop3proto.scram_credentials(secret, hash_name="sha1", salt=salt[:16])
+        # The Authenticator protocol gives SCRAM-SHA-256 keys only, which
+        # cannot verify SHA-1 (RFC 5802 §3).  The stores of this package
+        # derive SHA-1 keys too, with salts keyed by the server's secret
+        # (stable across restarts, like the SHA-256 ones).
+        derive = getattr(self.authenticator, "scram_sha1_credentials", None)
+        if derive is None:
+            derive = self._scram_sha1_from_secret
+        return entry.server(self._noted(derive))  # type: ignore[call-arg]
 
-        return entry.server(credentials)  # type: ignore[call-arg]
+    def _scram_sha1_from_secret(self, user: str) -> pop3proto.ScramCredentials:
+        """SHA-1 keys from another authenticator's shared secret, with a
+        per-process keyed salt: stable while the server runs (asking twice
+        reveals nothing) and unguessable.  An unknown user gets a decoy
+        derived the same way, so that neither its salt's behaviour nor the
+        time reveals it."""
+        secret = self.authenticator.get_secret(user)
+        salt = hmac.digest(_SCRAM_SHA1_SALT_KEY, user.encode("utf-8", "surrogatepass"), "sha256")
+        creds = pop3proto.scram_credentials(
+            secrets.token_hex(16) if secret is None else secret, hash_name="sha1", salt=salt[:16]
+        )
+        if secret is not None:
+            return creds
+        return pop3proto.ScramCredentials(
+            salt=creds.salt,
+            iterations=creds.iterations,
+            stored_key=secrets.token_bytes(20),
+            server_key=secrets.token_bytes(20),
+        )
 
     def _with_token(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         verifier = self.config.token_verifier
@@ -396,7 +410,8 @@ _BUILDERS: dict[
     "token": Authorization._with_token,
 }
 
-#: Keys the derived SCRAM-SHA-1 salts (see ``_with_scram_sha1_keys``).
+#: Keys the derived SCRAM-SHA-1 salts for an authenticator that derives
+#: none (see ``_scram_sha1_from_secret``).
 _SCRAM_SHA1_SALT_KEY = secrets.token_bytes(32)
 
 
