@@ -150,6 +150,12 @@ class AuthPenalties:
         # 2 ** failures overflows a float long after the cap is reached.
         return min(self.failure_delay * 2.0 ** min(failures, 64), self.penalty_max)
 
+    def failures(self, ip: str, account: str | None) -> int:
+        """The recent failures that count for *ip* and *account* now (the
+        larger of the two counts)."""
+        with self._lock:
+            return self._failures(ip, account, self._clock())
+
     def penalty(self, ip: str, account: str | None) -> float:
         """How long a correct password from *ip* for *account* waits now."""
         if not self.enabled:
