@@ -7,7 +7,9 @@ locks the maildrop after authentication and applies deletions only in the
 UPDATE state.  It never touches a socket: bytes go in with
 :meth:`~ServerSession.receive` and come out as *actions*, the seam's
 requests (:mod:`pop3proto.adapters._seam`): :class:`Send`,
-:class:`StartTLS` and :class:`Close`.  The one loop that drives a session
+:class:`StartTLS`, :class:`Close`, and :class:`Sleep` (the wait a failed
+login costs, :mod:`._penalties`; perform it without holding up other
+connections).  The one loop that drives a session
 (gathering its sends into writes, reading between batches, the idle
 timeout) is :func:`pop3proto.adapters.server._loop.serve_session`; each
 runtime performs what that loop asks.
