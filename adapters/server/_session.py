@@ -169,7 +169,9 @@ class ServerSession:
             of this session's own, from *config*.  The answer to each
             credential check is held back by a :class:`Sleep` action for
             as long as it decides (SECURITY.md "Authentication failures").
-        ip: the client's address, as the penalties count it.
+        ip: the client's address, as the penalties count it (give it
+            whenever *penalties* is shared: ``""`` counts every client of
+            the record as one address).
     """
 
     def __init__(
@@ -545,8 +547,8 @@ class ServerSession:
             self._authorization.bad_line()
             outcome = FAILED
         # SECURITY.md "Authentication failures": the verdict waits (a
-        # failure always, a success while penalised), here where the
-        # session holds nothing but its own connection.
+        # failure always, a success while penalised), holding up only this
+        # connection (and, for a success, the maildrop it just locked).
         penalties, account = self._penalties, self._authorization.attempted
         wait = 0.0
         if isinstance(outcome, LoggedIn):

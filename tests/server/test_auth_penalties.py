@@ -22,7 +22,7 @@ from pop3proto.adapters.server._config import ServerConfig
 from pop3proto.adapters.server._loop import serve_session
 from pop3proto.adapters.server._penalties import AuthPenalties, address_key
 from pop3proto.adapters.server._session import ServerSession
-from pop3proto.sasl import PlainClient, ScramClient
+from pop3proto.sasl import PlainClient, ScramClient, ScramSha1Client
 from tests.helpers import PASSWORD, RUNTIMES, read_to_eof, recv_until, running_server
 from tests.server.test_session import Harness, make_auth, make_backend
 
@@ -486,3 +486,70 @@ def test_every_scram_lookup_costs_one_derivation(monkeypatch: pytest.MonkeyPatch
     assert set(sha256.values()) == {4096}, sha256
     sha1 = scram_lookup_costs(monkeypatch, auth.scram_sha1_credentials, ["plain", "nobody-here"])
     assert set(sha1.values()) == {4096}, sha1
+
+
+@pytest.mark.auth_delay
+@pytest.mark.parametrize("kind", RUNTIMES)
+def test_a_shutdown_does_not_wait_out_a_delay(kind: str) -> None:
+    """A server stopping while a failed login waits 30 s stops at once."""
+    import socket
+
+    config = ServerConfig(auth_failure_delay=30.0, auth_penalty_max=30.0)
+    sock = None
+    try:
+        with running_server(kind, MemoryBackend({"alice": []}), config=config) as running:
+            sock = socket.create_connection(running.address, timeout=30)
+            recv_until(sock, lambda d: d.endswith(b"\r\n"))
+            sock.sendall(b"USER alice\r\nPASS wrong\r\n")
+            assert recv_until(sock, lambda d: d.endswith(b"\r\n")) == b"+OK send PASS\r\n"
+            time.sleep(0.3)  # the PASS is being held now
+            stopping = time.monotonic()
+        assert time.monotonic() - stopping < 15.0
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def test_a_success_without_an_account_clears_nothing() -> None:
+    p = penalties()
+    p.failed("192.0.2.1", None)
+    assert p.succeeded("192.0.2.1", None) == 4.0
+    assert p.failures("192.0.2.1", None) == 1
+
+
+class SecretsOnly:
+    """An authenticator of the application's own: shared secrets only, no
+    SCRAM-SHA-1 keys of its own (the server derives them)."""
+
+    def credentials(self) -> frozenset[str]:
+        return frozenset({"password", "secret"})
+
+    def check_password(self, user: str, password: str) -> bool:
+        return user == "alice" and password == PASSWORD
+
+    def get_secret(self, user: str) -> str | None:
+        return PASSWORD if user == "alice" else None
+
+    def scram_credentials(self, user: str) -> None:
+        return None
+
+
+def sha1_first(user: str) -> dict[str, str]:
+    config = ServerConfig(hostname="t", sasl_mechanisms=("SCRAM-SHA-1",))
+    h = Harness(config=config, auth=SecretsOnly())  # type: ignore[arg-type]
+    mech = ScramSha1Client(user, "wrong")
+    events = h.send(Auth(mech.name, mech.initial_response()))
+    assert isinstance(events[-1], SaslChallenge)
+    return dict(p.split("=", 1) for p in events[-1].data.decode().split(","))
+
+
+def test_an_authenticator_without_sha1_keys_gets_them_derived_and_decoys() -> None:
+    config = ServerConfig(hostname="t", sasl_mechanisms=("SCRAM-SHA-1",))
+    h = Harness(config=config, auth=SecretsOnly())  # type: ignore[arg-type]
+    assert isinstance(h.sasl(ScramSha1Client("alice", PASSWORD)), Ok)
+    known, unknown = sha1_first("alice"), sha1_first("nobody-here")
+    assert known["i"] == unknown["i"] == "4096"
+    # Stable while the server runs, for the unknown name too.
+    assert sha1_first("nobody-here")["s"] == unknown["s"] != known["s"]
+    refused = Harness(config=config, auth=SecretsOnly())  # type: ignore[arg-type]
+    assert isinstance(refused.sasl(ScramSha1Client("nobody-here", PASSWORD)), Err)
