@@ -72,6 +72,16 @@ def main() -> None:
         for user in USERS:
             median = statistics.median(times[user]) * 1000
             print(f"wrong PASS, {user:8}: median {median:8.1f} ms")
+        # SCRAM's first step: the lookup behind the server-first message.
+        lookups: dict[str, list[float]] = {user: [] for user in USERS}
+        for _ in range(args.runs):
+            for user in USERS:
+                started = time.perf_counter()
+                auth.scram_credentials(user)
+                lookups[user].append(time.perf_counter() - started)
+        for user in USERS:
+            median = statistics.median(lookups[user]) * 1000
+            print(f"SCRAM lookup, {user:8}: median {median:8.2f} ms")
         # Two server processes one after the other: a restart.
         runs = [
             json.loads(
