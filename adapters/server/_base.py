@@ -19,7 +19,7 @@ from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._admission import Admission, AdmissionLimits, Decision, RefusalLog, Ticket, Verdict
 from ._config import ServerConfig, is_loopback_address
-from ._session import ServerSession
+from ._session import ServerSession, penalties_for
 
 __all__ = ["ServerBase", "format_peer"]
 
@@ -119,6 +119,9 @@ class ServerBase:
             )
         )
         self._refusals = RefusalLog()
+        #: The failed logins of every connection of this server (SECURITY.md
+        #: "Authentication failures"); one record per process.
+        self.auth_penalties = penalties_for(self.config)
         self._init_io()
 
     def _init_io(self) -> None:
@@ -159,4 +162,6 @@ class ServerBase:
             is_loopback=self.trust_loopback and is_loopback_address(ip),
             peer=peer,
             offload=self.offloads,
+            penalties=self.auth_penalties,
+            ip=ip,
         )
