@@ -317,3 +317,87 @@ def test_config_validation() -> None:
             ServerConfig(**bad)  # type: ignore[arg-type]
     config = ServerConfig(max_preauth_per_ip=None, max_sessions_per_ip=None)
     assert config.max_preauth_per_ip is None and config.line_timeout == 60.0
+
+
+def test_asyncio_accept_out_of_descriptors_backs_off(caplog: pytest.LogCaptureFixture) -> None:
+    """EMFILE from accept: the asyncio server's own accept loop waits
+    (doubling) instead of spinning, and logs the episode once."""
+    import asyncio
+
+    from pop3proto.adapters.server._asyncio import Server as AsyncioServer
+
+    calls = 0
+
+    async def main() -> bytes:
+        nonlocal calls
+        loop = asyncio.get_running_loop()
+        real = loop.sock_accept
+
+        async def exhausted(sock: socket.socket) -> tuple[socket.socket, Any]:
+            nonlocal calls
+            calls += 1
+            if calls <= 4:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return await real(sock)
+
+        loop.sock_accept = exhausted  # type: ignore[method-assign]
+        async with AsyncioServer(backend(), _auth(), port=0) as server:
+            address = server.server_address
+            reader, writer = await asyncio.open_connection(*address)
+            greeting = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
+            writer.close()
+            return greeting
+
+    with caplog.at_level(logging.WARNING, logger="pop3proto.server"):
+        started = time.monotonic()
+        greeting = asyncio.run(main())
+        elapsed = time.monotonic() - started
+    assert greeting.startswith(b"+OK")
+    assert 5 <= calls <= 6  # four failures, the accept, the next wait: no spinning
+    assert elapsed >= 0.05 + 0.1 + 0.2
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("backing off" in m for m in messages) == 1
+    assert any("accept works again after 4 failures" in m for m in messages)
+
+
+def test_trio_accept_out_of_descriptors_backs_off(caplog: pytest.LogCaptureFixture) -> None:
+    """EMFILE from accept: the trio server's accept loop waits (doubling)
+    instead of spinning, and logs the episode once."""
+    import trio
+
+    from pop3proto.adapters.server._trio import Server as TrioServer
+
+    class Exhausted:
+        def __init__(self, listener: Any) -> None:
+            self.listener = listener
+            self.calls = 0
+
+        async def accept(self) -> Any:
+            self.calls += 1
+            if self.calls <= 4:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return await self.listener.accept()
+
+    async def main() -> tuple[bytes, int]:
+        server = TrioServer(backend(), _auth(), port=0)
+        sock = socket.create_server(("127.0.0.1", 0))
+        listener = Exhausted(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server._accept_loop, listener, nursery)  # type: ignore[arg-type]
+            stream = await trio.open_tcp_stream(*sock.getsockname()[:2])
+            with trio.fail_after(CLIENT_TIMEOUT):
+                greeting = await stream.receive_some(100)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+        return bytes(greeting), listener.calls
+
+    with caplog.at_level(logging.WARNING, logger="pop3proto.server"):
+        started = time.monotonic()
+        greeting, calls = trio.run(main)
+        elapsed = time.monotonic() - started
+    assert greeting.startswith(b"+OK")
+    assert 5 <= calls <= 6
+    assert elapsed >= 0.05 + 0.1 + 0.2
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("backing off" in m for m in messages) == 1
+    assert any("accept works again after 4 failures" in m for m in messages)
