@@ -38,7 +38,8 @@ Inside, by role (private modules): ``_session`` (the session, with
 ``_authorization`` and ``_transaction``), ``_penalties`` (what a failed
 login costs), ``_config``, ``_base`` (the
 options every server takes), ``_loop`` (the one loop that serves a
-connection), and the runtimes ``_sync``, ``_asyncio``, ``_trio``.
+connection), ``_admission`` (who gets a connection slot, and the
+deadlines), and the runtimes ``_sync``, ``_asyncio``, ``_trio``.
 """
 
 from __future__ import annotations

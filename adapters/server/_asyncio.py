@@ -78,7 +78,6 @@ from ._loop import (
     discard_call,
     serve_session,
 )
-from ._session import ServerSession
 
 __all__ = ["Server", "serve", "STLS_SUPPORTED"]
 
@@ -123,22 +122,20 @@ def _take_buffered(reader: asyncio.StreamReader) -> bytes:
 
 
 class _Connection:
-    """The streams of one client, its session and its admission ticket."""
+    """The streams of one client, and its admission ticket."""
 
-    __slots__ = ("reader", "session", "ticket", "timeout", "writer")
+    __slots__ = ("reader", "ticket", "timeout", "writer")
 
     def __init__(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         timeout: float,
-        session: ServerSession,
         ticket: Ticket,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.timeout = timeout
-        self.session = session
         self.ticket = ticket
 
     def must_drain(self) -> bool:
@@ -249,7 +246,7 @@ class Server(ServerBase):
 
     @property
     def sockets(self) -> tuple[Any, ...]:
-        """The listening sockets (``asyncio.Server.sockets``); empty when closed."""
+        """The listening socket (one) while serving; empty before and after."""
         if self._listener is None or self._closing:
             return ()
         return (self._listener,)
@@ -420,7 +417,7 @@ class Server(ServerBase):
     ) -> None:
         ip, peer = format_peer(writer.get_extra_info("peername"))
         session = self._new_session(ip, peer)
-        conn = _Connection(reader, writer, self.config.idle_timeout, session, ticket)
+        conn = _Connection(reader, writer, self.config.idle_timeout, ticket)
         loop = serve_session(session, ticket.logged_in)
         try:
             await self._run(conn, loop)
@@ -470,7 +467,7 @@ class Server(ServerBase):
         ``None`` when one expired or the connection was evicted."""
         loop = asyncio.get_running_loop()
         ticket = conn.ticket
-        timeout = self._read_timeout(ticket, conn.session, loop.time())
+        timeout = ticket.receive_timeout(conn.timeout, loop.time())
         if not timeout > 0:
             return None
         task = asyncio.current_task()

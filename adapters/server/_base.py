@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
-from ._admission import Admission, AdmissionLimits, Decision, RefusalLog, Ticket, Verdict
+from ._admission import Admission, AdmissionLimits, Decision, RefusalLog, Verdict
 from ._config import ServerConfig, is_loopback_address
 from ._session import ServerSession, penalties_for
 
@@ -143,13 +143,6 @@ class ServerBase:
         elif decision.victim is not None:
             log.debug("dropped the oldest idle connection before login for %s", peer)
         return decision
-
-    def _read_timeout(self, ticket: Ticket, session: ServerSession, now: float) -> float:
-        """Seconds the next read of *session* may wait (see
-        :meth:`~._admission.Ticket.receive_timeout`); notes a login first."""
-        if not ticket.authenticated and session.user is not None:
-            ticket.logged_in()
-        return ticket.receive_timeout(self.config.idle_timeout, now)
 
     def _new_session(self, ip: str, peer: str) -> ServerSession:
         """The session of a client accepted from *ip* (*peer* as logged;

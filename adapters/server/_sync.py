@@ -57,7 +57,6 @@ from ._loop import (
     closing,
     serve_session,
 )
-from ._session import ServerSession
 
 __all__ = ["Server", "serve"]
 
@@ -293,7 +292,7 @@ class Server(ServerBase):
             if self.implicit_tls:
                 self._start_tls(client)
             client.sock.settimeout(self.config.idle_timeout)
-            self._run(client, session, loop)
+            self._run(client, loop)
         except (OSError, ssl.SSLError) as exc:
             log.debug("connection from %s ended: %s", peer, exc)
         except Exception:
@@ -313,7 +312,7 @@ class Server(ServerBase):
         with self._lock:
             ticket.logged_in()
 
-    def _receive(self, client: _Client, session: ServerSession) -> bytes | None:
+    def _receive(self, client: _Client) -> bytes | None:
         """A read within the idle timeout and the admission deadlines;
         ``None`` when one expired or the connection was evicted."""
         ticket = client.ticket
@@ -321,8 +320,7 @@ class Server(ServerBase):
         ticket.evict = client.interrupt
         try:
             # After the hook is set (see _start_tls): an eviction is seen.
-            with self._lock:
-                timeout = self._read_timeout(ticket, session, time.monotonic())
+            timeout = ticket.receive_timeout(self.config.idle_timeout, time.monotonic())
             if not timeout > 0:
                 return None
             sock.settimeout(timeout)
@@ -341,12 +339,7 @@ class Server(ServerBase):
         ticket.received(data, time.monotonic())
         return data
 
-    def _run(
-        self,
-        client: _Client,
-        session: ServerSession,
-        loop: Generator[LoopRequest, LoopAnswer, None],
-    ) -> None:
+    def _run(self, client: _Client, loop: Generator[LoopRequest, LoopAnswer, None]) -> None:
         """Perform what the loop asks until it ends (see :mod:`._loop`)."""
         answer: LoopAnswer = None
         while True:
@@ -366,7 +359,7 @@ class Server(ServerBase):
             else:
                 if self._shutdown_requested:
                     return
-                answer = self._receive(client, session)
+                answer = self._receive(client)
                 if self._shutdown_requested:
                     return
 

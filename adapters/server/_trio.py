@@ -76,7 +76,6 @@ from ._loop import (
     closing,
     serve_session,
 )
-from ._session import ServerSession
 
 __all__ = ["Server", "serve"]
 
@@ -99,20 +98,11 @@ class _Connection:
     :attr:`waiting` says which of them was under way when it expired.
     After a timeout, each send gets a scope of its own."""
 
-    __slots__ = ("scope", "server", "session", "stream", "ticket", "timeout", "waiting")
+    __slots__ = ("scope", "stream", "ticket", "timeout", "waiting")
 
-    def __init__(
-        self,
-        stream: trio.abc.Stream,
-        timeout: float,
-        server: Server,
-        session: ServerSession,
-        ticket: Ticket,
-    ) -> None:
+    def __init__(self, stream: trio.abc.Stream, timeout: float, ticket: Ticket) -> None:
         self.stream = stream
         self.timeout = timeout
-        self.server = server
-        self.session = session
         self.ticket = ticket
         self.scope: trio.CancelScope | None = None
         self.waiting = ""
@@ -141,7 +131,7 @@ class _Connection:
         self.waiting = "receive"
         ticket = self.ticket
         now = trio.current_time()
-        scope.deadline = now + self.server._read_timeout(ticket, self.session, now)
+        scope.deadline = now + ticket.receive_timeout(self.timeout, now)
         ticket.evict = scope.cancel
         try:
             data = await self.stream.receive_some(RECV_SIZE)
@@ -351,7 +341,7 @@ class Server(ServerBase):
         self, stream: trio.abc.Stream, ip: str, peer: str, ticket: Ticket
     ) -> None:
         session = self._new_session(ip, peer)
-        conn = _Connection(stream, self.config.idle_timeout, self, session, ticket)
+        conn = _Connection(stream, self.config.idle_timeout, ticket)
         loop = serve_session(session, ticket.logged_in)
         try:
             await self._run(conn, loop)
