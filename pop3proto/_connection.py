@@ -255,6 +255,33 @@ class Connection:
             session.error()
             raise RemoteProtocolError("line too long") from None
 
+    def next_messages(self, limit: int = 1 << 30) -> list[bytes]:
+        """Client only: take up to *limit* whole message replies at once.
+
+        A short cut for pipelined downloads (RFC 2449 §6.6).  When the
+        oldest outstanding commands are RETR or TOP and their whole replies
+        are buffered, each plain ``+OK`` reply (no response code, printable
+        ASCII text) is taken out and returned as the message's octets,
+        exactly as the :class:`MessageData` pieces of :meth:`next_event`
+        would carry them, joined; the session moves as if
+        :meth:`next_event` had returned each :class:`MessageEnd`.  The
+        ``+OK`` text is not reported.
+
+        It stops at the first reply it cannot take whole (not all received,
+        a ``-ERR``, a response code, another command's reply, a lenient
+        mode): :meth:`next_event` goes on from there, and raises if the
+        peer broke the protocol.  So ``[]`` is always a safe answer, and a
+        loop of ``next_messages`` then ``next_event`` sees every reply.
+        """
+        role = self._role
+        if not isinstance(role, ClientRole):
+            raise LocalProtocolError("next_messages() is for the client role")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if role.session.state is ERROR:
+            raise RemoteProtocolError("can't receive events: the connection is in the ERROR state")
+        return role.next_messages(limit)
+
     def tls_established(self) -> None:
         """The TLS handshake after ``+OK`` to STLS has completed.
 

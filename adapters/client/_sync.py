@@ -26,6 +26,10 @@ __all__ = ["Client"]
 
 T = TypeVar("T")
 
+# What retrieve_many() reads at once while replies stream in (a whole
+# window of small messages is up to 4 MiB).
+_BULK_RECV = 256 << 10
+
 
 class Client:
     """A modern blocking POP3 client: typed, TLS by default, pipelined.
@@ -276,9 +280,13 @@ class Client:
         try:
             while True:
                 # Replies already received need no request round trips.
-                ready = batch.take_buffered() if self._sock is not None else None
+                sock = self._sock
+                ready = batch.take_buffered() if sock is not None else None
                 if ready is not None:
                     yield ready
+                    continue
+                if sock is not None and batch.wants_bytes():
+                    batch.feed(sock.recv(_BULK_RECV))
                     continue
                 pieces: list[bytes] = []
                 number = self._run(batch.next(), pieces.append)
