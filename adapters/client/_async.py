@@ -40,7 +40,7 @@ from pop3proto import State
 
 from .._seam import Deliver, Operation, Receive, Send, StartTLS
 from ._batch import RetrieveBatch
-from ._core import ClientCore, MailboxStatus
+from ._core import ClientCore, Listing, MailboxStatus
 from ._errors import ConnectionLost, TLSUnavailable
 from ._options import TLSMode
 
@@ -208,7 +208,7 @@ class AsyncClientBase:
 
     async def _negotiate(self, starttls: bool) -> None:
         """Read the greeting and, for ``tls="starttls"``, upgrade."""
-        await self._run(self._core.greet())
+        await self._run(self._core.greet(capa=True))
         if starttls:
             caps = await self._run(self._core.capabilities())
             if caps.entries and not caps.stls:
@@ -217,7 +217,7 @@ class AsyncClientBase:
                     "tls='none'",
                     command="STLS",
                 )
-            await self._run(self._core.starttls())
+            await self._run(self._core.starttls(capa=True))
 
     def _not_open(self) -> ConnectionLost:
         if not self._opened:
@@ -283,6 +283,11 @@ class AsyncClientBase:
     async def list(self) -> dict[int, int]:
         """LIST: message number -> size in octets."""
         return await self._run(self._core.list())
+
+    async def listing(self, *, uids: bool = True, status: bool = False) -> Listing:
+        """LIST, and UIDL and STAT if asked, in one round trip with
+        PIPELINING (see :meth:`ClientCore.listing`)."""
+        return await self._run(self._core.listing(uids=uids, status=status))
 
     async def size(self, number: int) -> int:
         """``LIST n``: one message's size in octets."""

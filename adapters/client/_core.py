@@ -76,7 +76,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pop3proto
 from pop3proto import State
@@ -87,7 +87,7 @@ from ._batch import RetrieveBatch
 from ._errors import ConnectionLost, raise_for_err
 from ._login import LoginOperations
 
-__all__ = ["ClientCore", "MailboxStatus"]
+__all__ = ["ClientCore", "Listing", "MailboxStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,22 @@ class MailboxStatus:
 
     count: int
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What :meth:`ClientCore.listing` asked, in one round trip.
+
+    Attributes:
+        sizes: the LIST reply: message number -> size in octets.
+        uids: the UIDL reply (message number -> unique-id), or ``None`` if
+            it was not asked.
+        status: the STAT reply, or ``None`` if it was not asked.
+    """
+
+    sizes: dict[int, int]
+    uids: dict[int, str] | None = None
+    status: MailboxStatus | None = None
 
 
 class ClientCore(LoginOperations):
@@ -138,6 +154,48 @@ class ClientCore(LoginOperations):
         assert isinstance(event, pop3proto.ListOk)
         self._sizes = dict(event.sizes)
         return dict(event.sizes)
+
+    def listing(self, *, uids: bool = True, status: bool = False) -> Operation[Listing]:
+        """LIST, and UIDL and STAT if asked, pipelined (RFC 2449 §6.6).
+
+        With PIPELINING advertised the commands go out in one write and
+        cost one round trip; otherwise one after the other.  Every reply is
+        read before an error is raised (the first ``-ERR``, through
+        :func:`raise_for_err`).  The sizes then count in
+        :meth:`retrieve_many`'s window, as after :meth:`list`.
+        """
+        commands: list[pop3proto.Command] = [pop3proto.List()]
+        if uids:
+            commands.append(pop3proto.Uidl())
+        if status:
+            commands.append(pop3proto.Stat())
+        yield from self._begin("LIST", command=commands[0])
+        caps = yield from self.capabilities()
+        replies: list[pop3proto.Event] = []
+        if caps.pipelining:
+            yield from self._send(*commands)
+            for command in commands:
+                replies.append((yield from self._reply(command.keyword)))
+        else:
+            for command in commands:
+                yield from self._begin(command.keyword, command=command)
+                yield from self._send(command)
+                replies.append((yield from self._reply(command.keyword)))
+        for command, reply in zip(commands, replies, strict=True):
+            if isinstance(reply, pop3proto.Err):
+                raise_for_err(reply, command.keyword)
+        by_type = {type(reply): reply for reply in replies}
+        sizes = by_type[pop3proto.ListOk]
+        assert isinstance(sizes, pop3proto.ListOk)
+        self._sizes = dict(sizes.sizes)
+        result = Listing(dict(sizes.sizes))
+        uid_reply = by_type.get(pop3proto.UidlOk)
+        if isinstance(uid_reply, pop3proto.UidlOk):
+            result = replace(result, uids=dict(uid_reply.uids))
+        stat_reply = by_type.get(pop3proto.StatOk)
+        if isinstance(stat_reply, pop3proto.StatOk):
+            result = replace(result, status=MailboxStatus(stat_reply.count, stat_reply.size))
+        return result
 
     def size(self, number: int) -> Operation[int]:
         """``LIST n``: the size of one message, in octets."""

@@ -13,6 +13,8 @@ credentials (RFC 6856 §2.2).
 
 from __future__ import annotations
 
+import contextlib
+
 import pop3proto
 from pop3proto import State
 from pop3proto.sasl import OAuthDenial
@@ -392,8 +394,27 @@ class LoginOperations(CoreBase):
         command = build_command(lambda: pop3proto.User(user))
         build_command(lambda: pop3proto.Pass(password))
         yield from self._ensure_utf8_credentials(user, password)
-        yield from self._simple(command, "USER", login=True)
-        yield from self._simple(pop3proto.Pass(password), "PASS", login=True)
+        caps = self._conn.capabilities
+        if caps is None or not caps.pipelining:
+            yield from self._simple(command, "USER", login=True)
+            yield from self._simple(pop3proto.Pass(password), "PASS", login=True)
+            return
+        # RFC 2449 §6.6: with PIPELINING advertised, USER and PASS go out
+        # together, one round trip.  (Only these two: an AUTH exchange and
+        # STLS each wait for their reply, and the engine refuses to send
+        # anything behind them.)  If USER fails, PASS is answered -ERR in
+        # AUTHORIZATION and USER's reply is the one that counts.
+        yield from self._begin("USER", command=command)
+        yield from self._send(command, pop3proto.Pass(password))
+        first = yield from self._reply("USER")
+        if isinstance(first, pop3proto.Err):
+            # RFC 1939 §4: the server may close after a failed login.
+            with contextlib.suppress(ConnectionLost):
+                yield from self._reply("PASS")
+            raise_for_err(first, "USER", login=True)
+        second = yield from self._reply("PASS")
+        if isinstance(second, pop3proto.Err):
+            raise_for_err(second, "PASS", login=True)
 
     def _apop(self, user: str, password: str) -> Operation[None]:
         greeting = self._conn.greeting

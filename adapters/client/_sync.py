@@ -18,7 +18,7 @@ from pop3proto import State
 
 from .._seam import Deliver, Operation, Receive, Request, Send, StartTLS
 from ._base import DEFAULT_WINDOW, is_loopback
-from ._core import ClientCore, MailboxStatus
+from ._core import ClientCore, Listing, MailboxStatus
 from ._errors import ConnectionLost, TLSUnavailable
 from ._options import TLSMode, resolve_tls
 
@@ -95,7 +95,7 @@ class Client:
                 self._sock = self._ssl_context().wrap_socket(
                     self._sock, server_hostname=self._server_hostname
                 )
-            self._run(self._core.greet())
+            self._run(self._core.greet(capa=True))
             if tls == "starttls":
                 caps = self._run(self._core.capabilities())
                 if caps.entries and not caps.stls:
@@ -103,7 +103,7 @@ class Client:
                         f"{host} does not offer STLS; use tls='implicit' or tls='none'",
                         command="STLS",
                     )
-                self._run(self._core.starttls())
+                self._run(self._core.starttls(capa=True))
         except BaseException:
             self.close()
             raise
@@ -239,6 +239,11 @@ class Client:
     def list(self) -> dict[int, int]:
         """LIST: message number -> size in octets."""
         return self._run(self._core.list())
+
+    def listing(self, *, uids: bool = True, status: bool = False) -> Listing:
+        """LIST, and UIDL and STAT if asked, in one round trip with
+        PIPELINING (see :meth:`ClientCore.listing`)."""
+        return self._run(self._core.listing(uids=uids, status=status))
 
     def size(self, number: int) -> int:
         """``LIST n``: one message's size in octets."""
