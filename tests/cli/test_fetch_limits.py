@@ -33,7 +33,10 @@ class LyingServer:
         self.thread.start()
 
     def _serve(self) -> None:
-        conn, _ = self.listener.accept()
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:  # closed before any client came (fetch gave up first)
+            return
         with conn, contextlib.suppress(OSError):
             conn.sendall(b"+OK liar ready\r\n")
             buffer = b""
@@ -65,6 +68,10 @@ class LyingServer:
                     conn.sendall(b"-ERR not here\r\n")
 
     def close(self) -> None:
+        # shutdown() wakes a thread still blocked in accept() (close() alone
+        # may not, on Linux), so the join below cannot wait out its timeout.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.thread.join(30)
 

@@ -280,12 +280,29 @@ def test_fake_server_answers_like_the_model() -> None:
     lines: tuple[bytes, ...] = (b"USER alice", b"PASS pw", b"STAT", b"LIST", b"UIDL")
     lines += (b"LIST 2", b"UIDL 1")
     lines += (b"RETR 1", b"TOP 3 1", b"DELE 2", b"RETR 2", b"RSET", b"NOOP", b"XYZ", b"RETR 9")
+    lines += (b"LIST 9", b"UIDL 9", b"DELE 9")
     run_script(lambda: FakeServer(MAILBOX), MAILBOX, steps(*lines))
     odd = FakeServer(MAILBOX, odd=True)
     assert odd.start() == b"+OK\r\n"
     assert odd.receive(b"CAPA\r\n").endswith(b"X-ODD 1\r\n.\r\n")
     cut = FakeServer(MAILBOX, cut_at=3)
     assert cut.start() == b"+OK" and cut.closed and cut.receive(b"NOOP\r\n") == b""
+
+
+def test_fake_server_end_of_stream_and_quit_before_login() -> None:
+    """EOF from the client closes the fake server without a reply; QUIT
+    before login says goodbye and removes nothing (RFC 1939 §6: no UPDATE
+    state without a login)."""
+    gone = FakeServer(MAILBOX)
+    gone.start()
+    assert gone.receive(b"") == b"" and gone.closed
+    early = FakeServer(MAILBOX)
+    early.start()
+    assert early.receive(b"QUIT\r\n").startswith(b"+OK") and early.closed
+    assert early.removed == set()
+    plain = FakeServer(MAILBOX)  # it offers no STLS, so it refuses one
+    plain.start()
+    assert plain.receive(b"STLS\r\n").startswith(b"-ERR")
 
 
 # ---------------------------------------------------------------------------
@@ -366,6 +383,52 @@ def test_model_reports_wrong_payloads(line: bytes, reply: bytes, message: str) -
     connect = session_factory()(MAILBOX)
     with pytest.raises(Mismatch, match=message):
         run_script(lambda: Swap(connect()), MAILBOX, steps(b"USER alice", b"PASS pw", line))
+
+
+def test_model_reports_a_changed_unique_id() -> None:
+    """The second ``UIDL 1`` names another unique-id: a mismatch (RFC 1939
+    §7: a message's unique-id persists across sessions, so surely within one)."""
+
+    class Fickle(_Wrapped):
+        asked = 0
+
+        def receive(self, data: bytes) -> bytes:
+            out = self.inner.receive(data)
+            if data == b"UIDL 1\r\n":
+                self.asked += 1
+                if self.asked == 2:
+                    return b"+OK 1 something-else\r\n"
+            return out
+
+    connect = session_factory()(MAILBOX)
+    script = steps(b"USER alice", b"PASS pw", b"UIDL 1", b"UIDL 1")
+    with pytest.raises(Mismatch, match="changed unique-id"):
+        run_script(lambda: Fickle(connect()), MAILBOX, script)
+
+
+def test_a_server_that_closes_after_ok_is_a_mismatch() -> None:
+    class Hangs(_Wrapped):
+        answered = False
+
+        @property
+        def closed(self) -> bool:
+            return self.answered
+
+        def receive(self, data: bytes) -> bytes:
+            self.answered = True
+            return self.inner.receive(data)
+
+    connect = session_factory()(MAILBOX)
+    with pytest.raises(Mismatch, match="closed after \\+OK to USER"):
+        run_script(lambda: Hangs(connect()), MAILBOX, steps(b"USER alice", b"NOOP"))
+
+
+def test_steps_after_the_server_closed_are_not_sent() -> None:
+    """After too many failed logins the bundled server closes (with -ERR,
+    which is allowed); the rest of the script is not sent."""
+    wrong = (b"USER alice", b"PASS wrong") * 3
+    model = run_script(session_factory()(MAILBOX), MAILBOX, steps(*wrong, b"USER alice"))
+    assert not model.committed
 
 
 def test_close_reason_fields_are_validated() -> None:
