@@ -96,7 +96,9 @@ class AsyncClientBase:
     As an async context manager the client connects on entry (unless
     already connected); a normal exit sends QUIT (committing deletions) and
     an exit by exception only closes the connection, so nothing marked
-    deleted is removed (RFC 1939 §6).
+    deleted is removed (RFC 1939 §6).  When nothing was marked deleted, the
+    normal exit closes right after sending QUIT, without waiting for a
+    reply that would confirm nothing.
     """
 
     host: str
@@ -435,7 +437,15 @@ class AsyncClientBase:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None and self._is_open() and self._core.state in _SESSION_STATES:
-            await self.quit()
+            if self._core.marked:
+                await self.quit()
+                return
+            # Nothing to commit: QUIT's reply would confirm nothing, so
+            # close without waiting for it (as the blocking Client does).
+            try:
+                await self._run(self._core.quit_without_reply())
+            finally:
+                await self.aclose()
             return
         await self._close(graceful=exc_type is None)
 

@@ -155,6 +155,8 @@ class CoreBase:
         self._no_capa = False
         # CAPA sent by greet()/starttls() and its reply not read yet.
         self._capa_pending = False
+        # A DELE was sent and no RSET has answered +OK since: QUIT commits.
+        self._marked = False
         self._batch: PendingBatch | None = None
         # Message sizes from the last LIST (fixed for the session, RFC 1939
         # §5): they size the pipelining window in octets.

@@ -254,6 +254,7 @@ class ClientCore(LoginOperations):
         """DELE (RFC 1939 §5): mark a message deleted; removed only at
         :meth:`quit` (the UPDATE state)."""
         check_number(number, "message number")
+        self._marked = True
         yield from self._simple(pop3proto.Dele(number), f"DELE {number}")
 
     def delete_many(self, numbers: Iterable[int], *, window: int | None = None) -> Operation[None]:
@@ -269,6 +270,7 @@ class ClientCore(LoginOperations):
         caps = yield from self.capabilities()
         width = self.window if window is None else check_number(window, "window")
         width = min(width, MAX_WINDOW) if caps.pipelining else 1
+        self._marked = True
         pending: deque[int] = deque()
         first_error: tuple[pop3proto.Err, int] | None = None
         index = 0
@@ -289,6 +291,7 @@ class ClientCore(LoginOperations):
     def reset(self) -> Operation[None]:
         """RSET (RFC 1939 §5): unmark every message marked deleted."""
         yield from self._simple(pop3proto.Rset(), "RSET")
+        self._marked = False
 
     def noop(self) -> Operation[None]:
         """NOOP (RFC 1939 §5): keep the session alive."""
@@ -298,6 +301,27 @@ class ClientCore(LoginOperations):
         """UTF8 (RFC 6856 §2): switch to UTF-8 mode (AUTHORIZATION only;
         STLS is impossible afterwards)."""
         yield from self._simple(pop3proto.Utf8(), "UTF8")
+
+    @property
+    def marked(self) -> bool:
+        """Whether a DELE was sent since login (or the last RSET): whether
+        QUIT may have anything to commit (RFC 1939 §6)."""
+        return self._marked
+
+    def quit_without_reply(self) -> Operation[None]:
+        """Send QUIT and do not wait for its reply.
+
+        Only for a session that marked nothing deleted (:attr:`marked` is
+        false; else :class:`RuntimeError`): the reply then has nothing to
+        confirm, and closing at once saves a round trip.  Replies still
+        owed to earlier commands are read first, as by :meth:`quit`, so
+        the server reads QUIT before the end of the stream.  The runner
+        closes the transport afterwards.
+        """
+        if self._marked:
+            raise RuntimeError("messages are marked deleted: use quit() to learn the outcome")
+        yield from self._begin("QUIT")
+        yield from self._send(pop3proto.Quit())
 
     def quit(self) -> Operation[bool]:
         """QUIT (RFC 1939 §6); return whether deletions were committed.

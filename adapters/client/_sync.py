@@ -54,7 +54,10 @@ class Client:
     Connecting reads the greeting and, with ``"starttls"``, upgrades the
     connection, all in the constructor.  As a context manager, a normal exit
     sends QUIT (committing deletions) and an exit by exception only closes
-    the socket, so nothing marked deleted is removed (RFC 1939 §6).
+    the socket, so nothing marked deleted is removed (RFC 1939 §6).  When
+    nothing was marked deleted, the normal exit closes right after sending
+    QUIT: its reply would confirm nothing, and waiting for it would cost a
+    round trip.
 
     Errors are :class:`POP3Error` subclasses; socket errors and timeouts
     (:class:`OSError`, :class:`TimeoutError`) propagate as they are.
@@ -398,7 +401,13 @@ class Client:
             and self._sock is not None
             and self._core.state in (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
         ):
-            self.quit()
+            if self._core.marked:
+                self.quit()
+                return
+            try:
+                self._run(self._core.quit_without_reply())
+            finally:
+                self.close()
             return
         self.close()
 

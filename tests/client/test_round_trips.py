@@ -231,3 +231,24 @@ def test_listing_reads_every_reply_before_raising() -> None:
         runner.run(core.listing())
     assert core.conn.outstanding == ()
     assert runner.run(core.stat()).count == len(session.config.messages)
+
+
+def test_quit_without_reply_only_when_nothing_is_marked() -> None:
+    session = FakeSession(FakeConfig(**USER_ONLY))
+    core = ClientCore("localhost")
+    runner = WaitCounter(session)
+    runner.run(core.greet(capa=True))
+    runner.run(core.login("alice", PASSWORD))
+    runner.run(core.delete(1))
+    assert core.marked
+    with pytest.raises(RuntimeError, match="marked deleted"):
+        runner.run(core.quit_without_reply())
+    runner.run(core.reset())
+    assert not core.marked
+    runner.run(core.delete_many([1, 2]))
+    assert core.marked
+    runner.run(core.reset())
+    waits = runner.waits
+    runner.run(core.quit_without_reply())
+    assert runner.writes[-1] == b"QUIT\r\n" and runner.waits == waits  # no wait
+    assert session.closing
