@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from typing import Final
 
 from ._buffer import LineTooLong
@@ -235,6 +236,44 @@ class ClientRole(RoleCore):
             self.session.start(kind)
         self.projected = _projection(self.projected, kind)
         return data
+
+    def send_all(self, events: Iterable[Event]) -> bytes:
+        """:meth:`send` of each event in turn, the bytes joined.
+
+        A pipelined burst (RFC 2449 §6.6) is many commands of one type:
+        after the first is accepted, the next one of the same type needs
+        no check again when nothing the checks read has changed (it ends
+        no batch, has no precondition, its reply shape is fixed and it
+        leaves the projected state where it was), so it is only written
+        and queued.
+        """
+        out: list[bytes] = []
+        append = out.append
+        queue = self.queue
+        limit = self.max_command
+        same: type[Event] | None = None
+        sent: _Sent | None = None
+        for event in events:
+            if type(event) is same and sent is not None:
+                data = write_command(event, limit)  # type: ignore[arg-type]
+                queue.append((event, sent[1], sent[2]))  # type: ignore[arg-type]
+                append(data)
+                continue
+            before = self.projected
+            append(self.send(event))
+            same = None
+            if queue and queue[-1][0] is event:
+                sent = queue[-1]
+                spec, reply = sent[1], sent[2]
+                if (
+                    self.pipelining
+                    and not spec.ends_batch
+                    and spec.check is None
+                    and spec.reply is reply
+                    and self.projected is before
+                ):
+                    same = type(event)
+        return b"".join(out)
 
     def prepare(self, event: Event) -> tuple[bytes, _Sent | None]:
         """Check that *event* may be sent now and serialize it; changes

@@ -31,7 +31,7 @@ A peer that breaks the protocol raises :class:`RemoteProtocolError` from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final, TypeAlias
 
 from ._buffer import LineTooLong
@@ -324,6 +324,29 @@ class Connection:
         over the limit).  ``False`` in the ERROR state.
         """
         return self._role.can_send(event)
+
+    def send_all(self, events: Iterable[Event]) -> bytes:
+        """:meth:`send` each of *events*, in order; return the bytes joined.
+
+        For a pipelined burst (RFC 2449 §6.6): checked as ``send`` checks
+        each event, but a run of commands of one type is checked once when
+        nothing the checks depend on changes along it (a RETR after a
+        RETR in TRANSACTION), which makes a burst of a thousand commands
+        several times cheaper.  Raises like ``send`` at the first event
+        refused (and enters ERROR; the bytes of the events before it are
+        not returned, so the connection cannot be used any more).
+        """
+        role = self._role
+        session = role.session
+        if session.state is ERROR:
+            raise LocalProtocolError("can't send: the connection is in the ERROR state")
+        try:
+            if isinstance(role, ClientRole):
+                return role.send_all(events)
+            return b"".join([role.send(event) for event in events])
+        except LocalProtocolError:
+            session.error()
+            raise
 
     def send(self, event: Event) -> bytes:
         """Serialize *event* and return the bytes to write to the peer.

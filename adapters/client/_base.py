@@ -256,7 +256,7 @@ class CoreBase:
 
     def _send(self, *events: Event) -> Operation[None]:
         try:
-            data = b"".join(self._conn.send(event) for event in events)
+            data = self._conn.send_all(events)
         except pop3proto.LocalProtocolError as exc:  # pragma: no cover - _begin asked can_send
             raise ProtocolViolation(f"can't send: {exc}", error=exc) from exc
         try:
