@@ -775,6 +775,20 @@ def test_take_buffered_raises_for_err_and_goes_on() -> None:
     assert runner.run(batch.next()) is None and batch.done
 
 
+def test_take_buffered_hands_out_settled_replies_and_their_errors() -> None:
+    """Replies read ahead by another command come out of take_buffered(),
+    a -ERR among them raised in its turn."""
+    core, runner, _ = logged_in(chunk=7)
+    batch = core.retrieve_many([1, 99, 2])
+    assert runner.collect(batch.next())[0] == 1
+    runner.run(core.noop())  # its reply follows the RETRs': they are settled
+    assert not batch.in_flight
+    with pytest.raises(CommandFailed, match="RETR 99"):
+        batch.take_buffered()
+    assert batch.take_buffered() == (2, expected_body(FAKE_MESSAGES[1]))
+    assert batch.done
+
+
 def test_take_buffered_turns_a_broken_reply_into_protocol_violation() -> None:
     core, runner, session = logged_in(FakeConfig(messages=many_messages(3)), chunk=65536)
     real = session.receive

@@ -51,6 +51,9 @@ def test_plain_session_end_to_end() -> None:
         assert client.stat() == MailboxStatus(len(FAKE_MESSAGES), sum(sizes.values()))
         assert client.list() == sizes
         assert client.uidl() == {n: f"uid-{n:04d}" for n in sizes}
+        listing = client.listing(status=True)
+        assert listing.sizes == sizes and listing.uids == client.uidl()
+        assert listing.status == client.stat()
         assert client.size(1) == sizes[1] and client.uid(2) == "uid-0002"
         for number, message in enumerate(FAKE_MESSAGES, 1):
             assert client.retrieve(number) == expected_body(message)
