@@ -36,6 +36,9 @@ Requests and the answer each one expects:
   it cannot stall other connections, and answer with what it returned or
   raised; server only, and only the event-loop servers ask (a blocking
   server runs each connection in its own thread and calls directly).
+* :class:`Sleep` -> ``None``: wait ``seconds`` before the next action
+  without holding up any other connection (on the event loop, or in the
+  connection's own thread); server only: a failed login's delay.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "Close",
     "Call",
     "CallResult",
+    "Sleep",
     "Request",
     "Operation",
 ]
@@ -114,6 +118,13 @@ class CallResult:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds`` (>= 0), holding up only this connection."""
+
+    seconds: float
 
 
 #: What a client operation yields.

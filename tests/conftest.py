@@ -14,6 +14,14 @@ Two Hypothesis profiles are registered:
 Pick one with the ``POP3PROTO_HYPOTHESIS_PROFILE`` environment variable::
 
     POP3PROTO_HYPOTHESIS_PROFILE=deep python -m pytest tests/fuzz/test_lockstep.py
+
+Failed logins cost nothing in tests: the suite fails thousands of logins,
+and the secure default (a 2 s delay that grows with each failure, SECURITY.md
+"Authentication failures") would add hours.  An autouse fixture gives every
+server and session made in-process a record of failures with no delay,
+unless the test is marked ``@pytest.mark.auth_delay`` (the tests of the
+delay itself).  ``ServerConfig``'s defaults stay the real ones; servers
+started as a subprocess get ``--auth-failure-delay 0`` from their test.
 """
 
 from __future__ import annotations
@@ -61,6 +69,26 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     return ctx
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "auth_delay: keep the real failed-login delay and penalties"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_auth_delay(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("auth_delay") is not None:
+        return
+    from pop3proto.adapters.server import _base, _session
+    from pop3proto.adapters.server._penalties import AuthPenalties
+
+    def no_delay(config: object) -> AuthPenalties:
+        return AuthPenalties(failure_delay=0, penalty_max=0)
+
+    monkeypatch.setattr(_session, "penalties_for", no_delay)
+    monkeypatch.setattr(_base, "penalties_for", no_delay)
 
 
 # The real Dovecot of the interop tests, shared by every folder that needs it.

@@ -62,6 +62,7 @@ from ._common import (
     CLIError,
     Terminated,
     describe_error,
+    non_negative_float,
     octet_count,
     one_line,
     parse_address,
@@ -326,6 +327,38 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=100,
         help="concurrent sessions per listener; more get -ERR [SYS/TEMP] (default 100)",
+    )
+    # -- authentication failures (SECURITY.md "Authentication failures") --
+    serve.add_argument(
+        "--auth-failure-delay",
+        metavar="SECONDS",
+        type=non_negative_float,
+        default=2.0,
+        help="hold each failed login's -ERR this long, doubled for each recent failure "
+        "from the client's address or on the account; 0 turns delay and penalties off "
+        "(default 2)",
+    )
+    serve.add_argument(
+        "--auth-penalty-max",
+        metavar="SECONDS",
+        type=non_negative_float,
+        default=15.0,
+        help="the longest a login waits, a correct one included (default 15)",
+    )
+    serve.add_argument(
+        "--auth-penalty-reset",
+        metavar="SECONDS",
+        type=positive_float,
+        default=900.0,
+        help="forget an address's or an account's failures after this long without "
+        "one (default 900)",
+    )
+    serve.add_argument(
+        "--auth-secret-file",
+        metavar="FILE",
+        help="a file of at least 16 secret bytes keying the SCRAM salts of users stored "
+        "in plaintext and of unknown names (default: a key derived from the users file, "
+        "so the salts change when it does)",
     )
     verbosity = serve.add_mutually_exclusive_group()
     verbosity.add_argument(

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -201,6 +202,33 @@ def _token_verifier(args: argparse.Namespace) -> TokenVerifier | None:
     return command_verifier(command)
 
 
+#: ServerConfig field names that are serve flags, in its error messages.
+_AUTH_FIELD = re.compile(r"\bauth_(?:failure_delay|penalty_max|penalty_reset)\b")
+#: The shortest --auth-secret-file worth the name.
+_MIN_SECRET = 16
+
+
+def _auth_secret(path: str | None) -> bytes | None:
+    """The contents of ``--auth-secret-file`` (a final line end dropped),
+    or ``None`` without one."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            secret = f.read().rstrip(b"\r\n")
+            mode = os.fstat(f.fileno()).st_mode
+    except OSError as exc:
+        usage_error(f"--auth-secret-file: cannot read {path}: {exc.strerror or exc}")
+    if len(secret) < _MIN_SECRET:
+        usage_error(
+            f"--auth-secret-file {path}: holds {len(secret)} bytes, at least {_MIN_SECRET} "
+            "needed (e.g. head -c 32 /dev/urandom > FILE)"
+        )
+    if mode & 0o077:
+        log.warning("the secret file %s is readable by other users; chmod 600 it", path)
+    return secret
+
+
 def run_serve_command(args: argparse.Namespace) -> int:
     """``pop3proto serve``: listen until SIGINT or SIGTERM; return the exit status."""
     from ..mailstore._maildir import MaildirBackend
@@ -216,8 +244,9 @@ def run_serve_command(args: argparse.Namespace) -> int:
     if not os.path.isdir(path):
         flag = "--maildir" if not per_user else "--maildir-root"
         usage_error(f"{flag} {path}: no such directory")
+    secret = _auth_secret(getattr(args, "auth_secret_file", None))
     try:
-        authenticator = UsersFile(args.users)
+        authenticator = UsersFile(args.users, secret=secret)
     except OSError as exc:
         raise CLIError(
             f"cannot read the users file {args.users}: {exc.strerror}", EXIT_USAGE
@@ -231,11 +260,19 @@ def run_serve_command(args: argparse.Namespace) -> int:
     if mode & 0o077:
         log.warning("the users file %s is readable by other users; chmod 600 it", args.users)
     run_as = _RunAs.parse(args.user) if getattr(args, "user", None) else None
-    config = ServerConfig(
-        allow_plaintext_auth=True if args.allow_plaintext_auth else None,
-        idle_timeout=args.idle_timeout,
-        token_verifier=_token_verifier(args),
-    )
+    try:
+        config = ServerConfig(
+            allow_plaintext_auth=True if args.allow_plaintext_auth else None,
+            idle_timeout=args.idle_timeout,
+            token_verifier=_token_verifier(args),
+            # -- authentication failures --
+            auth_failure_delay=getattr(args, "auth_failure_delay", 2.0),
+            auth_penalty_max=getattr(args, "auth_penalty_max", 15.0),
+            auth_penalty_reset=getattr(args, "auth_penalty_reset", 900.0),
+        )
+    except ValueError as exc:
+        # The config's words are its field names: say the flags.
+        usage_error(_AUTH_FIELD.sub(lambda m: "--" + m.group(0).replace("_", "-"), str(exc)))
     # The default plain listener only when no listener at all is given: a
     # TLS-only server must be possible.
     plain = args.listen or ([] if args.tls_listen else [("127.0.0.1", 1110)])

@@ -247,6 +247,11 @@ def _parse_stored(stored: str) -> _Entry:
     return _Entry(plain=stored)
 
 
+#: The key of the derived SCRAM salts without a secret: one per process,
+#: so that every store of the process gives a name the same salt.
+_PROCESS_SALT_KEY = secrets.token_bytes(32)
+
+
 def _salt_key(secret: bytes) -> bytes:
     return hmac.digest(secret, b"pop3proto SCRAM salts", "sha256")
 
@@ -270,12 +275,10 @@ class _TableAuthenticator:
         # restarts like the salts of users stored with SCRAM keys (else a
         # salt that changes at a restart marks a user as unknown).  Without
         # one, a per-process key (UsersFile derives one from its file).
-        self._salt_key = _salt_key(secret) if secret is not None else secrets.token_bytes(32)
+        self._salt_key = _salt_key(secret) if secret is not None else _PROCESS_SALT_KEY
         if scram_iterations is not None and scram_iterations < 1:
             raise ValueError("scram_iterations must be >= 1")
         self._scram_iterations_set = scram_iterations
-        self._scram_cache: dict[tuple[str, str], pop3proto.ScramCredentials] = {}
-        self._cache_lock = threading.Lock()
         self._dummy_salt = secrets.token_bytes(16)
         self._costs: tuple[int, int] = (0, scram_iterations or SCRAM_ITERATIONS)
         self._costs_of: dict[str, _Entry] | None = None
@@ -349,35 +352,58 @@ class _TableAuthenticator:
         return None if entry is None else entry.plain
 
     def scram_credentials(self, user: str) -> pop3proto.ScramCredentials | None:
-        """See :meth:`Authenticator.scram_credentials`; derived (and cached)
-        for users stored in plaintext.
+        """See :meth:`Authenticator.scram_credentials`; derived for users
+        stored in plaintext.
 
         A user who cannot log in with SCRAM (unknown, or stored as PBKDF2)
         gets decoy credentials that no password matches, with the salt and
         iteration count a plaintext user would get: the server's first SCRAM
-        message reveals nothing about who exists.
+        message reveals nothing about who exists.  Every answer costs one
+        key derivation (none is cached), so its time reveals nothing either.
         """
+        return self._scram(user, "sha256")
+
+    def scram_sha1_credentials(self, user: str) -> pop3proto.ScramCredentials:
+        """SCRAM-SHA-1 keys for *user* (RFC 5802), which the server offers
+        when every user is stored in plaintext: derived like
+        :meth:`scram_credentials` (a salt keyed by the secret and the
+        hash's name, the same iteration count), decoys included."""
+        return self._scram(user, "sha1")
+
+    def _scram(self, user: str, hash_name: str) -> pop3proto.ScramCredentials:
         entry = self._lookup(user)
-        if entry is not None and entry.scram is not None:
-            return entry.scram
         iterations = self._table_costs()[1]
-        salt = hmac.digest(self._salt_key, user.encode("utf-8", "surrogatepass"), "sha256")[:16]
-        if entry is None or entry.plain is None:
-            return pop3proto.ScramCredentials(
-                salt=salt,
-                iterations=iterations,
-                stored_key=secrets.token_bytes(32),
-                server_key=secrets.token_bytes(32),
-            )
-        key = (user, entry.plain)
-        with self._cache_lock:
-            cached = self._scram_cache.get(key)
-        if cached is not None and cached.iterations == iterations:
-            return cached
-        creds = pop3proto.scram_credentials(entry.plain, salt=salt, iterations=iterations)
-        with self._cache_lock:
-            self._scram_cache[key] = creds
-        return creds
+        salt = hmac.digest(self._salt_key, _SALT_PREFIX[hash_name] + _utf8(user), "sha256")[:16]
+        if entry is not None and entry.scram is not None and hash_name == "sha256":
+            # Stored keys: the derivation the others make, spent for time.
+            pop3proto.scram_credentials("x", salt=salt, iterations=entry.scram.iterations)
+            return entry.scram
+        plain = entry.plain if entry is not None else None
+        creds = pop3proto.scram_credentials(
+            secrets.token_hex(16) if plain is None else plain,
+            hash_name=hash_name,
+            salt=salt,
+            iterations=iterations,
+        )
+        if plain is not None:
+            return creds
+        # A decoy: derived like a real one, then keys nobody knows.
+        size = len(creds.stored_key)
+        return pop3proto.ScramCredentials(
+            salt=salt,
+            iterations=iterations,
+            stored_key=secrets.token_bytes(size),
+            server_key=secrets.token_bytes(size),
+        )
+
+
+#: What each hash's derived salts are keyed with besides the user name
+#: (SHA-256 with nothing: the salts it gave before SHA-1 had its own stay).
+_SALT_PREFIX: dict[str, bytes] = {"sha256": b"", "sha1": b"SCRAM-SHA-1\0"}
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 class DictAuthenticator(_TableAuthenticator):

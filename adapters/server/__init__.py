@@ -24,22 +24,26 @@ What it may reuse: :class:`MaildirBackend`, :class:`MemoryBackend`,
 
 Bringing one's own I/O: :class:`ServerSession` takes bytes
 (:meth:`~ServerSession.receive`) and yields actions (:class:`Send`,
-:class:`StartTLS`, :class:`Close`, and with ``offload=True``
-:class:`Call`, answered with a :class:`CallResult`); :class:`ServerConfig`
+:class:`StartTLS`, :class:`Close`, :class:`Sleep` (hold a failed
+login's answer that long, without holding up other connections), and
+with ``offload=True`` :class:`Call`, answered with a :class:`CallResult`);
+sessions of one server share one :class:`AuthPenalties`, the record of
+failed logins (SECURITY.md "Authentication failures"); :class:`ServerConfig`
 holds the settings (with ``commands``: :class:`ExtensionCommand`, how the
 application answers commands the session does not know, such as a vendor
 ``XOIP``, with CAPA entries to match), :class:`SessionStats` and
 :class:`EndReason` what a session did.
 
 Inside, by role (private modules): ``_session`` (the session, with
-``_authorization`` and ``_transaction``), ``_config``, ``_base`` (the
+``_authorization`` and ``_transaction``), ``_penalties`` (what a failed
+login costs), ``_config``, ``_base`` (the
 options every server takes), ``_loop`` (the one loop that serves a
 connection), and the runtimes ``_sync``, ``_asyncio``, ``_trio``.
 """
 
 from __future__ import annotations
 
-from .._seam import Call, CallResult, Close, Send, StartTLS
+from .._seam import Call, CallResult, Close, Send, Sleep, StartTLS
 from ..mailstore._base import (
     AsyncMaildropBackend,
     Identity,
@@ -61,6 +65,7 @@ from ._config import (
     ServerConfig,
     SessionStats,
 )
+from ._penalties import AuthPenalties
 from ._session import Action, ServerSession
 
 __all__ = [
@@ -94,6 +99,8 @@ __all__ = [
     "Close",
     "Call",
     "CallResult",
+    "Sleep",
+    "AuthPenalties",
 ]
 
 # help() and tracebacks name the public home of what a user implements or
@@ -114,6 +121,8 @@ for _name in (
     "ExtensionCommand",
     "Call",
     "CallResult",
+    "Sleep",
+    "AuthPenalties",
 ):
     globals()[_name].__module__ = __name__
 del _name

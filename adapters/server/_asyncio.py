@@ -59,7 +59,7 @@ from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .._seam import Call, CallResult, Send, StartTLS
+from .._seam import Call, CallResult, Send, Sleep, StartTLS
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._base import ServerBase, format_peer
@@ -401,6 +401,8 @@ class Server(ServerBase):
                     await conn.drain()
             elif type(request) is Call:
                 answer = await self._perform(request)
+            elif type(request) is Sleep:
+                await asyncio.sleep(request.seconds)
             elif type(request) is StartTLS:
                 leftover = _take_buffered(reader)
                 if leftover:

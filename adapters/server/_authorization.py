@@ -44,6 +44,7 @@ import secrets
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pop3proto
 from pop3proto import (
@@ -90,6 +91,7 @@ FAILED = Failed()
 Outcome = Event | LoggedIn | Failed
 
 
+_T = TypeVar("_T")
 _timestamp_counter = itertools.count(1)
 _HOST_RE = re.compile(r"[^A-Za-z0-9.\-]")
 
@@ -153,6 +155,9 @@ class Authorization:
         # The last login check_password accepted, and the Identity it
         # returned (if it chose the mailbox).
         self._checked: tuple[str, Identity | None] | None = None
+        #: The account named by the login attempt in progress (what the
+        #: penalties count failures on), once a check has seen it.
+        self.attempted: str | None = None
 
     def greeting_text(self) -> str:
         """The greeting's text, with a new APOP timestamp if APOP is on."""
@@ -219,6 +224,7 @@ class Authorization:
         """PASS (RFC 1939 §7), after USER."""
         user, self._pending_user = self._pending_user, None
         self._checked = None
+        self.attempted = user
         if user is None or not self.plaintext_allowed:  # pragma: no cover - engine order
             return _plaintext_refused()
         if not self._check_password(user, event.password):
@@ -230,6 +236,7 @@ class Authorization:
         timestamp = self.timestamp
         if timestamp is None:  # pragma: no cover - the engine refuses APOP without one
             return Err("APOP not available")
+        self.attempted = event.name
         try:
             secret = self.authenticator.get_secret(event.name)
         except Exception:
@@ -254,6 +261,7 @@ class Authorization:
             return Err("unsupported authentication mechanism")
         entry = pop3proto.MECHANISMS[name]
         self._checked = None
+        self.attempted = None
         if entry.sends_password and not self.plaintext_allowed:
             return _plaintext_refused()
         mechanism = _BUILDERS[entry.server_credential](self, entry)
@@ -275,6 +283,7 @@ class Authorization:
     # -- internals ---------------------------------------------------------------
 
     def _check_password(self, user: str, password: str) -> bool:
+        self.attempted = user
         try:
             verdict = self.authenticator.check_password(user, password)
         except Exception:
@@ -303,32 +312,57 @@ class Authorization:
     def _with_secret(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         # RFC 2195 §2: a unique msg-id-like challenge.
         challenge = apop_timestamp(self.config.hostname)
-        return entry.server(self.authenticator.get_secret, challenge=challenge)  # type: ignore[call-arg]
+        return entry.server(self._noted(self.authenticator.get_secret), challenge=challenge)  # type: ignore[call-arg]
 
     def _with_scram_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
-        return entry.server(self.authenticator.scram_credentials)  # type: ignore[call-arg]
+        return entry.server(self._noted(self.authenticator.scram_credentials))  # type: ignore[call-arg]
+
+    def _noted(self, lookup: Callable[[str], _T]) -> Callable[[str], _T]:
+        """*lookup*, noting the account it is asked about (the penalties
+        count a failed SASL exchange on the account it named)."""
+
+        def noted(user: str) -> _T:
+            self.attempted = user
+            return lookup(user)
+
+        return noted
 
     def _with_scram_sha1_keys(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
-        # The authenticator gives SCRAM-SHA-256 keys only, which cannot
-        # verify SHA-1 (RFC 5802 §3): derive SHA-1 keys from the shared
-        # secret, with a per-process keyed salt so that it is stable while
-        # the server runs (asking twice reveals nothing) and unguessable.
-        def credentials(user: str) -> pop3proto.ScramCredentials | None:
-            secret = self.authenticator.get_secret(user)
-            if secret is None:
-                return None
-            salt = hmac.digest(
-                _SCRAM_SHA1_SALT_KEY, user.encode("utf-8", "surrogatepass"), "sha256"
-            )
-            return pop3proto.scram_credentials(secret, hash_name="sha1", salt=salt[:16])
+        # The Authenticator protocol gives SCRAM-SHA-256 keys only, which
+        # cannot verify SHA-1 (RFC 5802 §3).  The stores of this package
+        # derive SHA-1 keys too, with salts keyed by the server's secret
+        # (stable across restarts, like the SHA-256 ones).
+        derive = getattr(self.authenticator, "scram_sha1_credentials", None)
+        if derive is None:
+            derive = self._scram_sha1_from_secret
+        return entry.server(self._noted(derive))  # type: ignore[call-arg]
 
-        return entry.server(credentials)  # type: ignore[call-arg]
+    def _scram_sha1_from_secret(self, user: str) -> pop3proto.ScramCredentials:
+        """SHA-1 keys from another authenticator's shared secret, with a
+        per-process keyed salt: stable while the server runs (asking twice
+        reveals nothing) and unguessable.  An unknown user gets a decoy
+        derived the same way, so that neither its salt's behaviour nor the
+        time reveals it."""
+        secret = self.authenticator.get_secret(user)
+        salt = hmac.digest(_SCRAM_SHA1_SALT_KEY, user.encode("utf-8", "surrogatepass"), "sha256")
+        creds = pop3proto.scram_credentials(
+            secrets.token_hex(16) if secret is None else secret, hash_name="sha1", salt=salt[:16]
+        )
+        if secret is not None:
+            return creds
+        return pop3proto.ScramCredentials(
+            salt=creds.salt,
+            iterations=creds.iterations,
+            stored_key=secrets.token_bytes(20),
+            server_key=secrets.token_bytes(20),
+        )
 
     def _with_token(self, entry: pop3proto.Mechanism) -> pop3proto.SaslServerMechanism:
         verifier = self.config.token_verifier
         assert verifier is not None  # _with_derived() offers tokens only then
 
         def check_token(user: str, token: str) -> str | OAuthDenial:
+            self.attempted = user
             try:
                 verdict = verifier(user, token)
             except Exception as exc:
@@ -376,7 +410,8 @@ _BUILDERS: dict[
     "token": Authorization._with_token,
 }
 
-#: Keys the derived SCRAM-SHA-1 salts (see ``_with_scram_sha1_keys``).
+#: Keys the derived SCRAM-SHA-1 salts for an authenticator that derives
+#: none (see ``_scram_sha1_from_secret``).
 _SCRAM_SHA1_SALT_KEY = secrets.token_bytes(32)
 
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._config import ServerConfig, is_loopback_address
-from ._session import ServerSession
+from ._session import ServerSession, penalties_for
 
 __all__ = ["ServerBase", "format_peer"]
 
@@ -104,6 +104,9 @@ class ServerBase:
         #: instead of binding *host*/*port*: one listening socket shared by
         #: several worker processes (``pop3proto serve --workers``).
         self.sock = sock
+        #: The failed logins of every connection of this server (SECURITY.md
+        #: "Authentication failures"); one record per process.
+        self.auth_penalties = penalties_for(self.config)
         self._init_io()
 
     def _init_io(self) -> None:
@@ -120,4 +123,6 @@ class ServerBase:
             is_loopback=self.trust_loopback and is_loopback_address(ip),
             peer=peer,
             offload=self.offloads,
+            penalties=self.auth_penalties,
+            ip=ip,
         )

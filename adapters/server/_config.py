@@ -222,6 +222,20 @@ class ServerConfig:
             ends (after the log line).
         commands: keyword -> :class:`ExtensionCommand`, the commands the
             application answers itself (CAPA lists their capabilities).
+
+    Authentication failures (SECURITY.md "Authentication failures"; see
+    :mod:`~._penalties`), shared by all connections of one server:
+
+        auth_failure_delay: seconds each failed login waits before its
+            ``-ERR`` (2, like Dovecot); ``0`` turns off the delay and the
+            penalties (tests do).
+        auth_penalty_max: the cap of the penalty, which doubles the delay
+            for each recent failure from the client's address or on the
+            account (15 s).  A correct password waits the penalty too.
+        auth_penalty_reset: seconds without a failure after which an
+            address or an account starts afresh (900).
+        auth_penalty_entries: the most addresses, and accounts, remembered
+            (least recently failed forgotten first).
     """
 
     hostname: str = field(default_factory=_default_hostname)
@@ -241,6 +255,11 @@ class ServerConfig:
     strict_user: bool = True
     on_session_end: Callable[[SessionStats], None] | None = None
     commands: Mapping[str, ExtensionCommand] = field(default_factory=dict)
+    # -- Authentication failures (SECURITY.md "Authentication failures") --
+    auth_failure_delay: float = 2.0
+    auth_penalty_max: float = 15.0
+    auth_penalty_reset: float = 900.0
+    auth_penalty_entries: int = 100_000
 
     def __post_init__(self) -> None:
         commands: dict[str, ExtensionCommand] = {}
@@ -284,6 +303,21 @@ class ServerConfig:
             raise ValueError("implementation must be non-empty printable ASCII")
         if not (self.greeting.isascii() and self.greeting.isprintable()) or "<" in self.greeting:
             raise ValueError("greeting must be printable ASCII without '<'")
+        self._check_auth_failures()
+
+    def _check_auth_failures(self) -> None:
+        """The authentication-failure fields (one message per mistake)."""
+        delay, cap = self.auth_failure_delay, self.auth_penalty_max
+        if not 0 <= delay <= 3600:
+            raise ValueError("auth_failure_delay must be between 0 and 3600 seconds")
+        if not delay <= cap <= 3600:
+            raise ValueError(
+                "auth_penalty_max must be between auth_failure_delay and 3600 seconds"
+            )
+        if not self.auth_penalty_reset > 0:
+            raise ValueError("auth_penalty_reset must be positive")
+        if self.auth_penalty_entries < 1:
+            raise ValueError("auth_penalty_entries must be at least 1")
 
 
 def is_loopback_address(host: str) -> bool:

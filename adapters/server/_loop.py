@@ -25,6 +25,9 @@ what they share is written here once, and each runtime only moves bytes:
     :class:`CallResult`: the runtime runs the call in a worker thread (or
     awaits it on the loop if it is a coroutine function) and reports what
     it returned or raised.  Replies gathered so far stay queued meanwhile.
+  - :class:`Sleep` -> ``None`` after that many seconds, holding up no
+    other connection (a failed login's delay).  Replies gathered so far
+    are written first: only the answer being held waits.
 
   The generator returns when the session is over.  Whatever happens (the
   end, a transport error, a timeout on a write, cancellation), the runtime
@@ -45,7 +48,7 @@ import logging
 from collections.abc import Generator
 from typing import Any
 
-from .._seam import Call, CallResult, Receive, Send, StartTLS
+from .._seam import Call, CallResult, Receive, Send, Sleep, StartTLS
 from ._config import EndReason
 from ._session import ServerSession
 
@@ -77,7 +80,7 @@ LINGER_LIMIT = 65536
 LINGER_READ = 4096
 
 #: What :func:`serve_session` asks the runtime to do.
-LoopRequest = Send | StartTLS | Receive | Call
+LoopRequest = Send | StartTLS | Receive | Call | Sleep
 #: What the runtime answers (see the module docstring).
 LoopAnswer = bytes | CallResult | None
 
@@ -145,6 +148,12 @@ def serve_session(session: ServerSession) -> Generator[LoopRequest, LoopAnswer, 
                     result = yield action
                     assert isinstance(result, CallResult)
                     answer = result
+                elif type(action) is Sleep:
+                    if out:
+                        yield Send(b"".join(out))
+                        out.clear()
+                        queued = 0
+                    yield action
                 # A Close is the session's last action: the loop then ends.
         finally:
             # If a write failed in the middle of a body, this closes the

@@ -7,7 +7,9 @@ locks the maildrop after authentication and applies deletions only in the
 UPDATE state.  It never touches a socket: bytes go in with
 :meth:`~ServerSession.receive` and come out as *actions*, the seam's
 requests (:mod:`pop3proto.adapters._seam`): :class:`Send`,
-:class:`StartTLS` and :class:`Close`.  The one loop that drives a session
+:class:`StartTLS`, :class:`Close`, and :class:`Sleep` (the wait a failed
+login costs, :mod:`._penalties`; perform it without holding up other
+connections).  The one loop that drives a session
 (gathering its sends into writes, reading between batches, the idle
 timeout) is :func:`pop3proto.adapters.server._loop.serve_session`; each
 runtime performs what that loop asks.
@@ -107,7 +109,7 @@ from pop3proto import (
     Utf8,
 )
 
-from .._seam import Call, CallResult, Close, Send, StartTLS
+from .._seam import Call, CallResult, Close, Send, Sleep, StartTLS
 from ..mailstore._base import (
     AsyncMaildropBackend,
     Identity,
@@ -120,6 +122,7 @@ from ..mailstore._base import (
 from ..mailstore._users import Authenticator
 from ._authorization import FAILED, Authorization, Failed, LoggedIn, Outcome
 from ._config import EndReason, ServerConfig, SessionStats
+from ._penalties import AuthPenalties
 from ._transaction import MaildropFailed, Transaction
 
 __all__ = ["Action", "ServerSession"]
@@ -127,7 +130,7 @@ __all__ = ["Action", "ServerSession"]
 log = logging.getLogger("pop3proto.server")
 
 #: What :meth:`ServerSession.actions` yields.
-Action = Send | StartTLS | Close | Call
+Action = Send | StartTLS | Close | Call | Sleep
 _T = TypeVar("_T")
 
 _AUTH_FAILED = "authentication failed"
@@ -161,6 +164,14 @@ class ServerSession:
             by ``actions().send()``: what an event-loop driver wants.  By
             default (``False``) the session makes those calls itself, in
             the driver's thread, and never yields a ``Call``.
+        penalties: the server's record of failed logins, shared by all its
+            sessions (:class:`~._penalties.AuthPenalties`); by default one
+            of this session's own, from *config*.  The answer to each
+            credential check is held back by a :class:`Sleep` action for
+            as long as it decides (SECURITY.md "Authentication failures").
+        ip: the client's address, as the penalties count it (give it
+            whenever *penalties* is shared: ``""`` counts every client of
+            the record as one address).
     """
 
     def __init__(
@@ -173,10 +184,14 @@ class ServerSession:
         is_loopback: bool = False,
         peer: str = "",
         offload: bool = False,
+        penalties: AuthPenalties | None = None,
+        ip: str = "",
     ) -> None:
         """See the class docstring."""
         self._offload = offload
         self.config = config if config is not None else ServerConfig()
+        self._penalties = penalties if penalties is not None else penalties_for(self.config)
+        self._ip = ip
         self.backend = backend
         self.authenticator = authenticator
         self.stats = SessionStats(peer=peer, tls=tls)
@@ -531,6 +546,17 @@ class ServerSession:
             log.exception("login check failed")
             self._authorization.bad_line()
             outcome = FAILED
+        # SECURITY.md "Authentication failures": the verdict waits (a
+        # failure always, a success while penalised), holding up only this
+        # connection (and, for a success, the maildrop it just locked).
+        penalties, account = self._penalties, self._authorization.attempted
+        wait = 0.0
+        if isinstance(outcome, LoggedIn):
+            wait = penalties.succeeded(self._ip, account or outcome.user.login)
+        elif isinstance(outcome, Failed):
+            wait = penalties.failed(self._ip, account)
+        if wait > 0:
+            yield Sleep(wait)
         if isinstance(outcome, LoggedIn):
             yield from self._login(outcome.user, opened)
         else:
@@ -680,6 +706,16 @@ def _open_failed(user: Identity, exc: Exception) -> Err:
         # A bug in the backend: still the server's problem, not the user's.
         log.error("the backend failed to open the maildrop of %s", user, exc_info=exc)
     return _UNABLE_TO_OPEN
+
+
+def penalties_for(config: ServerConfig) -> AuthPenalties:
+    """A new record of failed logins with *config*'s settings."""
+    return AuthPenalties(
+        failure_delay=config.auth_failure_delay,
+        penalty_max=config.auth_penalty_max,
+        reset=config.auth_penalty_reset,
+        entries=config.auth_penalty_entries,
+    )
 
 
 def _discard_login(result: tuple[Outcome, _Opened | None]) -> None:

@@ -35,11 +35,12 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from .._seam import Call, Send, StartTLS
+from .._seam import Call, Send, Sleep, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
 from ._base import ServerBase, format_peer
@@ -281,6 +282,8 @@ class Server(ServerBase):
                 raise RuntimeError("the blocking server's sessions do not offload")
             elif type(request) is StartTLS:
                 self._start_tls(client)
+            elif type(request) is Sleep:
+                self._sleep(request.seconds)
             else:
                 if self._shutdown_requested:
                     return
@@ -290,6 +293,16 @@ class Server(ServerBase):
                     continue  # None: the idle timeout
                 if self._shutdown_requested:
                     return
+
+    def _sleep(self, seconds: float) -> None:
+        """A failed login's delay, in this connection's thread only; cut
+        short by a shutdown (checked every 50 ms)."""
+        deadline = time.monotonic() + seconds
+        while not self._shutdown_requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
 
     def _close(self, sock: socket.socket, how: Closing) -> None:
         try:

@@ -58,7 +58,7 @@ from collections.abc import Generator
 
 import trio  # type: ignore[import-untyped, unused-ignore]
 
-from .._seam import Call, CallResult, Send, StartTLS
+from .._seam import Call, CallResult, Send, Sleep, StartTLS
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._base import ServerBase, format_peer
@@ -351,6 +351,11 @@ class Server(ServerBase):
                 await conn.send(request.data)
             elif type(request) is Call:
                 answer = await self._perform(request)
+            elif type(request) is Sleep:
+                # A login's delay is not the client's silence.
+                assert conn.scope is not None
+                conn.scope.deadline = math.inf
+                await trio.sleep(request.seconds)
             elif type(request) is StartTLS:
                 # Nothing is buffered above the socket: plaintext sent after
                 # STLS stays in the kernel and breaks the handshake (no

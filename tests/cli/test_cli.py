@@ -152,6 +152,9 @@ class ServeProcess:
     def __init__(self, args: Sequence[str], folder: Path, listeners: int) -> None:
         self.log_path = folder / "serve.log"
         self._log = self.log_path.open("wb")
+        if "--auth-failure-delay" not in args:
+            # Failed logins cost nothing in tests (see tests/conftest.py).
+            args = [*args, "--auth-failure-delay", "0"]
         self.proc = subprocess.Popen(
             [*CLI, "serve", *args],
             stdin=subprocess.DEVNULL,

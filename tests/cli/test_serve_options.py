@@ -138,7 +138,7 @@ def serving(args: list[str], log_path: Path) -> Iterator[tuple[int, subprocess.P
     """``pop3proto serve`` in a child; yields its port once it listens."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*CLI, "serve", "--listen", f"{HOST}:0", *args],
+            [*CLI, "serve", "--listen", f"{HOST}:0", "--auth-failure-delay", "0", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,

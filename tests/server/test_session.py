@@ -56,7 +56,7 @@ from pop3proto import (
     User,
     Utf8,
 )
-from pop3proto.adapters._seam import Close, Send, StartTLS
+from pop3proto.adapters._seam import Close, Send, Sleep, StartTLS
 from pop3proto.adapters.mailstore._memory import MemoryBackend
 from pop3proto.adapters.mailstore._users import DictAuthenticator, hash_password
 from pop3proto.adapters.server._config import (
@@ -65,6 +65,7 @@ from pop3proto.adapters.server._config import (
     busy_response,
     is_loopback_address,
 )
+from pop3proto.adapters.server._penalties import AuthPenalties
 from pop3proto.adapters.server._session import _HANDLERS, Action, ServerSession
 from tests.helpers import (
     PASSWORD,
@@ -106,6 +107,8 @@ class Harness:
         tls: bool = False,
         is_loopback: bool = True,
         allow_pipelining: bool = False,
+        penalties: AuthPenalties | None = None,
+        ip: str = "",
     ) -> None:
         self.backend = backend if backend is not None else make_backend()
         self.session = ServerSession(
@@ -115,11 +118,15 @@ class Harness:
             tls=tls,
             is_loopback=is_loopback,
             peer="192.0.2.1:1234",
+            penalties=penalties,
+            ip=ip,
         )
         self.client = Connection(CLIENT, tls=tls, allow_unadvertised_pipelining=allow_pipelining)
         self.actions: list[Action] = []
         self.closed = False
         self.tls_requested = False
+        #: The seconds of each Sleep action (a failed login's delay).
+        self.slept: list[float] = []
         self.client.receive_data(self.session.greeting())
         self.greeting = self.events()[0]
 
@@ -145,6 +152,9 @@ class Harness:
                     self.client.receive_data(action.data)
             elif isinstance(action, StartTLS):
                 self.tls_requested = True
+            elif isinstance(action, Sleep):
+                assert not self.closed, "a Sleep after Close"
+                self.slept.append(action.seconds)
             else:
                 assert isinstance(action, Close)
                 self.closed = True
