@@ -135,6 +135,11 @@ class LoginOperations(CoreBase):
         capabilities = yield from self.capabilities()
         if mechanism is not None:
             method = mechanism.upper()
+            if method in TOKEN_MECHANISMS:
+                # A bearer token is not a password: the caller must say so.
+                raise ValueError(
+                    f"{method} takes an OAuth 2.0 token, not a password; use login_oauth2()"
+                )
             if method not in ("USER", "APOP", *LOGIN_PREFERENCE):
                 raise ValueError(
                     f"unknown login method {mechanism!r}; use authenticate() for other SASL "

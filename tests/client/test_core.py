@@ -183,7 +183,10 @@ def test_explicit_mechanism_is_used_even_if_weaker() -> None:
     assert runner.run(core.login("alice", PASSWORD, mechanism="login")) == "LOGIN"
     assert [type(c).__name__ for c in session.commands[:2]] == ["Capa", "Auth"]
     with pytest.raises(ValueError, match="unknown login method"):
-        runner.run(connect()[0].login("alice", PASSWORD, mechanism="XOAUTH2"))
+        runner.run(connect()[0].login("alice", PASSWORD, mechanism="GSSAPI"))
+    for token_mechanism in ("XOAUTH2", "oauthbearer"):
+        with pytest.raises(ValueError, match=r"OAuth 2\.0 token, not a password; use login_oauth2"):
+            runner.run(connect()[0].login("alice", PASSWORD, mechanism=token_mechanism))
 
 
 def test_login_facts_agree() -> None:
