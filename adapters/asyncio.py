@@ -46,7 +46,7 @@ and timeouts are :class:`OSError` / :class:`TimeoutError`.
 from __future__ import annotations
 
 from .client._asyncio import STLS_SUPPORTED, Client, TLSMode
-from .client._core import MailboxStatus
+from .client._core import Listing, MailboxStatus
 from .client._errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -69,6 +69,7 @@ from .server._config import ServerConfig
 __all__ = [
     # the client
     "Client",
+    "Listing",
     "MailboxStatus",
     "TLSMode",
     "STLS_SUPPORTED",

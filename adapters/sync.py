@@ -88,6 +88,7 @@ from .client._poplib import POP3_SSL as POP3_SSL
 # (type checkers treat any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .client._core import Listing as Listing
     from .client._core import MailboxStatus as MailboxStatus
     from .client._errors import AuthenticationFailed as AuthenticationFailed
     from .client._errors import CommandFailed as CommandFailed
@@ -115,6 +116,7 @@ if TYPE_CHECKING:
 # so that the drop-in costs what poplib costs to import.  Type checkers see
 # the imports above.
 _LAZY: dict[str, str] = {
+    "Listing": ".client._core",
     "MailboxStatus": ".client._core",
     "AuthenticationFailed": ".client._errors",
     "CommandFailed": ".client._errors",

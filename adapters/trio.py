@@ -58,7 +58,7 @@ except ImportError as exc:  # pragma: no cover - trio is an optional extra
         "pop3proto.adapters.trio needs trio, an optional dependency: pip install 'pop3proto[trio]'"
     ) from exc
 
-from .client._core import MailboxStatus
+from .client._core import Listing, MailboxStatus
 from .client._errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -83,6 +83,7 @@ __all__ = [
     # the client
     "connect",
     "Client",
+    "Listing",
     "MailboxStatus",
     "TLSMode",
     # the server

@@ -103,6 +103,11 @@ class ReceiveBuffer:
         self._scanned = 0
         return data
 
+    def discard(self, n: int) -> None:
+        """Remove the first *n* octets (already read through :attr:`data`)."""
+        del self._data[:n]
+        self._scanned = 0
+
     def prepend(self, data: bytes) -> None:
         """Put back octets in front (a body parser's held-back tail)."""
         self._merge()

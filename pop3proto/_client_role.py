@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from typing import Final
 
 from ._buffer import LineTooLong
@@ -54,7 +55,14 @@ from ._events import (
     SaslChallenge,
     SaslResponse,
 )
-from ._readers import BodyReader, find_block_end, parse_status, raw_status_text, trusted
+from ._readers import (
+    BodyReader,
+    find_block_end,
+    parse_status,
+    raw_status_text,
+    split_dot_lines,
+    trusted,
+)
 from ._replies import Effect, Framing, Reply
 from ._response_events import Err, Greeting, MessageData, MessageEnd, MessageStart, Ok
 from ._sentinels import NEED_DATA, PAUSED, NeedData, Paused
@@ -63,8 +71,11 @@ from ._state import (
     CLOSED,
     ERROR,
     GREETING,
+    REPLY_TRANSITIONS,
     SASL,
+    START_TRANSITIONS,
     TLS_PENDING,
+    TRANSACTION,
     UPDATE,
     SessionState,
     State,
@@ -82,6 +93,19 @@ _SASL: Final = Framing.SASL
 
 # A status text the short cut for +OK to RETR/TOP cannot take as it is.
 _NOT_PRINTABLE: Final = re.compile(rb"[^\x20-\x7e]").search
+# What next_messages() searches for: a line that starts with a dot, and the
+# terminator (RFC 1939 §3).
+_FIND_DOT_LINE: Final = re.compile(rb"\r\n\.").search
+_FIND_TERM: Final = re.compile(rb"\r\n\.\r\n").search
+# The commands whose positive reply in TRANSACTION starts and ends without
+# moving the session (RETR, TOP, ...): next_messages() may take their
+# replies in bulk, as _finish() would have left everything as it was.
+_STAYS: Final = frozenset(
+    kind
+    for kind in ("RETR", "TOP")
+    if (TRANSACTION, kind) not in START_TRANSITIONS
+    and (TRANSACTION, kind, True) not in REPLY_TRANSITIONS
+)
 
 
 def _decode_utf8(data: bytes) -> str:
@@ -213,6 +237,44 @@ class ClientRole(RoleCore):
         self.projected = _projection(self.projected, kind)
         return data
 
+    def send_all(self, events: Iterable[Event]) -> bytes:
+        """:meth:`send` of each event in turn, the bytes joined.
+
+        A pipelined burst (RFC 2449 §6.6) is many commands of one type:
+        after the first is accepted, the next one of the same type needs
+        no check again when nothing the checks read has changed (it ends
+        no batch, has no precondition, its reply shape is fixed and it
+        leaves the projected state where it was), so it is only written
+        and queued.
+        """
+        out: list[bytes] = []
+        append = out.append
+        queue = self.queue
+        limit = self.max_command
+        same: type[Event] | None = None
+        sent: _Sent | None = None
+        for event in events:
+            if type(event) is same and sent is not None:
+                data = write_command(event, limit)  # type: ignore[arg-type]
+                queue.append((event, sent[1], sent[2]))  # type: ignore[arg-type]
+                append(data)
+                continue
+            before = self.projected
+            append(self.send(event))
+            same = None
+            if queue and queue[-1][0] is event:
+                sent = queue[-1]
+                spec, reply = sent[1], sent[2]
+                if (
+                    self.pipelining
+                    and not spec.ends_batch
+                    and spec.check is None
+                    and spec.reply is reply
+                    and self.projected is before
+                ):
+                    same = type(event)
+        return b"".join(out)
+
     def prepare(self, event: Event) -> tuple[bytes, _Sent | None]:
         """Check that *event* may be sent now and serialize it; changes
         nothing, so :meth:`can_send` can ask too.  Returns the bytes and,
@@ -309,6 +371,97 @@ class ClientRole(RoleCore):
             return self._line(line)
         except ValueError as exc:
             raise RemoteProtocolError(str(exc)) from None
+
+    def next_messages(self, limit: int) -> list[bytes]:
+        """Whole RETR/TOP replies at the head of the FIFO, as message bytes.
+
+        A short cut for a pipelined download, where the buffer holds many
+        complete replies: each is taken out with a few C-level searches and
+        one copy, and no event object.  It stops, leaving everything else to
+        :meth:`next_event`, at the first reply that is not a body, is not
+        all buffered, or has a status line the ``+OK`` short cut of
+        :meth:`_line` would not take as it is (a response code, text that
+        is not printable ASCII, ``-ERR``).  Never in lenient modes (bare LF,
+        sloppy ends), whose framing needs the streaming reader.
+
+        The verdicts are :meth:`next_event`'s: the status line is held to
+        the same limit, the first ``CRLF . CRLF`` ends a body, a stuffed dot
+        is removed exactly where the streaming reader removes it, and the
+        session moves through :meth:`_finish` as for a
+        :class:`MessageEnd`.  So the result does not depend on how the
+        bytes were split, and the bytes are those the events would carry,
+        joined.
+        """
+        self.prepared = None
+        queue = self.queue
+        if (
+            not queue
+            or queue[0][2].framing is not _BODY
+            or self.body is not None
+            or self.end_pending
+            or self.bare_lf
+            or self.lenient_end
+            or self.session.state is not TRANSACTION
+            or not self.buf
+        ):
+            return []
+        data = self.buf.data
+        size = len(data)
+        max_status = self.max_status
+        startswith = data.startswith
+        out: list[bytes] = []
+        append = out.append
+        pos = 0
+        with memoryview(data) as view:
+            for _, spec, reply in queue:
+                if (
+                    len(out) >= limit
+                    or reply.framing is not _BODY
+                    or reply.effect is not None
+                    or spec.kind not in _STAYS
+                    or pos >= size
+                ):
+                    break
+                # The status line: as _line's short cut takes it.
+                eol = data.find(b"\r\n", pos, pos + max_status)
+                if eol < 0 or not startswith(b"+OK", pos):
+                    break
+                if eol > pos + 3 and (
+                    data[pos + 3] != 0x20
+                    or data[pos + 4] == 0x5B  # "[": a response code
+                    or _NOT_PRINTABLE(data, pos + 4, eol) is not None
+                ):
+                    break
+                # The body starts at a line start: search from the status
+                # line's CRLF so that a leading dot is found too.
+                first = _FIND_DOT_LINE(data, eol)
+                if first is None:
+                    break
+                dot = first.start()
+                if startswith(b"\r\n", dot + 3):
+                    # The first dot line is the terminator: nothing stuffed.
+                    pos = dot + 5
+                    append(bytes(view[eol + 2 : dot + 2]) if dot > eol else b"")
+                else:
+                    term = _FIND_TERM(data, dot)
+                    if term is None:
+                        break
+                    pos = term.end()
+                    append(split_dot_lines(view[eol : term.start() + 2]))
+        if out:
+            # What _finish() does for each MessageEnd, at once: these
+            # replies move no state and have no effect (_STAYS), so only
+            # the next command's start is left.
+            self.buf.discard(pos)
+            popleft = queue.popleft
+            for _ in out:
+                popleft()
+            self.auth_failed = False
+            if queue:
+                self.session.start(queue[0][1].kind)
+            else:
+                self.projected = self.session.state
+        return out
 
     def _check_no_injection(self) -> None:
         if self.buf:

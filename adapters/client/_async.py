@@ -40,7 +40,7 @@ from pop3proto import State
 
 from .._seam import Deliver, Operation, Receive, Send, StartTLS
 from ._batch import RetrieveBatch
-from ._core import ClientCore, MailboxStatus
+from ._core import ClientCore, Listing, MailboxStatus
 from ._errors import ConnectionLost, TLSUnavailable
 from ._options import TLSMode
 
@@ -96,7 +96,9 @@ class AsyncClientBase:
     As an async context manager the client connects on entry (unless
     already connected); a normal exit sends QUIT (committing deletions) and
     an exit by exception only closes the connection, so nothing marked
-    deleted is removed (RFC 1939 §6).
+    deleted is removed (RFC 1939 §6).  When nothing was marked deleted, the
+    normal exit closes right after sending QUIT, without waiting for a
+    reply that would confirm nothing.
     """
 
     host: str
@@ -208,7 +210,7 @@ class AsyncClientBase:
 
     async def _negotiate(self, starttls: bool) -> None:
         """Read the greeting and, for ``tls="starttls"``, upgrade."""
-        await self._run(self._core.greet())
+        await self._run(self._core.greet(capa=True))
         if starttls:
             caps = await self._run(self._core.capabilities())
             if caps.entries and not caps.stls:
@@ -217,7 +219,7 @@ class AsyncClientBase:
                     "tls='none'",
                     command="STLS",
                 )
-            await self._run(self._core.starttls())
+            await self._run(self._core.starttls(capa=True))
 
     def _not_open(self) -> ConnectionLost:
         if not self._opened:
@@ -283,6 +285,11 @@ class AsyncClientBase:
     async def list(self) -> dict[int, int]:
         """LIST: message number -> size in octets."""
         return await self._run(self._core.list())
+
+    async def listing(self, *, uids: bool = True, status: bool = False) -> Listing:
+        """LIST, and UIDL and STAT if asked, in one round trip with
+        PIPELINING (see :meth:`ClientCore.listing`)."""
+        return await self._run(self._core.listing(uids=uids, status=status))
 
     async def size(self, number: int) -> int:
         """``LIST n``: one message's size in octets."""
@@ -430,7 +437,15 @@ class AsyncClientBase:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None and self._is_open() and self._core.state in _SESSION_STATES:
-            await self.quit()
+            if self._core.marked:
+                await self.quit()
+                return
+            # Nothing to commit: QUIT's reply would confirm nothing, so
+            # close without waiting for it (as the blocking Client does).
+            try:
+                await self._run(self._core.quit_without_reply())
+            finally:
+                await self.aclose()
             return
         await self._close(graceful=exc_type is None)
 

@@ -153,6 +153,10 @@ class CoreBase:
         self._eof = False
         # CAPA answered -ERR since the last TLS start (RFC 2449 §5: probe).
         self._no_capa = False
+        # CAPA sent by greet()/starttls() and its reply not read yet.
+        self._capa_pending = False
+        # A DELE was sent and no RSET has answered +OK since: QUIT commits.
+        self._marked = False
         self._batch: PendingBatch | None = None
         # Message sizes from the last LIST (fixed for the session, RFC 1939
         # §5): they size the pipelining window in octets.
@@ -252,7 +256,7 @@ class CoreBase:
 
     def _send(self, *events: Event) -> Operation[None]:
         try:
-            data = b"".join(self._conn.send(event) for event in events)
+            data = self._conn.send_all(events)
         except pop3proto.LocalProtocolError as exc:  # pragma: no cover - _begin asked can_send
             raise ProtocolViolation(f"can't send: {exc}", error=exc) from exc
         try:
@@ -273,6 +277,11 @@ class CoreBase:
     ) -> Operation[None]:
         """Get ready to send a command: settle any earlier, abandoned work and
         check that *keyword* may be sent now."""
+        if self._capa_pending:
+            # The CAPA sent with the greeting is answered first (RFC 2449
+            # §6.6 keeps replies in order); the engine records what it says.
+            self._check_usable(keyword)
+            yield from self._capa_reply()
         current = self._batch
         if current is not None and current is not batch:
             if keyword == "QUIT" or current.abandoned:
@@ -366,12 +375,19 @@ class CoreBase:
     # Operations: session setup
     # ------------------------------------------------------------------
 
-    def greet(self) -> Operation[pop3proto.Greeting]:
+    def greet(self, *, capa: bool = False) -> Operation[pop3proto.Greeting]:
         """Read the server's greeting (RFC 1939 §4).
 
         A negative greeting is raised through :func:`raise_for_err` (e.g.
         ``-ERR [SYS/TEMP]`` -> :class:`TemporaryFailure`); EOF before it is
         :class:`ConnectionLost`.
+
+        With *capa*, CAPA is sent the moment the greeting is read, and its
+        reply is read by the next operation (:meth:`capabilities`, or any
+        other first): every client asks it before logging in, and this way
+        the question is on the wire before the caller's next step.  It is
+        a single command, not a pipeline: nothing is known yet of
+        PIPELINING (RFC 2449 §6.6).
         """
         self._check_usable("GREETING")
         if self._conn.state is not State.AWAIT_GREETING:
@@ -380,7 +396,26 @@ class CoreBase:
         if isinstance(event, pop3proto.Err):
             raise_for_err(event, "greeting")
         assert isinstance(event, pop3proto.Greeting)
+        if capa:
+            yield from self._ask_capabilities()
         return event
+
+    def _ask_capabilities(self) -> Operation[None]:
+        """Send CAPA without waiting: :meth:`_capa_reply` reads the reply."""
+        yield from self._begin("CAPA")
+        yield from self._send(pop3proto.Capa())
+        self._capa_pending = True
+
+    def _capa_reply(self) -> Operation[pop3proto.Capabilities]:
+        """Read the reply to a CAPA sent ahead."""
+        event = yield from self._reply("CAPA")
+        self._capa_pending = False
+        if isinstance(event, pop3proto.Err):
+            self._no_capa = True
+            return _EMPTY_CAPABILITIES
+        assert isinstance(event, pop3proto.CapaOk)
+        self._no_capa = False
+        return event.capabilities
 
     def capabilities(self, *, refresh: bool = False) -> Operation[pop3proto.Capabilities]:
         """The server's capabilities (RFC 2449 §5), asking CAPA if needed.
@@ -391,23 +426,20 @@ class CoreBase:
         :class:`pop3proto.Capabilities` is returned and CAPA is not asked
         again (unless *refresh*).
         """
+        if self._capa_pending:
+            # Asked with the greeting (or after TLS): as fresh as can be.
+            self._check_usable("CAPA")
+            return (yield from self._capa_reply())
         if not refresh:
             known = self._conn.capabilities
             if known is not None:
                 return known
             if self._no_capa:
                 return _EMPTY_CAPABILITIES
-        yield from self._begin("CAPA")
-        yield from self._send(pop3proto.Capa())
-        event = yield from self._reply("CAPA")
-        if isinstance(event, pop3proto.Err):
-            self._no_capa = True
-            return _EMPTY_CAPABILITIES
-        assert isinstance(event, pop3proto.CapaOk)
-        self._no_capa = False
-        return event.capabilities
+        yield from self._ask_capabilities()
+        return (yield from self._capa_reply())
 
-    def starttls(self) -> Operation[None]:
+    def starttls(self, *, capa: bool = False) -> Operation[None]:
         """Upgrade the connection with STLS (RFC 2595 §4).
 
         Sends STLS, and on ``+OK`` yields :class:`StartTLS` for the runner to
@@ -415,7 +447,8 @@ class CoreBase:
         handshake are an injection attempt and raise
         :class:`ProtocolViolation`.  Cached capabilities are forgotten; the
         next :meth:`capabilities` asks again (STLS often unlocks PLAIN or
-        USER).  ``-ERR`` raises :class:`TLSUnavailable`.
+        USER).  ``-ERR`` raises :class:`TLSUnavailable`.  With *capa*, CAPA
+        is sent again as soon as TLS is up, as :meth:`greet` does.
         """
         if self._conn.tls:
             raise TLSUnavailable("TLS is already active", command="STLS")
@@ -451,3 +484,5 @@ class CoreBase:
             # check ran), and only we feed it; kept so its error is never raw.
             raise ProtocolViolation(f"STLS: {exc}", error=exc, command="STLS") from exc
         self._no_capa = False
+        if capa:
+            yield from self._ask_capabilities()

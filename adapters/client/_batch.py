@@ -19,6 +19,10 @@ from ._errors import ConnectionLost, POP3Error, raise_for_err
 
 __all__ = ["RetrieveBatch"]
 
+# A message larger than this (by LIST) streams through RetrieveBatch.next()
+# rather than being gathered whole in the receive buffer first.
+_STREAM_ABOVE = 256 << 10
+
 
 class RetrieveBatch:
     """A pipelined RETR of several messages (RFC 2449 §6.6), I/O-free.
@@ -181,35 +185,58 @@ class RetrieveBatch:
         are in the receive buffer already, and a runner that asks here first
         saves the request round trips of :meth:`next` for them.  A ``-ERR``
         for the message raises as from :meth:`next`.  A reply cut short by
-        the end of the received data is kept for :meth:`next` to finish.
+        the end of the received data is kept, for a later call (once the
+        runner has :meth:`feed` more) or :meth:`next` to finish.
         """
-        if (
-            self._partial is not None
-            or self._ready
-            or not self._pending
-            or not self._started
-            or self.abandoned
-            or self._core._batch is not self
-            or self._wants_more()
-        ):
+        if not self._started or self.abandoned or self._core._batch is not self:
+            return None
+        ready = self._ready
+        if ready:
+            number, item = ready.popleft()
+            self.current = number
+            self._check_finished()
+            if isinstance(item, pop3proto.Err):
+                raise_for_err(item, f"RETR {number}")
+            return number, item
+        if not self._pending or self._wants_more():
             return None
         core = self._core
+        # The engine's bulk short cut first: every whole reply received, in
+        # one call, no event objects.  They may overshoot the top-up point
+        # by what one read delivered; the top-up follows once they are
+        # handed out, with a quarter of the window still in flight.
+        partial, self._partial = self._partial, None
+        bodies = core._conn.next_messages(len(self._pending)) if partial is None else None
+        if bodies:
+            pending = self._pending
+            number = pending[0]
+            self._pop()
+            for body in bodies[1:]:
+                ready.append((pending[0], body))
+                self._pop()
+            self.current = number
+            self._check_finished()
+            return number, bodies[0]
         next_event = core._conn.next_event
         number = self._pending[0]
         try:
-            event = next_event()
-            if event is pop3proto.NEED_DATA:
-                return None
-            self.current = number
-            if type(event) is not pop3proto.MessageStart:
-                label = f"RETR {number}"
-                event = core._accept(event if isinstance(event, pop3proto.Event) else None, label)
-                if isinstance(event, pop3proto.Err):
-                    self._pop()
-                    self._check_finished()
-                    raise_for_err(event, label)
-                raise AssertionError(f"{label}: unexpected {event!r}")  # pragma: no cover
-            pieces: list[bytes] = []
+            if partial is None:
+                event = next_event()
+                if event is pop3proto.NEED_DATA:
+                    return None
+                self.current = number
+                if type(event) is not pop3proto.MessageStart:
+                    label = f"RETR {number}"
+                    event = core._accept(
+                        event if isinstance(event, pop3proto.Event) else None, label
+                    )
+                    if isinstance(event, pop3proto.Err):
+                        self._pop()
+                        self._check_finished()
+                        raise_for_err(event, label)
+                    raise AssertionError(f"{label}: unexpected {event!r}")  # pragma: no cover
+            # A reply cut short by the end of the data last time goes on.
+            pieces: list[bytes] = partial if partial is not None else []
             while True:
                 event = next_event()
                 if type(event) is pop3proto.MessageData:
@@ -237,6 +264,36 @@ class RetrieveBatch:
         self._pop()
         self._check_finished()
         return number, pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def wants_bytes(self) -> bool:
+        """Whether the runner should simply read and :meth:`feed` bytes
+        before asking :meth:`take_buffered` again.
+
+        True when the next reply is a small message (by LIST, or unknown)
+        that has not all arrived, and nothing needs sending: the runner then
+        saves the request round trips of :meth:`next`.  A large message
+        streams through :meth:`next` instead, so that memory stays bounded
+        by the window and nothing is scanned twice.
+        """
+        return (
+            not self._ready
+            and bool(self._pending)
+            and self._started
+            and not self.abandoned
+            and self._core._batch is self
+            and not self._core._eof
+            and self._size(self._pending[0]) <= _STREAM_ABOVE
+            and not self._wants_more()
+        )
+
+    def feed(self, data: bytes) -> None:
+        """Bytes the runner read for this batch (``b""`` at end of stream)."""
+        if not isinstance(data, bytes):
+            raise TypeError("feed() takes the bytes read")
+        core = self._core
+        if not data:
+            core._eof = True
+        core._conn.receive_data(data)
 
     def _check_finished(self) -> bool:
         if self._pending or self._ready or self._index < len(self._numbers):

@@ -76,7 +76,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pop3proto
 from pop3proto import State
@@ -87,7 +87,7 @@ from ._batch import RetrieveBatch
 from ._errors import ConnectionLost, raise_for_err
 from ._login import LoginOperations
 
-__all__ = ["ClientCore", "MailboxStatus"]
+__all__ = ["ClientCore", "Listing", "MailboxStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,22 @@ class MailboxStatus:
 
     count: int
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What :meth:`ClientCore.listing` asked, in one round trip.
+
+    Attributes:
+        sizes: the LIST reply: message number -> size in octets.
+        uids: the UIDL reply (message number -> unique-id), or ``None`` if
+            it was not asked.
+        status: the STAT reply, or ``None`` if it was not asked.
+    """
+
+    sizes: dict[int, int]
+    uids: dict[int, str] | None = None
+    status: MailboxStatus | None = None
 
 
 class ClientCore(LoginOperations):
@@ -138,6 +154,48 @@ class ClientCore(LoginOperations):
         assert isinstance(event, pop3proto.ListOk)
         self._sizes = dict(event.sizes)
         return dict(event.sizes)
+
+    def listing(self, *, uids: bool = True, status: bool = False) -> Operation[Listing]:
+        """LIST, and UIDL and STAT if asked, pipelined (RFC 2449 §6.6).
+
+        With PIPELINING advertised the commands go out in one write and
+        cost one round trip; otherwise one after the other.  Every reply is
+        read before an error is raised (the first ``-ERR``, through
+        :func:`raise_for_err`).  The sizes then count in
+        :meth:`retrieve_many`'s window, as after :meth:`list`.
+        """
+        commands: list[pop3proto.Command] = [pop3proto.List()]
+        if uids:
+            commands.append(pop3proto.Uidl())
+        if status:
+            commands.append(pop3proto.Stat())
+        yield from self._begin("LIST", command=commands[0])
+        caps = yield from self.capabilities()
+        replies: list[pop3proto.Event] = []
+        if caps.pipelining:
+            yield from self._send(*commands)
+            for command in commands:
+                replies.append((yield from self._reply(command.keyword)))
+        else:
+            for command in commands:
+                yield from self._begin(command.keyword, command=command)
+                yield from self._send(command)
+                replies.append((yield from self._reply(command.keyword)))
+        for command, reply in zip(commands, replies, strict=True):
+            if isinstance(reply, pop3proto.Err):
+                raise_for_err(reply, command.keyword)
+        by_type = {type(reply): reply for reply in replies}
+        sizes = by_type[pop3proto.ListOk]
+        assert isinstance(sizes, pop3proto.ListOk)
+        self._sizes = dict(sizes.sizes)
+        result = Listing(dict(sizes.sizes))
+        uid_reply = by_type.get(pop3proto.UidlOk)
+        if isinstance(uid_reply, pop3proto.UidlOk):
+            result = replace(result, uids=dict(uid_reply.uids))
+        stat_reply = by_type.get(pop3proto.StatOk)
+        if isinstance(stat_reply, pop3proto.StatOk):
+            result = replace(result, status=MailboxStatus(stat_reply.count, stat_reply.size))
+        return result
 
     def size(self, number: int) -> Operation[int]:
         """``LIST n``: the size of one message, in octets."""
@@ -196,6 +254,7 @@ class ClientCore(LoginOperations):
         """DELE (RFC 1939 §5): mark a message deleted; removed only at
         :meth:`quit` (the UPDATE state)."""
         check_number(number, "message number")
+        self._marked = True
         yield from self._simple(pop3proto.Dele(number), f"DELE {number}")
 
     def delete_many(self, numbers: Iterable[int], *, window: int | None = None) -> Operation[None]:
@@ -211,6 +270,7 @@ class ClientCore(LoginOperations):
         caps = yield from self.capabilities()
         width = self.window if window is None else check_number(window, "window")
         width = min(width, MAX_WINDOW) if caps.pipelining else 1
+        self._marked = True
         pending: deque[int] = deque()
         first_error: tuple[pop3proto.Err, int] | None = None
         index = 0
@@ -231,6 +291,7 @@ class ClientCore(LoginOperations):
     def reset(self) -> Operation[None]:
         """RSET (RFC 1939 §5): unmark every message marked deleted."""
         yield from self._simple(pop3proto.Rset(), "RSET")
+        self._marked = False
 
     def noop(self) -> Operation[None]:
         """NOOP (RFC 1939 §5): keep the session alive."""
@@ -240,6 +301,27 @@ class ClientCore(LoginOperations):
         """UTF8 (RFC 6856 §2): switch to UTF-8 mode (AUTHORIZATION only;
         STLS is impossible afterwards)."""
         yield from self._simple(pop3proto.Utf8(), "UTF8")
+
+    @property
+    def marked(self) -> bool:
+        """Whether a DELE was sent since login (or the last RSET): whether
+        QUIT may have anything to commit (RFC 1939 §6)."""
+        return self._marked
+
+    def quit_without_reply(self) -> Operation[None]:
+        """Send QUIT and do not wait for its reply.
+
+        Only for a session that marked nothing deleted (:attr:`marked` is
+        false; else :class:`RuntimeError`): the reply then has nothing to
+        confirm, and closing at once saves a round trip.  Replies still
+        owed to earlier commands are read first, as by :meth:`quit`, so
+        the server reads QUIT before the end of the stream.  The runner
+        closes the transport afterwards.
+        """
+        if self._marked:
+            raise RuntimeError("messages are marked deleted: use quit() to learn the outcome")
+        yield from self._begin("QUIT")
+        yield from self._send(pop3proto.Quit())
 
     def quit(self) -> Operation[bool]:
         """QUIT (RFC 1939 §6); return whether deletions were committed.

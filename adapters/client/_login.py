@@ -13,6 +13,8 @@ credentials (RFC 6856 §2.2).
 
 from __future__ import annotations
 
+import contextlib
+
 import pop3proto
 from pop3proto import State
 from pop3proto.sasl import OAuthDenial
@@ -133,6 +135,11 @@ class LoginOperations(CoreBase):
         capabilities = yield from self.capabilities()
         if mechanism is not None:
             method = mechanism.upper()
+            if method in TOKEN_MECHANISMS:
+                # A bearer token is not a password: the caller must say so.
+                raise ValueError(
+                    f"{method} takes an OAuth 2.0 token, not a password; use login_oauth2()"
+                )
             if method not in ("USER", "APOP", *LOGIN_PREFERENCE):
                 raise ValueError(
                     f"unknown login method {mechanism!r}; use authenticate() for other SASL "
@@ -392,8 +399,27 @@ class LoginOperations(CoreBase):
         command = build_command(lambda: pop3proto.User(user))
         build_command(lambda: pop3proto.Pass(password))
         yield from self._ensure_utf8_credentials(user, password)
-        yield from self._simple(command, "USER", login=True)
-        yield from self._simple(pop3proto.Pass(password), "PASS", login=True)
+        caps = self._conn.capabilities
+        if caps is None or not caps.pipelining:
+            yield from self._simple(command, "USER", login=True)
+            yield from self._simple(pop3proto.Pass(password), "PASS", login=True)
+            return
+        # RFC 2449 §6.6: with PIPELINING advertised, USER and PASS go out
+        # together, one round trip.  (Only these two: an AUTH exchange and
+        # STLS each wait for their reply, and the engine refuses to send
+        # anything behind them.)  If USER fails, PASS is answered -ERR in
+        # AUTHORIZATION and USER's reply is the one that counts.
+        yield from self._begin("USER", command=command)
+        yield from self._send(command, pop3proto.Pass(password))
+        first = yield from self._reply("USER")
+        if isinstance(first, pop3proto.Err):
+            # RFC 1939 §4: the server may close after a failed login.
+            with contextlib.suppress(ConnectionLost):
+                yield from self._reply("PASS")
+            raise_for_err(first, "USER", login=True)
+        second = yield from self._reply("PASS")
+        if isinstance(second, pop3proto.Err):
+            raise_for_err(second, "PASS", login=True)
 
     def _apop(self, user: str, password: str) -> Operation[None]:
         greeting = self._conn.greeting

@@ -18,13 +18,17 @@ from pop3proto import State
 
 from .._seam import Deliver, Operation, Receive, Request, Send, StartTLS
 from ._base import DEFAULT_WINDOW, is_loopback
-from ._core import ClientCore, MailboxStatus
+from ._core import ClientCore, Listing, MailboxStatus
 from ._errors import ConnectionLost, TLSUnavailable
 from ._options import TLSMode, resolve_tls
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
+
+# What retrieve_many() reads at once while replies stream in (a whole
+# window of small messages is up to 4 MiB).
+_BULK_RECV = 256 << 10
 
 
 class Client:
@@ -50,7 +54,10 @@ class Client:
     Connecting reads the greeting and, with ``"starttls"``, upgrades the
     connection, all in the constructor.  As a context manager, a normal exit
     sends QUIT (committing deletions) and an exit by exception only closes
-    the socket, so nothing marked deleted is removed (RFC 1939 §6).
+    the socket, so nothing marked deleted is removed (RFC 1939 §6).  When
+    nothing was marked deleted, the normal exit closes right after sending
+    QUIT: its reply would confirm nothing, and waiting for it would cost a
+    round trip.
 
     Errors are :class:`POP3Error` subclasses; socket errors and timeouts
     (:class:`OSError`, :class:`TimeoutError`) propagate as they are.
@@ -91,7 +98,7 @@ class Client:
                 self._sock = self._ssl_context().wrap_socket(
                     self._sock, server_hostname=self._server_hostname
                 )
-            self._run(self._core.greet())
+            self._run(self._core.greet(capa=True))
             if tls == "starttls":
                 caps = self._run(self._core.capabilities())
                 if caps.entries and not caps.stls:
@@ -99,7 +106,7 @@ class Client:
                         f"{host} does not offer STLS; use tls='implicit' or tls='none'",
                         command="STLS",
                     )
-                self._run(self._core.starttls())
+                self._run(self._core.starttls(capa=True))
         except BaseException:
             self.close()
             raise
@@ -236,6 +243,11 @@ class Client:
         """LIST: message number -> size in octets."""
         return self._run(self._core.list())
 
+    def listing(self, *, uids: bool = True, status: bool = False) -> Listing:
+        """LIST, and UIDL and STAT if asked, in one round trip with
+        PIPELINING (see :meth:`ClientCore.listing`)."""
+        return self._run(self._core.listing(uids=uids, status=status))
+
     def size(self, number: int) -> int:
         """``LIST n``: one message's size in octets."""
         return self._run(self._core.size(number))
@@ -276,9 +288,13 @@ class Client:
         try:
             while True:
                 # Replies already received need no request round trips.
-                ready = batch.take_buffered() if self._sock is not None else None
+                sock = self._sock
+                ready = batch.take_buffered() if sock is not None else None
                 if ready is not None:
                     yield ready
+                    continue
+                if sock is not None and batch.wants_bytes():
+                    batch.feed(sock.recv(_BULK_RECV))
                     continue
                 pieces: list[bytes] = []
                 number = self._run(batch.next(), pieces.append)
@@ -385,7 +401,13 @@ class Client:
             and self._sock is not None
             and self._core.state in (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
         ):
-            self.quit()
+            if self._core.marked:
+                self.quit()
+                return
+            try:
+                self._run(self._core.quit_without_reply())
+            finally:
+                self.close()
             return
         self.close()
 

@@ -337,6 +337,12 @@ def test_full_session(flavor: Flavor, server_kind: str) -> None:
             uids = await client.uidl()
             assert sorted(uids) == list(range(1, len(EXPECTED) + 1))
             assert await client.uid(3) == uids[3]
+            listing = await client.listing()
+            assert (listing.sizes, listing.uids, listing.status) == (
+                await client.list(),
+                uids,
+                None,
+            )
             assert await client.capabilities() is await client.capabilities()
             # Byte for byte, dot lines and all.
             for number, expected in enumerate(EXPECTED, 1):

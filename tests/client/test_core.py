@@ -93,8 +93,6 @@ class MemoryRunner(OperationRunner):
         sink(request.data)
         return None
 
-
-
     def sent_commands(self) -> list[bytes]:
         return [line for data in self.sends for line in data.split(b"\r\n") if line]
 
@@ -185,7 +183,10 @@ def test_explicit_mechanism_is_used_even_if_weaker() -> None:
     assert runner.run(core.login("alice", PASSWORD, mechanism="login")) == "LOGIN"
     assert [type(c).__name__ for c in session.commands[:2]] == ["Capa", "Auth"]
     with pytest.raises(ValueError, match="unknown login method"):
-        runner.run(connect()[0].login("alice", PASSWORD, mechanism="XOAUTH2"))
+        runner.run(connect()[0].login("alice", PASSWORD, mechanism="GSSAPI"))
+    for token_mechanism in ("XOAUTH2", "oauthbearer"):
+        with pytest.raises(ValueError, match=r"OAuth 2\.0 token, not a password; use login_oauth2"):
+            runner.run(connect()[0].login("alice", PASSWORD, mechanism=token_mechanism))
 
 
 def test_login_facts_agree() -> None:
@@ -777,6 +778,20 @@ def test_take_buffered_raises_for_err_and_goes_on() -> None:
     assert runner.run(batch.next()) is None and batch.done
 
 
+def test_take_buffered_hands_out_settled_replies_and_their_errors() -> None:
+    """Replies read ahead by another command come out of take_buffered(),
+    a -ERR among them raised in its turn."""
+    core, runner, _ = logged_in(chunk=7)
+    batch = core.retrieve_many([1, 99, 2])
+    assert runner.collect(batch.next())[0] == 1
+    runner.run(core.noop())  # its reply follows the RETRs': they are settled
+    assert not batch.in_flight
+    with pytest.raises(CommandFailed, match="RETR 99"):
+        batch.take_buffered()
+    assert batch.take_buffered() == (2, expected_body(FAKE_MESSAGES[1]))
+    assert batch.done
+
+
 def test_take_buffered_turns_a_broken_reply_into_protocol_violation() -> None:
     core, runner, session = logged_in(FakeConfig(messages=many_messages(3)), chunk=65536)
     real = session.receive
@@ -805,6 +820,69 @@ def test_abandoning_a_half_read_reply_drains_it() -> None:
     assert batch.take_buffered() is None
     assert runner.run(core.stat()).count == 12
     assert core.conn.outstanding == ()
+
+
+def run_batch_feeding(runner: MemoryRunner, batch: Any) -> tuple[list[tuple[int, bytes]], int]:
+    """Run a batch the way the blocking client does: take_buffered(), then
+    read and feed() while wants_bytes(), next() otherwise.  Returns the
+    messages and how many reads were fed."""
+    got: list[tuple[int, bytes]] = []
+    fed = 0
+    while True:
+        ready = batch.take_buffered()
+        if ready is not None:
+            got.append(ready)
+            continue
+        if batch.wants_bytes():
+            batch.feed(runner.perform(Receive(), None))
+            fed += 1
+            continue
+        number, body = runner.collect(batch.next())
+        if number is None:
+            return got, fed
+        got.append((number, body))
+
+
+@pytest.mark.parametrize("chunk", [3, 100, 4096])
+def test_feeding_a_batch_reads_the_same_messages(chunk: int) -> None:
+    """Replies gathered by feed() and taken whole are the octets next()
+    streams, however the reads cut them."""
+    messages = many_messages(60)
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=chunk)
+    sizes = runner.run(core.list())
+    batch = core.retrieve_many(sorted(sizes), window=16)
+    got, fed = run_batch_feeding(runner, batch)
+    assert got == [(n, expected_body(messages[n - 1])) for n in range(1, 61)]
+    assert batch.done and core.conn.outstanding == ()
+    if chunk < 4096:
+        assert fed > 0  # replies cut by the end of a read were fed whole
+    assert not batch.wants_bytes()
+
+
+def test_large_messages_stream_instead_of_being_gathered() -> None:
+    messages = [b"Subject: big\r\n\r\n" + b"y" * (300 << 10) for _ in range(3)]
+    core, runner, _ = logged_in(FakeConfig(messages=messages), chunk=1 << 16)
+    runner.run(core.list())
+    batch = core.retrieve_many([1, 2, 3])
+    assert runner.collect(batch.next())[0] == 1
+    assert not batch.wants_bytes()  # 300 KiB by LIST: next() streams it
+    got, fed = run_batch_feeding(runner, batch)
+    assert [n for n, _ in got] == [2, 3] and fed == 0
+
+
+def test_feed_at_end_of_stream_ends_the_feeding() -> None:
+    core, runner, _ = logged_in(FakeConfig(messages=many_messages(4)), chunk=10)
+    batch = core.retrieve_many([1, 2, 3, 4])
+    assert runner.collect(batch.next())[0] == 1
+    assert batch.wants_bytes()
+    with pytest.raises(TypeError, match="bytes"):
+        batch.feed(bytearray(b"x"))  # type: ignore[arg-type]
+    batch.feed(b"")
+    assert not batch.wants_bytes()
+    with pytest.raises(ConnectionLost):
+        while batch.take_buffered() is not None:
+            pass
+        runner.collect(batch.next())
 
 
 def test_delete_many_pipelines_and_reports_the_first_error() -> None:

@@ -51,6 +51,9 @@ def test_plain_session_end_to_end() -> None:
         assert client.stat() == MailboxStatus(len(FAKE_MESSAGES), sum(sizes.values()))
         assert client.list() == sizes
         assert client.uidl() == {n: f"uid-{n:04d}" for n in sizes}
+        listing = client.listing(status=True)
+        assert listing.sizes == sizes and listing.uids == client.uidl()
+        assert listing.status == client.stat()
         assert client.size(1) == sizes[1] and client.uid(2) == "uid-0002"
         for number, message in enumerate(FAKE_MESSAGES, 1):
             assert client.retrieve(number) == expected_body(message)
@@ -106,17 +109,21 @@ def test_starttls_required_but_not_offered(client_context: ssl.SSLContext) -> No
 
 def test_implicit_tls(server_context: ssl.SSLContext, client_context: ssl.SSLContext) -> None:
     config = FakeConfig(implicit_tls=True, sasl=("LOGIN",), greeting="hi")
-    with serve(config, tls_context=server_context) as server:
-        with Client(
+    with (
+        serve(config, tls_context=server_context) as server,
+        Client(
             "localhost", server.port, tls="implicit", ssl_context=client_context, timeout=10
-        ) as client:
-            assert client.tls and isinstance(client.sock, ssl.SSLSocket)
-            assert client.login("alice", PASSWORD) == "LOGIN"
-            assert [b for _, b in client.retrieve_many([1, 2])] == [
-                expected_body(FAKE_MESSAGES[0]),
-                expected_body(FAKE_MESSAGES[1]),
-            ]
-        assert server.session.committed == []
+        ) as client,
+    ):
+        assert client.tls and isinstance(client.sock, ssl.SSLSocket)
+        assert client.login("alice", PASSWORD) == "LOGIN"
+        assert [b for _, b in client.retrieve_many([1, 2])] == [
+            expected_body(FAKE_MESSAGES[0]),
+            expected_body(FAKE_MESSAGES[1]),
+        ]
+    # Nothing was marked, so the exit did not wait for QUIT's reply: the
+    # server has handled it once its thread is joined.
+    assert server.session.committed == []
 
 
 def test_untrusted_certificate_is_refused(server_context: ssl.SSLContext) -> None:
@@ -291,6 +298,24 @@ def test_context_manager_exit_by_exception_does_not_commit() -> None:
         raise KeyError("boom")
     assert server.session.deleted == {1}
     assert server.session.committed is None  # no QUIT, no UPDATE (RFC 1939 §6)
+
+
+def test_context_manager_exit_without_deletions_does_not_wait_for_quit() -> None:
+    """Nothing marked: QUIT is sent and the socket closed at once (its
+    reply confirms nothing); with a deletion the exit waits for the +OK."""
+    with serve(FakeConfig(sasl=(), greeting="hi")) as server:
+        with Client("127.0.0.1", server.port, tls="none") as client:
+            client.login("alice", PASSWORD)
+            sock = client.sock
+        assert client.sock is None and sock is not None and sock.fileno() == -1
+    assert server.received.endswith(b"QUIT\r\n")
+    assert server.session.committed == []
+    with serve(FakeConfig(sasl=(), greeting="hi")) as server:
+        with Client("127.0.0.1", server.port, tls="none") as client:
+            client.login("alice", PASSWORD)
+            client.delete(2)
+        # Waited: the commit is known before the server's thread ends.
+        assert server.session.committed == [2]
 
 
 def test_errors_are_typed() -> None:

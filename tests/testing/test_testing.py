@@ -434,3 +434,14 @@ def test_steps_after_the_server_closed_are_not_sent() -> None:
 def test_close_reason_fields_are_validated() -> None:
     with pytest.raises(p.LocalProtocolError, match="bool"):
         p.ConnectionClosed(p.CloseReason.PEER_CLOSED, 1)  # type: ignore[arg-type]
+
+
+@settings(max_examples=50)
+@given(data=st.data(), auth=st.sampled_from([p.Auth("PLAIN"), p.SaslResponse(b"x")]))
+def test_replies_for_a_sasl_step(data: st.DataObject, auth: p.Event) -> None:
+    """Every reply drawn for an AUTH step is one step: a challenge, +OK or
+    -ERR (RFC 5034 §4), whatever hypothesis picks, so this shape is always
+    exercised (other tests reach it only when they happen to draw AUTH)."""
+    replies = data.draw(pst.replies_for(auth))
+    assert len(replies) == 1
+    assert isinstance(replies[0], (p.SaslChallenge, p.Ok, p.Err))
