@@ -9,16 +9,21 @@ inspected afterwards, and a maildrop that fails on purpose.
   and reads fail as a test asks.
 * :class:`EveryMethodAuthenticator`: a mixed user store offering every
   login method, to test each path against each storage form.
+* :func:`count_key_derivations`: records the iterations of every PBKDF2
+  call, to show that unknown users cost what known ones do.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import mailbox
 import os
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
+
+import pytest
 
 from pop3proto.adapters.mailstore._base import MaildropError, MessageInfo
 from pop3proto.adapters.mailstore._maildir import LOCK_FILE_NAME
@@ -161,3 +166,23 @@ class EveryMethodAuthenticator(DictAuthenticator):
 
     def credentials(self) -> frozenset[str]:
         return frozenset({"password", "secret", "scram-sha-256"})
+
+
+# ---------------------------------------------------------------------------
+# Key-derivation work
+# ---------------------------------------------------------------------------
+
+
+def count_key_derivations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch :func:`hashlib.pbkdf2_hmac` to append each call's iteration
+    count to the returned list (clear it between measurements); the real
+    function still runs, so the results are unchanged."""
+    work: list[int] = []
+    real = hashlib.pbkdf2_hmac
+
+    def counting(name: str, password: bytes, salt: bytes, iterations: int, *a: object) -> bytes:
+        work.append(iterations)
+        return real(name, password, salt, iterations, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", counting)
+    return work

@@ -3,13 +3,13 @@ gives unknown users nothing to tell them apart by (item 4)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 import pop3proto
 from pop3proto.adapters.mailstore._users import DictAuthenticator, UsersFile, hash_password
+from tests.helpers.stores import count_key_derivations
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -85,14 +85,7 @@ def test_every_wrong_password_costs_the_same_key_derivation(
     work for a wrong password (the most expensive entry's), so timing does
     not tell them apart."""
     auth = DictAuthenticator(mixed_users())
-    work: list[int] = []
-    real = hashlib.pbkdf2_hmac
-
-    def counting(name: str, password: bytes, salt: bytes, iterations: int, *a: object) -> bytes:
-        work.append(iterations)
-        return real(name, password, salt, iterations, *a)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(hashlib, "pbkdf2_hmac", counting)
+    work = count_key_derivations(monkeypatch)
     costs = {}
     for user in ("plain", "scram", "pbkdf2", "nobody-here"):
         work.clear()

@@ -9,7 +9,6 @@ machine cannot fail them.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
@@ -24,6 +23,7 @@ from pop3proto.adapters.server._penalties import AuthPenalties, address_key
 from pop3proto.adapters.server._session import ServerSession
 from pop3proto.sasl import PlainClient, ScramClient, ScramSha1Client
 from tests.helpers import PASSWORD, RUNTIMES, read_to_eof, recv_until, running_server
+from tests.helpers.stores import count_key_derivations
 from tests.server.test_session import Harness, make_auth, make_backend
 
 
@@ -451,14 +451,7 @@ def test_scram_salts_and_iterations_are_the_same_after_a_restart(tmp_path: objec
 def scram_lookup_costs(
     monkeypatch: pytest.MonkeyPatch, lookup: object, users: list[str]
 ) -> dict[str, int]:
-    work: list[int] = []
-    real = hashlib.pbkdf2_hmac
-
-    def counting(name: str, password: bytes, salt: bytes, iterations: int, *a: object) -> bytes:
-        work.append(iterations)
-        return real(name, password, salt, iterations, *a)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(hashlib, "pbkdf2_hmac", counting)
+    work = count_key_derivations(monkeypatch)
     costs = {}
     for user in users:
         for _ in range(2):  # the second time too: nothing is cached
