@@ -26,8 +26,10 @@ started as a subprocess get ``--auth-failure-delay 0`` from their test.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
+from collections.abc import Iterator
 
 import pytest
 import trustme
@@ -89,6 +91,17 @@ def _no_auth_delay(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(_session, "penalties_for", no_delay)
     monkeypatch.setattr(_base, "penalties_for", no_delay)
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger() -> Iterator[None]:
+    """``pop3proto serve`` run in-process points the package logger at the
+    ``sys.stderr`` of that moment, which pytest closes after the test; a
+    server thread of a later test would then log into a closed file."""
+    logger = logging.getLogger("pop3proto")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 # The real Dovecot of the interop tests, shared by every folder that needs it.

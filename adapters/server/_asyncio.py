@@ -394,7 +394,11 @@ class Server(ServerBase):
         if ticket.evicted and implicit:  # in a burst, before its handshake
             sock.close()
             return None
-        ticket.evict = task.cancel
+        if implicit:
+            # Only a handshake is an idle wait.  A plaintext connection
+            # evicted here is told so at its first read, like one evicted
+            # in a burst before its task ran.
+            ticket.evict = task.cancel
         try:
             await loop.connect_accepted_socket(
                 lambda: protocol,
