@@ -1,11 +1,14 @@
-"""The blocking POP3 server: one thread per connection.
+"""The blocking POP3 server: one thread per connection at a time.
 
 The session decides what to answer and :func:`~._loop.serve_session` how
 to batch it; this module only moves bytes between sockets and that loop:
 
 * the accept loop waits on the listening socket and on a wake-up socket
   pair (so :meth:`Server.shutdown` returns at once), and hands each client
-  to a new daemon thread;
+  to a daemon thread of its own: an idle one that served an earlier
+  client if there is one (starting a thread costs more CPU than a short
+  session's commands), else a new one; a thread left idle for
+  :data:`IDLE_THREAD_SECONDS` ends;
 * over ``max_connections``, a client gets ``-ERR [SYS/TEMP] too many
   connections`` and is closed (with implicit TLS it is just closed: a
   plaintext line would be garbage to a TLS client);
@@ -58,20 +61,48 @@ from ._loop import (
     serve_session,
 )
 
-__all__ = ["Server", "serve"]
+__all__ = ["IDLE_THREAD_SECONDS", "Server", "serve"]
 
 log = logging.getLogger("pop3proto.server")
+
+#: How long a connection thread waits for the next client before it ends.
+IDLE_THREAD_SECONDS = 30.0
+
+
+class _Worker:
+    """A connection thread, and how the accept loop hands it a client."""
+
+    __slots__ = ("client", "wake")
+
+    def __init__(self, client: _Client | None) -> None:
+        self.client = client
+        # Released by the accept loop with the next client (or None: end).
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 class _Client:
     """The current socket of one connection (replaced when TLS starts)."""
 
-    __slots__ = ("sock", "thread", "ticket")
+    __slots__ = ("address", "done", "sock", "thread", "ticket", "timeout")
 
-    def __init__(self, sock: socket.socket, ticket: Ticket) -> None:
+    def __init__(self, sock: socket.socket, address: Any, ticket: Ticket) -> None:
         self.sock = sock
+        self.address = address
         self.ticket = ticket
+        #: The thread serving it (set by that thread).
         self.thread: threading.Thread | None = None
+        #: Set once the connection is closed and forgotten.
+        self.done = threading.Event()
+        #: The socket's timeout as last set by :meth:`settimeout`.
+        self.timeout: float | None = None
+
+    def settimeout(self, seconds: float) -> None:
+        """``sock.settimeout(seconds)``, skipped when it is already set:
+        each call is a system call, and most reads keep the idle timeout."""
+        if seconds != self.timeout:
+            self.sock.settimeout(seconds)
+            self.timeout = seconds
 
     def interrupt(self) -> None:
         """Evict: end the read (or handshake) under way.  Shutting the
@@ -120,6 +151,8 @@ class Server(ServerBase):
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._clients: set[_Client] = set()
+        # Threads waiting for a client, the most recently idle last.
+        self._idle: list[_Worker] = []
         self._shutdown_requested = False
         self._stopped = threading.Event()
         self._stopped.set()
@@ -178,6 +211,9 @@ class Server(ServerBase):
         self._stopped.wait(timeout)
         with self._lock:
             clients = list(self._clients)
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.wake.release()  # with no client: the thread ends
         for client in clients:
             # The base-class shutdown acts on the descriptor only, so it is
             # safe on an SSLSocket another thread is reading from; the
@@ -185,8 +221,8 @@ class Server(ServerBase):
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(client.sock, socket.SHUT_RDWR)
         for client in clients:
-            if client.thread is not None and client.thread is not threading.current_thread():
-                client.thread.join(timeout)
+            if client.thread is not threading.current_thread():
+                client.done.wait(timeout)
 
     def server_close(self) -> None:
         """Close the listening socket (after :meth:`shutdown`)."""
@@ -233,21 +269,51 @@ class Server(ServerBase):
         with self._lock:
             decision = self._admit(ip, peer, time.monotonic())
             ticket = decision.ticket
+            worker = None
             if ticket is not None:
-                client = _Client(sock, ticket)
+                client = _Client(sock, address, ticket)
                 self._clients.add(client)
+                if self._idle:
+                    worker = self._idle.pop()
         if ticket is None:
             self._refuse(sock, decision.verdict)
             return 0.0
-        thread = threading.Thread(
-            target=self._serve_client,
-            args=(client, address),
-            name=f"pop3proto-{format_peer(address)[1]}",
-            daemon=True,
-        )
-        client.thread = thread
-        thread.start()
+        if worker is not None:
+            worker.client = client
+            worker.wake.release()
+        else:
+            threading.Thread(
+                target=self._work, args=(_Worker(client),), name="pop3proto-connection", daemon=True
+            ).start()
         return 0.0
+
+    def _work(self, worker: _Worker) -> None:
+        """A connection thread: serve the client it was started for, then
+        each client the accept loop hands it, until idle for
+        :data:`IDLE_THREAD_SECONDS` or told to end."""
+        while True:
+            client = worker.client
+            if client is None:
+                return
+            worker.client = None
+            client.thread = thread = threading.current_thread()
+            thread.name = f"pop3proto-{format_peer(client.address)[1]}"
+            try:
+                self._serve_client(client, client.address)
+            finally:
+                client.done.set()
+            with self._lock:
+                if self._shutdown_requested:
+                    return
+                self._idle.append(worker)
+            if not worker.wake.acquire(timeout=IDLE_THREAD_SECONDS):
+                with self._lock:
+                    if worker in self._idle:
+                        self._idle.remove(worker)
+                        return
+                # Handed a client (or the end) just as the wait expired:
+                # the release is made or coming.
+                worker.wake.acquire()  # pragma: no cover - a race of microseconds
 
     def _refuse(self, sock: socket.socket, verdict: Verdict) -> None:
         try:
@@ -265,12 +331,12 @@ class Server(ServerBase):
 
     def _start_tls(self, client: _Client) -> ssl.SSLSocket:
         assert self.ssl_context is not None
-        client.sock.settimeout(self.handshake_timeout)
+        client.settimeout(self.handshake_timeout)
         tls_sock = self.ssl_context.wrap_socket(
             client.sock, server_side=True, do_handshake_on_connect=False
         )
-        # wrap_socket detached the plain socket: an eviction must shut the
-        # descriptor down through the new one.
+        # wrap_socket detached the plain socket (its timeout goes with it):
+        # an eviction must shut the descriptor down through the new one.
         client.sock = tls_sock
         client.ticket.evict = client.interrupt
         try:
@@ -281,7 +347,7 @@ class Server(ServerBase):
             tls_sock.do_handshake()
         finally:
             client.ticket.evict = None
-        tls_sock.settimeout(self.config.idle_timeout)
+        client.settimeout(self.config.idle_timeout)
         return tls_sock
 
     def _serve_client(self, client: _Client, address: Any) -> None:
@@ -291,7 +357,7 @@ class Server(ServerBase):
         try:
             if self.implicit_tls:
                 self._start_tls(client)
-            client.sock.settimeout(self.config.idle_timeout)
+            client.settimeout(self.config.idle_timeout)
             self._run(client, loop)
         except (OSError, ssl.SSLError) as exc:
             log.debug("connection from %s ended: %s", peer, exc)
@@ -323,7 +389,7 @@ class Server(ServerBase):
             timeout = ticket.receive_timeout(self.config.idle_timeout, time.monotonic())
             if not timeout > 0:
                 return None
-            sock.settimeout(timeout)
+            client.settimeout(timeout)
             data = sock.recv(RECV_SIZE)
         except TimeoutError:
             return None
@@ -333,7 +399,7 @@ class Server(ServerBase):
             raise
         finally:
             ticket.evict = None
-            sock.settimeout(self.config.idle_timeout)  # sends: the idle timeout
+            client.settimeout(self.config.idle_timeout)  # sends: the idle timeout
         if ticket.evicted:
             return None
         ticket.received(data, time.monotonic())

@@ -326,3 +326,77 @@ def test_context_manager_and_arguments(maildir: Any) -> None:
         pop.close()
     with pytest.raises(OSError):
         socket.create_connection((host, port), timeout=1)
+
+
+# ---------------------------------------------------------------------------
+# Connection threads are reused
+# ---------------------------------------------------------------------------
+
+
+def _connection_threads(server: Server) -> list[threading.Thread]:
+    """The live threads the server started for connections."""
+    return [t for t in threading.enumerate() if getattr(t, "_target", None) == server._work]
+
+
+def _wait_threads_idle(server: Server, count: int) -> None:
+    """Wait until *count* connection threads wait for a client (a thread
+    goes back to waiting just after its connection is counted out)."""
+    deadline = time.monotonic() + 10
+    while len(server._idle) != count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(server._idle) == count
+
+
+def _one_session(server: Server) -> None:
+    pop = poplib.POP3(*server.server_address, timeout=5)
+    pop.user("alice")
+    pop.pass_(PASSWORD)
+    assert pop.stat()[0] == len(MESSAGES)
+    pop.quit()
+
+
+def test_an_idle_connection_thread_serves_the_next_client(
+    start: Callable[..., Server],
+) -> None:
+    server = start(MemoryBackend({"alice": MESSAGES}))
+    for _ in range(5):
+        _one_session(server)
+        _wait_threads_idle(server, 1)
+    # One after another: the thread of the first serves them all.
+    assert len(_connection_threads(server)) == 1
+    # Two at once need two threads; both stay for the next clients.
+    first = poplib.POP3(*server.server_address, timeout=5)
+    assert first.getwelcome().startswith(b"+OK")
+    _one_session(server)
+    first.quit()
+    _wait_threads_idle(server, 2)
+    assert len(_connection_threads(server)) == 2
+    for _ in range(3):
+        _one_session(server)
+        _wait_threads_idle(server, 2)
+    assert len(_connection_threads(server)) == 2
+
+
+def test_an_idle_connection_thread_ends(
+    start: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pop3proto.adapters.server._sync.IDLE_THREAD_SECONDS", 0.2)
+    server = start(MemoryBackend({"alice": MESSAGES}))
+    _one_session(server)
+    deadline = time.monotonic() + 10
+    while _connection_threads(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _connection_threads(server) == []
+    # ... and a new one serves the next client.
+    _one_session(server)
+
+
+def test_shutdown_ends_idle_connection_threads(start: Callable[..., Server]) -> None:
+    server = start(MemoryBackend({"alice": MESSAGES}))
+    _one_session(server)
+    _wait_threads_idle(server, 1)
+    threads = _connection_threads(server)
+    assert len(threads) == 1
+    server.shutdown()
+    threads[0].join(5)
+    assert not threads[0].is_alive()
