@@ -984,7 +984,7 @@ def print_profile(name: str, path: str, lines: int) -> None:
             print(f"{seconds / total:6.1%}  {layer}")
     out = io.StringIO()
     stats = pstats.Stats(path, stream=out)
-    stats.strip_dirs().sort_stats("tottime").print_stats(lines)
+    stats.strip_dirs().sort_stats(os.environ.get("P3SORT", "tottime")).print_stats(lines)
     print(f"--- the top {lines} functions by own time ---")
     print(out.getvalue())
 

@@ -537,9 +537,11 @@ def parse_command(line: bytes, *, allow_utf8: bool, extensions: bool = False) ->
         params = [rest] if rest else []
     else:
         params = rest.split(b" ") if sp else []
-        if any(not p for p in params):
+        if b"" in params:
             raise BadLine("empty parameter (extra space)")
         for param in params:
+            if param.isalnum():
+                continue  # ASCII letters and digits: printable (the usual case)
             if param.isascii():
                 if not param.decode("ascii").isprintable():
                     raise BadLine("control characters in parameter")

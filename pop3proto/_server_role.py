@@ -294,15 +294,17 @@ class ServerRole(RoleCore):
         return WRITERS[type(event)](event, limit)
 
     def send(self, event: Event) -> bytes:
-        data = self._prepare(event)
         writer = self.writer
         if writer is not None:
+            # The hot path, a body going out: what _prepare would allow at
+            # once (it returns b"" for these two without a check).
             if type(event) is MessageData:
                 return writer.data(event.data)
             if type(event) is MessageEnd:
                 self.writer = None
                 self._done(True, event)
                 return writer.end()
+        data = self._prepare(event)
         session = self.session
         if type(event) is ConnectionClosed:
             self.close(LOCAL_CLOSED)
@@ -354,9 +356,19 @@ class ServerRole(RoleCore):
 
 
 def _starts_tls(state: State, kind: str) -> bool:
-    """Whether a command of *kind*, answered ``+OK``, starts TLS."""
-    after = SessionState.after_start(state, kind)
-    return SessionState.after_reply(after, kind, True) is TLS_PENDING
+    """Whether a command of *kind*, answered ``+OK``, starts TLS (asked of
+    every pipelined command: the answer is looked up once per pair)."""
+    key = (state, kind)
+    starts = _STARTS_TLS.get(key)
+    if starts is None:
+        after = SessionState.after_start(state, kind)
+        starts = _STARTS_TLS[key] = SessionState.after_reply(after, kind, True) is TLS_PENDING
+    return starts
+
+
+#: (state, command kind) -> whether ``+OK`` to it starts TLS (a fact of the
+#: transition tables, which never change: a bounded set of pairs).
+_STARTS_TLS: dict[tuple[State, str], bool] = {}
 
 
 def _kind_of(cmd: Command) -> str:

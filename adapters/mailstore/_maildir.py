@@ -64,7 +64,9 @@ def _open_listed(path: str, ident: _Ident) -> int:
         rewritten = st.st_dev == dev and st.st_uid == uid and st.st_nlink == 1
         if not stat.S_ISREG(st.st_mode) or not (same or rewritten):
             raise OSError(errno.EPERM, "not the file listed at login", path)
-        os.set_blocking(fd, True)
+        # O_NONBLOCK stays set: it only kept a FIFO from blocking the open,
+        # and reads of a regular file ignore it (Linux, the BSDs), so
+        # clearing it would cost two system calls per message for nothing.
     except BaseException:
         os.close(fd)
         raise
