@@ -51,6 +51,18 @@ def saslprep(s: str, *, allow_unassigned: bool = False) -> str:
     Raises :class:`ValueError` when the output is prohibited.  The message
     names the rule, not the character, since *s* may be a password.
     """
+    if s.isascii() and s.isprintable():
+        # Printable ASCII (U+0020-U+007E), what nearly every user name and
+        # password is, comes out unchanged: no character of it is mapped
+        # (B.1 and C.1.2 are non-ASCII), NFKC leaves it alone, and none is
+        # prohibited, unassigned or right-to-left.  The steps below would
+        # cost a login about a hundred table look-ups to say so.
+        return s
+    return _saslprep_steps(s, allow_unassigned=allow_unassigned)
+
+
+def _saslprep_steps(s: str, *, allow_unassigned: bool) -> str:
+    """:func:`saslprep` step by step, for any string."""
     # Step 1: mapping.
     mapped = "".join(
         " " if stringprep.in_table_c12(ch) else ch for ch in s if not stringprep.in_table_b1(ch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stringprep
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from pop3proto.sasl import (
     saslprep,
 )
+from pop3proto.sasl._saslprep import _saslprep_steps
 from tests.helpers import secret_free
 
 
@@ -81,3 +83,26 @@ def test_saslprep_only_raises_value_error(text: str) -> None:
     for ch in out:
         assert not stringprep.in_table_b1(ch)
         assert not stringprep.in_table_c21_c22(ch)
+
+
+def _outcome(prep: Callable[[str], str], text: str) -> tuple[str, str]:
+    try:
+        return "ok", prep(text)
+    except ValueError as exc:
+        return "error", str(exc)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40), st.booleans())
+def test_the_ascii_fast_path_agrees_with_the_steps(text: str, allow_unassigned: bool) -> None:
+    # saslprep() returns printable ASCII as it is without the RFC 4013
+    # steps; every ASCII string (controls and DEL too) must come out of
+    # both the same, or be refused by both with the same message.
+    assert _outcome(lambda t: saslprep(t, allow_unassigned=allow_unassigned), text) == _outcome(
+        lambda t: _saslprep_steps(t, allow_unassigned=allow_unassigned), text
+    )
+
+
+def test_printable_ascii_is_returned_as_it_is() -> None:
+    text = "".join(map(chr, range(0x20, 0x7F)))
+    assert saslprep(text) is text
+    assert _saslprep_steps(text, allow_unassigned=False) == text
