@@ -869,7 +869,7 @@ def measure(name: str, args: argparse.Namespace, messages: Sequence[bytes], tmp:
     finally:
         stop_child(proc)
     if profile_out:
-        print_profile(name, profile_out, args.profile_lines)
+        print_profile(name, profile_out, args.profile_lines, args.profile_sort)
     return result
 
 
@@ -957,7 +957,7 @@ def _layer(filename: str, function: str) -> str:
     return "other"
 
 
-def print_profile(name: str, path: str, lines: int) -> None:
+def print_profile(name: str, path: str, lines: int, sort: str = "tottime") -> None:
     """Own time by layer, then the top functions by own time.
 
     The time of a C built-in (``bytes.replace``, ``open``...) is charged to
@@ -984,8 +984,8 @@ def print_profile(name: str, path: str, lines: int) -> None:
             print(f"{seconds / total:6.1%}  {layer}")
     out = io.StringIO()
     stats = pstats.Stats(path, stream=out)
-    stats.strip_dirs().sort_stats(os.environ.get("P3SORT", "tottime")).print_stats(lines)
-    print(f"--- the top {lines} functions by own time ---")
+    stats.strip_dirs().sort_stats(sort).print_stats(lines)
+    print(f"--- the top {lines} functions by {sort} ---")
     print(out.getvalue())
 
 
@@ -1093,6 +1093,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--profile", default="", help="a server name to cProfile")
     parser.add_argument("--profile-lines", type=int, default=25)
+    parser.add_argument(
+        "--profile-sort",
+        choices=("tottime", "cumulative", "ncalls"),
+        default="tottime",
+        help="how --profile orders the functions it lists",
+    )
     parser.add_argument(
         "--profile-clock",
         choices=("wall", "cpu"),
