@@ -29,10 +29,11 @@ loop, with the options of the blocking server (:mod:`._sync`):
   which releases the maildrop lock without UPDATE.  Only QUIT deletes.  The
   transport is then closed as :func:`~._loop.closing` decides.
 
-The session's maildrop and authenticator calls run on the event loop: a
-Maildir read is a page-cache copy, but a slow password hash
-(``{PBKDF2-SHA256}`` with 600,000 iterations) stalls every connection for
-its duration; prefer SCRAM or fewer iterations for a busy asyncio server.
+The session's maildrop and authenticator calls that may block (checking a
+password, opening, listing and committing a maildrop) run in worker threads
+(``worker_threads`` at once), or on the loop when a backend writes them
+``async def``: a slow password hash holds up only its own connection.
+Reading a message runs on the loop (a Maildir read is a page-cache copy).
 
 Example::
 

@@ -30,9 +30,16 @@ asyncio one (:mod:`._asyncio`):
   UPDATE.  Only QUIT deletes.  The stream is then closed as
   :func:`~._loop.closing` decides.
 
-Like the asyncio server, the session's maildrop and authenticator calls run
-in the trio thread: a slow password hash stalls every connection while it
-runs.
+Like the asyncio server, the session's maildrop and authenticator calls that
+may block run in worker threads (``worker_threads`` at once), or on the loop
+when a backend writes them ``async def``: a slow password hash holds up
+only its own connection.
+
+On a plain TCP connection the bytes move through the socket itself rather
+than through the stream's layers, with the checkpoints trio's stream would
+make (a receive checks cancellation first and always yields; a write that
+the kernel takes at once does not wait): about a fifth of what a session
+cost trio more than asyncio, in the load of ``benchmarks/servers.py``.
 
 Example::
 
@@ -149,13 +156,40 @@ class _Connection:
         now = trio.current_time()
         scope.deadline = now + ticket.receive_timeout(self.timeout, now)
         ticket.evict = scope.cancel
+        stream = self.stream
+        data: bytes | bytearray
         try:
-            data = await self.stream.receive_some(RECV_SIZE)
+            if type(stream) is trio.SocketStream:
+                data = await _receive_plain(stream.socket)
+            else:
+                data = await stream.receive_some(RECV_SIZE)
         finally:
             ticket.evict = None
         data = data if isinstance(data, bytes) else bytes(data)
         ticket.received(data, trio.current_time())
         return data
+
+
+async def _receive_plain(sock: trio.socket.SocketType, size: int = RECV_SIZE) -> bytes:
+    """``SocketStream.receive_some(size)`` on the socket itself, with
+    the same checkpoints (cancellation is checked first; data already
+    there is returned after a schedule point that cannot cancel, so it is
+    never lost) without the stream's and the socket's wrapper layers.
+    Errors are :class:`OSError` (which the server treats as a broken
+    stream, as it does trio's own)."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    fd = sock.fileno()
+    try:
+        data = os.read(fd, size)
+    except BlockingIOError:
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return os.read(fd, size)
+            except BlockingIOError:  # pragma: no cover - a spurious wake-up
+                continue
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    return data
 
 
 class Server(ServerBase):
@@ -447,8 +481,12 @@ class Server(ServerBase):
                     if isinstance(stream, trio.abc.HalfCloseableStream):
                         await stream.send_eof()
                     drained = 0
+                    chunk: bytes | bytearray
                     while drained < LINGER_LIMIT:
-                        chunk = await stream.receive_some(LINGER_READ)
+                        if type(stream) is trio.SocketStream:
+                            chunk = await _receive_plain(stream.socket, LINGER_READ)
+                        else:
+                            chunk = await stream.receive_some(LINGER_READ)
                         if not chunk:
                             break
                         drained += len(chunk)
