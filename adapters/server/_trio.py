@@ -38,8 +38,8 @@ only its own connection.
 On a plain TCP connection the bytes move through the socket itself rather
 than through the stream's layers, with the checkpoints trio's stream would
 make (a receive checks cancellation first and always yields; a write that
-the kernel takes at once does not wait): about a fifth of what a session
-cost trio more than asyncio, in the load of ``benchmarks/servers.py``.
+the kernel takes at once does not wait).  Those layers were much of what
+a session cost trio more than asyncio (``benchmarks/README.md``).
 
 Example::
 
