@@ -57,6 +57,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -88,6 +89,11 @@ from ._loop import (
 __all__ = ["Server", "serve"]
 
 log = logging.getLogger("pop3proto.server")
+
+#: ``socket.TCP_NOTSENT_LOWAT`` where the platform has it, and a limit on
+#: unsent octets that no send buffer reaches (the kernel's own default).
+_NOTSENT_LOWAT: int | None = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+_NO_LOWAT = 2**31 - 1
 
 # What a broken or closed transport raises.
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -339,6 +345,14 @@ class Server(ServerBase):
 
     async def _handle(self, stream: trio.SocketStream, ip: str, peer: str, ticket: Ticket) -> None:
         current: trio.abc.Stream = stream
+        if _NOTSENT_LOWAT is not None:
+            # trio's streams keep at most 16 KiB unsent in the kernel (less
+            # latency for interactive traffic); a POP3 server writes replies
+            # in batches of up to FLUSH_SIZE and bounds its own memory, so
+            # it leaves the send buffer as asyncio and the blocking server
+            # do (a batch need not wait for the client to read the last).
+            with contextlib.suppress(OSError):
+                stream.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, _NO_LOWAT)
         try:
             if self.implicit_tls:
                 wrapped = await self._handshake(stream, peer, ticket)
