@@ -90,6 +90,11 @@ __all__ = ["Server", "serve"]
 
 log = logging.getLogger("pop3proto.server")
 
+#: Whether a plain TCP stream's socket is read and written directly (see
+#: the module docstring): where a socket's descriptor is a file descriptor
+#: for ``os.read`` and ``os.write``, that is on POSIX.
+_RAW_IO = os.name == "posix"
+
 #: ``socket.TCP_NOTSENT_LOWAT`` where the platform has it, and a limit on
 #: unsent octets that no send buffer reaches (the kernel's own default).
 _NOTSENT_LOWAT: int | None = getattr(socket, "TCP_NOTSENT_LOWAT", None)
@@ -125,7 +130,7 @@ class _Connection:
         """Send *data*, within the idle timeout."""
         out: bytes | memoryview = data
         stream = self.stream
-        if type(stream) is trio.SocketStream:
+        if _RAW_IO and type(stream) is trio.SocketStream:
             # What the kernel takes at once goes out without trio's
             # send_all (two schedule points and a conflict check per call,
             # most of what trio costs more than asyncio per session); only
@@ -165,7 +170,7 @@ class _Connection:
         stream = self.stream
         data: bytes | bytearray
         try:
-            if type(stream) is trio.SocketStream:
+            if _RAW_IO and type(stream) is trio.SocketStream:
                 data = await _receive_plain(stream.socket)
             else:
                 data = await stream.receive_some(RECV_SIZE)
@@ -497,7 +502,7 @@ class Server(ServerBase):
                     drained = 0
                     chunk: bytes | bytearray
                     while drained < LINGER_LIMIT:
-                        if type(stream) is trio.SocketStream:
+                        if _RAW_IO and type(stream) is trio.SocketStream:
                             chunk = await _receive_plain(stream.socket, LINGER_READ)
                         else:
                             chunk = await stream.receive_some(LINGER_READ)
