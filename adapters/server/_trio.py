@@ -132,9 +132,8 @@ class _Connection:
         stream = self.stream
         if _RAW_IO and type(stream) is trio.SocketStream:
             # What the kernel takes at once goes out without trio's
-            # send_all (two schedule points and a conflict check per call,
-            # most of what trio costs more than asyncio per session); only
-            # the rest waits for the socket, as asyncio's transports do.
+            # send_all (two schedule points and a conflict check per call);
+            # only the rest waits for the socket, as asyncio's transports do.
             # Reads keep theirs, so a session still yields to the others.
             try:
                 sent = os.write(stream.socket.fileno(), data)
