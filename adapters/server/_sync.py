@@ -6,8 +6,8 @@ to batch it; this module only moves bytes between sockets and that loop:
 * the accept loop waits on the listening socket and on a wake-up socket
   pair (so :meth:`Server.shutdown` returns at once), and hands each client
   to a daemon thread of its own: an idle one that served an earlier
-  client if there is one (starting a thread costs more CPU than a short
-  session's commands), else a new one; a thread left idle for
+  client if there is one (a thread started per connection costs CPU and
+  thread switches every time), else a new one; a thread left idle for
   :data:`IDLE_THREAD_SECONDS` ends;
 * over ``max_connections``, a client gets ``-ERR [SYS/TEMP] too many
   connections`` and is closed (with implicit TLS it is just closed: a
