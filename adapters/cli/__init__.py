@@ -318,9 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         metavar="N",
         type=positive_int,
-        default=1,
-        help="serve with N processes sharing the listening sockets (every core: N = the "
-        "number of cores; the Maildir locks hold across processes) (default 1)",
+        default=None,
+        help="serve with N processes on the same listeners, each client address always "
+        "served by the same one (so the per-address limits and penalties hold); the "
+        "Maildir locks hold across processes; 1 serves in this process "
+        "(default: one per usable core)",
     )
     serve.add_argument(
         "--max-connections",
