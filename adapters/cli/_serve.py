@@ -402,7 +402,6 @@ def _fork_workers(spec: _ServeSpec, workers: int, runtime: str) -> int:
         [[lst.sock for lst in mine if lst.sock is not None] for mine in listeners_of],
         serve,
         on_stray=stray,
-        forked=spec.run_as.switch if spec.run_as is not None else None,
     )
 
 

@@ -228,7 +228,6 @@ def run_workers(
     serve: Callable[[int], int],
     *,
     on_stray: Callable[[int, int, int], None] | None = None,
-    forked: Callable[[], None] | None = None,
 ) -> int:
     """Fork one worker per entry of *listeners_of* (worker *i* serves the
     sockets ``listeners_of[i]``); in the parent, supervise them and return
@@ -244,8 +243,6 @@ def run_workers(
     :func:`worker_ready`), so an early one is neither lost nor fatal.
     When one worker ends, the others are told to stop (SIGTERM):
     *on_stray(index, pid, status)* is called first if no stop signal came.
-    *forked()* is called in the parent once every worker runs (to give up
-    root's rights: the parent needs none to wait and to signal).
     """
     every = {sock.fileno(): sock for socks in listeners_of for sock in socks}
     children: dict[int, int] = {}  # pid: index
@@ -270,14 +267,6 @@ def run_workers(
             children[pid] = index
         for sock in every.values():
             sock.close()  # the workers accept; the parent only waits
-        if forked is not None:
-            try:
-                forked()
-            except BaseException:
-                forward(signal.SIGTERM, None)
-                for pid in children:
-                    os.waitpid(pid, 0)
-                raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     worst = 0
