@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=positive_int,
         default=100,
-        help="connections per listener, counted from accept (TLS handshakes included); "
+        help="connections per listener, counted from accept (TLS handshakes included), "
+        "shared out between the --workers; "
         "when full, the oldest idle connection not logged in is dropped for a newcomer, "
         "else it gets -ERR [SYS/TEMP] (default 100)",
     )
