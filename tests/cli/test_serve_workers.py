@@ -46,48 +46,40 @@ def children_of(pid: int) -> list[int]:
     [("asyncio", signal.SIGTERM), ("trio", signal.SIGINT), ("sync", signal.SIGTERM)],
 )
 def test_workers_share_listeners_and_locks(runtime: str, signum: int, tmp_path: Path) -> None:
-    root = tmp_path / "mail"
-    for user in ("alice", "bob"):
-        make_maildir(root / user, [b"Subject: hi\n\nhello\n"] * 3)
-    users = tmp_path / "users"
-    users.write_text(
-        "".join(f"{u}:{hash_password(PASSWORD, iterations=1000)}\n" for u in ("alice", "bob"))
-    )
-    users.chmod(0o600)
     server = ServeProcess(
-        [
-            "--maildir-root", str(root), "--users", str(users), "--listen", f"{HOST}:0",
-            "--runtime", runtime, "--workers", "2",
-        ],
-        tmp_path,
-        listeners=1,
-    )  # fmt: skip
+        [*users_and_mail(tmp_path), "--runtime", runtime, "--workers", "2"], tmp_path, listeners=1
+    )
     try:
         port = server.addresses[0][1]
-        deadline = time.monotonic() + 30
-        while len(children_of(server.proc.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(children_of(server.proc.pid)) == 2
-        # Alice holds her maildrop in one worker; every other attempt, in
-        # whichever worker the kernel hands it to, is told [IN-USE].
-        holder = poplib.POP3(HOST, port, timeout=10)
-        holder.user("alice")
+        workers = wait_for_children(server.proc.pid, 2)
+        # Two client addresses that two different workers serve.
+        here = next(f"127.0.0.{n}" for n in range(1, 64) if route(f"127.0.0.{n}", 2) == 0)
+        there = next(f"127.0.0.{n}" for n in range(1, 64) if route(f"127.0.0.{n}", 2) == 1)
+
+        def login(source: str, user: str) -> poplib.POP3:
+            pop = FromAddress(source, port)
+            pop.user(user)
+            return pop
+
+        # Alice holds her maildrop in one worker; the other worker's
+        # attempts are told [IN-USE]: the flock holds across processes.
+        holder = login(here, "alice")
         holder.pass_(PASSWORD)
-        for _ in range(8):
-            other = poplib.POP3(HOST, port, timeout=10)
-            other.user("alice")
+        holder_pid = serving_pid(holder.sock, workers)
+        for _ in range(4):
+            other = login(there, "alice")
+            assert serving_pid(other.sock, workers) != holder_pid
             with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
                 other.pass_(PASSWORD)
             other.quit()
-            bob = poplib.POP3(HOST, port, timeout=10)
-            bob.user("bob")
-            bob.pass_(PASSWORD)
-            assert bob.stat()[0] == 3
-            bob.quit()
+            for source in (here, there):
+                bob = login(source, "bob")
+                bob.pass_(PASSWORD)
+                assert bob.stat()[0] == 3
+                bob.quit()
         holder.dele(1)
         holder.quit()
-        again = poplib.POP3(HOST, port, timeout=10)
-        again.user("alice")
+        again = login(there, "alice")
         again.pass_(PASSWORD)
         assert again.stat()[0] == 2
         again.quit()
@@ -117,6 +109,19 @@ def test_workers_listen_error_is_reported(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "cannot listen on" in done.stderr
+
+
+class FromAddress(poplib.POP3):
+    """A :class:`poplib.POP3` connecting from a given loopback address."""
+
+    def __init__(self, source: str, port: int) -> None:
+        self.source = source
+        super().__init__(HOST, port, timeout=10)
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        return socket.create_connection(
+            (self.host, self.port), timeout, source_address=(self.source, 0)
+        )
 
 
 def users_and_mail(tmp_path: Path) -> list[str]:
