@@ -38,11 +38,14 @@ from collections.abc import Callable, Sequence
 
 __all__ = [
     "attach_router",
+    "exit_status",
+    "open_listener",
     "route",
     "router_program",
     "run_workers",
     "split_limit",
     "usable_cores",
+    "worker_ready",
 ]
 
 # -- classic BPF (linux/filter.h, linux/bpf_common.h) -------------------------
@@ -184,6 +187,12 @@ def open_listener(
     if not hasattr(socket, "SO_REUSEPORT") or not sys.platform.startswith("linux"):
         reason = "SO_REUSEPORT routing needs Linux"  # pragma: no cover - Linux runs the tests
     else:
+        if address[1]:
+            # SO_REUSEPORT would let these sockets join another server's
+            # group on the port (one started by the same user, e.g. this
+            # command run twice) and share its connections: a socket
+            # without it finds the port in use first.
+            socket.create_server(address, family=family).close()
         first = socket.create_server(address, family=family, backlog=backlog, reuse_port=True)
         try:
             # Attached while the group holds one socket: a kernel that

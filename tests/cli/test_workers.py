@@ -144,6 +144,26 @@ def test_a_bind_error_leaves_no_socket_behind(monkeypatch: pytest.MonkeyPatch) -
     assert [s.fileno() for s in made] == [-1, -1]
 
 
+@linux_only
+def test_a_port_another_server_listens_on_is_in_use() -> None:
+    """Not joined: another group on the port (the same command started
+    twice) would share its connections with this one."""
+    sockets, _ = _workers.open_listener("127.0.0.1", 0, 2)
+    try:
+        port = sockets[0].getsockname()[1]
+        with pytest.raises(OSError) as info:
+            _workers.open_listener("127.0.0.1", port, 2)
+        assert info.value.errno == errno.EADDRINUSE
+    finally:
+        for s in sockets:
+            s.close()
+    # Free again: bound, and routed.
+    again, reason = _workers.open_listener("127.0.0.1", port, 2)
+    assert reason is None and [s.getsockname()[1] for s in again] == [port, port]
+    for s in again:
+        s.close()
+
+
 def test_max_connections_is_shared_out() -> None:
     assert _workers.split_limit(100, 2) == [50, 50]
     assert _workers.split_limit(101, 3) == [34, 34, 33]
