@@ -236,7 +236,7 @@ def run_workers(
     listeners_of: Sequence[Sequence[socket.socket]],
     serve: Callable[[int], int],
     *,
-    on_stray: Callable[[int, int, int], None] | None = None,
+    on_stray: Callable[[int, int, int], None],
 ) -> int:
     """Fork one worker per entry of *listeners_of* (worker *i* serves the
     sockets ``listeners_of[i]``); in the parent, supervise them and return
@@ -270,24 +270,34 @@ def run_workers(
     previous = {s: signal.signal(s, forward) for s in _STOP_SIGNALS}
     try:
         for index, mine in enumerate(listeners_of):
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                # No orphans: the workers already started stop with it.
+                forward(signal.SIGTERM, None)
+                for started in children:
+                    os.waitpid(started, 0)
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+                raise
             if pid == 0:  # pragma: no cover - measured in the worker, not here
                 _worker(index, serve, [s for s in every.values() if s not in mine])
             children[pid] = index
+    finally:
         for sock in every.values():
             sock.close()  # the workers accept; the parent only waits
-    finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     worst = 0
     try:
         while children:
             pid, status = os.wait()
+            if pid not in children:  # pragma: no cover - not one of ours
+                continue
             index = children.pop(pid)
             code = exit_status(status)
             worst = max(worst, code)
             if not stopping:
-                if on_stray is not None:
-                    on_stray(index, pid, code)
+                on_stray(index, pid, code)
                 forward(signal.SIGTERM, None)
     finally:
         for signum, handler in previous.items():

@@ -184,6 +184,36 @@ def test_usable_cores_follows_the_affinity() -> None:
         assert _workers.usable_cores() == (os.cpu_count() or 1)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_failed_fork_leaves_no_worker_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second fork fails: the first worker (here a pretend one) is
+    stopped and reaped, the handlers restored and the sockets closed."""
+    killed: list[tuple[int, int]] = []
+    reaped: list[int] = []
+    forks = iter([4242])
+
+    def fork() -> int:
+        for pid in forks:
+            return pid
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(os, "kill", lambda pid, signum: killed.append((pid, signum)))
+
+    def waitpid(pid: int, options: int) -> tuple[int, int]:
+        reaped.append(pid)
+        return pid, 0
+
+    monkeypatch.setattr(os, "waitpid", waitpid)
+    before = signal.getsignal(signal.SIGTERM)
+    a, b = socket.socket(), socket.socket()
+    with pytest.raises(OSError, match="temporarily"):
+        _workers.run_workers([[a], [b]], lambda index: 0, on_stray=lambda *args: None)
+    assert killed == [(4242, signal.SIGTERM)] and reaped == [4242]
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert a.fileno() == b.fileno() == -1
+
+
 def test_a_worker_killed_by_a_signal_is_a_failure() -> None:
     assert _workers.exit_status(0) == 0
     assert _workers.exit_status(3 << 8) == 3
