@@ -305,7 +305,7 @@ def run_workers(
     return worst
 
 
-def worker_ready() -> None:
+def worker_ready() -> None:  # pragma: no cover - runs in the forked worker
     """In a worker: its runtime handles SIGINT and SIGTERM now; let them in."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
