@@ -10,7 +10,9 @@ once (20), each USER/PASS, STAT, ``--messages`` pipelined RETRs of
 ``--size`` octets (50 x 4 KB) and QUIT, ``--users`` users (20) each with a
 Maildir; the server is the ``pop3proto serve`` command (asyncio runtime),
 with the per-address limits off so that the one-address row is not refused.
-Each row is the median of ``--runs`` runs of ``--duration`` seconds::
+Each row is the median of ``--runs`` runs of ``--duration`` seconds, with
+the server's CPU (all its processes) and the busiest worker's share of the
+workers' CPU time (50% for two evenly loaded workers, 100% for one)::
 
     python benchmarks/workers.py [--workers 2] [--runs 3] [--duration 5]
 """
@@ -72,14 +74,35 @@ def from_sources(count: int) -> None:
     asyncio.open_connection = open_connection  # type: ignore[assignment]
 
 
+def worker_cpu(parent: int) -> dict[int, float]:
+    """CPU seconds used so far by each worker process (child) of *parent*;
+    ``{parent: ...}`` itself when it has none (one worker)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent or int(entry) == parent:
+                found[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if len(found) > 1:
+        del found[parent]
+    return found
+
+
 def measure(
     name: str, args: argparse.Namespace, workers: int, sources: int, tmp: Path
-) -> list[servers.Result]:
+) -> tuple[list[servers.Result], list[float]]:
+    """The runs' results, and the busiest worker's share of the workers'
+    CPU time in each run."""
     from_sources(sources)
     results = []
+    busiest = []
     for _ in range(args.runs):
         proc, port = start_serve(tmp / "mail", tmp / "users", workers, args.runtime)
         try:
+            before = worker_cpu(proc.pid)
             results.append(
                 asyncio.run(
                     servers.generate_load(
@@ -93,10 +116,12 @@ def measure(
                     )
                 )
             )
+            used = [t - before.get(pid, 0.0) for pid, t in worker_cpu(proc.pid).items()]
+            busiest.append(max(used) / sum(used) if sum(used) else 1.0)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-    return results
+    return results, busiest
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -113,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     messages = servers.make_messages(args.messages, args.size)
     args.work = servers.Workload.of(messages)
-    rows: list[tuple[str, float, float | None, int]] = []
+    rows: list[tuple[str, float, float | None, float, int]] = []
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         names = servers.users(args.users)
@@ -126,18 +151,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             (f"{args.workers} workers, 1 address", args.workers, 1),
         ]
         for name, workers, sources in cases:
-            results = measure(name, args, workers, sources, tmp)
+            results, busiest = measure(name, args, workers, sources, tmp)
             rate = statistics.median(r.rate for r in results)
             cpus = [r.server_cpu for r in results if r.server_cpu is not None]
             errors = sum(r.errors for r in results)
-            rows.append((name, rate, statistics.median(cpus) if cpus else None, errors))
+            share = statistics.median(busiest)
+            rows.append((name, rate, statistics.median(cpus) if cpus else None, share, errors))
             print(f"{name}: {[round(r.rate, 1) for r in results]}", file=sys.stderr, flush=True)
     print(f"\n{args.runtime} server, median of {args.runs} x {args.duration:g} s\n")
-    print("| | sessions/s | server CPU (cores) | errors | vs 1 worker |")
-    print("|---|---|---|---|---|")
-    for name, rate, cpu, errors in rows:
+    print(
+        "| | sessions/s | server CPU (cores) | busiest worker's CPU share | errors | vs 1 worker |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, rate, cpu, share, errors in rows:
         shown = f"{cpu:.2f}" if cpu is not None else "-"
-        print(f"| {name} | {rate:.1f} | {shown} | {errors} | {rate / rows[0][1]:.2f} x |")
+        print(
+            f"| {name} | {rate:.1f} | {shown} | {share:.0%} | {errors} "
+            f"| {rate / rows[0][1]:.2f} x |"
+        )
 
 
 if __name__ == "__main__":
