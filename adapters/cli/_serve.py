@@ -361,6 +361,9 @@ def _fork_workers(spec: _ServeSpec, workers: int, runtime: str) -> int:
         try:
             sockets, reason = _workers.open_listener(listener.host, listener.port, workers)
         except OSError as exc:
+            for opened in {lst.sock for mine in listeners_of for lst in mine}:
+                if opened is not None:
+                    opened.close()
             raise _listen_error(listener, exc) from None
         if reason is not None:
             where = format_address(listener.host, listener.port)

@@ -297,6 +297,27 @@ def test_without_routing_one_warning_line(
     assert "per-address limits and penalties hold per worker" in warnings[0]
 
 
+@linux_only
+def test_a_listen_error_closes_the_listeners_already_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[socket.socket] = []
+    real = _workers.open_listener
+
+    def open_listener(host: str, port: int, workers: int) -> Any:
+        sockets, reason = real(host, port, workers)
+        opened.extend(sockets)
+        return sockets, reason
+
+    monkeypatch.setattr(_workers, "open_listener", open_listener)
+    good = _Listener("127.0.0.1", 0, False)
+    bad = _Listener("192.0.2.1", 1, False)  # TEST-NET-1: not this host's
+    with pytest.raises(_serve.CLIError, match=r"cannot listen on 192\.0\.2\.1:1"):
+        _serve._fork_workers(spec_for([good, bad], 100), 2, "asyncio")
+    assert len(opened) == 2
+    assert all(s.fileno() == -1 for s in opened)
+
+
 def test_a_worker_reports_its_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
