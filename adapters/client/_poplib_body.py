@@ -16,6 +16,8 @@ counting each line with its line end, less one per unstuffed dot, and
 
 from __future__ import annotations
 
+import re
+
 from ._errors import error_proto
 
 # Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
@@ -25,9 +27,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-__all__ = ["read_lines", "poplib_line"]
+__all__ = ["read_lines", "read_reply", "poplib_line"]
 
 _TERMINATOR = b"\r\n.\r\n"
+_DOT_LINE = re.compile(rb"\n\.").search
+_DOT_ONLY_LINE = re.compile(rb"\n\.\r\n").search
 
 
 def poplib_line(raw: bytes) -> bytes:
@@ -91,6 +95,59 @@ def _fast(complete: bytes, lines: list[bytes], maxline: int) -> int | None:
         raise error_proto("line too long")
     lines += parts
     return len(complete) - stuffed
+
+
+def read_reply(file: Any, maxline: int) -> tuple[bytes, list[bytes], int] | None:
+    """The common case of a whole multi-line reply, status line included:
+    ``(status, lines, octets)`` as ``poplib`` would return them, or ``None``
+    (nothing consumed) when the case is not the common one.
+
+    The common case is what a server sends to one command at a time: the
+    reader's buffer (one ``recv``) holds exactly one reply, ending with the
+    terminator; every line ends with CRLF; the status line starts with
+    ``+`` and no line is overlong.  The terminator is then at the end (an
+    ``endswith``, no search), a single ``in`` tells whether any line starts
+    with a dot (no unstuffing and no early terminator to look for
+    otherwise) and one ``split`` cuts the lines.  Everything else (a reply
+    over several buffers, bytes after the terminator, a lone LF, ``-ERR``,
+    a line over *maxline*) returns ``None`` for the general path, which
+    reads it exactly as ``poplib`` does.
+    """
+    data: bytes = file.peek(1)
+    # poplib's limit counts the line end: the status line's LF is within
+    # the first *maxline* octets.
+    eol = data.find(b"\n", 0, maxline)
+    if eol < 1 or data[0] != 0x2B or data[eol - 1] != 0x0D or not data.endswith(_TERMINATOR):
+        return None
+    size = len(data)
+    # The body is data[eol + 1 : size - 3]: the terminator's CRLF before
+    # its dot ends the last line (or the status line: an empty body).
+    # poplib stops at the first "." line and unstuffs "..", nothing else.
+    # (A regular expression finds a two-octet string faster than find().)
+    stuffed = 0
+    dot = _DOT_LINE(data, eol)
+    if dot is not None and dot.start() < size - 4:
+        if _DOT_ONLY_LINE(data, eol, size - 3) is not None:
+            return None
+        if b"\n.." in data:
+            unstuffed = data.replace(b"\n..", b"\n.")
+            stuffed = size - len(unstuffed)
+            data = unstuffed
+    # One split cuts the status line, every line and the terminator line.
+    # It also splits at a lone CR or LF, where poplib does not (CR) or
+    # cuts differently (LF): then the octets between the lines are not
+    # two per line, and the general path takes the reply.
+    lines = data.splitlines()
+    lengths = list(map(len, lines))
+    if sum(lengths) != len(data) - 2 * len(lines):
+        return None
+    # poplib's limit is on the line as received (stuffed, with its CRLF).
+    if size > maxline and max(lengths) + 2 + (stuffed > 0) > maxline:
+        return None
+    file.read(size)
+    resp = lines[0]
+    del lines[0], lines[-1]
+    return resp, lines, size - eol - 4 - stuffed
 
 
 def read_lines(file: Any, maxline: int) -> tuple[list[bytes], int]:
