@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["read_lines", "read_reply", "poplib_line"]
 
 _TERMINATOR = b"\r\n.\r\n"
-_DOT_LINE = re.compile(rb"\n\.").search
-_DOT_ONLY_LINE = re.compile(rb"\n\.\r\n").search
+# read_reply()'s searches: a line starting with a dot, a "." line.  Compiled
+# on first use, so that importing the drop-in stays cheap.
+_dot_searches: list[Any] = []
 
 
 def poplib_line(raw: bytes) -> bytes:
@@ -125,9 +126,12 @@ def read_reply(file: Any, maxline: int) -> tuple[bytes, list[bytes], int] | None
     # poplib stops at the first "." line and unstuffs "..", nothing else.
     # (A regular expression finds a two-octet string faster than find().)
     stuffed = 0
-    dot = _DOT_LINE(data, eol)
+    if not _dot_searches:
+        _dot_searches[:] = (re.compile(rb"\n\.").search, re.compile(rb"\n\.\r\n").search)
+    dot_line, dot_only_line = _dot_searches
+    dot = dot_line(data, eol)
     if dot is not None and dot.start() < size - 4:
-        if _DOT_ONLY_LINE(data, eol, size - 3) is not None:
+        if dot_only_line(data, eol, size - 3) is not None:
             return None
         if b"\n.." in data:
             unstuffed = data.replace(b"\n..", b"\n.")
