@@ -17,6 +17,7 @@ counting each line with its line end, less one per unstuffed dot, and
 from __future__ import annotations
 
 import re
+import sys
 
 from ._errors import error_proto
 
@@ -24,7 +25,7 @@ from ._errors import error_proto
 # (type checkers treat any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 
 __all__ = ["read_lines", "read_reply", "poplib_line"]
@@ -70,6 +71,36 @@ def _slow(region: bytes, lines: list[bytes], maxline: int) -> tuple[int, bool]:
     return octets, False
 
 
+# A list's size in memory: this plus one pointer per slot allocated.
+_EMPTY_LIST: Final = [].__sizeof__()
+_SLOT: Final = 8 if sys.maxsize > 2**32 else 4
+
+
+def _extend(lines: list[bytes], parts: list[bytes]) -> None:
+    """``lines += parts``, growing *lines* through the very capacities that
+    appending one line at a time (``poplib``) goes through.
+
+    A list grows by about an eighth each time it is full; extending by
+    many at once lands on other capacities.  For a large message the
+    allocator then sees a list of a size it has not seen (the previous
+    message's list, freed, set its threshold for mapping memory apart), and
+    may copy it from the heap into a mapping near the end, holding both for
+    a moment: peak memory above ``poplib``'s by the whole list.
+    """
+    start = 0
+    size = len(parts)
+    room = (lines.__sizeof__() - _EMPTY_LIST) // _SLOT - len(lines)
+    while size - start > room:
+        # Fill the list (no growth), then append one: the growth poplib's
+        # append makes.  (Extending by more would size the list otherwise,
+        # and an empty list extended is sized exactly.)
+        lines += parts[start : start + room]
+        lines.append(parts[start + room])
+        start += room + 1
+        room = (lines.__sizeof__() - _EMPTY_LIST) // _SLOT - len(lines)
+    lines += parts[start:] if start else parts
+
+
 def _fast(complete: bytes, lines: list[bytes], maxline: int) -> int | None:
     """Complete CRLF-ended lines with no terminator among them: unstuff
     and split at C speed; returns octets, or ``None`` (nothing done) if a
@@ -94,7 +125,7 @@ def _fast(complete: bytes, lines: list[bytes], maxline: int) -> int | None:
         and max(map(len, complete.split(b"\r\n"))) + 2 > maxline
     ):
         raise error_proto("line too long")
-    lines += parts
+    _extend(lines, parts)
     return len(complete) - stuffed
 
 

@@ -146,3 +146,35 @@ def test_sasl_flag_after_a_whole_reply() -> None:
         pop.file = io.BufferedReader(io.BytesIO(status + b"\r\nx\r\n.\r\n"))  # type: ignore[arg-type]
         assert pop._getlongresp() == (status, [b"x"], 3)
         assert pop._sasl_owed is owed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=60))
+def test_extend_grows_the_list_as_appending_does(chunks: list[int]) -> None:
+    """_extend gives the list appending line by line gives, down to its
+    allocated size (so a large message's list is sized as poplib's)."""
+    appended: list[bytes] = []
+    extended: list[bytes] = []
+    count = 0
+    for size in chunks:
+        part = [b"%d" % (count + i) for i in range(size)]
+        count += size
+        for line in part:
+            appended.append(line)
+        _poplib_body._extend(extended, list(part))
+    assert extended == appended
+    assert extended.__sizeof__() == appended.__sizeof__()
+
+
+def test_large_reply_list_sized_as_poplibs() -> None:
+    """A reply over many buffers: the lines list is poplib's, allocation
+    included (peak memory on a large message is at most poplib's)."""
+    data = b"+OK\r\n" + b"".join(b"line %d\r\n" % i for i in range(20_000)) + b".\r\nNEXT"
+    results = []
+    for cls in (std_poplib.POP3, our_poplib.POP3):
+        kind, result, rest = outcome(cls, data, 8192, 2048)
+        assert kind == "returned" and rest == b"NEXT"
+        results.append(result[1])
+    theirs, ours = results
+    assert ours == theirs
+    assert ours.__sizeof__() == theirs.__sizeof__()
