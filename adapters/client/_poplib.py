@@ -10,8 +10,10 @@ something unsafe, are listed in the docstring of the public face,
 :mod:`pop3proto.adapters.sync`.
 
 Multi-line replies are read in bulk by :mod:`._poplib_body` (same results,
-one ``recv`` per buffer instead of one Python loop per line) unless a
-subclass hooks the line plumbing or debugging prints every line.
+one ``recv`` per buffer instead of one Python loop per line; a reply that
+one ``recv`` brought whole, status line included, in one pass with no
+search for its terminator) unless a subclass hooks the line plumbing or
+debugging prints every line.
 
 ``_MAXLINE`` is read at call time from this module; the public face
 forwards ``poplib._MAXLINE = ...`` here.  :mod:`ssl` is imported on first

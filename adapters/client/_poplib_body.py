@@ -7,6 +7,13 @@ buffer, and nothing after the terminator is consumed), splits it at C speed
 and finds the terminator with ``bytes.find``; per-line Python work is left
 for the rare lines that need it (dot-stuffed lines, lone-LF line ends).
 
+:func:`read_reply` comes first: the common case of a reply to one command
+at a time, whole in the buffer after one ``recv`` and ending with the
+terminator, is read status line and all in one pass (no search for the
+terminator, one split); anything else falls back to :func:`read_lines`.
+A large reply's list of lines grows through the capacities ``poplib``'s
+appends give it (:func:`_extend`), so that peak memory is ``poplib``'s.
+
 The result is what ``poplib._getlongresp`` returns for the same bytes:
 lines without their line ends, only ``..`` lines unstuffed, ``octets``
 counting each line with its line end, less one per unstuffed dot, and
@@ -138,9 +145,10 @@ def read_reply(file: Any, maxline: int) -> tuple[bytes, list[bytes], int] | None
     reader's buffer (one ``recv``) holds exactly one reply, ending with the
     terminator; every line ends with CRLF; the status line starts with
     ``+`` and no line is overlong.  The terminator is then at the end (an
-    ``endswith``, no search), a single ``in`` tells whether any line starts
+    ``endswith``, no search), one search tells whether any line starts
     with a dot (no unstuffing and no early terminator to look for
-    otherwise) and one ``split`` cuts the lines.  Everything else (a reply
+    otherwise) and one ``splitlines`` cuts the lines, whose lengths show
+    any lone CR or LF.  Everything else (a reply
     over several buffers, bytes after the terminator, a lone LF, ``-ERR``,
     a line over *maxline*) returns ``None`` for the general path, which
     reads it exactly as ``poplib`` does.
