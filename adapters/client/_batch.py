@@ -271,17 +271,22 @@ class RetrieveBatch:
         :meth:`next` raises it) and where a top-up is due.
         """
         ready = self._ready
-        if not ready or not self._started or self.abandoned or self._core._batch is not self:
+        err = pop3proto.Err
+        if (
+            not ready
+            or type(ready[0][1]) is err
+            or not self._started
+            or self.abandoned
+            or self._core._batch is not self
+        ):
+            # take_buffered() decides (and raises a -ERR at the head).
             first = self.take_buffered()
             if first is None:
                 return []
-            if not ready:
-                return [first]
             taken = [first]
         else:
             taken = []
         # The replies read ahead: hand out all up to the first -ERR.
-        err = pop3proto.Err
         while ready and type(ready[0][1]) is not err:
             taken.append(ready.popleft())  # type: ignore[arg-type]
         self.current = taken[-1][0]

@@ -224,6 +224,23 @@ def test_retrieve_many_into_sink_marks_message_ends() -> None:
     assert bodies == {2: expected_body(FAKE_MESSAGES[1]), 1: expected_body(FAKE_MESSAGES[0])}
 
 
+def test_retrieve_many_error_among_replies_read_ahead() -> None:
+    """A -ERR among replies read ahead (another command ran mid-batch) is
+    raised in its turn, after the messages before it, in bulk or not."""
+    config = FakeConfig(sasl=(), greeting="hi")
+    with serve(config) as server, Client("127.0.0.1", server.port, tls="none") as client:
+        client.login("alice", PASSWORD)
+        messages = client.retrieve_many([1, 2, 42, 3])
+        assert next(messages) == (1, expected_body(FAKE_MESSAGES[0]))
+        client.noop()  # reads every reply still owed to the batch first
+        assert next(messages) == (2, expected_body(FAKE_MESSAGES[1]))
+        with pytest.raises(CommandFailed) as failed:
+            next(messages)
+        assert failed.value.response == pop3proto.Err("no such message")
+        client.noop()  # the session goes on
+        assert client.retrieve(3) == expected_body(FAKE_MESSAGES[2])
+
+
 def test_leaving_retrieve_many_early_then_more_commands() -> None:
     config = FakeConfig(messages=[b"m%d\r\n" % n for n in range(30)], sasl=(), greeting="hi")
     with serve(config) as server, Client("127.0.0.1", server.port, tls="none") as client:
