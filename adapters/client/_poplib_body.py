@@ -81,6 +81,8 @@ def _slow(region: bytes, lines: list[bytes], maxline: int) -> tuple[int, bool]:
 # A list's size in memory: this plus one pointer per slot allocated.
 _EMPTY_LIST: Final = [].__sizeof__()
 _SLOT: Final = 8 if sys.maxsize > 2**32 else 4
+# CPython's lists count their allocated slots in __sizeof__ (3.10 to 3.13).
+_SIZED: Final = ([None] * 8).__sizeof__() == _EMPTY_LIST + 8 * _SLOT
 
 
 def _extend(lines: list[bytes], parts: list[bytes]) -> None:
@@ -94,6 +96,9 @@ def _extend(lines: list[bytes], parts: list[bytes]) -> None:
     may copy it from the heap into a mapping near the end, holding both for
     a moment: peak memory above ``poplib``'s by the whole list.
     """
+    if not _SIZED:  # pragma: no cover - a Python whose lists do not report their slots
+        lines += parts
+        return
     start = 0
     size = len(parts)
     room = (lines.__sizeof__() - _EMPTY_LIST) // _SLOT - len(lines)
