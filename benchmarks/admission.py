@@ -66,6 +66,9 @@ class Serve:
                 "--maildir-root", str(folder / "mail"), "--users", str(folder / "users"),
                 "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0",
                 "--tls-cert", str(cert), "--tls-key", str(key), "--runtime", runtime,
+                # One process: its memory is what is measured, and it holds
+                # every connection slot.
+                "--workers", "1",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -318,16 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         metavar="N",
         type=positive_int,
-        default=1,
-        help="serve with N processes sharing the listening sockets (every core: N = the "
-        "number of cores; the Maildir locks hold across processes) (default 1)",
+        default=None,
+        help="serve with N processes on the same listeners, each client address always "
+        "served by the same one (so the per-address limits and penalties hold); the "
+        "Maildir locks hold across processes; 1 serves in this process "
+        "(default: one per usable core)",
     )
     serve.add_argument(
         "--max-connections",
         metavar="N",
         type=positive_int,
         default=100,
-        help="connections per listener, counted from accept (TLS handshakes included); "
+        help="connections per listener, counted from accept (TLS handshakes included), "
+        "shared out between the --workers; "
         "when full, the oldest idle connection not logged in is dropped for a newcomer, "
         "else it gets -ERR [SYS/TEMP] (default 100)",
     )

@@ -243,7 +243,9 @@ class _ServeProcess:
     """``pop3proto serve`` on 127.0.0.1 (a free port) as a child process.
 
     A separate process, as in real life: the client's and the server's
-    Python code run in parallel instead of taking turns on one GIL.
+    Python code run in parallel instead of taking turns on one GIL.  One
+    worker process: the demo has one client at a time, and a machine's
+    every core would only cost start-up time.
     """
 
     def __init__(self, args: list[str], log_path: str) -> None:
@@ -251,7 +253,17 @@ class _ServeProcess:
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
         module = __name__.rpartition(".")[0]  # pop3proto.adapters.cli
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "serve", "--listen", f"{_HOST}:0", *args],
+            [
+                sys.executable,
+                "-m",
+                module,
+                "serve",
+                "--listen",
+                f"{_HOST}:0",
+                "--workers",
+                "1",
+                *args,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,

@@ -8,12 +8,18 @@ its own SIGINT and SIGTERM handling, announces every listener on stderr as
 listening and abandons the open sessions (which delete nothing without QUIT,
 RFC 1939 §6).  The server modules are imported only here, when ``serve``
 runs.
+
+With ``--workers N`` (default: one per usable core) the parent binds the
+listeners and forks N such processes (:mod:`._workers`): each client
+address is always served by the same worker, so the per-address limits and
+penalties of each worker's server hold for the whole; ``--max-connections``
+is shared out between them.  ``--workers 1`` serves in this process,
+without forking.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import re
@@ -22,6 +28,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +68,9 @@ class _ServeSpec:
     run_as: _RunAs | None = None
     #: Do not announce the listeners (every ``--workers`` process but one).
     quiet: bool = False
+    #: Called once the runtime handles SIGINT and SIGTERM (a worker lets
+    #: them in then).
+    ready: Callable[[], None] | None = None
 
     def server_kwargs(self, listener: _Listener) -> dict[str, Any]:
         return {
@@ -76,7 +86,10 @@ class _ServeSpec:
         }
 
     def bound(self) -> None:
-        """Every listener is bound: drop root's rights if ``--user`` says so."""
+        """Every listener is bound (and the signals are handled): drop root's
+        rights if ``--user`` says so."""
+        if self.ready is not None:
+            self.ready()
         if self.run_as is not None:
             self.run_as.switch()
 
@@ -116,6 +129,12 @@ class _RunAs:
     def switch(self) -> None:
         if os.geteuid() == self.uid:
             return
+        # Imported while root can still read the interpreter's files: the
+        # asyncio server starts its thread pool only at the first login (and
+        # a server on an inherited ``--workers`` socket resolves no address
+        # through it before then).
+        import concurrent.futures.thread  # noqa: F401
+
         # Groups first: once the uid is dropped they cannot be changed.
         os.setgroups(list(self.groups))
         os.setgid(self.gid)
@@ -303,11 +322,13 @@ def run_serve_command(args: argparse.Namespace) -> int:
             raise CLIError(
                 "--runtime trio needs trio: pip install 'pop3proto[trio]'", EXIT_USAGE
             ) from None
-    workers = getattr(args, "workers", 1)
+    workers = getattr(args, "workers", None)
+    if workers is None:
+        from ._workers import usable_cores
+
+        workers = usable_cores()
     if workers > 1:
         status = _fork_workers(spec, workers, args.runtime)
-        if status is None:
-            return EXIT_OK  # a worker: the parent reports the end
         if status != EXIT_OK:
             raise CLIError(f"a worker process failed (exit status {status})", status)
     else:
@@ -327,54 +348,64 @@ def _serve_in(runtime: str, spec: _ServeSpec) -> None:
         _serve_sync(spec)
 
 
-def _fork_workers(spec: _ServeSpec, workers: int, runtime: str) -> int | None:
-    """``--workers N``: bind every listener here, then fork N processes that
-    each serve them all (the kernel spreads the connections; the Maildir
-    flock holds across processes).  In the parent, forward SIGINT and
-    SIGTERM to the workers and return the worst exit status once all have
-    stopped; in a worker, serve and return ``None``."""
-    bound: list[_Listener] = []
+def _fork_workers(spec: _ServeSpec, workers: int, runtime: str) -> int:
+    """``--workers N``: bind every listener here (N sockets each, routed by
+    client address where the kernel can; see :mod:`._workers`), then fork
+    N processes, each serving its own share: its sockets and its part of
+    ``--max-connections``.  Return the worst exit status once all have
+    stopped."""
+    from . import _workers
+
+    listeners_of: list[list[_Listener]] = [[] for _ in range(workers)]
     for listener in spec.listeners:
         try:
-            infos = socket.getaddrinfo(
-                listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-            family, _, _, _, address = infos[0]
-            sock = socket.create_server(address, family=family, backlog=1024)
+            sockets, reason = _workers.open_listener(listener.host, listener.port, workers)
         except OSError as exc:
+            for opened in {lst.sock for mine in listeners_of for lst in mine}:
+                if opened is not None:
+                    opened.close()
             raise _listen_error(listener, exc) from None
-        bound.append(replace(listener, port=sock.getsockname()[1], sock=sock))
-    # Fork with the default handlers: a worker installs its own.
-    children: list[int] = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            spec.listeners = bound
-            # Only the first worker announces the listeners (once).
-            spec.quiet = index > 0
-            _serve_in(runtime, spec)
-            return None
-        children.append(pid)
-    for listener in bound:
-        assert listener.sock is not None
-        listener.sock.close()  # the workers accept; the parent only waits
-    log.info("%d workers started", workers)
+        if reason is not None:
+            where = format_address(listener.host, listener.port)
+            log.warning(
+                "%s: %s; the %d workers share one socket, so the per-address limits "
+                'and penalties hold per worker (SECURITY.md "Several worker processes")',
+                where,
+                reason,
+                workers,
+            )
+        port = sockets[0].getsockname()[1]
+        for index, sock in enumerate(sockets):
+            listeners_of[index].append(replace(listener, port=port, sock=sock))
+    shares = _workers.split_limit(spec.max_connections, workers)
 
-    def forward(signum: int, frame: object) -> None:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):  # already gone
-                os.kill(pid, signum)
+    def serve(index: int) -> int:
+        # Only the first worker announces the listeners (once).
+        mine = replace(
+            spec,
+            listeners=listeners_of[index],
+            max_connections=shares[index],
+            quiet=index > 0,
+            ready=_workers.worker_ready,
+        )
+        try:
+            _serve_in(runtime, mine)
+        except CLIError as exc:
+            print(f"pop3proto serve: error: {exc}", file=sys.stderr, flush=True)
+            return exc.code
+        return EXIT_OK
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    worst = EXIT_OK
-    try:
-        for pid in children:
-            _, status = os.waitpid(pid, 0)
-            worst = max(worst, os.waitstatus_to_exitcode(status))
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return worst
+    def stray(index: int, pid: int, status: int) -> None:
+        log.error(
+            "worker %d (pid %d) ended with status %d: stopping the others", index, pid, status
+        )
+
+    log.info("starting %d workers", workers)
+    return _workers.run_workers(
+        [[lst.sock for lst in mine if lst.sock is not None] for mine in listeners_of],
+        serve,
+        on_stray=stray,
+    )
 
 
 def _log_stop(signum: int, active: int) -> None:

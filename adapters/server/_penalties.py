@@ -3,7 +3,9 @@
 A server that answers a wrong password at once lets one address try
 thousands of passwords a second.  :class:`AuthPenalties` is the server's
 memory of recent failures, shared by every connection of one server (one
-process: with ``pop3proto serve --workers N`` each worker keeps its own),
+process: with ``pop3proto serve --workers N`` each worker keeps its own, and
+each client address always reaches the same worker; SECURITY.md "Several
+worker processes"),
 and it decides how long each answer to a credential check is held back:
 
 * Every failed login waits ``auth_failure_delay`` seconds (2, like

@@ -155,6 +155,10 @@ class ServeProcess:
         if "--auth-failure-delay" not in args:
             # Failed logins cost nothing in tests (see tests/conftest.py).
             args = [*args, "--auth-failure-delay", "0"]
+        if "--workers" not in args:
+            # The default forks one worker per core: two, whatever the
+            # machine, keeps that path under test at a bounded cost.
+            args = [*args, "--workers", "2"]
         self.proc = subprocess.Popen(
             [*CLI, "serve", *args],
             stdin=subprocess.DEVNULL,

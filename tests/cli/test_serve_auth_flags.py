@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import pop3proto
-from pop3proto.adapters.cli import _serve, main
+from pop3proto.adapters.cli import _serve, _workers, main
 from tests.cli.test_serve_options import serve_error, served_folder
 
 
@@ -26,8 +26,10 @@ def _restore_the_pop3proto_logger() -> Iterator[None]:
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """What ``serve`` would serve, instead of serving it."""
+    """What ``serve`` would serve, instead of serving it (in this process:
+    one worker, whatever the machine's cores)."""
     specs: list[Any] = []
+    monkeypatch.setattr(_workers, "usable_cores", lambda: 1)
     monkeypatch.setattr(_serve, "_serve_in", lambda runtime, spec: specs.append(spec))
     return specs
 

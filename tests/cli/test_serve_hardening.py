@@ -15,6 +15,7 @@ import pytest
 
 from pop3proto.adapters.cli import CLIError
 from tests.cli.test_cli import HOST, ServeProcess, users_file
+from tests.cli.test_serve_workers import children_of
 from tests.helpers import PASSWORD, USER, make_maildir
 
 RUNTIMES = ["asyncio", "trio", "sync"]
@@ -60,11 +61,16 @@ def _uid_of(pid: int) -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not Path("/proc/self/status").exists(), reason="root")
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_user_drops_root_once_bound(
-    runtime: str, tmp_path: Path, request: pytest.FixtureRequest
+    runtime: str, workers: int, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """--user: the server reads mail as that user, not as root."""
+    """--user: the server reads mail as that user, not as root.  With
+    several workers, the processes that serve do; their parent, which
+    only waits for them and passes signals on, stays root (as Dovecot's
+    master does): once it dropped its rights it could no longer signal a
+    worker that has not yet dropped its own."""
     nobody = pwd.getpwnam("nobody")
     # pytest's tmp_path sits in a directory only root may enter.
     shared = Path(tempfile.mkdtemp(prefix="pop3proto-user-"))
@@ -78,12 +84,16 @@ def test_user_drops_root_once_bound(
             os.chown(os.path.join(folder, name), nobody.pw_uid, nobody.pw_gid)
     args = ["--maildir", str(maildir), "--users", str(users_file(tmp_path))]
     args += ["--listen", f"{HOST}:0", "--runtime", runtime, "--user", "nobody"]
-    server = ServeProcess(args, tmp_path, listeners=1)
+    server = ServeProcess([*args, "--workers", str(workers)], tmp_path, listeners=1)
     try:
         deadline = time.monotonic() + 30
-        while _uid_of(server.proc.pid) != nobody.pw_uid and time.monotonic() < deadline:
+        serving = [server.proc.pid] if workers == 1 else children_of(server.proc.pid)
+        while (
+            len(serving) < workers or any(_uid_of(pid) != nobody.pw_uid for pid in serving)
+        ) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _uid_of(server.proc.pid) == nobody.pw_uid
+            serving = [server.proc.pid] if workers == 1 else children_of(server.proc.pid)
+        assert [_uid_of(pid) for pid in serving] == [nobody.pw_uid] * workers
         pop = poplib.POP3(HOST, server.port("no TLS"), timeout=10)
         pop.user(USER)
         pop.pass_(PASSWORD)
