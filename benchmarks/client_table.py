@@ -24,9 +24,14 @@ peak RSS growth of poplib and the drop-in on 5 x 20 MB, and of
 ``Client.retrieve_into`` on one 100 MB message, are each measured in a fresh
 process.
 
-Run: ``python benchmarks/client_table.py`` (``--repeat N``: the median of N
-runs per client, interleaved, after one untimed run each; ``--quick``:
-smaller mailboxes).  Ratios are of medians from the same run.
+Run: ``python benchmarks/client_table.py`` (``--repeat N``: N runs per
+client, interleaved, after one untimed run each; ``--quick``: smaller
+mailboxes).  A shared machine is noisy, so each row is printed twice: the
+best of the N runs (the least disturbed: what the code costs) and their
+median (what a run is likely to see), each ratio of the same statistic
+from the same run.  The peak RSS rows give the lowest, median and highest
+of five fresh processes.  The issue's targets are judged at the end on
+both statistics, so that a target met only by the best runs shows as such.
 """
 
 from __future__ import annotations
@@ -114,8 +119,8 @@ def delay_line(target: int) -> Iterator[int]:
         proc.wait()
 
 
-def median_times(port: int, user: str, count: int, repeat: int) -> dict[str, float]:
-    """Each client's median over *repeat* runs, interleaved (poplib,
+def run_times(port: int, user: str, count: int, repeat: int) -> dict[str, list[float]]:
+    """Each client's seconds over *repeat* runs, interleaved (poplib,
     drop-in, ..., poplib, ...) so that a slow spell of a shared machine
     falls on all of them; one untimed run of each first (the delay line's
     first connection and the server's first session cost extra)."""
@@ -129,7 +134,13 @@ def median_times(port: int, user: str, count: int, repeat: int) -> dict[str, flo
             times[name].append(time.perf_counter() - start)
             if got[0] != count:
                 raise AssertionError(f"{name}: {got[0]} messages, expected {count}")
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+STATISTICS: dict[str, Callable[[list[float]], float]] = {
+    "best": min,
+    "median": statistics.median,
+}
 
 
 def rss_child(name: str, port: int, user: str) -> None:
@@ -187,8 +198,8 @@ def main() -> None:
     boxes = {user: (count, size) for _, user, count, size, _ in rows}
     boxes["huge"] = (1, (10 << 20) if options.quick else (100 << 20))
     print(
-        f"Python {sys.version.split()[0]}, median of {options.repeat} (1 for 1,000 messages"
-        f" through the delay line), {os.cpu_count()} CPUs"
+        f"Python {sys.version.split()[0]}, {options.repeat} runs per client (1 for 1,000"
+        f" messages through the delay line), {os.cpu_count()} CPUs"
     )
     print("\nimport time (median of 9 fresh interpreters, -X importtime, ms)")
     for module in ("poplib", "pop3proto", "pop3proto.adapters.sync"):
@@ -196,22 +207,72 @@ def main() -> None:
     with contextlib.suppress(subprocess.CalledProcessError):
         print(f"  {'h11':<26} {import_ms('h11'):7.1f}")
 
-    header = f"  {'scenario':<34}" + "".join(f"{n:>22}" for n in CLIENTS)
+    header = f"  {'scenario':<42}" + "".join(f"{n:>22}" for n in CLIENTS)
+    ratios: dict[tuple[str, str, str], float] = {}  # (user, client, statistic)
     with clients.static_server(boxes) as port:
-        print("\nseconds (and x poplib)")
+        print("\nseconds (and x poplib): best and median of the runs")
         print(header)
         for title, user, count, _, delayed in rows:
             with delay_line(port) if delayed else contextlib.nullcontext(port) as target:
                 repeat = 1 if delayed and count >= 1000 else options.repeat
-                medians = median_times(target, user, count, repeat)
-            base = medians["poplib"]
-            cells = "".join(f"{f'{s:.3f} s ({base / s:.1f}x)':>22}" for s in medians.values())
-            print(f"  {title:<34}{cells}", flush=True)
-        print(f"\npeak RSS growth on 5 x {big >> 20} MB (median of 3 fresh processes, MiB)")
-        for name in ("poplib", "drop-in", "retrieve_many"):
-            rss = statistics.median(rss_of(name, port, "big") for _ in range(3))
-            print(f"  {name:<16} {rss:8.1f}", flush=True)
+                times = run_times(target, user, count, repeat)
+            for stat, func in STATISTICS.items():
+                values = {name: func(runs) for name, runs in times.items()}
+                base = values["poplib"]
+                for name, seconds in values.items():
+                    ratios[user, name, stat] = base / seconds
+                cells = "".join(f"{f'{v:.3f} s ({base / v:.1f}x)':>22}" for v in values.values())
+                label = f"{title} [{stat}]" if repeat > 1 else f"{title} [1 run]"
+                print(f"  {label:<42}{cells}", flush=True)
+                if repeat == 1:
+                    break
+        print(
+            f"\npeak RSS growth on 5 x {big >> 20} MB (5 fresh processes each:"
+            " lowest / median / highest, MiB)"
+        )
+        peaks: dict[str, list[float]] = {}
+        for _ in range(5):
+            for name in ("poplib", "drop-in", "retrieve_many"):
+                peaks.setdefault(name, []).append(rss_of(name, port, "big"))
+        for name, values in peaks.items():
+            print(
+                f"  {name:<16} {min(values):8.1f} {statistics.median(values):8.1f}"
+                f" {max(values):8.1f}",
+                flush=True,
+            )
         clients.measure_memory(port, "huge", boxes["huge"][1])
+    print("\ntargets (best runs / median runs)")
+    for user, name, want, what in TARGETS:
+        got = [ratios.get((user, name, stat)) for stat in STATISTICS]
+        shown = " / ".join("-" if g is None else f"{g:.1f}x" for g in got)
+        verdicts = ["-" if g is None else "met" if g >= want else "NOT met" for g in got]
+        print(f"  {what:<52} {shown:>14}   {' / '.join(verdicts)}")
+    # The issue's 9x is meant as 90% of the limit: poplib's time depends on
+    # the round trips of the moment, the limit's on the same machine.
+    got = [
+        ratios["small", "retrieve_many", stat] / ratios["small", "limit", stat]
+        for stat in STATISTICS
+    ]
+    shown = " / ".join(f"{g:.0%}" for g in got)
+    verdicts = " / ".join("met" if g >= 0.9 else "NOT met" for g in got)
+    print(f"  {'retrieve_many >= 90% of the limit on 2,000 x 4 KB':<52} {shown:>14}   {verdicts}")
+    worst = {name: max(values) for name, values in peaks.items()}
+    mids = {name: statistics.median(values) for name, values in peaks.items()}
+    for stat, figures in (("highest", worst), ("median", mids)):
+        verdict = "met" if figures["drop-in"] <= figures["poplib"] else "NOT met"
+        print(
+            f"  {f'drop-in peak RSS <= poplib on 5 x {big >> 20} MB ({stat})':<52}"
+            f" {figures['drop-in']:.1f} vs {figures['poplib']:.1f} MiB   {verdict}"
+        )
+
+
+#: (row, client, at least this many times poplib's speed, as the issue says)
+TARGETS = [
+    ("small", "drop-in", 1.3, "drop-in >= 1.3x poplib on 2,000 x 4 KB"),
+    ("small", "retrieve_many", 9.0, "retrieve_many >= 9x poplib on 2,000 x 4 KB"),
+    ("s200", "retrieve_many", 40.0, "retrieve_many >= 40x on 200 x 4 KB @ 5 ms"),
+    ("s1000", "retrieve_many", 120.0, "retrieve_many >= 120x on 1,000 x 4 KB @ 5 ms"),
+]
 
 
 if __name__ == "__main__":

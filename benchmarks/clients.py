@@ -352,7 +352,7 @@ def run_poplib(port: int, user: str) -> tuple[int, int]:
     octets = 0
     for n in range(1, count + 1):
         _, lines, _ = conn.retr(n)
-        octets += sum(len(x) for x in lines) + 2 * len(lines)
+        octets += sum(map(len, lines)) + 2 * len(lines)
     conn.quit()
     return count, octets
 
@@ -365,7 +365,7 @@ def run_dropin(port: int, user: str) -> tuple[int, int]:
     octets = 0
     for n in range(1, count + 1):
         _, lines, _ = conn.retr(n)
-        octets += sum(len(x) for x in lines) + 2 * len(lines)
+        octets += sum(map(len, lines)) + 2 * len(lines)
     conn.quit()
     return count, octets
 

@@ -60,7 +60,6 @@ from ._readers import (
     find_block_end,
     parse_status,
     raw_status_text,
-    split_dot_lines,
     trusted,
 )
 from ._replies import Effect, Framing, Reply
@@ -97,6 +96,9 @@ _NOT_PRINTABLE: Final = re.compile(rb"[^\x20-\x7e]").search
 # terminator (RFC 1939 §3).
 _FIND_DOT_LINE: Final = re.compile(rb"\r\n\.").search
 _FIND_TERM: Final = re.compile(rb"\r\n\.\r\n").search
+# Dot-unstuffing (RFC 1939 §3) of lines after the first: one substitution
+# (faster than splitting at each dot line and joining).
+_UNSTUFF: Final = re.compile(rb"\r\n\.").sub
 # The commands whose positive reply in TRANSACTION starts and ends without
 # moving the session (RETR, TOP, ...): next_messages() may take their
 # replies in bulk, as _finish() would have left everything as it was.
@@ -409,21 +411,25 @@ class ClientRole(RoleCore):
         size = len(data)
         max_status = self.max_status
         startswith = data.startswith
+        find = data.find
         out: list[bytes] = []
         append = out.append
         pos = 0
+        checked: Reply | None = None  # a reply shape already found fit
         with memoryview(data) as view:
             for _, spec, reply in queue:
-                if (
-                    len(out) >= limit
-                    or reply.framing is not _BODY
-                    or reply.effect is not None
-                    or spec.kind not in _STAYS
-                    or pos >= size
-                ):
+                if len(out) >= limit or pos >= size:
                     break
+                if reply is not checked:
+                    if (
+                        reply.framing is not _BODY
+                        or reply.effect is not None
+                        or spec.kind not in _STAYS
+                    ):
+                        break
+                    checked = reply
                 # The status line: as _line's short cut takes it.
-                eol = data.find(b"\r\n", pos, pos + max_status)
+                eol = find(b"\r\n", pos, pos + max_status)
                 if eol < 0 or not startswith(b"+OK", pos):
                     break
                 if eol > pos + 3 and (
@@ -447,7 +453,10 @@ class ClientRole(RoleCore):
                     if term is None:
                         break
                     pos = term.end()
-                    append(split_dot_lines(view[eol : term.start() + 2]))
+                    # Each dot after a CRLF goes, the first line's too
+                    # (skipped here: the substitution sees no CRLF before it).
+                    start = eol + 3 if dot == eol else eol + 2
+                    append(_UNSTUFF(b"\r\n", view[start : term.start() + 2]))
         if out:
             # What _finish() does for each MessageEnd, at once: these
             # replies move no state and have no effect (_STAYS), so only

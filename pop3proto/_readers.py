@@ -42,7 +42,6 @@ __all__ = [
     "raw_status_text",
     "parse_uidl_block",
     "split_block",
-    "split_dot_lines",
     "read_stat",
     "read_last",
     "read_list_entry",
@@ -135,13 +134,6 @@ def find_block_end(data: bytes | bytearray, start: int, *, bare_lf: bool) -> tup
     if idx < 0:
         return -1, -1
     return idx + 2, idx + 5
-
-
-def split_dot_lines(lines: bytes | bytearray | memoryview) -> bytes:
-    """Dot-unstuff *lines*, which start with the CRLF before their first
-    line and end with the CRLF of their last (RFC 1939 §3): the octets
-    between, each line's leading stuffed dot removed."""
-    return b"\r\n".join(_SPLIT_CRLF(lines))[2:]
 
 
 def _lines_of(block: bytes, bare_lf: bool) -> bytes:

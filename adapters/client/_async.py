@@ -50,6 +50,7 @@ T = TypeVar("T")
 _C = TypeVar("_C", bound="AsyncClientBase")
 
 _SESSION_STATES = (State.AUTHORIZATION, State.USER_OK, State.TRANSACTION)
+_RECEIVE = Receive()
 
 
 class Writable(Protocol):
@@ -170,6 +171,28 @@ class AsyncClientBase:
                     self._owner = None
         finally:
             op.close()
+
+    async def _feed(self, batch: RetrieveBatch) -> bool:
+        """Read once straight into *batch* when all it waits for is bytes
+        (:meth:`RetrieveBatch.wants_bytes`), as the blocking client does:
+        no operation, no request round trips.  Under the lock, like any
+        operation; ``False`` (nothing read) when the batch wants more than
+        bytes or the client is busy or closed, and :meth:`_run` of the
+        batch's next step must go on."""
+        if self._owner is not None or not self._is_open() or not batch.wants_bytes():
+            return False
+        async with self._lock:
+            # Another task may have run an operation while we waited.
+            if not self._is_open() or not batch.wants_bytes():
+                return False
+            self._owner = self._current_task()
+            try:
+                data = await self._perform(_RECEIVE)
+            finally:
+                self._owner = None
+            assert data is not None  # a Receive answers bytes
+            batch.feed(data)
+        return True
 
     def _take_buffered(self, batch: RetrieveBatch) -> tuple[int, bytes] | None:
         """A message of *batch* already received, taken without the lock:
@@ -356,6 +379,8 @@ class AsyncClientBase:
         try:
             while True:
                 ready = self._take_buffered(batch)
+                if ready is None and await self._feed(batch):
+                    continue
                 if ready is not None:
                     number, data = ready
                     if data:
@@ -487,12 +512,17 @@ class RetrievedMessages:
     async def __anext__(self) -> tuple[int, bytes]:
         if self._finished:
             raise StopAsyncIteration
+        client = self._client
         try:
-            ready = self._client._take_buffered(self._batch)
-            if ready is not None:
-                return ready
+            while True:
+                ready = client._take_buffered(self._batch)
+                if ready is not None:
+                    return ready
+                # All the next reply lacks is bytes: read them directly.
+                if not await client._feed(self._batch):
+                    break
             buffer = bytearray()
-            number = await self._client._run(self._batch.next(), buffer.extend)
+            number = await client._run(self._batch.next(), buffer.extend)
         except BaseException:
             self._finish()
             raise

@@ -10,8 +10,10 @@ something unsafe, are listed in the docstring of the public face,
 :mod:`pop3proto.adapters.sync`.
 
 Multi-line replies are read in bulk by :mod:`._poplib_body` (same results,
-one ``recv`` per buffer instead of one Python loop per line) unless a
-subclass hooks the line plumbing or debugging prints every line.
+one ``recv`` per buffer instead of one Python loop per line; a reply that
+one ``recv`` brought whole, status line included, in one pass with no
+search for its terminator) unless a subclass hooks the line plumbing or
+debugging prints every line.
 
 ``_MAXLINE`` is read at call time from this module; the public face
 forwards ``poplib._MAXLINE = ...`` here.  :mod:`ssl` is imported on first
@@ -28,7 +30,7 @@ from collections.abc import Callable
 
 from ._errors import error_proto
 from ._options import POP3_PORT, POP3_SSL_PORT
-from ._poplib_body import read_lines
+from ._poplib_body import read_lines, read_reply
 
 # Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
 # (type checkers treat any name TYPE_CHECKING as true).
@@ -73,10 +75,6 @@ _GLOBAL_DEFAULT_TIMEOUT: Any = vars(socket)["_GLOBAL_DEFAULT_TIMEOUT"]
 
 # Python 3.10 and 3.11 still take keyfile/certfile (deprecated); 3.12 removed them.
 _KEYFILE_ARGS: Final = sys.version_info < (3, 12)
-
-# CR or LF would end the command early and send the rest as a second command
-# (command injection through an argument); NUL is refused by servers.
-_FORBIDDEN: Final = (b"\r", b"\n", b"\0")
 
 # The methods that read lines; the bulk reader is used only when none is
 # overridden, so that a subclass watching lines sees every one.
@@ -191,12 +189,14 @@ class POP3:
             print("*put*", repr(self._shown(line, sasl).encode(self.encoding, "replace")))
         if self._injected:
             raise error_proto("-ERR connection unusable after a possible STLS response injection")
-        for octet in _FORBIDDEN:
-            if octet in line:
-                shown = self._shown(line, sasl)
-                raise error_proto(
-                    f"-ERR CR, LF and NUL are not allowed in commands: {shown!r} (not sent)"
-                )
+        # CR or LF would end the command early and send the rest as a second
+        # command (command injection through an argument); NUL is refused
+        # by servers.  (Three tests inline: this runs for every command.)
+        if b"\r" in line or b"\n" in line or b"\0" in line:
+            shown = self._shown(line, sasl)
+            raise error_proto(
+                f"-ERR CR, LF and NUL are not allowed in commands: {shown!r} (not sent)"
+            )
         sys.audit("poplib.putline", self, line)
         self.sock.sendall(line + CRLF)
 
@@ -244,10 +244,17 @@ class POP3:
 
     def _getlongresp(self) -> _LongResp:
         """Read a multi-line reply: ``(status line, lines, octets)``."""
-        resp = self._getresp()
         if self._debugging < 2 and _plain_plumbing(type(self)):
+            whole = read_reply(self.file, _MAXLINE)
+            if whole is not None:
+                resp = whole[0]
+                # As _getresp: RFC 5034 §4, "+ " (or a bare "+") is a challenge.
+                self._sasl_owed = resp[:2] == b"+ " or resp == b"+"
+                return whole
+            resp = self._getresp()
             lines, octets = read_lines(self.file, _MAXLINE)
             return resp, lines, octets
+        resp = self._getresp()
         lines = []
         octets = 0
         line, o = self._getline()

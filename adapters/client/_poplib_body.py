@@ -7,6 +7,13 @@ buffer, and nothing after the terminator is consumed), splits it at C speed
 and finds the terminator with ``bytes.find``; per-line Python work is left
 for the rare lines that need it (dot-stuffed lines, lone-LF line ends).
 
+:func:`read_reply` comes first: the common case of a reply to one command
+at a time, whole in the buffer after one ``recv`` and ending with the
+terminator, is read status line and all in one pass (no search for the
+terminator, one split); anything else falls back to :func:`read_lines`.
+A large reply's list of lines grows through the capacities ``poplib``'s
+appends give it (:func:`_extend`), so that peak memory is ``poplib``'s.
+
 The result is what ``poplib._getlongresp`` returns for the same bytes:
 lines without their line ends, only ``..`` lines unstuffed, ``octets``
 counting each line with its line end, less one per unstuffed dot, and
@@ -16,18 +23,24 @@ counting each line with its line end, less one per unstuffed dot, and
 
 from __future__ import annotations
 
+import re
+import sys
+
 from ._errors import error_proto
 
 # Not typing.TYPE_CHECKING: the drop-in's import must not pay for typing
 # (type checkers treat any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 
-__all__ = ["read_lines", "poplib_line"]
+__all__ = ["read_lines", "read_reply", "poplib_line"]
 
 _TERMINATOR = b"\r\n.\r\n"
+# read_reply()'s searches: a line starting with a dot, a "." line.  Compiled
+# on first use, so that importing the drop-in stays cheap.
+_dot_searches: list[Any] = []
 
 
 def poplib_line(raw: bytes) -> bytes:
@@ -65,6 +78,41 @@ def _slow(region: bytes, lines: list[bytes], maxline: int) -> tuple[int, bool]:
     return octets, False
 
 
+# A list's size in memory: this plus one pointer per slot allocated.
+_EMPTY_LIST: Final = [].__sizeof__()
+_SLOT: Final = 8 if sys.maxsize > 2**32 else 4
+# CPython's lists count their allocated slots in __sizeof__ (3.10 to 3.13).
+_SIZED: Final = ([None] * 8).__sizeof__() == _EMPTY_LIST + 8 * _SLOT
+
+
+def _extend(lines: list[bytes], parts: list[bytes]) -> None:
+    """``lines += parts``, growing *lines* through the very capacities that
+    appending one line at a time (``poplib``) goes through.
+
+    A list grows by about an eighth each time it is full; extending by
+    many at once lands on other capacities.  For a large message the
+    allocator then sees a list of a size it has not seen (the previous
+    message's list, freed, set its threshold for mapping memory apart), and
+    may copy it from the heap into a mapping near the end, holding both for
+    a moment: peak memory above ``poplib``'s by the whole list.
+    """
+    if not _SIZED:  # pragma: no cover - a Python whose lists do not report their slots
+        lines += parts
+        return
+    start = 0
+    size = len(parts)
+    room = (lines.__sizeof__() - _EMPTY_LIST) // _SLOT - len(lines)
+    while size - start > room:
+        # Fill the list (no growth), then append one: the growth poplib's
+        # append makes.  (Extending by more would size the list otherwise,
+        # and an empty list extended is sized exactly.)
+        lines += parts[start : start + room]
+        lines.append(parts[start + room])
+        start += room + 1
+        room = (lines.__sizeof__() - _EMPTY_LIST) // _SLOT - len(lines)
+    lines += parts[start:] if start else parts
+
+
 def _fast(complete: bytes, lines: list[bytes], maxline: int) -> int | None:
     """Complete CRLF-ended lines with no terminator among them: unstuff
     and split at C speed; returns octets, or ``None`` (nothing done) if a
@@ -89,8 +137,65 @@ def _fast(complete: bytes, lines: list[bytes], maxline: int) -> int | None:
         and max(map(len, complete.split(b"\r\n"))) + 2 > maxline
     ):
         raise error_proto("line too long")
-    lines += parts
+    _extend(lines, parts)
     return len(complete) - stuffed
+
+
+def read_reply(file: Any, maxline: int) -> tuple[bytes, list[bytes], int] | None:
+    """The common case of a whole multi-line reply, status line included:
+    ``(status, lines, octets)`` as ``poplib`` would return them, or ``None``
+    (nothing consumed) when the case is not the common one.
+
+    The common case is what a server sends to one command at a time: the
+    reader's buffer (one ``recv``) holds exactly one reply, ending with the
+    terminator; every line ends with CRLF; the status line starts with
+    ``+`` and no line is overlong.  The terminator is then at the end (an
+    ``endswith``, no search), one search tells whether any line starts
+    with a dot (no unstuffing and no early terminator to look for
+    otherwise) and one ``splitlines`` cuts the lines, whose lengths show
+    any lone CR or LF.  Everything else (a reply
+    over several buffers, bytes after the terminator, a lone LF, ``-ERR``,
+    a line over *maxline*) returns ``None`` for the general path, which
+    reads it exactly as ``poplib`` does.
+    """
+    data: bytes = file.peek(1)
+    # poplib's limit counts the line end: the status line's LF is within
+    # the first *maxline* octets.
+    eol = data.find(b"\n", 0, maxline)
+    if eol < 1 or data[0] != 0x2B or data[eol - 1] != 0x0D or not data.endswith(_TERMINATOR):
+        return None
+    size = len(data)
+    # The body is data[eol + 1 : size - 3]: the terminator's CRLF before
+    # its dot ends the last line (or the status line: an empty body).
+    # poplib stops at the first "." line and unstuffs "..", nothing else.
+    # (A regular expression finds a two-octet string faster than find().)
+    stuffed = 0
+    if not _dot_searches:
+        _dot_searches[:] = (re.compile(rb"\n\.").search, re.compile(rb"\n\.\r\n").search)
+    dot_line, dot_only_line = _dot_searches
+    dot = dot_line(data, eol)
+    if dot is not None and dot.start() < size - 4:
+        if dot_only_line(data, eol, size - 3) is not None:
+            return None
+        if b"\n.." in data:
+            unstuffed = data.replace(b"\n..", b"\n.")
+            stuffed = size - len(unstuffed)
+            data = unstuffed
+    # One split cuts the status line, every line and the terminator line.
+    # It also splits at a lone CR or LF, where poplib does not (CR) or
+    # cuts differently (LF): then the octets between the lines are not
+    # two per line, and the general path takes the reply.
+    lines = data.splitlines()
+    lengths = list(map(len, lines))
+    if sum(lengths) != len(data) - 2 * len(lines):
+        return None
+    # poplib's limit is on the line as received (stuffed, with its CRLF).
+    if size > maxline and max(lengths) + 2 + (stuffed > 0) > maxline:
+        return None
+    file.read(size)
+    resp = lines[0]
+    del lines[0], lines[-1]
+    return resp, lines, size - eol - 4 - stuffed
 
 
 def read_lines(file: Any, maxline: int) -> tuple[list[bytes], int]:

@@ -289,10 +289,14 @@ class Client:
             while True:
                 # Replies already received need no request round trips.
                 sock = self._sock
-                ready = batch.take_buffered() if sock is not None else None
-                if ready is not None:
-                    yield ready
-                    continue
+                if sock is not None:
+                    ready = batch.take_all_buffered()
+                    if ready:
+                        for item in ready:
+                            yield item
+                            if self._sock is None:
+                                break  # closed meanwhile: hand out no more
+                        continue
                 if sock is not None and batch.wants_bytes():
                     batch.feed(sock.recv(_BULK_RECV))
                     continue

@@ -667,6 +667,60 @@ def test_retrieve_many_beside_another_task(flavor: Flavor) -> None:
         flavor.run(main)
 
 
+def test_retrieve_many_reads_straight_into_the_batch(
+    flavor: Flavor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the next reply only lacks bytes, the iterator reads them
+    itself (no operation, no request round trips), as the blocking client
+    does; the messages are the same, in order, streamed or whole."""
+    # Enough octets that the replies arrive over many reads.
+    line = b".dotted line\r\n" + b"y" * 70 + b"\r\n"
+    many = [b"Subject: %d\r\n\r\n" % n + line * (n % 50) for n in range(300)]
+    expected = [expected_body(m) for m in many]
+    direct: list[bool] = []
+    feed = AsyncClientBase._feed
+
+    async def spy(self: AsyncClientBase, batch: Any) -> bool:
+        done = await feed(self, batch)
+        direct.append(done)
+        return done
+
+    monkeypatch.setattr(AsyncClientBase, "_feed", spy)
+
+    async def main() -> None:
+        async with await flavor.open(host, port, tls="none") as client:
+            await client.login("alice", PASSWORD)
+            numbers = list(range(1, len(many) + 1))
+            got = [item async for item in client.retrieve_many(numbers)]
+            assert got == list(zip(numbers, expected, strict=True))
+            assert any(direct)
+            direct.clear()
+            parts: dict[int, bytearray] = {}
+            ends: list[int] = []
+
+            def sink(number: int, data: bytes) -> None:
+                if data:
+                    parts.setdefault(number, bytearray()).extend(data)
+                else:
+                    ends.append(number)
+
+            assert await client.retrieve_many_into(numbers, sink) == len(numbers)
+            assert ends == numbers
+            assert [bytes(parts.get(n, b"")) for n in numbers] == expected
+            assert any(direct)
+            # Busy (another operation is pretended to run) or closed: no
+            # direct read, the batch's own step goes on.
+            messages = client.retrieve_many(numbers[:3])
+            assert await messages.__anext__() == (1, expected[0])
+            client._owner = object()
+            assert await client._feed(messages.batch) is False
+            client._owner = None
+            await messages.aclose()
+
+    with running_server("sync", MemoryBackend({"alice": many})) as (host, port):
+        flavor.run(main)
+
+
 def test_leaving_retrieve_many_early(flavor: Flavor) -> None:
     async def main() -> None:
         async with await flavor.open(host, port, tls="none") as client:

@@ -224,6 +224,23 @@ def test_retrieve_many_into_sink_marks_message_ends() -> None:
     assert bodies == {2: expected_body(FAKE_MESSAGES[1]), 1: expected_body(FAKE_MESSAGES[0])}
 
 
+def test_retrieve_many_error_among_replies_read_ahead() -> None:
+    """A -ERR among replies read ahead (another command ran mid-batch) is
+    raised in its turn, after the messages before it, in bulk or not."""
+    config = FakeConfig(sasl=(), greeting="hi")
+    with serve(config) as server, Client("127.0.0.1", server.port, tls="none") as client:
+        client.login("alice", PASSWORD)
+        messages = client.retrieve_many([1, 2, 42, 3])
+        assert next(messages) == (1, expected_body(FAKE_MESSAGES[0]))
+        client.noop()  # reads every reply still owed to the batch first
+        assert next(messages) == (2, expected_body(FAKE_MESSAGES[1]))
+        with pytest.raises(CommandFailed) as failed:
+            next(messages)
+        assert failed.value.response == pop3proto.Err("no such message")
+        client.noop()  # the session goes on
+        assert client.retrieve(3) == expected_body(FAKE_MESSAGES[2])
+
+
 def test_leaving_retrieve_many_early_then_more_commands() -> None:
     config = FakeConfig(messages=[b"m%d\r\n" % n for n in range(30)], sasl=(), greeting="hi")
     with serve(config) as server, Client("127.0.0.1", server.port, tls="none") as client:
@@ -238,25 +255,25 @@ def test_leaving_retrieve_many_early_then_more_commands() -> None:
     assert server.session.committed == [5, 6]
 
 
-def test_retrieve_many_after_close_takes_nothing_more() -> None:
-    """Replies already received are not handed out once the client is closed."""
+def test_retrieve_many_after_close_takes_nothing_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replies already received are not handed out once the client is
+    closed, not even those the runner took from the batch in bulk."""
+    asked: list[int] = []
+    take = RetrieveBatch.take_all_buffered
+
+    def spy(self: RetrieveBatch) -> list[tuple[int, bytes]]:
+        taken = take(self)
+        asked.append(len(taken))
+        return taken
+
+    monkeypatch.setattr(RetrieveBatch, "take_all_buffered", spy)
     config = FakeConfig(messages=[b"m%d\r\n" % n for n in range(10)], sasl=(), greeting="hi")
     with serve(config) as server, Client("127.0.0.1", server.port, tls="none") as client:
         client.login("alice", PASSWORD)
         messages = client.retrieve_many(range(1, 11), window=8)
         assert next(messages) == (1, b"m0\r\n")
-        batch = client.core._batch
-        assert isinstance(batch, RetrieveBatch)
-        asked: list[bool] = []
-        take = batch.take_buffered
-
-        def spy() -> tuple[int, bytes] | None:
-            asked.append(True)
-            return take()
-
-        batch.take_buffered = spy  # type: ignore[method-assign]
         assert next(messages)[0] == 2
-        assert asked  # the fast path is used while open...
+        assert any(asked)  # the fast path is used while open...
         asked.clear()
         client.close()
         with pytest.raises(ConnectionLost, match="closed"):
