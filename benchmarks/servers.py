@@ -27,9 +27,12 @@ Servers measured:
   ``IMailbox``.  When this interpreter has no Twisted, it is installed
   with pip into a throw-away virtual environment for the run (never a
   dependency of the project); skipped with a note if that fails.
-* ``asyncio2-maildir``: the asyncio server in two worker processes on one
-  listening socket (what ``pop3proto serve --workers 2`` runs); its CPU
-  figure counts both.
+* ``asyncio2-maildir``: the asyncio server in two worker processes, each
+  on its own socket of one ``SO_REUSEPORT`` group that routes connections
+  by source address (what ``pop3proto serve --workers 2`` runs on Linux);
+  its CPU figure counts both.  The load comes from one loopback address
+  per concurrent session (127.0.0.1, 127.0.0.2, ...) for every server, so
+  that the routing spreads it.
 
 Run: ``python benchmarks/servers.py`` (``--quick`` for a short run,
 ``--only asyncio-maildir,dovecot-maildir`` for a subset, ``--profile
@@ -47,6 +50,7 @@ import cProfile
 import grp
 import importlib
 import io
+import ipaddress
 import os
 import pstats
 import pwd
@@ -185,12 +189,19 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
         "max_connections": 10_000,
     }
     if kind == "asyncio2":
-        # Two worker processes accepting on one listening socket, as
-        # ``pop3proto serve --workers 2`` runs them.
-        listener = socket.create_server((HOST, 0), backlog=1024)
-        options["sock"] = listener
-        _announce(listener.getsockname()[1])
+        # Two worker processes, each client address routed to one of them,
+        # as ``pop3proto serve --workers 2`` runs them.
+        from pop3proto.adapters.cli._workers import open_listener
+
+        listeners, unrouted = open_listener(HOST, 0, 2)
+        if unrouted:
+            print(f"asyncio2: {unrouted}: the workers share one socket", file=sys.stderr)
+        _announce(listeners[0].getsockname()[1])
         relay_to = os.fork()  # the parent relays SIGTERM and reaps the worker
+        options["sock"] = listeners[0] if relay_to else listeners[-1]
+        for other in listeners:
+            if other is not options["sock"]:
+                other.close()
         kind = "asyncio"
     else:
         relay_to = 0
@@ -607,10 +618,11 @@ class _SessionProtocol(asyncio.Protocol):
             self.done.set_result(b"".join(self.chunks))
 
 
-async def one_session(host: str, port: int, user: str, work: Workload) -> int:
+async def one_session(host: str, port: int, user: str, work: Workload, source: str) -> int:
     """One complete session; returns the message octets received.
 
-    The greeting and the login go through the engine's client role; the
+    The connection comes from the loopback address *source*.  The
+    greeting and the login go through the engine's client role; the
     batch is sent as precomputed bytes and its replies, read until the
     server closes after QUIT, are checked against the expected wire bytes
     (the engine's body parser would cost the load generator about as much
@@ -619,7 +631,7 @@ async def one_session(host: str, port: int, user: str, work: Workload) -> int:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     transport, _ = await loop.create_connection(
-        lambda: _SessionProtocol(user, work, done), host, port
+        lambda: _SessionProtocol(user, work, done), host, port, local_addr=(source, 0)
     )
     try:
         return work.check(await done)
@@ -675,10 +687,10 @@ async def generate_load(
     t0 = loop.time() + warmup
     t1 = t0 + duration
 
-    async def worker(user: str) -> None:
+    async def worker(user: str, source: str) -> None:
         while loop.time() < t1:
             try:
-                octets = await one_session(HOST, port, user, work)
+                octets = await one_session(HOST, port, user, work, source)
             except (OSError, SessionFailed, pop3proto.ProtocolError) as exc:
                 if t0 <= loop.time() <= t1:
                     result.errors += 1
@@ -689,7 +701,12 @@ async def generate_load(
                 result.sessions += 1
                 result.octets += octets
 
-    tasks = [asyncio.create_task(worker(u)) for u in names]
+    # One loopback address per session slot (127.0.0.1 and up), so that
+    # address routing (``asyncio2``) spreads the load as many clients would.
+    tasks = [
+        asyncio.create_task(worker(u, str(ipaddress.IPv4Address(HOST) + i)))
+        for i, u in enumerate(names)
+    ]
     await asyncio.sleep(warmup)
     cpu0 = time.process_time()
     user0, system0 = server_cpu() if server_cpu else (0.0, 0.0)
