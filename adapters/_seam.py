@@ -34,8 +34,10 @@ Requests and the answer each one expects:
 * :class:`Call` -> :class:`CallResult`: run a call that may block (a
   backend or authenticator method: disk, database, password hashing) where
   it cannot stall other connections, and answer with what it returned or
-  raised; server only, and only the event-loop servers ask (a blocking
-  server runs each connection in its own thread and calls directly).
+  raised; server only.  The event-loop servers run it in a worker thread
+  (or await it); the blocking server makes it in the connection's own
+  thread after giving up its run token, so that only this connection
+  waits.
 * :class:`Sleep` -> ``None``: wait ``seconds`` before the next action
   without holding up any other connection (on the event loop, or in the
   connection's own thread); server only: a failed login's delay.

@@ -28,7 +28,10 @@ The backends: :class:`~._maildir.MaildirBackend` (a Maildir on disk) and
 Where each method runs (what a backend may assume):
 
 * The blocking server calls every method from the connection's own
-  thread.
+  thread.  One connection thread runs at a time (a run token, which the
+  thread gives up while it waits for its client and while it makes the
+  calls listed below as made in a worker thread), so what runs on the
+  loop of the other servers should be quick there too.
 * The asyncio and trio servers call :meth:`MaildropBackend.open`,
   :meth:`Maildrop.messages` and :meth:`Maildrop.commit` in a worker thread
   of a bounded pool (``Server(worker_threads=...)``), never on the event

@@ -203,6 +203,7 @@ class Server(ServerBase):
 
     stls_supported = STLS_SUPPORTED
     offloads = True
+    awaits = True
 
     def _init_io(self) -> None:
         stls_wanted = self.ssl_context is not None and not self.implicit_tls

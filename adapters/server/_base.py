@@ -56,6 +56,9 @@ class ServerBase:
     #: Whether sessions hand calls that may block to the runtime (an event
     #: loop must not make them itself; see ``ServerSession(offload=)``).
     offloads: ClassVar[bool] = False
+    #: Whether the runtime can await a backend's coroutine functions
+    #: (:class:`AsyncMaildropBackend`): only the event-loop servers can.
+    awaits: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -78,7 +81,7 @@ class ServerBase:
         """Check the arguments; see the class docstring."""
         if worker_threads < 1:
             raise ValueError("worker_threads must be at least 1")
-        if not self.offloads and inspect.iscoroutinefunction(getattr(backend, "open", None)):
+        if not self.awaits and inspect.iscoroutinefunction(getattr(backend, "open", None)):
             raise TypeError(
                 "this backend's open() is a coroutine function: serve it with the "
                 "asyncio or trio server"

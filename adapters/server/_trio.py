@@ -238,6 +238,7 @@ class Server(ServerBase):
     """
 
     offloads = True
+    awaits = True
 
     def _init_io(self) -> None:
         self._limiter = trio.CapacityLimiter(self.worker_threads)

@@ -542,6 +542,33 @@ def test_client_that_never_reads_a_50mb_message(kind: str, big_maildir: Path) ->
     )
 
 
+@pytest.mark.parametrize("kind", RUNTIMES)
+def test_a_client_that_never_reads_holds_up_no_one_else(kind: str) -> None:
+    """While one client's RETR of 8 MB is stalled (it reads nothing, the
+    buffers are full and the server's write waits), another client logs in
+    and is answered at once: the blocking server's connection thread gives
+    up its run token while its write waits."""
+    store = MemoryBackend({"alice": [(b"x" * 78 + b"\r\n") * (8 * MB // 80)], "bob": [b"hi\r\n"]})
+    config = ServerConfig(idle_timeout=30)
+    with serve(kind, store, config=config) as running, socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(running.address)
+        login(sock)
+        sock.sendall(b"RETR 1\r\n")
+        time.sleep(0.5)  # every buffer fills, then the server's write waits
+        started = time.monotonic()
+        host, port = running.address
+        pop = poplib.POP3(host, port, timeout=10)
+        pop.user("bob")
+        pop.pass_(BOB_PASSWORD)
+        assert pop.stat()[0] == 1
+        pop.quit()
+        assert time.monotonic() - started < 5.0
+        sock.close()
+        running.wait_idle(timeout=10)
+
+
 # ---------------------------------------------------------------------------
 # STLS injection
 # ---------------------------------------------------------------------------
