@@ -111,3 +111,30 @@ def test_noop_stays_fast_while_others_hash_and_open(kind: str) -> None:
         f"NOOP median {statistics.median(noops) * 1000:.1f} ms; failed login median "
         f"{statistics.median(failures) * 1000:.0f} ms; open {min(opens) * 1000:.0f} ms"
     )
+
+
+class FailingCommitBackend(MemoryBackend):
+    """Every maildrop's ``commit()`` raises, as a broken disk would."""
+
+    def open(self, user: str) -> Any:
+        maildrop = super().open(user)
+
+        def commit(deleted: Any) -> bool:
+            raise OSError("disk on fire")
+
+        maildrop.commit = commit  # type: ignore[method-assign]
+        return maildrop
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio", "trio"])
+def test_a_handed_over_call_that_raises_is_answered(kind: str) -> None:
+    """What a call made outside the session raised comes back to it: a
+    failed commit is ``-ERR [SYS/TEMP]``, and nothing is deleted."""
+    backend = FailingCommitBackend({"alice": [MESSAGE, MESSAGE]})
+    with running_server(kind, backend, authenticator()) as running:
+        with sync_client.Client(*running.address, tls="none", timeout=60) as alice:
+            alice.login("alice", PASSWORD, mechanism="USER")
+            alice.delete(1)
+            assert alice.quit() is False
+        running.wait_idle()
+    assert len(backend.open("alice").messages()) == 2
