@@ -152,6 +152,12 @@ def write_maildirs(
                 os.chown(path, *owner)
     if owner is not None:
         os.chown(root, *owner)
+    # Mail is delivered some time before its owner logs in: let the
+    # directories' timestamps settle, so that a server may trust a listing
+    # it made (our Maildir backend's SETTLED_NS; Dovecot has such a rule).
+    from pop3proto.adapters.mailstore._maildir import SETTLED_NS
+
+    time.sleep(SETTLED_NS / 1e9 + 0.1)
 
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -36,6 +37,14 @@ LOCK_FILE_NAME = ".pop3proto.lock"
 DEFAULT_CACHE_SIZE = 100_000
 
 _CacheKey = tuple[str, int, int]  # (unique name, stored size, mtime)
+# What new/ and cur/ looked like when they were listed: for each, (st_dev,
+# st_ino, st_mtime_ns, st_ctime_ns).
+_Stamp = tuple[tuple[int, int, int, int], ...]
+#: A listing is reused only if both directories were last changed at least
+#: this long before it was taken: a file system that keeps timestamps in
+#: whole seconds (or two, FAT) could otherwise give a delivery made just
+#: after the listing the very mtime the directory already had.
+SETTLED_NS = 3_000_000_000
 _Ident = tuple[int, int, int]  # (st_dev, st_ino, st_uid) of a listed file
 
 
@@ -297,7 +306,8 @@ class MaildirBackend:
             its own snapshot, and a message another session removed first
             counts as removed at commit.
         cache_size: the most message sizes cached (default 100,000, about
-            27 MiB; 0 turns the cache off).
+            60 MiB with the listings kept beside them; 0 turns the cache,
+            and the reuse of listings, off).
 
     Messages are listed from ``new/`` and ``cur/`` (files whose name starts
     with ``.`` are skipped, as Maildir readers do), sorted by modification
@@ -308,7 +318,11 @@ class MaildirBackend:
     unique-id by ``(unique name, stored size, mtime)``.  The cache holds the
     messages found by the latest scan of each Maildir (a message deleted or
     changed drops out at the next login), and at most *cache_size* entries
-    in all: the Maildirs opened least recently are dropped first.
+    in all: the Maildirs opened least recently are dropped first.  With its
+    sizes, each Maildir keeps its latest listing: a login to a Maildir whose
+    ``new/`` and ``cur/`` have not changed since (same mtime and ctime, both
+    older than :data:`SETTLED_NS` when it was listed) reuses it and makes no
+    ``lstat`` per message.
     """
 
     def __init__(
@@ -338,6 +352,9 @@ class MaildirBackend:
         # least recently scanned first.
         self._infos: OrderedDict[str, dict[_CacheKey, MessageInfo]] = OrderedDict()
         self._cached = 0
+        # Maildir path -> (stamp of new/ and cur/, entries) of its latest
+        # scan, kept while the path is in _infos (see _scan).
+        self._listings: dict[str, tuple[_Stamp, list[_MaildirEntry]]] = {}
         self._infos_lock = threading.Lock()
 
     def path_for(self, user: str) -> str:
@@ -393,14 +410,48 @@ class MaildirBackend:
         return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)
 
     def _scan(self, path: str) -> list[_MaildirEntry]:
+        """The messages of the Maildir at *path*, in order.
+
+        A Maildir's files are never changed in place: delivering, moving,
+        renaming and removing a message all change the entries of ``new/``
+        or ``cur/``, and with them the directory's mtime and ctime.  So when
+        neither directory changed since the previous scan, that scan's
+        listing is still the truth, and the login costs two ``lstat`` calls
+        instead of one per message (Dovecot skips its rescans the same
+        way).  A listing is kept only when both directories had settled
+        (:data:`SETTLED_NS`) before it was taken, and only while the
+        Maildir's sizes are cached (*cache_size* ``0`` keeps none).
+        """
+        started = time.time_ns()
+        stamps = []
+        for sub in ("new", "cur"):
+            # new/ or cur/ replaced by a link would list (and serve) the
+            # files of another directory.
+            st = os.lstat(os.path.join(path, sub))
+            if stat.S_ISLNK(st.st_mode):
+                raise MaildropError(f"{sub}/ of the Maildir is a symbolic link; not served")
+            stamps.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+        stamp = tuple(stamps)
+        with self._infos_lock:
+            listed = self._listings.get(path)
+            if listed is not None and listed[0] == stamp:
+                self._infos.move_to_end(path)
+                return list(listed[1])
+        entries = self._list(path)
+        settled = all(started - max(s[2], s[3]) >= SETTLED_NS for s in stamps)
+        if settled:
+            with self._infos_lock:
+                # Only a listing whose every size is cached: what is kept
+                # stays within cache_size.
+                if len(self._infos.get(path, ())) == len(entries):
+                    self._listings[path] = (stamp, list(entries))
+        return entries
+
+    def _list(self, path: str) -> list[_MaildirEntry]:
         found: list[tuple[int, str, str, int, _Ident]] = []
         colon = self.colon
         for sub in ("new", "cur"):
             folder = os.path.join(path, sub)
-            # new/ or cur/ replaced by a link would list (and serve) the
-            # files of another directory.
-            if os.path.islink(folder):
-                raise MaildropError(f"{sub}/ of the Maildir is a symbolic link; not served")
             with os.scandir(folder) as it:
                 for entry in it:
                     name = entry.name
@@ -425,6 +476,7 @@ class MaildirBackend:
         with self._infos_lock:
             # Taken out: what this scan does not find again is forgotten.
             cache = self._infos.pop(path, {})
+            self._listings.pop(path, None)
             self._cached -= len(cache)
         fresh: dict[_CacheKey, MessageInfo] = {}
         entries: list[_MaildirEntry] = []
@@ -452,7 +504,8 @@ class MaildirBackend:
             while self._cached > self.cache_size:
                 # The least recently scanned Maildir goes first (never the
                 # one just stored: it holds at most cache_size entries).
-                _, dropped = self._infos.popitem(last=False)
+                gone, dropped = self._infos.popitem(last=False)
+                self._listings.pop(gone, None)
                 self._cached -= len(dropped)
 
     def _info(self, unique: str, path: str, ident: _Ident) -> MessageInfo:
