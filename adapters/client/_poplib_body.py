@@ -178,7 +178,8 @@ def read_reply(file: Any, maxline: int) -> tuple[bytes, list[bytes], int] | None
         if dot_only_line(data, eol, size - 3) is not None:
             return None
         if b"\n.." in data:
-            unstuffed = data.replace(b"\n..", b"\n.")
+            # (Faster than replace() when most lines are stuffed.)
+            unstuffed = b"\n.".join(data.split(b"\n.."))
             stuffed = size - len(unstuffed)
             data = unstuffed
     # One split cuts the status line, every line and the terminator line.
