@@ -50,7 +50,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import inspect
 import logging
@@ -74,11 +73,11 @@ from ._loop import (
     Closing,
     LoopAnswer,
     LoopRequest,
-    apply_call,
     closing,
     discard_call,
     serve_session,
 )
+from ._threads import ThreadPool
 
 __all__ = ["Server", "serve", "STLS_SUPPORTED"]
 
@@ -99,6 +98,36 @@ else:  # pragma: no cover - Python 3.10
 
     async def _within(aw: Awaitable[T], delay: float) -> T:
         return await asyncio.wait_for(aw, delay)
+
+
+def _settle(
+    future: asyncio.Future[Any],
+    call: Call,
+    pool: ThreadPool,
+    value: Any,
+    error: BaseException | None,
+) -> None:
+    """On the loop: hand a worker thread's outcome to the session waiting
+    for it, or, if that session was abandoned meanwhile (``close()``),
+    release what the call acquired, in a worker thread again (releasing
+    may block too)."""
+    if future.cancelled():
+        if error is None and call.discard is not None:
+            try:
+                pool.submit(discard_call, (call, [value]), _ignore)
+            except RuntimeError:
+                # The pool is shut down (the server is closed): here, then,
+                # rather than leave a maildrop locked.
+                discard_call(call, [value])
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+
+
+def _ignore(value: Any, error: BaseException | None) -> None:
+    """The report of a discard (which logs its own errors)."""
 
 
 class _SendStalled(Exception):
@@ -216,7 +245,7 @@ class Server(ServerBase):
         self._stopped: asyncio.Event | None = None
         # Created on first use (a loop-less constructor), shut down in
         # wait_closed().
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: ThreadPool | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -299,10 +328,10 @@ class Server(ServerBase):
         accepting = self._accepting
         if accepting is not None:
             await asyncio.gather(accepting, return_exceptions=True)
-        executor, self._executor = self._executor, None
-        if executor is not None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
             # Calls in flight finish in their threads (no waiting here).
-            executor.shutdown(wait=False)
+            pool.shutdown()
 
     async def __aenter__(self) -> Server:
         if self._listener is None:
@@ -499,20 +528,23 @@ class Server(ServerBase):
         try:
             if inspect.iscoroutinefunction(call.fn):
                 return CallResult(await call.fn(*call.args))
-            executor = self._executor
-            if executor is None:
-                executor = self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.worker_threads, thread_name_prefix="pop3proto-worker"
-                )
-            box: list[Any] = []
-            done = executor.submit(apply_call, call, box)
-            try:
-                return CallResult(await asyncio.wrap_future(done))
-            except asyncio.CancelledError:
-                # Abandoned (close()): the thread runs on; release what it
-                # acquires once it is done.
-                done.add_done_callback(lambda _: discard_call(call, box))
-                raise
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = ThreadPool(self.worker_threads)
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+
+            def report(value: Any, error: BaseException | None) -> None:
+                # In the worker thread.
+                try:
+                    loop.call_soon_threadsafe(_settle, future, call, pool, value, error)
+                except RuntimeError:
+                    # The loop is closed: nobody waits for the value.
+                    if error is None:
+                        discard_call(call, [value])
+
+            pool.submit(call.fn, call.args, report)
+            return CallResult(await future)
         except Exception as exc:
             return CallResult(error=exc)
 

@@ -61,7 +61,6 @@ __all__ = [
     "LoopRequest",
     "RECV_SIZE",
     "closing",
-    "apply_call",
     "discard_call",
     "serve_session",
 ]
@@ -86,14 +85,6 @@ LoopAnswer = bytes | CallResult | None
 
 _RECEIVE = Receive()
 _START_TLS = StartTLS()
-
-
-def apply_call(call: Call, box: list[Any]) -> Any:
-    """``call.fn(*call.args)``: what a worker thread runs for a :class:`Call`;
-    the value is also put in *box*, for :func:`discard_call`."""
-    value = call.fn(*call.args)
-    box.append(value)
-    return value
 
 
 def discard_call(call: Call, box: list[Any]) -> None:

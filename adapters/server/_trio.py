@@ -65,7 +65,9 @@ import os
 import socket
 import ssl
 from collections.abc import Generator
+from typing import Any
 
+import outcome  # trio's own dependency
 import trio  # type: ignore[import-untyped, unused-ignore]
 
 from .._seam import Call, CallResult, Send, Sleep, StartTLS
@@ -81,10 +83,10 @@ from ._loop import (
     Closing,
     LoopAnswer,
     LoopRequest,
-    apply_call,
     closing,
     serve_session,
 )
+from ._threads import ThreadPool
 
 __all__ = ["Server", "serve"]
 
@@ -202,6 +204,13 @@ async def _receive_plain(sock: trio.socket.SocketType, size: int = RECV_SIZE) ->
     return data
 
 
+def _wait_for_thread(raise_cancel: Any) -> Any:
+    """A session waiting for a worker thread is not interrupted by
+    cancellation: it gets the call's value, and releases what the call
+    acquired (a locked maildrop) on its way out."""
+    return trio.lowlevel.Abort.FAILED
+
+
 class Server(ServerBase):
     """A trio POP3 server.
 
@@ -241,7 +250,7 @@ class Server(ServerBase):
     awaits = True
 
     def _init_io(self) -> None:
-        self._limiter = trio.CapacityLimiter(self.worker_threads)
+        self._pool: ThreadPool | None = None
         self._listener: trio.SocketListener | None = None
         self._address: tuple[str, int] | None = None
         self._scope: trio.CancelScope | None = None
@@ -301,6 +310,10 @@ class Server(ServerBase):
                         scope.cancel()
         finally:
             self._closing = True
+            # Every session has ended, so no call is running any more.
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown()
             await trio.aclose_forcefully(listener)
 
     def shutdown(self) -> None:
@@ -480,11 +493,20 @@ class Server(ServerBase):
         try:
             if inspect.iscoroutinefunction(call.fn):
                 return CallResult(await call.fn(*call.args))
-            # Cancelled meanwhile, trio waits for the thread and still
-            # returns its value (the session then releases what it holds),
-            # so nothing needs discarding here.
-            value = await trio.to_thread.run_sync(apply_call, call, [], limiter=self._limiter)
-            return CallResult(value)
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = ThreadPool(self.worker_threads)
+            token = trio.lowlevel.current_trio_token()
+            task = trio.lowlevel.current_task()
+
+            def report(value: Any, error: BaseException | None) -> None:
+                # In the worker thread.  The task waits for this (see
+                # _wait_for_thread), so the run cannot be over yet.
+                result = outcome.Value(value) if error is None else outcome.Error(error)
+                token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+            pool.submit(call.fn, call.args, report)
+            return CallResult(await trio.lowlevel.wait_task_rescheduled(_wait_for_thread))
         except Exception as exc:
             return CallResult(error=exc)
 
