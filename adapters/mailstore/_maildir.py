@@ -378,11 +378,40 @@ class MaildirBackend:
     def open(self, user: str) -> MaildirMaildrop:
         """Lock and snapshot the Maildir of *user*; see :class:`MaildropBackend`."""
         path = self.path_for(user)
+        lock_path = os.path.join(path, LOCK_FILE_NAME)
+        # A Maildir served before has its lock file, and the scan below
+        # looks at new/ and cur/ anyway: only a Maildir seen for the first
+        # time (or one that lost a directory) is checked, and created,
+        # sub-directory by sub-directory.  A login then costs four system
+        # calls in the worker thread instead of seven.
         try:
-            self._ensure(path)
-            fd = os.open(os.path.join(path, LOCK_FILE_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            fd = -1
         except OSError as exc:
             raise MaildropError(f"cannot open the Maildir: {exc.strerror}") from exc
+        if fd < 0:
+            return self._open_new(path, lock_path)
+        try:
+            return self._lock_and_scan(path, fd)
+        except FileNotFoundError:
+            # new/ or cur/ is gone (_lock_and_scan closed the lock file).
+            return self._open_new(path, lock_path)
+
+    def _open_new(self, path: str, lock_path: str) -> MaildirMaildrop:
+        try:
+            self._ensure(path)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise MaildropError(f"cannot open the Maildir: {exc.strerror}") from exc
+        try:
+            return self._lock_and_scan(path, fd)
+        except FileNotFoundError as exc:  # pragma: no cover - removed again at once
+            raise MaildropError(f"cannot read the Maildir: {exc.strerror}") from exc
+
+    def _lock_and_scan(self, path: str, fd: int) -> MaildirMaildrop:
+        """Lock the open lock file *fd* and list the Maildir; *fd* is
+        closed if that fails (FileNotFoundError: new/ or cur/ is missing)."""
         try:
             # Non-blocking: a second session must get -ERR [IN-USE] at once
             # (RFC 1939 §8 and RFC 2449 §8.1.2), not hang.  flock locks
@@ -396,15 +425,19 @@ class MaildirBackend:
         except OSError as exc:  # pragma: no cover - ENOLCK and the like, from NFS
             os.close(fd)
             raise MaildropError(f"cannot lock the Maildir: {exc.strerror}") from exc
-        # Listing a Maildir that _ensure() found fails only with EACCES (a
-        # Maildir of another user: not when the tests run as root) or EIO,
-        # or when interrupted; either way the lock must not leak.
+        # Listing fails with ENOENT when new/ or cur/ is missing, otherwise
+        # only with EACCES (a Maildir of another user: not when the tests
+        # run as root) or EIO, or when interrupted; either way the lock
+        # must not leak.
         try:
             entries = self._scan(path)
+        except FileNotFoundError:
+            os.close(fd)
+            raise
         except OSError as exc:  # pragma: no cover - see above
             os.close(fd)
             raise MaildropError(f"cannot read the Maildir: {exc.strerror}") from exc
-        except BaseException:  # pragma: no cover - see above
+        except BaseException:
             os.close(fd)
             raise
         return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)

@@ -199,3 +199,56 @@ def test_users_file_removed_while_serving_keeps_the_users_loaded(
         assert auth.check_password("alice", "pw")
         assert not auth.check_password("alice", "other")
     assert caplog.records == []
+
+
+@needs_proc
+@pytest.mark.parametrize("lost", ["new", "cur"])
+def test_a_served_maildir_that_lost_a_directory(tmp_path: Path, lost: str) -> None:
+    """A Maildir served before (its lock file is there) is not checked
+    again at each login; one that lost new/ or cur/ since gets it back
+    (create=True) or is refused (create=False), without leaking the lock
+    file's descriptor either way."""
+    maildir(tmp_path / "u", b"one\n")
+    MaildirBackend(tmp_path, per_user=True).open("u").close()
+    assert (tmp_path / "u" / ".pop3proto.lock").exists()
+    shutil.rmtree(tmp_path / "u" / lost)
+    before = open_fds()
+    with pytest.raises(MaildropError, match="no Maildir for this user"):
+        MaildirBackend(tmp_path, per_user=True, create=False).open("u")
+    assert open_fds() == before
+    drop = MaildirBackend(tmp_path, per_user=True).open("u")
+    try:
+        assert (tmp_path / "u" / lost).is_dir()
+        assert len(drop.messages()) == (0 if lost == "new" else 1)
+    finally:
+        drop.close()
+    assert open_fds() == before
+
+
+def test_a_maildir_without_tmp_is_served_once_it_has_been(tmp_path: Path) -> None:
+    """tmp/ is for delivering agents: a reader does not need it.  Checked
+    (and created) at the first login only."""
+    maildir(tmp_path, b"one\n")
+    (tmp_path / "tmp").rmdir()
+    MaildirBackend(tmp_path).open("u").close()
+    assert (tmp_path / "tmp").is_dir()
+    (tmp_path / "tmp").rmdir()
+    drop = MaildirBackend(tmp_path, create=False).open("u")
+    try:
+        assert len(drop.messages()) == 1
+    finally:
+        drop.close()
+
+
+def test_a_lock_file_that_cannot_be_opened_is_an_error(tmp_path: Path) -> None:
+    maildir(tmp_path, b"one\n")
+    (tmp_path / ".pop3proto.lock").mkdir()  # a directory: EISDIR on O_RDWR
+    with pytest.raises(MaildropError, match="cannot open the Maildir"):
+        MaildirBackend(tmp_path).open("u")
+
+
+def test_a_maildir_whose_cur_is_a_file_cannot_be_opened(tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    (tmp_path / "cur").write_bytes(b"not a directory")
+    with pytest.raises(MaildropError, match="cannot open the Maildir"):
+        MaildirBackend(tmp_path).open("u")
