@@ -168,14 +168,23 @@ class BodyWriter:
         # chunks of mail have neither and go out as they are.  (A compiled
         # regex that starts with a literal LF is a faster scan than
         # bytes.count(b"\r\n").)
-        if _FIND_BARE_LF_OR_LF_DOT(chunk) is not None:
-            if _FIND_BARE_LF(chunk) is not None:
+        found = _FIND_BARE_LF_OR_LF_DOT(chunk)
+        if found is not None:
+            start = found.start()
+            # A one-octet match is a bare LF.  A two-octet one is an LF-dot
+            # after a CR: a bare LF, if any, comes later (the scan goes on
+            # from there, not from the start).
+            if found.end() - start == 1 or _FIND_BARE_LF(chunk, start + 2) is not None:
                 out = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 if self.last == b"\r" and chunk[:1] == b"\n":
                     # The CR that pairs with this LF went out with the last chunk.
                     out = out[1:]
-            if _FIND_LF_DOT(out) is not None:
-                out = b"\n..".join(_SPLIT_LF_DOT(out))
+                if _FIND_LF_DOT(out) is not None:
+                    out = b"\n..".join(_SPLIT_LF_DOT(out))
+            else:
+                # CRLF throughout, and the match is a line that starts with
+                # a dot: no need to look for one again.
+                out = b"\n..".join(_SPLIT_LF_DOT(chunk))
         if self.last == b"\n" and out[:1] == b".":
             out = b"." + out
         self.last = out[-1:]
