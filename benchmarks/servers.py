@@ -676,6 +676,24 @@ class Result:
         return self.server_system * self.seconds / self.sessions * 1000
 
 
+class _Meter:
+    """The load generator's and the server's CPU time over the measured
+    seconds, into a :class:`Result`."""
+
+    def __init__(self, server_cpu: CpuProbe | None) -> None:
+        self.server_cpu = server_cpu
+        self.cpu0 = time.process_time()
+        self.server0 = server_cpu() if server_cpu else (0.0, 0.0)
+
+    def stop(self, result: Result, duration: float) -> None:
+        result.client_cpu = (time.process_time() - self.cpu0) / duration
+        if self.server_cpu is not None:
+            (user0, system0), (user1, system1) = self.server0, self.server_cpu()
+            result.server_cpu = (user1 - user0 + system1 - system0) / duration
+            result.server_system = (system1 - system0) / duration
+        result.seconds = duration
+
+
 async def generate_load(
     name: str,
     port: int,
@@ -714,15 +732,9 @@ async def generate_load(
         for i, u in enumerate(names)
     ]
     await asyncio.sleep(warmup)
-    cpu0 = time.process_time()
-    user0, system0 = server_cpu() if server_cpu else (0.0, 0.0)
+    meter = _Meter(server_cpu)
     await asyncio.sleep(max(0.0, t1 - loop.time()))
-    result.client_cpu = (time.process_time() - cpu0) / duration
-    if server_cpu is not None:
-        user1, system1 = server_cpu()
-        result.server_cpu = (user1 - user0 + system1 - system0) / duration
-        result.server_system = (system1 - system0) / duration
-    result.seconds = duration
+    meter.stop(result, duration)
     # Sessions still running finish (uncounted); a stuck one is cancelled.
     _, pending = await asyncio.wait(tasks, timeout=30)
     for task in pending:
@@ -779,9 +791,7 @@ def generate_load_lean(
     t0 = now + warmup
     t1 = t0 + duration
     retry: list[tuple[float, _Slot]] = []  # (when, slot) after a failure
-    measuring = False
-    cpu0 = 0.0
-    user0 = system0 = 0.0
+    meter: _Meter | None = None
 
     def start(slot: _Slot) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -852,24 +862,17 @@ def generate_load_lean(
         start(slot)
     while True:
         now = time.monotonic()
-        if not measuring and now >= t0:
-            measuring = True
-            cpu0 = time.process_time()
-            user0, system0 = server_cpu() if server_cpu else (0.0, 0.0)
-        if measuring and now >= t1:
+        if meter is None and now >= t0:
+            meter = _Meter(server_cpu)
+        if meter is not None and now >= t1:
             break
         if retry and retry[0][0] <= now:
             _, slot = retry.pop(0)
             start(slot)
-        timeout = min((t0 if not measuring else t1) - now, 0.01 if retry else 1.0)
+        timeout = min((t0 if meter is None else t1) - now, 0.01 if retry else 1.0)
         for key, _ in sel.select(max(timeout, 0.0)):
             readable(key.data)
-    result.client_cpu = (time.process_time() - cpu0) / duration
-    if server_cpu is not None:
-        user1, system1 = server_cpu()
-        result.server_cpu = (user1 - user0 + system1 - system0) / duration
-        result.server_system = (system1 - system0) / duration
-    result.seconds = duration
+    meter.stop(result, duration)
     # Sessions still running finish (uncounted); a stuck one is dropped.
     deadline = time.monotonic() + 30
     while sel.get_map() and time.monotonic() < deadline:
