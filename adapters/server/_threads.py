@@ -57,8 +57,8 @@ class ThreadPool:
         self.size = size
         self.name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # _threads, _idle and _busy change under _lock; _lock also serves
-        # the condition the exit hook waits on.
+        # _threads, _idle and _busy (jobs queued or running) change under
+        # _lock, which also serves the condition the exit hook waits on.
         self._lock = threading.Condition(threading.Lock())
         self._threads = 0
         self._idle = 0
@@ -79,8 +79,12 @@ class ThreadPool:
             if start:
                 self._threads += 1
                 number = self._threads
-            else:
+            elif self._idle:
                 self._idle -= 1
+            # Counted from now, not from when a thread takes it: the exit
+            # hook waits for a job still queued (a commit waiting for a
+            # free thread) as for one running.
+            self._busy += 1
         self._jobs.put((fn, args, report))
         if start:
             if number == 1:
@@ -99,7 +103,8 @@ class ThreadPool:
             self._jobs.put(None)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no call is running; whether that happened in time."""
+        """Wait until no call is running or waiting for a thread; whether
+        that happened in time."""
         with self._lock:
             return self._lock.wait_for(lambda: self._busy == 0, timeout)
 
@@ -111,8 +116,6 @@ class ThreadPool:
             if job is None:
                 return
             fn, args, report = job
-            with lock:
-                self._busy += 1
             try:
                 try:
                     value = fn(*args)

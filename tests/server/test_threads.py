@@ -244,3 +244,31 @@ def test_the_exit_hook_returns_at_once_when_nothing_runs() -> None:
     assert pool in set(_threads._pools)
     _threads._wait_for_running_calls()  # (would hang EXIT_WAIT if it waited)
     pool.shutdown()
+
+
+def test_the_interpreter_exit_waits_for_a_queued_call_too(tmp_path: Any) -> None:
+    """A call still waiting for a free thread at exit (a commit behind a
+    slow password check) runs before the process ends."""
+    import subprocess
+    import sys
+    import textwrap
+
+    done = tmp_path / "done"
+    script = textwrap.dedent(
+        f"""
+        import threading, time
+        from pop3proto.adapters.server._threads import ThreadPool
+        started = threading.Event()
+        def slow():
+            started.set()
+            time.sleep(0.3)
+        def commit():
+            open({str(done)!r}, "w").close()
+        pool = ThreadPool(1)
+        pool.submit(slow, (), lambda value, error: None)
+        pool.submit(commit, (), lambda value, error: None)
+        started.wait(10)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert done.exists()
