@@ -263,6 +263,7 @@ def test_the_interpreter_exit_waits_for_a_queued_call_too(tmp_path: Any) -> None
             started.set()
             time.sleep(0.3)
         def commit():
+            time.sleep(0.3)
             open({str(done)!r}, "w").close()
         pool = ThreadPool(1)
         pool.submit(slow, (), lambda value, error: None)
