@@ -63,12 +63,27 @@ def log_in(address: tuple[str, int], source: str = "127.0.0.1") -> poplib.POP3:
     return pop
 
 
+def connect_waiting(running: Any) -> socket.socket:
+    """Connect, then wait until every connection not logged in waits for a
+    command.  A newcomer evicts the oldest *waiting* connection first (one
+    in the middle of a command is passed over), so on a loaded machine a
+    connection whose thread has not reached its read yet would be passed
+    over for a younger one, and "the oldest" would not be the one asked."""
+    sock = connect(running.address)
+    admission = running.server.admission
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while any(ticket.evict is None for ticket in list(admission._preauth)):
+        assert time.monotonic() < deadline, "a connection never started waiting"
+        time.sleep(0.002)
+    return sock
+
+
 @pytest.mark.parametrize("kind", RUNTIMES)
 def test_idle_preauth_connections_do_not_keep_a_user_out(kind: str) -> None:
     """Item 1: with the pool full of idle connections that never log in,
     a newcomer evicts the oldest and logs in; sessions are never evicted."""
     with running_server(kind, backend(), max_connections=4) as running:
-        idle = [connect(running.address) for _ in range(12)]
+        idle = [connect_waiting(running) for _ in range(12)]
         try:
             for sock in idle[-4:]:
                 assert greeted(sock).startswith(b"+OK")
@@ -77,7 +92,7 @@ def test_idle_preauth_connections_do_not_keep_a_user_out(kind: str) -> None:
                 assert read_to_eof(sock).endswith(b"-ERR disconnected for inactivity\r\n")
             pop = log_in(running.address)
             # The logged-in session holds its slot against more newcomers.
-            more = [connect(running.address) for _ in range(6)]
+            more = [connect_waiting(running) for _ in range(6)]
             for sock in more[-3:]:
                 assert greeted(sock).startswith(b"+OK")
             assert pop.noop().startswith(b"+OK")
