@@ -64,11 +64,12 @@ def log_in(address: tuple[str, int], source: str = "127.0.0.1") -> poplib.POP3:
 
 
 def connect_waiting(running: Any) -> socket.socket:
-    """Connect, then wait until every connection not logged in waits for a
-    command.  A newcomer evicts the oldest *waiting* connection first (one
-    in the middle of a command is passed over), so on a loaded machine a
-    connection whose thread has not reached its read yet would be passed
-    over for a younger one, and "the oldest" would not be the one asked."""
+    """Connect, then wait until every connection not logged in waits (for a
+    command, or in its TLS handshake).  A newcomer evicts the oldest
+    *waiting* connection first (one in the middle of a command is passed
+    over), so on a loaded machine a connection whose thread has not reached
+    its wait yet would be passed over for a younger one, and "the oldest"
+    would not be the one asked."""
     sock = connect(running.address)
     admission = running.server.admission
     deadline = time.monotonic() + CLIENT_TIMEOUT
@@ -120,7 +121,7 @@ def test_tls_handshakes_count_from_accept(
         implicit_tls=True,
         handshake_timeout=60.0,
     ) as running:
-        silent = [connect(running.address) for _ in range(3)]
+        silent = [connect_waiting(running) for _ in range(3)]
         try:
             wait_for(lambda: running.active == 3, "three silent connections counted")
             started = time.monotonic()
