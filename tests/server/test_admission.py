@@ -69,14 +69,20 @@ def connect_waiting(running: Any) -> socket.socket:
     *waiting* connection first (one in the middle of a command is passed
     over), so on a loaded machine a connection whose thread has not reached
     its wait yet would be passed over for a younger one, and "the oldest"
-    would not be the one asked."""
-    sock = connect(running.address)
+    would not be the one asked.  The new connection's own ticket must be
+    there too: ``connect()`` returns once the kernel has queued it, maybe
+    before the server accepted it, and a burst accepted together would
+    start waiting in any order."""
     admission = running.server.admission
+    before = set(admission._preauth)
+    sock = connect(running.address)
     deadline = time.monotonic() + CLIENT_TIMEOUT
-    while any(ticket.evict is None for ticket in list(admission._preauth)):
+    while True:
+        tickets = list(admission._preauth)
+        if any(t not in before for t in tickets) and all(t.evict is not None for t in tickets):
+            return sock
         assert time.monotonic() < deadline, "a connection never started waiting"
         time.sleep(0.002)
-    return sock
 
 
 @pytest.mark.parametrize("kind", RUNTIMES)
