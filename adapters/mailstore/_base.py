@@ -42,6 +42,10 @@ Where each method runs (what a backend may assume):
   run on the loop: keep them quick (a local read, a lock release).
 * A backend used by an event-loop server must therefore be thread-safe
   across sessions (two sessions' calls may run at once in two threads).
+* A backend may also define ``try_open(user) -> Maildrop | None`` (see
+  :class:`MaildropBackend`): an opening that is quick when it can be,
+  made on the loop; ``None`` sends the login to :meth:`MaildropBackend.open`
+  in a worker thread as usual.
 
 Which exception means what (the session's answer):
 
@@ -197,6 +201,19 @@ class MaildropBackend(Protocol):
         Raises :class:`MaildropInUse` if it is locked by another session and
         :class:`MaildropError` if it cannot be opened.  Called in a worker
         thread by the event-loop servers (see the module docstring).
+
+        A backend may add an optional ``try_open(user) -> Maildrop | None``
+        for the logins it can open quickly: no more than a few system calls
+        on local files and no waiting (a cached listing, a lock taken
+        without blocking).  It returns the opened maildrop, whose
+        ``messages()`` must then be quick too, or ``None`` when it would
+        have to do more; it raises as :meth:`open` does.  When the
+        authenticator checked the login on the loop (see
+        ``Authenticator.quick_credentials``), the event-loop servers call
+        ``try_open`` there too, and hand the login to :meth:`open` in a
+        worker thread only if it returns ``None``: one hand-off to a thread
+        fewer per session.  :class:`~._maildir.MaildirBackend` and
+        :class:`~._memory.MemoryBackend` define it.
         """
         ...
 

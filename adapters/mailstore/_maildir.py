@@ -398,6 +398,37 @@ class MaildirBackend:
             # new/ or cur/ is gone (_lock_and_scan closed the lock file).
             return self._open_new(path, lock_path)
 
+    def try_open(self, user: str) -> MaildirMaildrop | None:
+        """Open *user*'s Maildir if its latest listing can be reused, else
+        return ``None``; see :class:`MaildropBackend`.
+
+        That costs the lock file's ``open``, a non-blocking ``flock`` and
+        two ``lstat`` calls, the kind of work a message read makes, so the
+        event-loop servers make it on the loop.  A Maildir not listed
+        before, or changed since, is left to :meth:`open` (in a worker
+        thread): a scan may read thousands of files.  A subclass that
+        overrides :meth:`open` gets ``None`` always.
+        """
+        if type(self).open is not MaildirBackend.open:
+            return None
+        path = self.path_for(user)
+        with self._infos_lock:
+            if path not in self._listings:
+                return None
+        try:
+            fd = os.open(os.path.join(path, LOCK_FILE_NAME), os.O_RDWR)
+        except OSError:
+            return None  # open() finds out what is wrong
+        self._lock(fd)
+        try:
+            entries = self._reused(path, self._stamp(path))
+        except (OSError, MaildropError):
+            entries = None  # open() again finds out
+        if entries is None:
+            os.close(fd)
+            return None
+        return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)
+
     def _open_new(self, path: str, lock_path: str) -> MaildirMaildrop:
         try:
             self._ensure(path)
@@ -412,19 +443,7 @@ class MaildirBackend:
     def _lock_and_scan(self, path: str, fd: int) -> MaildirMaildrop:
         """Lock the open lock file *fd* and list the Maildir; *fd* is
         closed if that fails (FileNotFoundError: new/ or cur/ is missing)."""
-        try:
-            # Non-blocking: a second session must get -ERR [IN-USE] at once
-            # (RFC 1939 §8 and RFC 2449 §8.1.2), not hang.  flock locks
-            # belong to the open file description, so this also excludes
-            # other threads of this process, which open their own.
-            mode = fcntl.LOCK_SH if self.shared_sessions else fcntl.LOCK_EX
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise MaildropInUse("maildrop already locked") from None
-        except OSError as exc:  # pragma: no cover - ENOLCK and the like, from NFS
-            os.close(fd)
-            raise MaildropError(f"cannot lock the Maildir: {exc.strerror}") from exc
+        self._lock(fd)
         # Listing fails with ENOENT when new/ or cur/ is missing, otherwise
         # only with EACCES (a Maildir of another user: not when the tests
         # run as root) or EIO, or when interrupted; either way the lock
@@ -442,6 +461,22 @@ class MaildirBackend:
             raise
         return MaildirMaildrop(path, fd, entries, chunk_size=self.chunk_size, colon=self.colon)
 
+    def _lock(self, fd: int) -> None:
+        """Lock the open lock file *fd*, or close it and raise."""
+        try:
+            # Non-blocking: a second session must get -ERR [IN-USE] at once
+            # (RFC 1939 §8 and RFC 2449 §8.1.2), not hang.  flock locks
+            # belong to the open file description, so this also excludes
+            # other threads of this process, which open their own.
+            mode = fcntl.LOCK_SH if self.shared_sessions else fcntl.LOCK_EX
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MaildropInUse("maildrop already locked") from None
+        except OSError as exc:  # pragma: no cover - ENOLCK and the like, from NFS
+            os.close(fd)
+            raise MaildropError(f"cannot lock the Maildir: {exc.strerror}") from exc
+
     def _scan(self, path: str) -> list[_MaildirEntry]:
         """The messages of the Maildir at *path*, in order.
 
@@ -456,6 +491,24 @@ class MaildirBackend:
         Maildir's sizes are cached (*cache_size* ``0`` keeps none).
         """
         started = time.time_ns()
+        stamp = self._stamp(path)
+        reused = self._reused(path, stamp)
+        if reused is not None:
+            return reused
+        entries = self._list(path)
+        settled = all(started - max(s[2], s[3]) >= SETTLED_NS for s in stamp)
+        if settled:
+            with self._infos_lock:
+                # Only a listing whose every size is cached: what is kept
+                # stays within cache_size.
+                if len(self._infos.get(path, ())) == len(entries):
+                    self._listings[path] = (stamp, list(entries))
+        return entries
+
+    @staticmethod
+    def _stamp(path: str) -> _Stamp:
+        """What changes when a message comes or goes: ``new/``'s and
+        ``cur/``'s device, inode, mtime and ctime."""
         stamps = []
         for sub in ("new", "cur"):
             # new/ or cur/ replaced by a link would list (and serve) the
@@ -464,21 +517,16 @@ class MaildirBackend:
             if stat.S_ISLNK(st.st_mode):
                 raise MaildropError(f"{sub}/ of the Maildir is a symbolic link; not served")
             stamps.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
-        stamp = tuple(stamps)
+        return tuple(stamps)
+
+    def _reused(self, path: str, stamp: _Stamp) -> list[_MaildirEntry] | None:
+        """The latest listing of *path*, if it was taken at *stamp*."""
         with self._infos_lock:
             listed = self._listings.get(path)
-            if listed is not None and listed[0] == stamp:
-                self._infos.move_to_end(path)
-                return list(listed[1])
-        entries = self._list(path)
-        settled = all(started - max(s[2], s[3]) >= SETTLED_NS for s in stamps)
-        if settled:
-            with self._infos_lock:
-                # Only a listing whose every size is cached: what is kept
-                # stays within cache_size.
-                if len(self._infos.get(path, ())) == len(entries):
-                    self._listings[path] = (stamp, list(entries))
-        return entries
+            if listed is None or listed[0] != stamp:
+                return None
+            self._infos.move_to_end(path)
+            return list(listed[1])
 
     def _list(self, path: str) -> list[_MaildirEntry]:
         found: list[tuple[int, str, str, int, _Ident]] = []

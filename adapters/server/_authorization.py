@@ -44,7 +44,7 @@ import secrets
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pop3proto
 from pop3proto import (
@@ -116,6 +116,16 @@ def credentials_of(authenticator: Authenticator) -> AbstractSet[str]:
     return frozenset(credentials())
 
 
+def quick_credentials_of(authenticator: Authenticator) -> frozenset[str]:
+    """The kinds of credentials *authenticator* answers quickly (see
+    :class:`~pop3proto.adapters.mailstore._users.Authenticator`): none if
+    it does not say."""
+    quick = getattr(authenticator, "quick_credentials", None)
+    if quick is None:
+        return frozenset()
+    return frozenset(quick())
+
+
 def _plaintext_refused() -> Err:
     # RFC 5034 §4 / RFC 2595 §2.3: no cleartext passwords without TLS.
     return Err("plaintext authentication disallowed without TLS", pop3proto.AUTH)
@@ -148,10 +158,15 @@ class Authorization:
         self._conn = conn
         #: What the authenticator can verify (see the module docstring).
         self.credentials = _with_derived(credentials_of(authenticator), config)
+        #: Of those, what it answers quickly: a step that asks only for
+        #: these is made on the loop (see :meth:`is_quick`).
+        self.quick = quick_credentials_of(authenticator) & self.credentials
         #: The APOP timestamp of this session's greeting, if any.
         self.timestamp: str | None = None
         self._pending_user: str | None = None
         self._mechanism: pop3proto.SaslServerMechanism | None = None
+        # The kind of credential the exchange in progress asks for.
+        self._mechanism_needs = ""
         # The last login check_password accepted, and the Identity it
         # returned (if it chose the mailbox).
         self._checked: tuple[str, Identity | None] | None = None
@@ -192,6 +207,16 @@ class Authorization:
             if (plaintext or not pop3proto.MECHANISMS[m].sends_password)
             and pop3proto.MECHANISMS[m].server_credential in credentials
         )
+
+    def is_quick(self, event: Event) -> bool:
+        """Whether the step for *event* (PASS, APOP, AUTH or a line inside
+        AUTH) asks the authenticator only what it answers quickly, so that
+        the session may make it on the loop.  A step that asks nothing (a
+        cancel) is quick too."""
+        if not self.quick:
+            return False
+        needs = _STEP_NEEDS.get(type(event))
+        return needs is None or needs(self, event) in self.quick
 
     # -- what the session tells us -------------------------------------------
 
@@ -265,6 +290,7 @@ class Authorization:
         if entry.sends_password and not self.plaintext_allowed:
             return _plaintext_refused()
         mechanism = _BUILDERS[entry.server_credential](self, entry)
+        self._mechanism_needs = entry.server_credential
         if mechanism.server_first and event.initial_response is not None:
             # RFC 5034 §4: an initial response to a mechanism without a
             # client-first step is answered -ERR.
@@ -408,6 +434,23 @@ _BUILDERS: dict[
     "scram-sha-1": Authorization._with_scram_sha1_keys,
     "scram-sha-256": Authorization._with_scram_keys,
     "token": Authorization._with_token,
+}
+
+
+def _mechanism_needs(authorization: Authorization, event: Auth) -> str:
+    # An unknown mechanism is refused before anything is asked; "" is in
+    # no set of kinds, so such a step simply goes to a worker thread.
+    entry = pop3proto.MECHANISMS.get(event.mechanism)
+    return "" if entry is None else entry.server_credential
+
+
+#: What each login step asks the authenticator for, as a kind of
+#: credential (see :meth:`Authorization.is_quick`), by the step's event.
+_STEP_NEEDS: dict[type[Event], Callable[[Authorization, Any], str]] = {
+    Pass: lambda authorization, event: "password",
+    Apop: lambda authorization, event: "secret",
+    Auth: _mechanism_needs,
+    SaslResponse: lambda authorization, event: authorization._mechanism_needs,
 }
 
 #: Keys the derived SCRAM-SHA-1 salts for an authenticator that derives

@@ -423,12 +423,17 @@ class ServerSession:
     # -- internals: calls that may block, sending and ending -----------------
 
     def _call(
-        self, fn: Callable[..., _T], *args: Any, discard: Callable[[Any], None] | None = None
+        self,
+        fn: Callable[..., _T],
+        *args: Any,
+        discard: Callable[[Any], None] | None = None,
+        quick: bool = False,
     ) -> Generator[Action, Any, _T]:
-        """``fn(*args)``: made here, or (``offload``) by the driver, which
+        """``fn(*args)``: made here (always when *quick*: the backend or the
+        authenticator said it is), or (``offload``) by the driver, which
         answers the yielded :class:`Call` with its :class:`CallResult`
         (*discard* releases the value if the session is gone by then)."""
-        if not self._offload:
+        if quick or not self._offload:
             return fn(*args)
         result = yield Call(fn, args, discard)
         assert isinstance(result, CallResult), "answer a Call with a CallResult"
@@ -528,18 +533,25 @@ class ServerSession:
         session waits for it, so no other thread touches it meanwhile."""
         backend = self.backend
         # With a blocking backend, a good login opens and lists the maildrop
-        # in the same call: one trip to a worker thread, not three.
+        # in the same call: one trip to a worker thread, not three.  When
+        # the authenticator answers this step quickly, the check is made
+        # here instead, and so is the opening if the backend can do it
+        # quickly (try_open); else the opening alone takes the trip.
         open_too = not inspect.iscoroutinefunction(backend.open)
+        quick = self._offload and self._authorization.is_quick(event)
+        opener = _open_listed if not quick else _try_open_listed
 
         def _login_check() -> tuple[Outcome, _Opened | None]:
             outcome = method(self._authorization, event)
             if open_too and isinstance(outcome, LoggedIn):
-                return outcome, _open_listed(cast(MaildropBackend, backend), outcome.user)
+                return outcome, opener(cast(MaildropBackend, backend), outcome.user)
             return outcome, None
 
         opened: _Opened | None = None
         try:
-            outcome, opened = yield from self._call(_login_check, discard=_discard_login)
+            outcome, opened = yield from self._call(
+                _login_check, discard=_discard_login, quick=quick
+            )
         except Exception:
             # The call itself failed (the runtime could not run it): the
             # answer of any failed login, and no exchange left half done.
@@ -572,10 +584,19 @@ class ServerSession:
     def _login(self, user: Identity, opened: _Opened | None = None) -> Generator[Action, Any, None]:
         """Credentials are good: lock and open the maildrop (RFC 1939 §4),
         unless *opened* already did (see :func:`_open_listed`)."""
-        if opened is None:
+        backend = self.backend
+        if opened is None and not inspect.iscoroutinefunction(backend.open):
+            # A quick login whose maildrop could not be opened quickly.
             try:
-                # (awaited by the runtime if open is a coroutine function)
-                got: object = yield from self._call(self.backend.open, user)
+                opened = yield from self._call(
+                    _open_listed, cast(MaildropBackend, backend), user, discard=_discard_opened
+                )
+            except Exception as exc:  # pragma: no cover - the runtime could not run it
+                opened = _open_failed(user, exc)
+        elif opened is None:
+            try:
+                # (awaited by the runtime: open is a coroutine function)
+                got: object = yield from self._call(backend.open, user)
                 opened = cast(Maildrop, got), None
             except Exception as exc:
                 opened = _open_failed(user, exc)
@@ -720,9 +741,29 @@ def penalties_for(config: ServerConfig) -> AuthPenalties:
 
 def _discard_login(result: tuple[Outcome, _Opened | None]) -> None:
     """A login check whose session was abandoned: close what it opened."""
-    opened = result[1]
+    _discard_opened(result[1])
+
+
+def _discard_opened(opened: _Opened | None) -> None:
+    """An opening whose session was abandoned: close the maildrop."""
     if opened is not None and not isinstance(opened, Err):
         opened[0].close()
+
+
+def _try_open_listed(backend: MaildropBackend, user: Identity) -> _Opened | None:
+    """Open and list *user*'s maildrop if the backend can do it quickly
+    (its optional ``try_open``, made on the loop), else ``None``: the
+    session then opens it with :func:`_open_listed` in a worker thread."""
+    try_open = getattr(backend, "try_open", None)
+    if try_open is None:
+        return None
+    try:
+        maildrop = try_open(user)
+    except Exception as exc:
+        return _open_failed(user, exc)
+    if maildrop is None:
+        return None
+    return _listed(maildrop, user)
 
 
 def _open_listed(backend: MaildropBackend, user: Identity) -> _Opened:
@@ -732,6 +773,12 @@ def _open_listed(backend: MaildropBackend, user: Identity) -> _Opened:
         maildrop = backend.open(user)
     except Exception as exc:
         return _open_failed(user, exc)
+    return _listed(maildrop, user)
+
+
+def _listed(maildrop: Maildrop, user: Identity) -> _Opened:
+    """*maildrop* with its messages, listed here unless ``messages`` is a
+    coroutine function; closed again if listing fails."""
     if inspect.iscoroutinefunction(maildrop.messages):
         return maildrop, None  # awaited by the session's runtime
     try:

@@ -311,9 +311,10 @@ def test_identity_of_a_plain_login_with_an_authzid() -> None:
 
 def test_an_offloading_session_yields_calls() -> None:
     backend = MemoryBackend({"alice": [MESSAGE]})
-    session = ServerSession(
-        backend, DictAuthenticator({"alice": PASSWORD}), is_loopback=True, offload=True
-    )
+    # A hashed password is no quick check (tests/server/test_quick_calls.py
+    # has the logins made without a call).
+    users = {"alice": hash_password(PASSWORD, iterations=1000)}
+    session = ServerSession(backend, DictAuthenticator(users), is_loopback=True, offload=True)
     session.greeting()
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\nDELE 1\r\nQUIT\r\n")
     calls: list[str] = []
@@ -396,9 +397,9 @@ class FailingList(MemoryBackend):
 def test_a_call_that_raised(backend: Any, fail: str, reply: bytes, offload: bool) -> None:
     if fail and not offload:
         return  # only the runtime can fail to run a call
-    session = ServerSession(
-        backend, DictAuthenticator({"alice": PASSWORD}), is_loopback=True, offload=offload
-    )
+    # Hashed: a plain password would be checked without a call to fail.
+    users = {"alice": hash_password(PASSWORD, iterations=1000)}
+    session = ServerSession(backend, DictAuthenticator(users), is_loopback=True, offload=offload)
     session.greeting()
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
     assert drive(session, {fail}).splitlines()[-1].startswith(reply)
