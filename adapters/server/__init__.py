@@ -35,7 +35,7 @@ application answers commands the session does not know, such as a vendor
 :class:`EndReason` what a session did.
 
 Inside, by role (private modules): ``_session`` (the session, with
-``_authorization`` and ``_transaction``), ``_penalties`` (what a failed
+``_authorization``, ``_opening`` and ``_transaction``), ``_penalties`` (what a failed
 login costs), ``_config``, ``_base`` (the
 options every server takes), ``_loop`` (the one loop that serves a
 connection), ``_admission`` (who gets a connection slot, and the

@@ -115,13 +115,18 @@ from ..mailstore._base import (
     Identity,
     Maildrop,
     MaildropBackend,
-    MaildropError,
-    MaildropInUse,
-    MessageInfo,
 )
 from ..mailstore._users import Authenticator
 from ._authorization import FAILED, Authorization, Failed, LoggedIn, Outcome
 from ._config import EndReason, ServerConfig, SessionStats
+from ._opening import (
+    UNABLE_TO_OPEN,
+    Opened,
+    discard_opened,
+    open_failed,
+    open_listed,
+    try_open_listed,
+)
 from ._penalties import AuthPenalties
 from ._transaction import MaildropFailed, Transaction
 
@@ -539,15 +544,15 @@ class ServerSession:
         # quickly (try_open); else the opening alone takes the trip.
         open_too = not inspect.iscoroutinefunction(backend.open)
         quick = self._offload and self._authorization.is_quick(event)
-        opener = _open_listed if not quick else _try_open_listed
+        opener = open_listed if not quick else try_open_listed
 
-        def _login_check() -> tuple[Outcome, _Opened | None]:
+        def _login_check() -> tuple[Outcome, Opened | None]:
             outcome = method(self._authorization, event)
             if open_too and isinstance(outcome, LoggedIn):
                 return outcome, opener(cast(MaildropBackend, backend), outcome.user)
             return outcome, None
 
-        opened: _Opened | None = None
+        opened: Opened | None = None
         try:
             outcome, opened = yield from self._call(
                 _login_check, discard=_discard_login, quick=quick
@@ -581,25 +586,25 @@ class ServerSession:
             yield from self._close_after(reply, EndReason.TOO_MANY_AUTH_FAILURES)
         yield self._send(reply)
 
-    def _login(self, user: Identity, opened: _Opened | None = None) -> Generator[Action, Any, None]:
+    def _login(self, user: Identity, opened: Opened | None = None) -> Generator[Action, Any, None]:
         """Credentials are good: lock and open the maildrop (RFC 1939 §4),
-        unless *opened* already did (see :func:`_open_listed`)."""
+        unless *opened* already did (see :func:`open_listed`)."""
         backend = self.backend
         if opened is None and not inspect.iscoroutinefunction(backend.open):
             # A quick login whose maildrop could not be opened quickly.
             try:
                 opened = yield from self._call(
-                    _open_listed, cast(MaildropBackend, backend), user, discard=_discard_opened
+                    open_listed, cast(MaildropBackend, backend), user, discard=discard_opened
                 )
             except Exception as exc:  # pragma: no cover - the runtime could not run it
-                opened = _open_failed(user, exc)
+                opened = open_failed(user, exc)
         elif opened is None:
             try:
                 # (awaited by the runtime: open is a coroutine function)
                 got: object = yield from self._call(backend.open, user)
                 opened = cast(Maildrop, got), None
             except Exception as exc:
-                opened = _open_failed(user, exc)
+                opened = open_failed(user, exc)
         if isinstance(opened, Err):
             yield self._send(opened)
             return
@@ -610,7 +615,7 @@ class ServerSession:
             except Exception:
                 log.exception("cannot list the maildrop of %s", user)
                 maildrop.close()
-                yield self._send(_UNABLE_TO_OPEN)
+                yield self._send(UNABLE_TO_OPEN)
                 return
         self._transaction = transaction = Transaction(
             maildrop,
@@ -706,27 +711,8 @@ class ServerSession:
 
 
 # ---------------------------------------------------------------------------
-# Opening a maildrop
+# Helpers
 # ---------------------------------------------------------------------------
-
-#: An opened maildrop and its messages (``None``: not listed yet, because
-#: ``messages`` is a coroutine function), or the refusal to send.
-_Opened = tuple[Maildrop, list[MessageInfo] | None] | Err
-
-_UNABLE_TO_OPEN = Err("unable to open maildrop", pop3proto.SYS_TEMP)
-
-
-def _open_failed(user: Identity, exc: Exception) -> Err:
-    """The answer when ``open()`` raised *exc*."""
-    if isinstance(exc, MaildropInUse):
-        # RFC 2449 §8.1.2: credentials fine, maildrop busy.
-        return Err("maildrop already locked", pop3proto.IN_USE)
-    if isinstance(exc, (MaildropError, OSError)):
-        log.error("cannot open the maildrop of %s: %s", user, exc)
-    else:
-        # A bug in the backend: still the server's problem, not the user's.
-        log.error("the backend failed to open the maildrop of %s", user, exc_info=exc)
-    return _UNABLE_TO_OPEN
 
 
 def penalties_for(config: ServerConfig) -> AuthPenalties:
@@ -739,54 +725,9 @@ def penalties_for(config: ServerConfig) -> AuthPenalties:
     )
 
 
-def _discard_login(result: tuple[Outcome, _Opened | None]) -> None:
+def _discard_login(result: tuple[Outcome, Opened | None]) -> None:
     """A login check whose session was abandoned: close what it opened."""
-    _discard_opened(result[1])
-
-
-def _discard_opened(opened: _Opened | None) -> None:
-    """An opening whose session was abandoned: close the maildrop."""
-    if opened is not None and not isinstance(opened, Err):
-        opened[0].close()
-
-
-def _try_open_listed(backend: MaildropBackend, user: Identity) -> _Opened | None:
-    """Open and list *user*'s maildrop if the backend can do it quickly
-    (its optional ``try_open``, made on the loop), else ``None``: the
-    session then opens it with :func:`_open_listed` in a worker thread."""
-    try_open = getattr(backend, "try_open", None)
-    if try_open is None:
-        return None
-    try:
-        maildrop = try_open(user)
-    except Exception as exc:
-        return _open_failed(user, exc)
-    if maildrop is None:
-        return None
-    return _listed(maildrop, user)
-
-
-def _open_listed(backend: MaildropBackend, user: Identity) -> _Opened:
-    """Open and list *user*'s maildrop in one call (made where blocking is
-    fine: the connection's thread, or a worker thread)."""
-    try:
-        maildrop = backend.open(user)
-    except Exception as exc:
-        return _open_failed(user, exc)
-    return _listed(maildrop, user)
-
-
-def _listed(maildrop: Maildrop, user: Identity) -> _Opened:
-    """*maildrop* with its messages, listed here unless ``messages`` is a
-    coroutine function; closed again if listing fails."""
-    if inspect.iscoroutinefunction(maildrop.messages):
-        return maildrop, None  # awaited by the session's runtime
-    try:
-        return maildrop, list(maildrop.messages())
-    except Exception:
-        log.exception("cannot list the maildrop of %s", user)
-        maildrop.close()
-        return _UNABLE_TO_OPEN
+    discard_opened(result[1])
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from pop3proto.adapters.server import (
     hash_password,
 )
 from pop3proto.adapters.server._authorization import quick_credentials_of
+from pop3proto.adapters.server._opening import UNABLE_TO_OPEN
 from tests.helpers import make_maildir
 
 PASSWORD = "s3cret"
@@ -211,7 +212,7 @@ def test_a_backend_without_try_open_opens_in_a_worker() -> None:
 
     driven = Driven(Opener(), plain())
     assert login(driven).startswith(ONE)
-    assert driven.calls == ["_open_listed"]
+    assert driven.calls == ["open_listed"]
 
 
 def test_a_subclass_that_overrides_open_opens_in_a_worker() -> None:
@@ -226,7 +227,7 @@ def test_a_subclass_that_overrides_open_opens_in_a_worker() -> None:
     assert backend.try_open("alice") is None
     driven = Driven(backend, plain())
     assert login(driven).startswith(ONE)
-    assert driven.calls == ["_open_listed"] and opened == ["alice"]
+    assert driven.calls == ["open_listed"] and opened == ["alice"]
 
 
 def test_try_open_may_refuse_and_fail_like_open() -> None:
@@ -250,7 +251,7 @@ def test_try_open_may_refuse_and_fail_like_open() -> None:
     # None: it would have to do more, so open() runs in a worker.
     driven = Driven(Refusing(None), plain())
     assert login(driven).startswith(ONE)
-    assert driven.calls == ["_open_listed"]
+    assert driven.calls == ["open_listed"]
 
 
 def test_an_abandoned_opening_is_closed() -> None:
@@ -273,6 +274,11 @@ def test_an_abandoned_opening_is_closed() -> None:
     assert backend.inner.is_locked("alice")
     call.discard(opened)
     assert not backend.inner.is_locked("alice")
+    # A refused opening (an -ERR to send) leaves nothing to close.
+    held = backend.inner.open("alice")
+    call.discard(UNABLE_TO_OPEN)
+    assert backend.inner.is_locked("alice")
+    held.close()
 
 
 def test_an_identity_reaches_the_quick_opening() -> None:
@@ -309,7 +315,7 @@ def test_a_maildir_is_quick_once_listed(tmp_path: Path, later: None) -> None:
     assert backend.try_open("alice") is None  # never listed: a scan
     driven = Driven(backend, plain())
     assert login(driven).startswith(TWO)
-    assert driven.calls == ["_open_listed"]
+    assert driven.calls == ["open_listed"]
     driven.send(b"QUIT\r\n")
 
     driven = Driven(backend, plain())
