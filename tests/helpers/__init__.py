@@ -13,8 +13,9 @@ the modules below hold one idea each:
 * :mod:`.fakes`: :class:`FakeSession`, a misbehaving POP3 server for the
   client tests, and :class:`ThreadedServer`, which serves it on a socket.
 * :mod:`.servers`: our server run for a test: :class:`SessionPair` (our
-  client core against our server session, in memory) and
-  :func:`running_server` (each runtime on a socket).
+  client core against our server session, in memory),
+  :func:`drive_session` (an offloading session's actions performed as a
+  runtime would) and :func:`running_server` (each runtime on a socket).
 * :mod:`.stores`: Maildirs made and inspected for the server tests, and a
   maildrop that fails on purpose.
 * :mod:`.sasl`: SASL mechanisms driven against each other, and the check
@@ -104,6 +105,7 @@ from .servers import (
     RUNTIMES,
     Running,
     SessionPair,
+    drive_session,
     figure,
     poplib_body,
     read_to_eof,
@@ -184,6 +186,7 @@ __all__ = [
     "Running",
     "SessionPair",
     "figure",
+    "drive_session",
     "poplib_body",
     "read_to_eof",
     "recv_until",

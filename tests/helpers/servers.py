@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from typing import Any
 
 import trio
 
 from pop3proto import State
-from pop3proto.adapters._seam import Deliver, Receive, Send, StartTLS
+from pop3proto.adapters._seam import Call, CallResult, Deliver, Receive, Send, StartTLS
 from pop3proto.adapters.client._core import ClientCore
 from pop3proto.adapters.client._errors import AuthenticationFailed
 from pop3proto.adapters.mailstore._base import MaildropBackend
@@ -266,3 +267,39 @@ def figure(name: str, **values: Any) -> None:
     if path:
         with open(path, "a") as f:
             f.write(json.dumps({"figure": name, **values}) + "\n")
+
+
+def drive_session(
+    session: ServerSession,
+    fail: Collection[str] = (),
+    calls: list[str] | None = None,
+) -> bytes:
+    """Run an offloading session's actions as a runtime would, answering
+    each :class:`Call` (or, for the names in *fail*, an error as if the
+    runtime could not run it); return what it sent.  The name of each call
+    is appended to *calls*."""
+    actions = session.actions()
+    out = b""
+    answer: CallResult | None = None
+    while True:
+        try:
+            action = actions.send(answer)
+        except StopIteration:
+            return out
+        answer = None
+        if isinstance(action, Call):
+            name = getattr(action.fn, "__name__", "?")
+            if calls is not None:
+                calls.append(name)
+            if name in fail:
+                answer = CallResult(error=OSError("database down"))
+            else:
+                try:
+                    value = action.fn(*action.args)
+                    if inspect.iscoroutine(value):  # a native async backend
+                        value = asyncio.run(value)
+                    answer = CallResult(value)
+                except Exception as exc:  # as the runtimes do
+                    answer = CallResult(error=exc)
+        elif isinstance(action, Send):
+            out += action.data

@@ -39,7 +39,6 @@ from pop3proto.adapters import sync as sync_client
 from pop3proto.adapters.asyncio import Server as AsyncioServer
 from pop3proto.adapters.server import (
     Call,
-    CallResult,
     DictAuthenticator,
     ExtensionCommand,
     ExtensionReply,
@@ -57,7 +56,7 @@ from pop3proto.adapters.server import (
     hash_password,
 )
 from pop3proto.adapters.sync import Server as SyncServer
-from tests.helpers import RUNTIMES, make_maildir, running_server
+from tests.helpers import RUNTIMES, drive_session, make_maildir, running_server
 
 PASSWORD = "correct horse battery"
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
@@ -318,53 +317,12 @@ def test_an_offloading_session_yields_calls() -> None:
     session.greeting()
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\nDELE 1\r\nQUIT\r\n")
     calls: list[str] = []
-    out = b""
-    actions = session.actions()
-    answer: CallResult | None = None
-    while True:
-        try:
-            action = actions.send(answer)
-        except StopIteration:
-            break
-        answer = None
-        if isinstance(action, Call):
-            calls.append(getattr(action.fn, "__name__", "?"))
-            answer = CallResult(action.fn(*action.args))
-        elif isinstance(action, Send):
-            out += action.data
+    out = drive_session(session, calls=calls)
     # The login decision (opening and listing the maildrop with it), then
     # the commit: one call each.
     assert calls == ["_login_check", "commit"]
     assert out.endswith(b"+OK bye (1 messages deleted)\r\n")
     assert backend.messages("alice") == []
-
-
-def drive(session: ServerSession, fail: set[str]) -> bytes:
-    """Run the session's actions, answering each call (or, for the names
-    in *fail*, an error as if the runtime could not run it)."""
-    actions = session.actions()
-    out = b""
-    answer: CallResult | None = None
-    while True:
-        try:
-            action = actions.send(answer)
-        except StopIteration:
-            return out
-        answer = None
-        if isinstance(action, Call):
-            name = getattr(action.fn, "__name__", "?")
-            if name in fail:
-                answer = CallResult(error=OSError("database down"))
-            else:
-                try:
-                    value = action.fn(*action.args)
-                    if inspect.iscoroutine(value):  # a native async backend
-                        value = asyncio.run(value)
-                    answer = CallResult(value)
-                except Exception as exc:  # as the runtimes do
-                    answer = CallResult(error=exc)
-        elif isinstance(action, Send):
-            out += action.data
 
 
 class FailingOpen(MemoryBackend):
@@ -402,7 +360,7 @@ def test_a_call_that_raised(backend: Any, fail: str, reply: bytes, offload: bool
     session = ServerSession(backend, DictAuthenticator(users), is_loopback=True, offload=offload)
     session.greeting()
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
-    assert drive(session, {fail}).splitlines()[-1].startswith(reply)
+    assert drive_session(session, {fail}).splitlines()[-1].startswith(reply)
     if isinstance(backend, FailingList):
         assert not backend.is_locked("alice")
 
@@ -506,7 +464,7 @@ def test_extension_commands_are_answered_by_the_application(offload: bool) -> No
     session.receive(
         b"CAPA\r\nXOIP 192.0.2.1\r\nXOIP\r\nxlst\r\nXEMP\r\nXBAD\r\nXTYP\r\nXTUP\r\nXNOP\r\n"
     )
-    out = drive(session, set())
+    out = drive_session(session, set())
     assert b"XOIP\r\n" in out and b"X-LIST 1\r\n" in out
     tail = out[out.index(b"\r\n.\r\n") + 5 :]
     assert tail == (
@@ -521,7 +479,7 @@ def test_extension_commands_are_answered_by_the_application(offload: bool) -> No
     )
     # In TRANSACTION too, where the handler sees who is logged in.
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\nXOIP 192.0.2.2\r\n")
-    assert drive(session, set()).endswith(b"+OK noted 192.0.2.2 for alice\r\n")
+    assert drive_session(session, set()).endswith(b"+OK noted 192.0.2.2 for alice\r\n")
 
 
 def test_extension_command_names_are_checked() -> None:
@@ -678,7 +636,7 @@ def test_native_async_open_and_messages_in_the_session(backend: Any, reply: byte
     )
     session.greeting()
     session.receive(b"USER alice\r\nPASS " + PASSWORD.encode() + b"\r\n")
-    assert drive(session, set()).splitlines()[-1].startswith(reply)
+    assert drive_session(session, set()).splitlines()[-1].startswith(reply)
     if isinstance(backend, AsyncMessages) and backend.fail:
         assert not backend.is_locked("alice")
 

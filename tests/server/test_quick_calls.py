@@ -24,19 +24,17 @@ import pop3proto
 import pop3proto.adapters.mailstore._maildir as maildir_module
 from pop3proto.adapters.server import (
     Call,
-    CallResult,
     DictAuthenticator,
     Identity,
     MaildirBackend,
     MaildropInUse,
     MemoryBackend,
-    Send,
     ServerSession,
     hash_password,
 )
 from pop3proto.adapters.server._authorization import quick_credentials_of
 from pop3proto.adapters.server._opening import UNABLE_TO_OPEN
-from tests.helpers import make_maildir
+from tests.helpers import drive_session, make_maildir
 
 PASSWORD = "s3cret"
 MESSAGE = b"Subject: quick\r\n\r\nbody\r\n"
@@ -61,23 +59,7 @@ class Driven:
     def send(self, line: bytes) -> bytes:
         """Feed *line*, run the actions; what the session sent for it."""
         self.session.receive(line)
-        out = b""
-        actions = self.session.actions()
-        answer: CallResult | None = None
-        while True:
-            try:
-                action = actions.send(answer)
-            except StopIteration:
-                break
-            answer = None
-            if isinstance(action, Call):
-                self.calls.append(getattr(action.fn, "__name__", "?"))
-                try:
-                    answer = CallResult(action.fn(*action.args))
-                except Exception as exc:
-                    answer = CallResult(error=exc)
-            elif isinstance(action, Send):
-                out += action.data
+        out = drive_session(self.session, calls=self.calls)
         self.sent += out
         return out
 
@@ -202,14 +184,17 @@ def test_sasl_plain_is_quick_and_scram_is_not() -> None:
     assert driven.calls == ["_login_check"]
 
 
+class Opener:
+    """A backend with ``open()`` only: no ``try_open``."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryBackend({"alice": [MESSAGE]})
+
+    def open(self, user: str) -> object:
+        return self.inner.open(user)
+
+
 def test_a_backend_without_try_open_opens_in_a_worker() -> None:
-    class Opener:
-        def __init__(self) -> None:
-            self.inner = MemoryBackend({"alice": [MESSAGE]})
-
-        def open(self, user: str) -> object:
-            return self.inner.open(user)
-
     driven = Driven(Opener(), plain())
     assert login(driven).startswith(ONE)
     assert driven.calls == ["open_listed"]
@@ -255,13 +240,6 @@ def test_try_open_may_refuse_and_fail_like_open() -> None:
 
 
 def test_an_abandoned_opening_is_closed() -> None:
-    class Opener:
-        def __init__(self) -> None:
-            self.inner = MemoryBackend({"alice": [MESSAGE]})
-
-        def open(self, user: str) -> object:
-            return self.inner.open(user)
-
     backend = Opener()
     session = ServerSession(backend, plain(), is_loopback=True, offload=True)  # type: ignore[arg-type]
     session.greeting()
