@@ -166,9 +166,13 @@ class ServerSession:
             backend or authenticator call that may block (checking a
             password, opening, listing and committing the maildrop), to be
             answered with a :class:`~pop3proto.adapters._seam.CallResult`
-            by ``actions().send()``: what an event-loop driver wants.  By
-            default (``False``) the session makes those calls itself, in
-            the driver's thread, and never yields a ``Call``.
+            by ``actions().send()``: what an event-loop driver wants.  A
+            login whose check the authenticator says is quick
+            (``quick_credentials()``) is checked here instead, and opened
+            here too when the backend's ``try_open`` can do it (see
+            :mod:`._opening`).  By default (``False``) the session makes
+            every call itself, in the driver's thread, and never yields a
+            ``Call``.
         penalties: the server's record of failed logins, shared by all its
             sessions (:class:`~._penalties.AuthPenalties`); by default one
             of this session's own, from *config*.  The answer to each
