@@ -344,6 +344,9 @@ def test_no_secret_in_logs_errors_or_reprs(
                         assert password == PASSWORD
                         texts.append(("client repr", repr(client)))
                         client.stat()
+                # The with-exit does not wait for QUIT's reply: the next
+                # login to alice waits until the server has let her go.
+                running.wait_idle()
         # The poplib-compatible client, with its debug output on.
         logins: list[Callable[[sync_client.POP3, str], object]] = [
             lambda pop, password: (pop.user("alice"), pop.pass_(password)),
