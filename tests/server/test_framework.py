@@ -281,6 +281,7 @@ def test_check_password_chooses_the_mailbox() -> None:
             with sync_client.Client(host, port, tls="none", timeout=10) as client:
                 client.login("alice@example.org", PASSWORD, mechanism=mechanism)
                 assert client.stat().count == 1
+            running.wait_idle()  # the with-exit does not wait for QUIT's reply
     assert [(i.mailbox, i.login, i.authzid) for i in backend.opened] == [
         ("box-alice", "alice@example.org", ""),
     ] * 2
