@@ -234,19 +234,18 @@ def main() -> None:
         for _ in range(5):
             for name in ("poplib", "drop-in", "retrieve_many"):
                 peaks.setdefault(name, []).append(rss_of(name, port, "big"))
-        for name, values in peaks.items():
+        for name, mibs in peaks.items():
             print(
-                f"  {name:<16} {min(values):8.1f} {statistics.median(values):8.1f}"
-                f" {max(values):8.1f}",
+                f"  {name:<16} {min(mibs):8.1f} {statistics.median(mibs):8.1f} {max(mibs):8.1f}",
                 flush=True,
             )
         clients.measure_memory(port, "huge", boxes["huge"][1])
     print("\ntargets (best runs / median runs)")
     for user, name, want, what in TARGETS:
-        got = [ratios.get((user, name, stat)) for stat in STATISTICS]
-        shown = " / ".join("-" if g is None else f"{g:.1f}x" for g in got)
-        verdicts = ["-" if g is None else "met" if g >= want else "NOT met" for g in got]
-        print(f"  {what:<52} {shown:>14}   {' / '.join(verdicts)}")
+        found = [ratios.get((user, name, stat)) for stat in STATISTICS]
+        shown = " / ".join("-" if g is None else f"{g:.1f}x" for g in found)
+        judged = ["-" if g is None else "met" if g >= want else "NOT met" for g in found]
+        print(f"  {what:<52} {shown:>14}   {' / '.join(judged)}")
     # The 9x is meant as 90% of the limit: poplib's time depends on
     # the round trips of the moment, the limit's on the same machine.
     got = [
@@ -256,8 +255,8 @@ def main() -> None:
     shown = " / ".join(f"{g:.0%}" for g in got)
     verdicts = " / ".join("met" if g >= 0.9 else "NOT met" for g in got)
     print(f"  {'retrieve_many >= 90% of the limit on 2,000 x 4 KB':<52} {shown:>14}   {verdicts}")
-    worst = {name: max(values) for name, values in peaks.items()}
-    mids = {name: statistics.median(values) for name, values in peaks.items()}
+    worst = {name: max(mibs) for name, mibs in peaks.items()}
+    mids = {name: statistics.median(mibs) for name, mibs in peaks.items()}
     for stat, figures in (("highest", worst), ("median", mids)):
         verdict = "met" if figures["drop-in"] <= figures["poplib"] else "NOT met"
         print(

@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pop3proto.adapters import sync as p3sync
 
@@ -371,7 +372,7 @@ def run_dropin(port: int, user: str) -> tuple[int, int]:
 
 
 def run_many(port: int, user: str, window: int | None = None) -> tuple[int, int]:
-    kwargs = {} if window is None else {"window": window}
+    kwargs: dict[str, Any] = {} if window is None else {"window": window}
     with p3sync.Client("127.0.0.1", port, tls="none", timeout=120, **kwargs) as client:
         client.login(user, PASSWORD, allow_insecure=True)
         numbers = sorted(client.list())

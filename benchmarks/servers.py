@@ -47,10 +47,12 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
 import grp
 import importlib
 import io
 import ipaddress
+import operator
 import os
 import pstats
 import pwd
@@ -1288,7 +1290,7 @@ def report(
                 (
                     f"{kind}-{backend} / asyncio-{backend}",
                     ratio(f"{kind}-{backend}", f"asyncio-{backend}"),
-                    lambda x, floor=floor: x >= floor,
+                    functools.partial(operator.le, floor),
                     f">= {floor}",
                 )
             )
