@@ -714,9 +714,12 @@ async def generate_load(
     warmup: float,
     duration: float,
     server_cpu: CpuProbe | None = None,
+    sources: int | None = None,
 ) -> Result:
     """Keep *concurrency* sessions going; count those that end in the
-    *duration* seconds after *warmup*."""
+    *duration* seconds after *warmup*.  Session slot *i* connects from
+    127.0.0.(1 + *i* mod *sources*); *sources* defaults to one address per
+    slot."""
     result = Result(name)
     names = users(concurrency)
     loop = asyncio.get_running_loop()
@@ -737,11 +740,9 @@ async def generate_load(
                 result.sessions += 1
                 result.octets += octets
 
-    # One loopback address per session slot (127.0.0.1 and up), so that
-    # address routing (``asyncio2``) spreads the load as many clients would.
     tasks = [
-        asyncio.create_task(worker(u, str(ipaddress.IPv4Address(HOST) + i)))
-        for i, u in enumerate(names)
+        asyncio.create_task(worker(u, source))
+        for u, source in zip(names, source_addresses(concurrency, sources), strict=True)
     ]
     await asyncio.sleep(warmup)
     meter = _Meter(server_cpu)
@@ -784,6 +785,15 @@ class _Slot:
         self.view = memoryview(self.buf)
 
 
+def source_addresses(concurrency: int, sources: int | None) -> list[str]:
+    """The loopback address each of *concurrency* session slots connects
+    from: one each (127.0.0.1 and up) by default, so that address routing
+    (``asyncio2``) spreads the load as many clients would; or *sources*
+    addresses taken in turn."""
+    spread = concurrency if sources is None else sources
+    return [str(ipaddress.IPv4Address(HOST) + i % spread) for i in range(concurrency)]
+
+
 def generate_load_lean(
     name: str,
     port: int,
@@ -792,6 +802,7 @@ def generate_load_lean(
     warmup: float,
     duration: float,
     server_cpu: CpuProbe | None = None,
+    sources: int | None = None,
 ) -> Result:
     """:func:`generate_load`'s sessions, driven by one selector loop.
 
@@ -807,8 +818,10 @@ def generate_load_lean(
     sel = selectors.DefaultSelector()
     capacity = work.reply_octets + 65536
     slots = [
-        _Slot(user, str(ipaddress.IPv4Address(HOST) + i), capacity)
-        for i, user in enumerate(users(concurrency))
+        _Slot(user, source, capacity)
+        for user, source in zip(
+            users(concurrency), source_addresses(concurrency, sources), strict=True
+        )
     ]
     logins = {
         slot.user: (f"USER {slot.user}\r\n".encode(), f"PASS {PASSWORD}\r\n".encode())

@@ -5,7 +5,7 @@ Each worker serves the client addresses routed to it (SECURITY.md "Several
 worker processes"), so the load comes from ``--sources`` addresses
 (127.0.0.1, 127.0.0.2, ...; round robin, one per connection): with one
 address, one worker serves everything.  The load is ``benchmarks/servers.py``'s
-(its load generator, workload and Maildirs): ``--concurrency`` sessions at
+(its lean load generator, workload and Maildirs): ``--concurrency`` sessions at
 once (20), each USER/PASS, STAT, ``--messages`` pipelined RETRs of
 ``--size`` octets (50 x 4 KB) and QUIT, ``--users`` users (20) each with a
 Maildir; the server is the ``pop3proto serve`` command (asyncio runtime),
@@ -20,8 +20,6 @@ workers' CPU time (50% for two evenly loaded workers, 100% for one)::
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
 import os
 import re
 import signal
@@ -37,7 +35,6 @@ from typing import Any
 import servers  # benchmarks/servers.py: the load generator
 
 _LISTENING = re.compile(r"listening on [^\s]+:(\d+)")
-_OPEN_CONNECTION = asyncio.open_connection
 
 
 def start_serve(root: Path, users: Path, workers: int, runtime: str) -> tuple[Any, int]:
@@ -64,16 +61,6 @@ def start_serve(root: Path, users: Path, workers: int, runtime: str) -> tuple[An
     return proc, int(match.group(1))
 
 
-def from_sources(count: int) -> None:
-    """Make the load generator connect from *count* loopback addresses."""
-    sources = itertools.cycle([f"127.0.0.{n}" for n in range(1, count + 1)])
-
-    async def open_connection(host: str, port: int, **kwargs: Any) -> Any:
-        return await _OPEN_CONNECTION(host, port, local_addr=(next(sources), 0), **kwargs)
-
-    asyncio.open_connection = open_connection  # type: ignore[assignment]
-
-
 def worker_cpu(parent: int) -> dict[int, float]:
     """CPU seconds used so far by each worker process (child) of *parent*;
     ``{parent: ...}`` itself when it has none (one worker)."""
@@ -96,7 +83,6 @@ def measure(
 ) -> tuple[list[servers.Result], list[float]]:
     """The runs' results, and the busiest worker's share of the workers'
     CPU time in each run."""
-    from_sources(sources)
     results = []
     busiest = []
     for _ in range(args.runs):
@@ -104,16 +90,15 @@ def measure(
         try:
             before = worker_cpu(proc.pid)
             results.append(
-                asyncio.run(
-                    servers.generate_load(
-                        name,
-                        port,
-                        args.concurrency,
-                        args.work,
-                        1.0,
-                        args.duration,
-                        servers.session_cpu(proc.pid),
-                    )
+                servers.generate_load_lean(
+                    name,
+                    port,
+                    args.concurrency,
+                    args.work,
+                    1.0,
+                    args.duration,
+                    servers.session_cpu(proc.pid),
+                    sources,
                 )
             )
             used = [t - before.get(pid, 0.0) for pid, t in worker_cpu(proc.pid).items()]
