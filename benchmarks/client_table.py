@@ -1,4 +1,4 @@
-"""The client-side table: poplib / drop-in / ``retrieve_many`` / the limit.
+"""The client-side table: poplib / drop-in / ``retrieve_many`` / the limit / the wire.
 
 One run prints, for each scenario, the seconds of four clients downloading
 the same mailbox from a static server that replays precomputed replies
@@ -9,8 +9,13 @@ bottleneck):
 * ``drop-in``: ``pop3proto.adapters.sync.POP3``, ``retr(n)`` per message;
 * ``retrieve_many``: ``pop3proto.adapters.sync.Client.retrieve_many`` over
   the LIST numbers (pipelined: the server advertises PIPELINING);
-* ``limit``: :func:`run_limit`, a 40-line raw client that sends every RETR
-  at once and counts the replies' terminators at C speed: the practical limit.
+* ``limit``: :func:`run_limit`, the issue's yardstick: a raw client that
+  sends every RETR at once and cuts each reply out with ``bytes.find``
+  (no unstuffing, no checks): the practical limit;
+* ``wire``: :func:`run_wire`, as ``limit`` but cutting nothing out: it
+  counts the replies' terminators at C speed, so it only receives the
+  bytes.  No client that hands over messages can come near it; it shows
+  what the receiving alone costs.
 
 Scenarios: 2,000 x 4 KB and 5 x 20 MB on loopback; 200 x 4 KB and
 1,000 x 4 KB through a delay line of 5 ms each way.  The delay line is an
@@ -39,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -54,27 +60,69 @@ from clients import PASSWORD, run_dropin, run_many, run_poplib
 DELAY = 0.005
 
 
-def run_limit(port: int, user: str) -> tuple[int, int]:
-    """The limit: log in, send every RETR in one write, count terminators."""
-    import socket
+def _login_raw(sock: socket.socket, user: str) -> tuple[int, bytes]:
+    """Log in on a raw connection with one write (USER, PASS and STAT);
+    returns the message count and what was read after STAT's reply."""
+    buf = b""
 
+    def line() -> bytes:
+        nonlocal buf
+        while (end := buf.find(b"\r\n")) < 0:
+            buf += sock.recv(65536)
+        text, buf = buf[:end], buf[end + 2 :]
+        return text
+
+    line()
+    sock.sendall(f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\n".encode())
+    line(), line()
+    return int(line().split()[1]), buf
+
+
+def run_limit(port: int, user: str) -> tuple[int, int]:
+    """The limit as the issue defines it: log in, send every RETR in one
+    write, and cut each reply (status line and body, still dot-stuffed)
+    out with ``bytes.find``.
+
+    Written to be as fast as such a loop gets: one receive buffer that
+    grows in place (``bytearray``), each search starting where the
+    previous one stopped, and one copy per reply (through a
+    ``memoryview``, into exact ``bytes``).
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
-
-        def line() -> bytes:
-            nonlocal buf
-            while (end := buf.find(b"\r\n")) < 0:
-                buf += sock.recv(65536)
-            text, buf = buf[:end], buf[end + 2 :]
-            return text
-
-        line()
-        sock.sendall(f"USER {user}\r\nPASS {PASSWORD}\r\nSTAT\r\n".encode())
-        line(), line()
-        count = int(line().split()[1])
+        count, buf = _login_raw(sock, user)
         sock.sendall(b"".join(b"RETR %d\r\n" % n for n in range(1, count + 1)))
-        # In a dot-stuffed stream CRLF "." CRLF only ever ends a reply.
+        data = bytearray(buf)
+        replies: list[bytes] = []
+        start = scanned = 0  # the next reply starts at start; no terminator before scanned
+        while len(replies) < count:
+            # In a dot-stuffed stream CRLF "." CRLF only ever ends a reply.
+            end = data.find(b"\r\n.\r\n", max(scanned - 4, start))
+            if end < 0:
+                more = sock.recv(1 << 20)
+                if not more:
+                    raise ConnectionError("server closed the connection")
+                if start:
+                    # A copy of what is left (a reply begun), not a del: a
+                    # bytearray whose front was cut copies itself whenever
+                    # it grows, and a 20 MB reply grows it twenty times.
+                    data = data[start:]
+                data += more
+                scanned, start = len(data) - len(more), 0
+                continue
+            replies.append(bytes(memoryview(data)[start : end + 2]))
+            start = scanned = end + 5
+        sock.sendall(b"QUIT\r\n")
+    return count, 0
+
+
+def run_wire(port: int, user: str) -> tuple[int, int]:
+    """Receiving alone: log in, send every RETR in one write, count
+    terminators; nothing is cut out."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        count, buf = _login_raw(sock, user)
+        sock.sendall(b"".join(b"RETR %d\r\n" % n for n in range(1, count + 1)))
         done, tail, data = 0, b"", buf
         while True:
             seam = tail + data
@@ -94,6 +142,7 @@ CLIENTS: dict[str, Callable[[int, str], tuple[int, int]]] = {
     "drop-in": run_dropin,
     "retrieve_many": run_many,
     "limit": run_limit,
+    "wire": run_wire,
 }
 
 
@@ -247,14 +296,19 @@ def main() -> None:
         judged = ["-" if g is None else "met" if g >= want else "NOT met" for g in found]
         print(f"  {what:<52} {shown:>14}   {' / '.join(judged)}")
     # The issue's 9x is meant as 90% of the limit: poplib's time depends on
-    # the round trips of the moment, the limit's on the same machine.
-    got = [
-        ratios["small", "retrieve_many", stat] / ratios["small", "limit", stat]
-        for stat in STATISTICS
-    ]
-    shown = " / ".join(f"{g:.0%}" for g in got)
-    verdicts = " / ".join("met" if g >= 0.9 else "NOT met" for g in got)
-    print(f"  {'retrieve_many >= 90% of the limit on 2,000 x 4 KB':<52} {shown:>14}   {verdicts}")
+    # the round trips of the moment, the limit's on the same machine.  The
+    # share of the wire is shown, not judged: it cuts out no message.
+    for yardstick, judging in (("limit", True), ("wire", False)):
+        got = [
+            ratios["small", "retrieve_many", stat] / ratios["small", yardstick, stat]
+            for stat in STATISTICS
+        ]
+        shown = " / ".join(f"{g:.0%}" for g in got)
+        verdicts = (
+            " / ".join("met" if g >= 0.9 else "NOT met" for g in got) if judging else "(shown)"
+        )
+        what = f"retrieve_many >= 90% of the {yardstick} on 2,000 x 4 KB"
+        print(f"  {what:<52} {shown:>14}   {verdicts}")
     worst = {name: max(mibs) for name, mibs in peaks.items()}
     mids = {name: statistics.median(mibs) for name, mibs in peaks.items()}
     for stat, figures in (("highest", worst), ("median", mids)):
