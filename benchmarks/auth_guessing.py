@@ -24,9 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from pop3proto.adapters.mailstore._memory import MemoryBackend
-from pop3proto.adapters.mailstore._users import DictAuthenticator
-from pop3proto.adapters.server._config import ServerConfig
+from pop3proto.adapters.server import DictAuthenticator, MemoryBackend, ServerConfig
 
 PASSWORD = "the right one"
 
@@ -40,7 +38,7 @@ def running(kind: str, config: ServerConfig) -> Iterator[tuple[str, int]]:
     box: dict[str, Any] = {}
     ready = threading.Event()
     if kind == "blocking":
-        from pop3proto.adapters.server._sync import Server as SyncServer
+        from pop3proto.adapters.sync import Server as SyncServer
 
         server = SyncServer(backend, auth, **kwargs)
         thread = server.start()
@@ -52,7 +50,7 @@ def running(kind: str, config: ServerConfig) -> Iterator[tuple[str, int]]:
             thread.join(5)
         return
     if kind == "asyncio":
-        from pop3proto.adapters.server._asyncio import Server as AsyncioServer
+        from pop3proto.adapters.asyncio import Server as AsyncioServer
 
         async def amain() -> None:
             async with AsyncioServer(backend, auth, **kwargs) as srv:
@@ -70,7 +68,7 @@ def running(kind: str, config: ServerConfig) -> Iterator[tuple[str, int]]:
     else:
         import trio
 
-        from pop3proto.adapters.server._trio import Server as TrioServer
+        from pop3proto.adapters.trio import Server as TrioServer
 
         async def tmain() -> None:
             srv = TrioServer(backend, auth, **kwargs)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pop3proto
-from pop3proto.adapters.mailstore._users import UsersFile, hash_password
+from pop3proto.adapters.server import UsersFile, hash_password
 
 
 def server_first(auth: UsersFile, user: str, hash_name: str = "sha256") -> dict[str, str]:

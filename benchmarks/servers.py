@@ -173,11 +173,13 @@ def _announce(port: int) -> None:
 
 def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, size: int) -> None:
     """Run one of our servers until SIGTERM."""
-    from pop3proto.adapters.mailstore._base import MaildropBackend
-    from pop3proto.adapters.mailstore._maildir import MaildirBackend
-    from pop3proto.adapters.mailstore._memory import MemoryBackend
-    from pop3proto.adapters.mailstore._users import DictAuthenticator
-    from pop3proto.adapters.server._config import ServerConfig
+    from pop3proto.adapters.server import (
+        DictAuthenticator,
+        MaildirBackend,
+        MaildropBackend,
+        MemoryBackend,
+        ServerConfig,
+    )
 
     names = users(n_users)
     backend: MaildropBackend
@@ -214,7 +216,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
     else:
         relay_to = 0
     if kind == "asyncio":
-        from pop3proto.adapters.server._asyncio import Server as AsyncioServer
+        from pop3proto.adapters.asyncio import Server as AsyncioServer
 
         async def main_asyncio() -> None:
             async with AsyncioServer(backend, auth, **options) as server:
@@ -237,7 +239,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
     elif kind == "trio":
         import trio  # type: ignore[import-untyped, unused-ignore]
 
-        from pop3proto.adapters.server._trio import Server as TrioServer
+        from pop3proto.adapters.trio import Server as TrioServer
 
         async def main_trio() -> None:
             server = TrioServer(backend, auth, **options)
@@ -251,7 +253,7 @@ def serve_ours(kind: str, backend_kind: str, root: str, n_users: int, n: int, si
 
         trio.run(main_trio)
     else:
-        from pop3proto.adapters.server._sync import Server as BlockingServer
+        from pop3proto.adapters.sync import Server as BlockingServer
 
         server = BlockingServer(backend, auth, **options)
         signal.signal(
@@ -1125,12 +1127,14 @@ def in_process(args: argparse.Namespace, messages: Sequence[bytes]) -> None:
     per session over batches of 20 sessions.
     """
     from pop3proto.adapters._seam import Send
-    from pop3proto.adapters.mailstore._base import MaildropBackend
-    from pop3proto.adapters.mailstore._maildir import MaildirBackend
-    from pop3proto.adapters.mailstore._memory import MemoryBackend
-    from pop3proto.adapters.mailstore._users import DictAuthenticator
-    from pop3proto.adapters.server._config import ServerConfig
-    from pop3proto.adapters.server._session import ServerSession
+    from pop3proto.adapters.server import (
+        DictAuthenticator,
+        MaildirBackend,
+        MaildropBackend,
+        MemoryBackend,
+        ServerConfig,
+        ServerSession,
+    )
 
     work = Workload.of(messages)
     user = "user0"
