@@ -357,4 +357,5 @@ if not TYPE_CHECKING:  # pragma: no branch - always true at run time
     def __dir__() -> list[str]:
         return sorted(set(globals()) | set(__all__))
 
+
 del TYPE_CHECKING

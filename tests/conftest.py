@@ -74,9 +74,7 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "auth_delay: keep the real failed-login delay and penalties"
-    )
+    config.addinivalue_line("markers", "auth_delay: keep the real failed-login delay and penalties")
 
 
 @pytest.fixture(autouse=True)

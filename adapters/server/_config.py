@@ -330,9 +330,7 @@ class ServerConfig:
         if not 0 <= delay <= 3600:
             raise ValueError("auth_failure_delay must be between 0 and 3600 seconds")
         if not delay <= cap <= 3600:
-            raise ValueError(
-                "auth_penalty_max must be between auth_failure_delay and 3600 seconds"
-            )
+            raise ValueError("auth_penalty_max must be between auth_failure_delay and 3600 seconds")
         if not self.auth_penalty_reset > 0:
             raise ValueError("auth_penalty_reset must be positive")
         if self.auth_penalty_entries < 1:

@@ -75,8 +75,6 @@ class Wire(OperationRunner):
         sink(request.data)
         return None
 
-
-
     def lines(self) -> list[bytes]:
         return bytes(self.sent).split(b"\r\n")[:-1]
 

@@ -37,9 +37,9 @@ def main() -> int:
         print("test_poplib did not import the drop-in", file=sys.stderr)
         return 2
     suite = unittest.defaultTestLoader.loadTestsFromModule(test_poplib)
-    result = unittest.TextTestRunner(
-        stream=sys.stderr, verbosity=2 if options.verbose else 1
-    ).run(suite)
+    result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2 if options.verbose else 1).run(
+        suite
+    )
     skipped = len(result.skipped)
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     passed = result.testsRun - failed - skipped

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-USER_CODE = '''\
+USER_CODE = """\
 import asyncio
 
 import pop3proto
@@ -41,7 +41,7 @@ def engine() -> bytes:
 server = Server(MemoryBackend({"alice": [b"hi\\n"]}), DictAuthenticator({"alice": "s"}), port=0)
 server.server_close()
 print(asyncio, engine)
-'''
+"""
 
 
 def mypy_strict(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:

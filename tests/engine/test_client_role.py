@@ -589,9 +589,7 @@ def test_stat_and_list_entry_ignore_text_after_the_numbers() -> None:
     assert ask(conn, List(1), b"+OK 1 120 octets\r\n")[0] == ListEntryOk(1, 120)
 
 
-@pytest.mark.parametrize(
-    "wire", [b"+OK 1 x\r\n", b"+OK x 1\r\n", b"+OK x\r\n", b"+OK\r\n"]
-)
+@pytest.mark.parametrize("wire", [b"+OK 1 x\r\n", b"+OK x 1\r\n", b"+OK x\r\n", b"+OK\r\n"])
 def test_malformed_list_entry_reply(wire: bytes) -> None:
     conn = client_tx()
     conn.send(List(1))

@@ -138,9 +138,12 @@ def test_extension_and_bad_command_specs() -> None:
     assert BAD_COMMAND_SPEC.states == frozenset()
     assert BAD_COMMAND_SPEC.reply_to(p.BadCommand(b"X", "x")).events == (p.Err,)
     assert command_arguments(p.Extension("XTND", ("a", "b"))) == ["a", "b"]
-    assert spec_of(p.Extension("XLST", multiline=True)).reply_to(
-        p.Extension("XLST", multiline=True)
-    ).framing is Framing.BODY
+    assert (
+        spec_of(p.Extension("XLST", multiline=True))
+        .reply_to(p.Extension("XLST", multiline=True))
+        .framing
+        is Framing.BODY
+    )
 
 
 def test_spec_of_refuses_what_is_not_a_command() -> None:

@@ -303,9 +303,7 @@ def test_client_wrong_password(dovecot: DovecotServer, dovecot_mailbox: list[byt
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not pop3_asyncio.STLS_SUPPORTED, reason="STLS over asyncio needs Python 3.11"
-)
+@pytest.mark.skipif(not pop3_asyncio.STLS_SUPPORTED, reason="STLS over asyncio needs Python 3.11")
 def test_asyncio_client_stls_retrieve_many(
     dovecot: DovecotServer, dovecot_mailbox: list[bytes]
 ) -> None:
