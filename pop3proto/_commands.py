@@ -618,8 +618,13 @@ def write_command(cmd: Command, limit: int) -> bytes:
     """``keyword *(SP param) CRLF`` (RFC 2449 §3), at most *limit* octets."""
     form = _NUMBERED.get(type(cmd))
     if form is not None:
-        # The commands sent once per message, formatted directly.
-        return _line(form % cmd.number, limit, f"{cmd.keyword} command")  # type: ignore[attr-defined]
+        # The commands sent once per message, formatted directly (and the
+        # error's wording built only for an error: a pipelined burst
+        # writes thousands of these).
+        line: bytes = form % cmd.number + b"\r\n"  # type: ignore[attr-defined]
+        if len(line) <= limit:
+            return line
+        return _line(line[:-2], limit, f"{cmd.keyword} command")
     if isinstance(cmd, Auth):
         parts = [b"AUTH", cmd.mechanism.encode("ascii")]
         if cmd.initial_response is not None:

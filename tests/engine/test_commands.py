@@ -98,6 +98,21 @@ def test_what_the_client_writes_the_server_parses(cmd: p.Command) -> None:
     assert parse_command(line[:-2], allow_utf8=False) == cmd
 
 
+@pytest.mark.parametrize("kind", [p.Retr, p.Dele])
+def test_numbered_command_at_and_over_the_limit(kind: type[p.Retr] | type[p.Dele]) -> None:
+    """A message number long enough to break the command limit (255 octets
+    with CRLF, RFC 2449 §4) is refused by the writer, never sent cut; one
+    octet less is written whole."""
+    keyword = kind.keyword
+    at_limit = 10 ** (255 - len(keyword) - 1 - 2 - 1)  # digits fill the line
+    line = write_command(kind(at_limit), 255)
+    assert len(line) == 255 and line == f"{keyword} {at_limit}\r\n".encode()
+    with pytest.raises(
+        p.LocalProtocolError, match=rf"^{keyword} command would be 256 octets; the limit is 255"
+    ):
+        write_command(kind(at_limit * 10), 255)
+
+
 @pytest.mark.parametrize("cmd", SAMPLES, ids=repr)
 def test_reply_shape_is_a_fact_of_the_command(cmd: p.Command) -> None:
     """Bodies for RETR/TOP, listings for argument-less LIST/UIDL/CAPA/LANG."""
