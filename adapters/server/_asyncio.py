@@ -64,7 +64,7 @@ from .._seam import Call, CallResult, Send, Sleep, StartTLS
 from ..mailstore._base import AsyncMaildropBackend, MaildropBackend
 from ..mailstore._users import Authenticator
 from ._admission import ACCEPT_RESOURCE_ERRORS, REFUSALS, AcceptBackoff, Ticket
-from ._base import ServerBase, format_peer
+from ._base import ServerBase, format_peer, no_delay
 from ._config import ServerConfig, busy_response
 from ._loop import (
     LINGER_LIMIT,
@@ -377,6 +377,7 @@ class Server(ServerBase):
                 failures = backoff.succeeded()
                 if failures:
                     log.warning("accept works again after %d failures", failures)
+                no_delay(sock)
                 self._admit_client(sock, address)
         finally:
             listener.close()

@@ -53,7 +53,7 @@ from .._seam import Call, CallResult, Send, Sleep, StartTLS
 from ..mailstore._base import MaildropBackend
 from ..mailstore._users import Authenticator
 from ._admission import ACCEPT_RESOURCE_ERRORS, REFUSALS, AcceptBackoff, Ticket, Verdict
-from ._base import ServerBase, format_peer
+from ._base import ServerBase, format_peer, no_delay
 from ._config import ServerConfig, busy_response
 from ._loop import (
     LINGER_LIMIT,
@@ -293,6 +293,7 @@ class Server(ServerBase):
         failures = backoff.succeeded()
         if failures:
             log.warning("accept works again after %d failures", failures)
+        no_delay(sock)
         ip, peer = format_peer(address)
         with self._lock:
             decision = self._admit(ip, peer, time.monotonic())
