@@ -437,7 +437,7 @@ _BUILDERS: dict[
 }
 
 
-def _mechanism_needs(authorization: Authorization, event: Auth) -> str:
+def _auth_needs(authorization: Authorization, event: Auth) -> str:
     # An unknown mechanism is refused before anything is asked; "" is in
     # no set of kinds, so such a step simply goes to a worker thread.
     entry = pop3proto.MECHANISMS.get(event.mechanism)
@@ -449,7 +449,7 @@ def _mechanism_needs(authorization: Authorization, event: Auth) -> str:
 _STEP_NEEDS: dict[type[Event], Callable[[Authorization, Any], str]] = {
     Pass: lambda authorization, event: "password",
     Apop: lambda authorization, event: "secret",
-    Auth: _mechanism_needs,
+    Auth: _auth_needs,
     SaslResponse: lambda authorization, event: authorization._mechanism_needs,
 }
 
